@@ -1,0 +1,119 @@
+"""The `medrepro` command: doctor, demo, tracking commands and one group per paper."""
+
+import argparse
+import importlib
+import logging
+import sys
+import time
+import traceback
+from pathlib import Path
+
+from shared import __version__
+
+# Paper subcommand name -> module exposing `register(subparsers)` and
+# `demo(out_dir, store_url, progress) -> Path` (the Markdown report it wrote).
+PAPERS = {
+    "heatmap-loss": "heatmap_loss.cli",
+    "covidnet-siamese": "covidnet_siamese.cli",
+    "lge-qa": "lge_qa.cli",
+    "hrpqct": "hrpqct.cli",
+    "bar-ad": "bar_ad.cli",
+}
+# Modules exposing `register(subparsers)` for suite-wide commands.
+SUITE_COMMANDS = ["shared.tracking_cli"]
+
+
+def _import_optional(module_name):
+    """Imports a command module; None only when the module itself does not exist."""
+    try:
+        return importlib.import_module(module_name)
+    except ModuleNotFoundError as err:
+        if err.name and module_name.startswith(err.name):
+            return None
+        raise
+
+
+def paper_modules() -> dict:
+    """The paper command modules that are installed, by subcommand name."""
+    found = {}
+    for name, module_name in PAPERS.items():
+        module = _import_optional(module_name)
+        if module is not None:
+            found[name] = module
+    return found
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="medrepro",
+        description=(
+            "Reproductions of five medical-imaging deep-learning papers. Each paper has "
+            "'run' (the end-to-end experiment; --preset quick|paper), 'generate' (synthetic "
+            "data written in the real dataset's on-disk format) and further commands. "
+            "Results go to a results store: SQLite under runs/ by default, PostgreSQL "
+            "with --store postgresql://... or $MEDREPRO_STORE."
+        ),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("--version", action="version", version=f"medrepro {__version__}")
+    parser.add_argument("-v", "--verbose", action="store_true", help="log at INFO level")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+
+    doctor = sub.add_parser("doctor", help="check TensorFlow, devices, optional readers, store")
+    from shared.cli_common import add_store_arg
+
+    add_store_arg(doctor)
+    doctor.set_defaults(func=_cmd_doctor)
+
+    demo = sub.add_parser("demo", help="run every paper's quick reproduction, write runs/demo/index.md")
+    demo.add_argument("--out", type=Path, default=Path("runs/demo"), help="demo folder (default: runs/demo)")
+    demo.add_argument("--papers", nargs="*", default=None, metavar="PAPER",
+                      help=f"subset of papers (default: all of {', '.join(PAPERS)})")
+    add_store_arg(demo)
+    demo.add_argument("--no-progress", action="store_true", help="hide progress bars")
+    demo.set_defaults(func=_cmd_demo)
+
+    for module_name in SUITE_COMMANDS:
+        module = _import_optional(module_name)
+        if module is not None:
+            module.register(sub)
+    for module in paper_modules().values():
+        module.register(sub)
+    return parser
+
+
+def _cmd_doctor(args) -> int:
+    from shared.doctor import run_doctor
+    from shared.cli_common import resolve_store_url
+
+    return run_doctor(resolve_store_url(args.store))
+
+
+def _cmd_demo(args) -> int:
+    from shared.cli_common import resolve_store_url
+    from shared.demo import run_demo
+
+    return run_demo(args.out, resolve_store_url(args.store), papers=args.papers,
+                    show_progress=not args.no_progress)
+
+
+def main(argv=None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
+                        format="%(levelname)s %(name)s: %(message)s")
+    if getattr(args, "func", None) is None:
+        parser.print_help()
+        return 0
+    try:
+        return int(args.func(args) or 0)
+    except (ValueError, FileNotFoundError, RuntimeError) as err:
+        # Errors about the user's input or environment: one clear line, no traceback.
+        if args.verbose:
+            traceback.print_exc()
+        print(f"medrepro: error: {err}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,67 @@
+"""`medrepro demo`: every paper's quick reproduction, one after another."""
+
+import logging
+import time
+import traceback
+from pathlib import Path
+
+from shared.progress import progress
+
+log = logging.getLogger(__name__)
+
+
+def run_demo(out_dir, store_url: str, papers=None, show_progress: bool = True) -> int:
+    """Runs each installed paper's `demo` and writes `<out_dir>/index.md`.
+
+    A paper that fails is recorded with its error and the others still run, so
+    one failure never loses the results already computed.
+
+    Returns:
+        0 when every paper succeeded, 1 otherwise.
+    """
+    from shared.cli import PAPERS, paper_modules
+
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    available = paper_modules()
+    wanted = list(PAPERS) if papers is None else list(papers)
+    unknown = [p for p in wanted if p not in PAPERS]
+    if unknown:
+        raise ValueError(f"Unknown paper(s) {unknown}; expected some of {list(PAPERS)}")
+    rows = []
+    bar = progress(wanted, desc="demo", enabled=show_progress, unit="paper")
+    for name in bar:
+        bar.set_postfix_str(name)
+        module = available.get(name)
+        if module is None or not hasattr(module, "demo"):
+            rows.append((name, "not installed", None, 0.0))
+            continue
+        start = time.perf_counter()
+        try:
+            report = Path(module.demo(out / name.replace("-", "_"), store_url,
+                                      progress=show_progress))
+            rows.append((name, "ok", report, time.perf_counter() - start))
+        except Exception as err:  # noqa: BLE001 - keep going, report at the end
+            log.error("%s demo failed: %s", name, err)
+            (out / f"{name}_error.txt").write_text(traceback.format_exc())
+            rows.append((name, f"failed: {err}", None, time.perf_counter() - start))
+    write_index(out / "index.md", rows, store_url)
+    print(f"Demo index: {out / 'index.md'}")
+    return 0 if all(status == "ok" for _, status, _, _ in rows) else 1
+
+
+def write_index(path: Path, rows, store_url: str) -> Path:
+    lines = [
+        "# medrepro demo",
+        "",
+        "Each paper's `quick` preset, run end to end on its synthetic data.",
+        f"Results store: `{store_url}`",
+        "",
+        "| paper | status | minutes | report |",
+        "| --- | --- | ---: | --- |",
+    ]
+    for name, status, report, seconds in rows:
+        link = f"[{report.name}]({report.relative_to(path.parent).as_posix()})" if report else "-"
+        lines.append(f"| {name} | {status} | {seconds / 60:.1f} | {link} |")
+    path.write_text("\n".join(lines) + "\n")
+    return path

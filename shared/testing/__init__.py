@@ -1,0 +1,1 @@
+"""Helpers for the test suite and for users testing their own extensions."""

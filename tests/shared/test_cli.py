@@ -1,0 +1,41 @@
+import json
+
+import pytest
+
+from shared import cli
+from shared.runs import make_run_dir, to_jsonable
+from shared.seeding import numpy_rng
+
+
+def test_help_lists_core_commands(capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        cli.main(["--help"])
+    assert exit_info.value.code == 0
+    out = capsys.readouterr().out
+    assert "doctor" in out and "demo" in out
+
+
+def test_demo_rejects_unknown_paper(tmp_path, capsys):
+    code = cli.main(["demo", "--out", str(tmp_path), "--papers", "no-such-paper"])
+    assert code == 2
+    assert "no-such-paper" in capsys.readouterr().err
+
+
+def test_run_dir_records_config_and_revision(tmp_path):
+    out = make_run_dir(tmp_path / "run", {"lr": 1e-3, "path": tmp_path})
+    config = json.loads((out / "config.json").read_text())
+    info = json.loads((out / "run_info.json").read_text())
+    assert config == {"lr": 1e-3, "path": str(tmp_path)}
+    assert info["medrepro_version"] and "tensorflow" in info
+
+
+def test_seed_zero_is_a_seed_and_none_is_refused():
+    assert numpy_rng(0).integers(1000) == numpy_rng(0).integers(1000)
+    with pytest.raises(ValueError, match="seed=None"):
+        numpy_rng(None)
+
+
+def test_to_jsonable_handles_numpy():
+    import numpy as np
+
+    assert to_jsonable({"a": np.float32(1.5), "b": np.arange(2)}) == {"a": 1.5, "b": [0, 1]}
