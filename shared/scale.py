@@ -1,7 +1,26 @@
-"""Distribution strategies, dtype policies and XLA switches for the training entry points."""
+"""Distribution strategies, dtype policies and XLA switches for the training entry points.
 
-import tensorflow as tf
+Every training entry point takes `--strategy`, `--precision` and `--xla`
+(see `shared.cli_common.add_run_args`) and passes them to `configure`, then builds
+and compiles its model inside `strategy.scope()`.
+
+Custom `train_step`s stay correct under these settings when they:
+
+- compute losses in float32 (`as_float32`) even under a mixed policy: attribution
+  maps and contrastive logits lose too much precision in float16;
+- let `model.optimizer` handle float16 loss scaling (Keras wraps the optimizer in a
+  `LossScaleOptimizer` under `mixed_float16`, and `self.optimizer.apply` unscales);
+- gather the embeddings of every replica before a contrastive loss
+  (`gather_across_replicas`), so each anchor sees the negatives of the global batch;
+- divide per-example losses by the global batch size, which Keras's `compile` losses
+  already do under a strategy.
+"""
+
+import dataclasses
+import os
+
 import keras
+import tensorflow as tf
 
 PRECISIONS = ("float32", "mixed_float16", "mixed_bfloat16")
 STRATEGIES = ("default", "mirrored", "multi-worker")
@@ -21,12 +40,97 @@ def make_strategy(name: str = "default", devices=None) -> tf.distribute.Strategy
         name: str. "default" (one device), "mirrored" (all local GPUs, or `devices`)
             or "multi-worker" (reads the standard TF_CONFIG variable).
         devices: list of str, optional. Devices for the mirrored strategy, e.g.
-            `["/cpu:0", "/cpu:1"]` with two logical CPUs in tests.
+            `["/cpu:0", "/cpu:1"]` after `split_cpu(2)`.
     """
     if name == "default":
         return tf.distribute.get_strategy()
     if name == "mirrored":
+        if devices is None and not tf.config.list_logical_devices("GPU"):
+            cpus = tf.config.list_logical_devices("CPU")
+            devices = [d.name for d in cpus]
         return tf.distribute.MirroredStrategy(devices=devices)
     if name == "multi-worker":
+        if "TF_CONFIG" not in os.environ:
+            raise ValueError("strategy 'multi-worker' reads the cluster from the TF_CONFIG "
+                             "environment variable, which is not set")
         return tf.distribute.MultiWorkerMirroredStrategy()
     raise ValueError(f"strategy must be one of {STRATEGIES}. Received: strategy={name!r}")
+
+
+def split_cpu(n: int) -> None:
+    """Splits the CPU into `n` logical devices (before TensorFlow first uses it).
+
+    Lets a mirrored strategy be tested on one CPU: each logical device is a replica.
+    """
+    cpus = tf.config.list_physical_devices("CPU")
+    tf.config.set_logical_device_configuration(
+        cpus[0], [tf.config.LogicalDeviceConfiguration() for _ in range(n)])
+
+
+@dataclasses.dataclass(frozen=True)
+class ScaleSettings:
+    """What `configure` resolved: the strategy to build under and compile options."""
+
+    strategy: tf.distribute.Strategy
+    precision: str
+    jit_compile: bool
+
+    @property
+    def num_replicas(self) -> int:
+        return self.strategy.num_replicas_in_sync
+
+
+def configure(strategy: str = "default", precision: str = "float32", xla: bool = False,
+              devices=None) -> ScaleSettings:
+    """Sets the dtype policy and returns the strategy and `jit_compile` flag to use.
+
+    Example:
+        settings = configure("mirrored", "mixed_float16", xla=True)
+        with settings.strategy.scope():
+            model = build_model()
+            model.compile(optimizer="adam", jit_compile=settings.jit_compile)
+    """
+    set_precision(precision)
+    return ScaleSettings(make_strategy(strategy, devices), precision, bool(xla))
+
+
+def as_float32(x):
+    """Casts a tensor to float32 (losses, attribution maps and logits are kept in it)."""
+    return tf.cast(x, tf.float32)
+
+
+def gather_across_replicas(x, axis: int = 0):
+    """Concatenates `x` from every replica along `axis` inside a replica context.
+
+    Outside a strategy (or with one replica) it returns `x` unchanged. Gradients flow
+    back to each replica's own slice, as needed for contrastive losses whose negatives
+    come from the whole global batch.
+    """
+    ctx = tf.distribute.get_replica_context()
+    if ctx is None or ctx.num_replicas_in_sync == 1:
+        return x
+    return ctx.all_gather(x, axis=axis)
+
+
+def local_slice(global_values, local_batch_size, axis: int = 0):
+    """The rows of gathered `global_values` that belong to this replica."""
+    ctx = tf.distribute.get_replica_context()
+    if ctx is None or ctx.num_replicas_in_sync == 1:
+        return global_values
+    replica = tf.cast(ctx.replica_id_in_sync_group, tf.int32)
+    start = replica * local_batch_size
+    return tf.gather(global_values, tf.range(start, start + local_batch_size), axis=axis)
+
+
+def scale_for_replicas(loss):
+    """Divides a loss by the number of replicas in sync.
+
+    Keras `Loss` objects do this themselves; a custom `train_step` that adds its own
+    term (an attribution penalty, say) calls this on that term, because the
+    optimizer sums the replicas' gradients.
+    """
+    strategy = tf.distribute.get_strategy()
+    replicas = strategy.num_replicas_in_sync
+    if replicas == 1:
+        return loss
+    return loss * tf.cast(1.0 / replicas, loss.dtype)

@@ -1,0 +1,46 @@
+import pytest
+
+from shared import scale
+from shared.testing.distribution import compare_single_and_mirrored
+
+
+def test_unknown_names_are_refused():
+    with pytest.raises(ValueError, match="precision"):
+        scale.set_precision("float8")
+    with pytest.raises(ValueError, match="strategy"):
+        scale.make_strategy("tpu-pod")
+
+
+def test_multi_worker_needs_tf_config(monkeypatch):
+    monkeypatch.delenv("TF_CONFIG", raising=False)
+    with pytest.raises(ValueError, match="TF_CONFIG"):
+        scale.make_strategy("multi-worker")
+
+
+def test_outside_a_strategy_gather_and_scale_are_identity():
+    import tensorflow as tf
+
+    x = tf.constant([[1.0], [2.0]])
+    assert scale.gather_across_replicas(x).numpy().tolist() == [[1.0], [2.0]]
+    assert float(scale.scale_for_replicas(tf.constant(3.0))) == 3.0
+
+
+@pytest.mark.slow
+def test_custom_train_step_same_on_two_replicas():
+    result = compare_single_and_mirrored("tests.shared.scale_models:build",
+                                         "tests.shared.scale_models:data", steps=3)
+    assert result["replicas"] == 2
+    # One global batch of 16 rows split over two replicas: each replica sees the
+    # other's rows through the gather, and the update equals the single-device one.
+    assert result["mirrored"]["global_rows"][-1] == 16.0
+    assert result["single"]["loss"] == pytest.approx(result["mirrored"]["loss"], rel=1e-4)
+    assert result["max_weight_diff"] < 1e-5
+
+
+@pytest.mark.slow
+def test_mixed_float16_stays_finite_on_two_replicas():
+    result = compare_single_and_mirrored("tests.shared.scale_models:build",
+                                         "tests.shared.scale_models:data", steps=3,
+                                         precision="mixed_float16")
+    assert result["finite"]
+    assert result["single"]["loss"] == pytest.approx(result["mirrored"]["loss"], rel=2e-2)
