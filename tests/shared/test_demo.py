@@ -1,0 +1,39 @@
+import sys
+import types
+
+from shared import cli
+
+
+def _fake_paper(name, fail=False):
+    module = types.ModuleType(name)
+
+    def register(subparsers):
+        subparsers.add_parser(name.replace("_", "-"))
+
+    def demo(out_dir, store_url, progress=True):
+        if fail:
+            raise RuntimeError("synthetic failure")
+        out_dir.mkdir(parents=True, exist_ok=True)
+        report = out_dir / "report.md"
+        report.write_text(f"# {name}\n")
+        return report
+
+    module.register, module.demo = register, demo
+    return module
+
+
+def test_demo_runs_every_paper_and_survives_a_failure(tmp_path, monkeypatch):
+    monkeypatch.setitem(sys.modules, "fake_ok.cli", _fake_paper("fake_ok"))
+    monkeypatch.setitem(sys.modules, "fake_bad.cli", _fake_paper("fake_bad", fail=True))
+    monkeypatch.setattr(cli, "PAPERS", {"fake-ok": "fake_ok.cli", "fake-bad": "fake_bad.cli"})
+
+    code = cli.main(["demo", "--out", str(tmp_path), "--no-progress",
+                     "--store", f"sqlite:///{tmp_path}/r.sqlite"])
+
+    assert code == 1  # one paper failed
+    index = (tmp_path / "index.md").read_text()
+    assert "| fake-ok | ok |" in index
+    assert "[report.md](fake_ok/report.md)" in index
+    assert "| fake-bad | failed: synthetic failure |" in index
+    assert "synthetic failure" in (tmp_path / "fake-bad_error.txt").read_text()
+    assert (tmp_path / "fake_ok" / "report.md").exists()
