@@ -1,0 +1,163 @@
+"""Presets for the "Siamesifying the COVID-Net" reproduction.
+
+`paper` holds the paper's settings (Sections 3.1-3.3, Tables 1-2) and the authors'
+released ones where the paper is silent (nf = 128, 1024 fully connected units);
+`quick` fits in about two minutes on two CPU cores; `tiny` runs in seconds for the
+tests and the notebook in CI.
+"""
+
+import dataclasses
+from typing import Dict, Tuple
+
+CLASS_NAMES = ("normal", "pneumonia", "COVID-19")
+"""Class index order, as the COVID-Net repository maps them (normal 0, pneumonia 1, COVID-19 2)."""
+
+# Table 1 of the paper: images per class (normal, pneumonia, COVID-19).
+PAPER_COUNTS = {
+    "train": (6373, 4361, 179),
+    "val": (1593, 1090, 44),
+    "test": (885, 594, 31),
+}
+
+
+@dataclasses.dataclass
+class CovidNetSiameseConfig:
+    """Every setting of one reproduction run.
+
+    Attributes:
+        name: preset name.
+        counts: images per split ("train", "val", "test") and class, in the order of
+            `CLASS_NAMES`. The generator writes train + val into the COVIDx training
+            split; the loader draws `val_fraction` of each class back out (Section 3.1).
+        val_fraction: share of each class held out of the training split for validation.
+        raw_size: side of the synthetic PNGs in pixels (the loader resizes them).
+        image_size: side after preprocessing (224 in the paper).
+        crop_fraction: border share cut from each side for the cropping experiment.
+        artefact_strength: probability that a class's marker artefact appears on an
+            image of that class (see `phantom.ARTEFACT_RATES`); 0 gives clean images.
+        nf: width of the first PEPX stage (channels); each later stage doubles it.
+        depths: PEPX modules per stage (COVID-Net: 3, 4, 6, 3).
+        fc_units: units of the first fully connected layer.
+        embedding_dim: length of the siamese feature vector.
+        search_learning_rates / search_batch_sizes: the grid of Section 3.3.
+        search_epochs_single / search_epochs_siamese: epochs per grid point.
+        search_pairs_per_epoch: siamese training pairs per epoch in the search (5,000).
+        final_epochs_single / final_epochs_siamese: epochs of the final runs (100 / 50).
+        final_pairs_per_epoch: siamese training pairs per epoch in the final run (12,000).
+        three_way_trials: three-way validation trials (129).
+        seeds: seeds of the final runs, for the statistics over seeds.
+        gradcam_per_class: test images per class shown with Grad-CAM maps.
+        run_search: run the grid search (False: use `default_learning_rate/batch`).
+        default_learning_rate / default_batch_size: used when no search runs.
+    """
+
+    name: str = "paper"
+    counts: Dict[str, Tuple[int, int, int]] = dataclasses.field(
+        default_factory=lambda: {k: tuple(v) for k, v in PAPER_COUNTS.items()})
+    val_fraction: float = 0.2
+    raw_size: int = 256
+    image_size: int = 224
+    crop_fraction: float = 0.1
+    artefact_strength: float = 0.75
+    nf: int = 128
+    depths: Tuple[int, ...] = (3, 4, 6, 3)
+    fc_units: int = 1024
+    embedding_dim: int = 1024
+    search_learning_rates: Tuple[float, ...] = (1e-3, 1e-4, 1e-5)
+    search_batch_sizes: Tuple[int, ...] = (8, 16, 32)
+    search_epochs_single: int = 100
+    search_epochs_siamese: int = 20
+    search_pairs_per_epoch: int = 5000
+    final_epochs_single: int = 100
+    final_epochs_siamese: int = 50
+    final_pairs_per_epoch: int = 12000
+    three_way_trials: int = 129
+    seeds: Tuple[int, ...] = (0, 1, 2)
+    gradcam_per_class: int = 4
+    run_search: bool = True
+    default_learning_rate: float = 1e-4
+    default_batch_size: int = 32
+
+    def __post_init__(self):
+        for split in ("train", "val", "test"):
+            if split not in self.counts or len(self.counts[split]) != len(CLASS_NAMES):
+                raise ValueError(
+                    f"counts needs 3 class counts for each of train/val/test. "
+                    f"Received: counts={self.counts!r}")
+        if not 0.0 <= self.crop_fraction < 0.5:
+            raise ValueError(f"crop_fraction must be in [0, 0.5). Received: crop_fraction={self.crop_fraction}")
+        if not 0.0 < self.val_fraction < 1.0:
+            raise ValueError(f"val_fraction must be in (0, 1). Received: val_fraction={self.val_fraction}")
+        self.depths = tuple(int(d) for d in self.depths)
+        self.seeds = tuple(int(s) for s in self.seeds)
+        self.counts = {k: tuple(int(c) for c in v) for k, v in self.counts.items()}
+
+
+def paper() -> CovidNetSiameseConfig:
+    """The paper's settings: Table 1 sizes, 224 x 224, nf = 128, full grid, 100 / 50 epochs."""
+    return CovidNetSiameseConfig()
+
+
+def quick() -> CovidNetSiameseConfig:
+    """About two minutes on two CPU cores.
+
+    The imbalance keeps the paper's normal : pneumonia ratio but raises COVID-19 from
+    1.6 % to about 6 % of the images, so the test set holds enough COVID-19 images for
+    a per-class accuracy; images are 64 x 64 and the network two narrow stages.
+    """
+    return CovidNetSiameseConfig(
+        name="quick",
+        counts={"train": (320, 220, 48), "val": (80, 55, 12), "test": (90, 60, 24)},
+        raw_size=96,
+        image_size=64,
+        nf=16,
+        depths=(1, 1),
+        fc_units=64,
+        embedding_dim=64,
+        search_learning_rates=(1e-3, 1e-4),
+        search_batch_sizes=(16,),
+        search_epochs_single=6,
+        search_epochs_siamese=3,
+        search_pairs_per_epoch=256,
+        final_epochs_single=20,
+        final_epochs_siamese=8,
+        final_pairs_per_epoch=512,
+        three_way_trials=129,
+        seeds=(0, 1, 2),
+        gradcam_per_class=3,
+    )
+
+
+def tiny() -> CovidNetSiameseConfig:
+    """Seconds: for tests and the notebook in CI."""
+    return CovidNetSiameseConfig(
+        name="tiny",
+        counts={"train": (24, 18, 9), "val": (6, 5, 3), "test": (8, 6, 4)},
+        raw_size=48,
+        image_size=32,
+        nf=4,
+        depths=(1, 1),
+        fc_units=16,
+        embedding_dim=16,
+        search_learning_rates=(1e-3,),
+        search_batch_sizes=(8,),
+        search_epochs_single=1,
+        search_epochs_siamese=1,
+        search_pairs_per_epoch=32,
+        final_epochs_single=2,
+        final_epochs_siamese=2,
+        final_pairs_per_epoch=32,
+        three_way_trials=9,
+        seeds=(0, 1),
+        gradcam_per_class=1,
+    )
+
+
+PRESETS = {"paper": paper, "quick": quick, "tiny": tiny}
+
+
+def get_preset(name: str) -> CovidNetSiameseConfig:
+    """The preset called `name` ("paper", "quick" or "tiny")."""
+    if name not in PRESETS:
+        raise ValueError(f"Unknown preset. Expected one of {sorted(PRESETS)}. Received: name={name!r}")
+    return PRESETS[name]()

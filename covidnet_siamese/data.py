@@ -1,0 +1,296 @@
+"""COVIDx loading and the paper's preprocessing (Section 3.1).
+
+COVIDx layout: split text files with one image per line, space separated
+`patient_id filename class source` (the first COVIDx release used three columns,
+`id filename label`), and the images in `<root>/train/` and `<root>/test/`. Classes are
+`normal`, `pneumonia` and `COVID-19` (`CLASS_NAMES` order: 0, 1, 2).
+
+Preprocessing, exactly as the paper's Section 3.1:
+
+1. convert to grey scale,
+2. resize to 224 x 224 with OpenCV's INTER_AREA interpolation,
+3. divide by 255,
+4. subtract the training set's global mean and divide by its global standard deviation.
+
+The synthetic generator lives in `covidnet_siamese.phantom` and writes this layout.
+"""
+
+import dataclasses
+import logging
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from covidnet_siamese.config import CLASS_NAMES
+from covidnet_siamese.phantom import MASK_ARTEFACT, MASK_LUNG, SPLIT_FILES, generate_covidx  # noqa: F401
+from shared.seeding import numpy_rng
+
+log = logging.getLogger(__name__)
+
+# Spellings met in COVIDx releases, mapped to the class names above.
+CLASS_ALIASES = {"normal": "normal", "pneumonia": "pneumonia", "covid-19": "COVID-19", "covid19": "COVID-19"}
+
+
+@dataclasses.dataclass
+class SplitEntry:
+    """One line of a COVIDx split file."""
+
+    line: int
+    patient_id: str
+    filename: str
+    label: int
+    source: str
+
+
+@dataclasses.dataclass
+class LoadedSplit:
+    """Images of one split, preprocessed up to step 3 (not yet standardised).
+
+    Attributes:
+        images: float32 [N, S, S, 1] in [0, 1].
+        labels: int64 [N].
+        entries: the split file lines the images came from.
+        skipped: (split file line, image path, reason) of every skipped line.
+    """
+
+    images: np.ndarray
+    labels: np.ndarray
+    entries: list
+    skipped: list
+
+
+def parse_split_file(path, *, on_error="raise"):
+    """Reads a COVIDx split file (4-column or the old 3-column form).
+
+    Args:
+        path: str or Path. The split file.
+        on_error: "raise" (default) or "skip". With "skip", bad lines are left out
+            and reported in the second return value.
+
+    Returns:
+        (entries, skipped): list of `SplitEntry`, list of (line number, text, reason).
+
+    Raises:
+        FileNotFoundError: the split file does not exist.
+        ValueError: a line has the wrong number of columns or an unknown class
+            (message names the file and line), when `on_error="raise"`.
+    """
+    path = Path(path)
+    if on_error not in ("raise", "skip"):
+        raise ValueError(f"on_error must be 'raise' or 'skip'. Received: on_error={on_error!r}")
+    if not path.is_file():
+        raise FileNotFoundError(f"COVIDx split file not found: {path}")
+    entries, skipped = [], []
+    for number, text in enumerate(path.read_text().splitlines(), start=1):
+        fields = text.split()
+        if not fields:
+            continue
+        problem = None
+        if len(fields) == 4:
+            patient_id, filename, cls, source = fields
+        elif len(fields) == 3:
+            patient_id, filename, cls = fields
+            source = ""
+        else:
+            problem = (f"expected 4 columns 'patient_id filename class source' "
+                       f"(or 3: 'id filename label'), found {len(fields)}")
+        if problem is None:
+            name = CLASS_ALIASES.get(cls.lower())
+            if name is None:
+                problem = f"unknown class {cls!r}; expected one of {list(CLASS_NAMES)}"
+        if problem is not None:
+            if on_error == "raise":
+                raise ValueError(f"{path}, line {number}: {problem}")
+            skipped.append((number, text, problem))
+            continue
+        entries.append(SplitEntry(number, patient_id, filename, CLASS_NAMES.index(name), source))
+    return entries, skipped
+
+
+def read_grayscale(path) -> np.ndarray:
+    """Reads an image file as one grey-scale channel scaled to [0, 1] (steps 1 and 3).
+
+    8-bit images are divided by 255 as in the paper; 16-bit images by 65535.
+    Colour images are converted with OpenCV's BGR -> grey weights.
+
+    Raises:
+        FileNotFoundError: the file does not exist.
+        ValueError: OpenCV cannot decode it.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"image file not found: {path}")
+    image = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
+    if image is None:
+        raise ValueError(f"unreadable image file (OpenCV could not decode it): {path}")
+    if image.ndim == 3:
+        code = cv2.COLOR_BGRA2GRAY if image.shape[2] == 4 else cv2.COLOR_BGR2GRAY
+        image = cv2.cvtColor(image, code)
+    scale = 65535.0 if image.dtype == np.uint16 else 255.0
+    return image.astype(np.float32) / scale
+
+
+def crop_border(image: np.ndarray, fraction: float) -> np.ndarray:
+    """Cuts `fraction` of the height and width off each side (the cropping experiment)."""
+    if fraction <= 0:
+        return image
+    h, w = image.shape[:2]
+    dy, dx = int(round(h * fraction)), int(round(w * fraction))
+    return image[dy:h - dy, dx:w - dx]
+
+
+def preprocess_image(image: np.ndarray, size: int, *, crop_fraction: float = 0.0) -> np.ndarray:
+    """Steps 2 (and the optional border crop before it): INTER_AREA resize to size x size.
+
+    Args:
+        image: float32 [H, W] grey image in [0, 1].
+        size: int. Output side (224 in the paper).
+        crop_fraction: float, default 0. Border share cut from each side first.
+    """
+    image = crop_border(image, crop_fraction)
+    return cv2.resize(image, (size, size), interpolation=cv2.INTER_AREA)
+
+
+def load_split(root, split, *, size, split_file=None, crop_fraction=0.0, on_error="raise"):
+    """Loads one COVIDx split: grey scale, INTER_AREA resize, /255 (steps 1-3).
+
+    Args:
+        root: str or Path. Dataset folder holding `train/`, `test/` and the split files.
+        split: "train" or "test" (the image folder).
+        size: int. Output side in pixels.
+        split_file: str or Path, optional. Default `<root>/train_split.txt` or
+            `<root>/test_split.txt`.
+        crop_fraction: float, default 0. Border share cut from each side before resizing.
+        on_error: "raise" (default) or "skip": bad lines, missing or unreadable images
+            are then left out and listed in `LoadedSplit.skipped` (and logged).
+
+    Returns:
+        `LoadedSplit`.
+
+    Raises:
+        FileNotFoundError / ValueError naming the split file line and the image file.
+    """
+    root = Path(root)
+    split_file = Path(split_file) if split_file is not None else root / SPLIT_FILES[split]
+    entries, skipped = parse_split_file(split_file, on_error=on_error)
+    images, kept = [], []
+    for entry in entries:
+        path = root / split / entry.filename
+        try:
+            image = read_grayscale(path)
+        except (FileNotFoundError, ValueError) as err:
+            message = f"{split_file}, line {entry.line}: {err}"
+            if on_error == "raise":
+                raise type(err)(message) from None
+            skipped.append((entry.line, str(path), str(err)))
+            continue
+        images.append(preprocess_image(image, size, crop_fraction=crop_fraction))
+        kept.append(entry)
+    if skipped:
+        log.warning("%s: skipped %d line(s): %s", split_file, len(skipped),
+                    "; ".join(f"line {n}: {why}" for n, _, why in skipped[:5]))
+    array = np.stack(images)[..., None].astype(np.float32) if images else np.zeros((0, size, size, 1), np.float32)
+    labels = np.asarray([e.label for e in kept], np.int64)
+    return LoadedSplit(array, labels, kept, skipped)
+
+
+def load_masks(root, split, entries, *, size, crop_fraction=0.0):
+    """Ground-truth masks of the synthetic data (`masks/<split>/<filename>`), resized
+    with nearest neighbours; returns (lung [N, S, S] bool, artefact [N, S, S] bool)."""
+    root = Path(root)
+    lungs, arts = [], []
+    for entry in entries:
+        path = root / "masks" / split / entry.filename
+        mask = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
+        if mask is None:
+            raise FileNotFoundError(f"mask file not found or unreadable: {path}")
+        mask = cv2.resize(crop_border(mask, crop_fraction), (size, size), interpolation=cv2.INTER_NEAREST)
+        lungs.append(mask == MASK_LUNG)
+        arts.append(mask == MASK_ARTEFACT)
+    return np.asarray(lungs, bool), np.asarray(arts, bool)
+
+
+def border_mask(size: int, fraction: float) -> np.ndarray:
+    """A [size, size] float mask: 1 on the outer band `fraction` wide on each side."""
+    mask = np.ones((size, size), np.float32)
+    d = int(round(size * fraction))
+    if d > 0:
+        mask[d:size - d, d:size - d] = 0.0
+    else:
+        mask[:] = 0.0
+    return mask
+
+
+def split_validation(labels, fraction, *, seed):
+    """Draws `fraction` of each class out of the training split (Section 3.1).
+
+    Returns:
+        (train_indices, val_indices), both sorted.
+    """
+    rng = numpy_rng(seed)
+    labels = np.asarray(labels)
+    val = []
+    for c in np.unique(labels):
+        idx = np.flatnonzero(labels == c)
+        n_val = int(round(len(idx) * fraction))
+        val.append(rng.choice(idx, size=n_val, replace=False))
+    val = np.sort(np.concatenate(val)) if val else np.zeros(0, np.int64)
+    train = np.setdiff1d(np.arange(len(labels)), val)
+    return train, val
+
+
+def standardize(images, mean, std):
+    """Step 4: (x - mean) / std with the training set's global statistics."""
+    if std <= 0:
+        raise ValueError(f"the training set's standard deviation must be positive. Received: std={std}")
+    return ((images - mean) / std).astype(np.float32)
+
+
+@dataclasses.dataclass
+class CovidxData:
+    """Train / validation / test arrays after all four preprocessing steps."""
+
+    x_train: np.ndarray
+    y_train: np.ndarray
+    x_val: np.ndarray
+    y_val: np.ndarray
+    x_test: np.ndarray
+    y_test: np.ndarray
+    mean: float
+    std: float
+    test_entries: list
+    skipped: list
+
+
+def load_covidx(root, *, size, val_fraction=0.2, seed=0, crop_fraction=0.0, on_error="raise",
+                train_split_file=None, test_split_file=None):
+    """Loads COVIDx, draws the validation set and standardises with training statistics.
+
+    Args:
+        root: str or Path. Dataset folder.
+        size: int. Image side after resizing (224 in the paper).
+        val_fraction: float, default 0.2. Share of each class moved from train to validation.
+        seed: int. Seed of the validation draw.
+        crop_fraction: float, default 0. Border share cut before resizing.
+        on_error: "raise" or "skip" (see `load_split`).
+        train_split_file / test_split_file: optional explicit split files.
+
+    Returns:
+        `CovidxData`.
+    """
+    train = load_split(root, "train", size=size, split_file=train_split_file,
+                       crop_fraction=crop_fraction, on_error=on_error)
+    test = load_split(root, "test", size=size, split_file=test_split_file,
+                      crop_fraction=crop_fraction, on_error=on_error)
+    if len(train.labels) == 0:
+        raise ValueError(f"no training images could be loaded from {root}")
+    tr, va = split_validation(train.labels, val_fraction, seed=seed)
+    x_train = train.images[tr]
+    mean = float(x_train.mean(dtype=np.float64))
+    std = float(x_train.std(dtype=np.float64))
+    return CovidxData(
+        x_train=standardize(x_train, mean, std), y_train=train.labels[tr],
+        x_val=standardize(train.images[va], mean, std), y_val=train.labels[va],
+        x_test=standardize(test.images, mean, std), y_test=test.labels,
+        mean=mean, std=std, test_entries=test.entries, skipped=train.skipped + test.skipped)

@@ -1,0 +1,345 @@
+"""Training both nets: per-epoch class balancing, pair generation, three-way validation.
+
+Section 3.1: every epoch takes all COVID-19 training images and an equal random draw
+of normal and pneumonia images (`shared.pipeline.balanced_indices`). The single net
+trains on that balanced subset; the siamese net on pairs drawn from it, half of them
+from the same class and half from different classes (5,000 pairs per epoch in the
+grid search, 12,000 in the final run).
+
+Section 3.2.1: the siamese net is validated by three-way trials (Koch et al. 2015):
+a query image is compared with one reference image of each class and gets the class
+of the most similar one; the validation accuracy is the share of correct trials
+(129 trials). Section 3.2.2: at test time each class is represented by its template,
+the mean training embedding, and a test image gets the class of the most similar
+template. Similarity = the siamese output (label convention 1 = same class; see
+`covidnet_siamese.models`).
+"""
+
+import logging
+import time
+
+import keras
+import numpy as np
+
+from covidnet_siamese.config import CLASS_NAMES
+from covidnet_siamese.models import build_siamese_net, build_single_net, similarity_from_embeddings
+from shared.seeding import numpy_rng
+
+log = logging.getLogger(__name__)
+
+NUM_CLASSES = len(CLASS_NAMES)
+COVID = CLASS_NAMES.index("COVID-19")
+
+
+# ---------------------------------------------------------------------------
+# Sampling
+# ---------------------------------------------------------------------------
+def epoch_indices(labels, rng):
+    """All COVID-19 images plus an equal random draw of each other class, shuffled."""
+    from shared.pipeline import balanced_indices
+
+    return balanced_indices(labels, rng=rng, minority_class=COVID)
+
+
+def make_pairs(labels, n_pairs, rng, indices=None):
+    """Draws `n_pairs` image pairs, half from the same class and half from different ones.
+
+    Same-class pairs pick a class uniformly, then two distinct images of it; pairs of
+    different classes pick two distinct classes uniformly, then one image of each. With
+    an odd `n_pairs` the extra pair is a same-class one.
+
+    Args:
+        labels: int array [N] of class indices.
+        n_pairs: int. Pairs to draw.
+        rng: np.random.Generator or int seed.
+        indices: int array, optional. Restrict the draw to these images (the epoch's
+            balanced subset); default all.
+
+    Returns:
+        (first, second, same): int arrays [n_pairs] of image indices and float32 [n_pairs]
+        labels, 1.0 = same class, shuffled.
+    """
+    rng = numpy_rng(rng)
+    labels = np.asarray(labels)
+    pool = np.arange(len(labels)) if indices is None else np.asarray(indices)
+    by_class = {c: pool[labels[pool] == c] for c in np.unique(labels[pool])}
+    same_ok = [c for c, idx in by_class.items() if len(idx) >= 2]
+    if not same_ok or len(by_class) < 2:
+        raise ValueError("make_pairs needs at least two classes and one class with two images. "
+                         f"Received class sizes: { {int(c): len(i) for c, i in by_class.items()} }")
+    n_same = n_pairs - n_pairs // 2
+    n_diff = n_pairs // 2
+    first, second = [], []
+    for c in rng.choice(same_ok, size=n_same):
+        a, b = rng.choice(by_class[c], size=2, replace=False)
+        first.append(a)
+        second.append(b)
+    classes = np.asarray(sorted(by_class))
+    for _ in range(n_diff):
+        ca, cb = rng.choice(classes, size=2, replace=False)
+        first.append(rng.choice(by_class[ca]))
+        second.append(rng.choice(by_class[cb]))
+    same = np.concatenate([np.ones(n_same, np.float32), np.zeros(n_diff, np.float32)])
+    order = rng.permutation(n_pairs)
+    return np.asarray(first, np.int64)[order], np.asarray(second, np.int64)[order], same[order]
+
+
+class BalancedImages(keras.utils.PyDataset):
+    """Batches of the single net's training data, redrawn balanced every epoch."""
+
+    def __init__(self, x, y, *, batch_size, seed, **kwargs):
+        super().__init__(**kwargs)
+        self.x, self.y = x, np.asarray(y)
+        self.batch_size = int(batch_size)
+        self.rng = numpy_rng(seed)
+        self.order = epoch_indices(self.y, self.rng)
+
+    def __len__(self):
+        return int(np.ceil(len(self.order) / self.batch_size))
+
+    def __getitem__(self, i):
+        idx = self.order[i * self.batch_size:(i + 1) * self.batch_size]
+        return self.x[idx], self.y[idx]
+
+    def on_epoch_end(self):
+        self.order = epoch_indices(self.y, self.rng)
+
+
+class BalancedPairs(keras.utils.PyDataset):
+    """Batches of siamese training pairs, redrawn from a new balanced subset every epoch."""
+
+    def __init__(self, x, y, *, n_pairs, batch_size, seed, **kwargs):
+        super().__init__(**kwargs)
+        self.x, self.y = x, np.asarray(y)
+        self.n_pairs = int(n_pairs)
+        self.batch_size = int(batch_size)
+        self.rng = numpy_rng(seed)
+        self._draw()
+
+    def _draw(self):
+        subset = epoch_indices(self.y, self.rng)
+        self.first, self.second, self.same = make_pairs(self.y, self.n_pairs, self.rng, indices=subset)
+
+    def __len__(self):
+        return int(np.ceil(self.n_pairs / self.batch_size))
+
+    def __getitem__(self, i):
+        s = slice(i * self.batch_size, (i + 1) * self.batch_size)
+        return (self.x[self.first[s]], self.x[self.second[s]]), self.same[s]
+
+    def on_epoch_end(self):
+        self._draw()
+
+
+# ---------------------------------------------------------------------------
+# Three-way validation and templates
+# ---------------------------------------------------------------------------
+def three_way_trials(labels, n_trials, rng):
+    """Draws `n_trials` three-way trials (Section 3.2.1).
+
+    Trial t queries an image of class t mod 3 (so the classes are equally represented)
+    and takes one random reference image of every class, never the query itself.
+
+    Returns:
+        (queries [T], references [T, 3], query_classes [T]) as int arrays.
+    """
+    rng = numpy_rng(rng)
+    labels = np.asarray(labels)
+    by_class = [np.flatnonzero(labels == c) for c in range(NUM_CLASSES)]
+    for c, idx in enumerate(by_class):
+        if len(idx) < 2:
+            raise ValueError(f"three-way validation needs at least 2 images of every class; "
+                             f"class {CLASS_NAMES[c]!r} has {len(idx)}")
+    queries, refs, classes = [], [], []
+    for t in range(n_trials):
+        q_class = t % NUM_CLASSES
+        q = rng.choice(by_class[q_class])
+        row = []
+        for c in range(NUM_CLASSES):
+            candidates = by_class[c] if c != q_class else by_class[c][by_class[c] != q]
+            row.append(rng.choice(candidates))
+        queries.append(q)
+        refs.append(row)
+        classes.append(q_class)
+    return np.asarray(queries), np.asarray(refs), np.asarray(classes)
+
+
+def three_way_accuracy(similarity, embeddings, trials):
+    """Share of three-way trials whose most similar reference has the query's class.
+
+    Args:
+        similarity: callable (emb_a [T, D], emb_b [T, D]) -> [T] similarities.
+        embeddings: array [N, D] of every image's embedding.
+        trials: output of `three_way_trials`.
+
+    Returns:
+        float accuracy in [0, 1].
+    """
+    queries, refs, classes = trials
+    emb = np.asarray(embeddings)
+    scores = np.stack([np.asarray(similarity(emb[queries], emb[refs[:, c]])) for c in range(refs.shape[1])],
+                      axis=1)
+    return float(np.mean(np.argmax(scores, axis=1) == classes))
+
+
+def class_templates(embeddings, labels, num_classes=NUM_CLASSES):
+    """Mean embedding per class (Section 3.2.2): array [num_classes, D]."""
+    embeddings, labels = np.asarray(embeddings), np.asarray(labels)
+    templates = []
+    for c in range(num_classes):
+        members = embeddings[labels == c]
+        if len(members) == 0:
+            raise ValueError(f"no training embedding of class {c} ({CLASS_NAMES[c]!r}) to build its template")
+        templates.append(members.mean(axis=0))
+    return np.stack(templates).astype(np.float32)
+
+
+def template_similarities(siamese, embeddings, templates):
+    """Similarity of every embedding [N, D] to every template [C, D]: array [N, C]."""
+    embeddings = np.asarray(embeddings, np.float32)
+    cols = []
+    for c in range(len(templates)):
+        tiled = np.repeat(templates[c:c + 1], len(embeddings), axis=0)
+        cols.append(keras.ops.convert_to_numpy(similarity_from_embeddings(siamese, embeddings, tiled)))
+    return np.stack(cols, axis=1)
+
+
+def siamese_similarity_fn(siamese):
+    """A NumPy similarity function (emb_a, emb_b) -> [T] from a siamese model's head."""
+    def similarity(a, b):
+        return keras.ops.convert_to_numpy(similarity_from_embeddings(
+            siamese, np.asarray(a, np.float32), np.asarray(b, np.float32)))
+    return similarity
+
+
+# ---------------------------------------------------------------------------
+# Callbacks
+# ---------------------------------------------------------------------------
+class ThreeWayValidation(keras.callbacks.Callback):
+    """Adds `val_three_way_accuracy` (and `three_way_accuracy` on training images) to the logs.
+
+    Trials are drawn once, so every epoch is scored on the same trials.
+    """
+
+    def __init__(self, x_val, y_val, *, n_trials, seed, x_train=None, y_train=None, batch_size=64):
+        super().__init__()
+        rng = numpy_rng(seed)
+        self.sets = {"val_three_way_accuracy": (x_val, three_way_trials(y_val, n_trials, rng))}
+        if x_train is not None:
+            self.sets["three_way_accuracy"] = (x_train, three_way_trials(y_train, n_trials, rng))
+        self.batch_size = batch_size
+
+    def on_epoch_end(self, epoch, logs=None):
+        logs = logs if logs is not None else {}
+        twin = self.model.get_layer("twin")
+        for key, (x, trials) in self.sets.items():
+            used = np.unique(np.concatenate([trials[0], trials[1].ravel()]))
+            emb = np.zeros((len(x), twin.output.shape[-1]), np.float32)
+            emb[used] = twin.predict(x[used], batch_size=self.batch_size, verbose=0)
+            logs[key] = three_way_accuracy(siamese_similarity_fn(self.model), emb, trials)
+
+
+class KeepBest(keras.callbacks.Callback):
+    """Keeps the weights of the epoch with the best `monitor` value and restores them at the end."""
+
+    def __init__(self, monitor, mode="max"):
+        super().__init__()
+        if mode not in ("max", "min"):
+            raise ValueError(f"mode must be 'max' or 'min'. Received: mode={mode!r}")
+        self.monitor, self.mode = monitor, mode
+        self.best, self.best_epoch, self.best_weights = None, None, None
+
+    def on_epoch_end(self, epoch, logs=None):
+        value = (logs or {}).get(self.monitor)
+        if value is None:
+            raise ValueError(f"KeepBest: {self.monitor!r} is not in the epoch logs {sorted(logs or {})}")
+        better = self.best is None or (value > self.best if self.mode == "max" else value < self.best)
+        if better:
+            self.best, self.best_epoch = float(value), epoch
+            self.best_weights = self.model.get_weights()
+
+    def on_train_end(self, logs=None):
+        if self.best_weights is not None:
+            self.model.set_weights(self.best_weights)
+
+
+# ---------------------------------------------------------------------------
+# Models and fits
+# ---------------------------------------------------------------------------
+def compile_single(model, learning_rate):
+    model.compile(optimizer=keras.optimizers.Adam(learning_rate),
+                  loss="sparse_categorical_crossentropy", metrics=["accuracy"])
+    return model
+
+
+def compile_siamese(model, learning_rate):
+    model.compile(optimizer=keras.optimizers.Adam(learning_rate),
+                  loss="binary_crossentropy", metrics=["accuracy"])
+    return model
+
+
+def new_single(config, learning_rate):
+    """A compiled single net for `config` (a `CovidNetSiameseConfig`)."""
+    s = config.image_size
+    return compile_single(build_single_net((s, s, 1), nf=config.nf, depths=config.depths,
+                                           fc_units=config.fc_units), learning_rate)
+
+
+def new_siamese(config, learning_rate):
+    """A compiled siamese net for `config`."""
+    s = config.image_size
+    return compile_siamese(build_siamese_net((s, s, 1), nf=config.nf, depths=config.depths,
+                                             embedding_dim=config.embedding_dim), learning_rate)
+
+
+def fit_single(model, data, *, batch_size, epochs, seed, callbacks=(), keep_best=True, verbose=0):
+    """Trains the single net on per-epoch balanced subsets; validates on the whole validation set.
+
+    Returns:
+        (keras History, KeepBest callback or None). With `keep_best` the model ends with
+        the weights of its best validation accuracy epoch.
+    """
+    train = BalancedImages(data.x_train, data.y_train, batch_size=batch_size, seed=seed)
+    best = KeepBest("val_accuracy") if keep_best else None
+    cbs = ([best] if best else []) + list(callbacks)
+    start = time.perf_counter()
+    hist = model.fit(train, validation_data=(data.x_val, data.y_val), epochs=epochs,
+                     callbacks=cbs, verbose=verbose)
+    log.info("single net: %d epochs in %.1f s", epochs, time.perf_counter() - start)
+    return hist, best
+
+
+def fit_siamese(model, data, *, batch_size, epochs, n_pairs, n_trials, seed, callbacks=(), keep_best=True,
+                verbose=0):
+    """Trains the siamese net on balanced pairs; validates by three-way trials.
+
+    The validation pairs (for `val_loss`) are drawn once from the validation set, half
+    same and half different, as many as `n_trials` * 4.
+
+    Returns:
+        (keras History, KeepBest callback or None); best = highest three-way validation accuracy.
+    """
+    rng = numpy_rng(seed)
+    train = BalancedPairs(data.x_train, data.y_train, n_pairs=n_pairs, batch_size=batch_size,
+                          seed=int(rng.integers(2**31)))
+    a, b, same = make_pairs(data.y_val, max(4 * n_trials, 2), rng)
+    three_way = ThreeWayValidation(data.x_val, data.y_val, n_trials=n_trials, seed=int(rng.integers(2**31)),
+                                   x_train=data.x_train, y_train=data.y_train)
+    best = KeepBest("val_three_way_accuracy") if keep_best else None
+    cbs = [three_way] + ([best] if best else []) + list(callbacks)
+    start = time.perf_counter()
+    hist = model.fit(train, validation_data=((data.x_val[a], data.x_val[b]), same), epochs=epochs,
+                     callbacks=cbs, verbose=verbose)
+    log.info("siamese net: %d epochs in %.1f s", epochs, time.perf_counter() - start)
+    return hist, best
+
+
+def embed(siamese, x, batch_size=64):
+    """Twin embeddings [N, D] of images x."""
+    return siamese.get_layer("twin").predict(x, batch_size=batch_size, verbose=0)
+
+
+def predict_siamese(siamese, x, templates, batch_size=64):
+    """Class predictions by the most similar template, and the similarities [N, C]."""
+    sims = template_similarities(siamese, embed(siamese, x, batch_size), templates)
+    return np.argmax(sims, axis=1), sims
