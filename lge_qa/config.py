@@ -1,0 +1,135 @@
+"""Presets: `paper` (the paper's settings), `quick` (minutes on a CPU), `tiny` (seconds).
+
+Sultan et al., Sections 4.1-4.3: 900 masks-only scans for the LA detector (U-Net,
+Adam 1e-3, batch 128), 196 scored scans (test 20, the rest 90:10 train / validation),
+128 x 128 slices; QA training 40 epochs, Adam 1e-3, cosine annealing, early stopping
+patience 7, batch 128, flip / perspective / shift-scale-rotate with p = 0.5 each;
+SupCon pre-training 100 epochs, batch 512, LARS with learning rate 0.5; five
+repetitions (Table 2).
+"""
+
+import dataclasses
+
+STRATEGIES = ("baseline", "multitask", "contrastive")
+
+
+@dataclasses.dataclass
+class LgeQaConfig:
+    """Every setting of the reproduction; library functions take these explicitly."""
+
+    # Data (phantom; the loader reads any slice count and size).
+    n_segmentation: int = 900
+    n_scored: int = 196
+    volume_shape: tuple = (144, 144, 44)
+    image_size: int = 128
+    rater_sd: float = 0.5
+    quality_correlation: float = 0.6
+    quality_spread: float = 0.7
+    quality_shift: float = 0.1
+    score_threshold: int = 3
+    # Stage 1: LA detector.
+    unet_filters: tuple = (64, 128, 256, 512)
+    unet_epochs: int = 40
+    unet_batch_size: int = 128
+    unet_learning_rate: float = 1e-3
+    unet_max_slices: int = 0  # 0: all slices of the masks-only cohort
+    detection_threshold: float = 0.5
+    # Stage 2: QA networks.
+    encoder_filters: tuple = (64, 128, 256, 512)
+    encoder_blocks: tuple = (3, 4, 6, 3)
+    encoder_weights: str = None
+    latent_dim: int = 128
+    dropout: float = 0.2
+    epochs: int = 40
+    batch_size: int = 128
+    learning_rate: float = 1e-3
+    patience: int = 7
+    test_scans: int = 20
+    val_fraction: float = 0.1
+    augment_p: float = 0.5
+    # QA & contrastive pre-training.
+    pretrain_epochs: int = 100
+    pretrain_batch_size: int = 512
+    lars_learning_rate: float = 0.5
+    lars_momentum: float = 0.9
+    lars_weight_decay: float = 1e-6
+    lars_eta: float = 0.001
+    temperature: float = 0.1
+    projection_dim: int = 128
+    # Protocol.
+    repetitions: int = 5
+    strategies: tuple = STRATEGIES
+    cam_scans: int = 2
+    seed: int = 0
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+
+def paper() -> LgeQaConfig:
+    """The paper's settings (phantom volumes kept at 144 x 144 x 44 to fit on disk)."""
+    return LgeQaConfig()
+
+
+def quick() -> LgeQaConfig:
+    """A few minutes on a 2-core CPU: small volumes, narrow ResNet, short schedules."""
+    return LgeQaConfig(
+        n_segmentation=24,
+        n_scored=80,
+        volume_shape=(48, 48, 12),
+        image_size=48,
+        unet_filters=(8, 16, 32),
+        unet_epochs=6,
+        unet_batch_size=32,
+        encoder_filters=(8, 16, 32, 48),
+        encoder_blocks=(1, 1, 1, 1),
+        latent_dim=32,
+        epochs=8,
+        batch_size=64,
+        patience=3,
+        pretrain_epochs=8,
+        pretrain_batch_size=128,
+        projection_dim=32,
+        repetitions=5,
+    )
+
+
+def tiny() -> LgeQaConfig:
+    """Seconds: tests and the notebook in CI."""
+    return LgeQaConfig(
+        n_segmentation=4,
+        n_scored=28,
+        volume_shape=(32, 32, 6),
+        image_size=32,
+        unet_filters=(4, 8),
+        unet_epochs=1,
+        unet_batch_size=32,
+        detection_threshold=0.3,
+        encoder_filters=(4, 8),
+        encoder_blocks=(1, 1),
+        latent_dim=8,
+        epochs=1,
+        batch_size=64,
+        patience=1,
+        test_scans=8,
+        pretrain_epochs=1,
+        pretrain_batch_size=64,
+        projection_dim=8,
+        repetitions=2,
+        cam_scans=1,
+    )
+
+
+PRESETS = {"paper": paper, "quick": quick, "tiny": tiny}
+
+
+def get_config(preset: str, **overrides) -> LgeQaConfig:
+    """The named preset with field overrides."""
+    if preset not in PRESETS:
+        raise ValueError(f"preset must be one of {sorted(PRESETS)}. Received: preset={preset!r}")
+    cfg = PRESETS[preset]()
+    for key, value in overrides.items():
+        if not hasattr(cfg, key):
+            raise ValueError(f"LgeQaConfig has no field {key!r}")
+        setattr(cfg, key, value)
+    return cfg

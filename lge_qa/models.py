@@ -1,0 +1,208 @@
+"""Stage 1 (LA detector) and stage 2 (QA) networks of Sultan et al.
+
+- `build_la_detector`: 2D U-Net with a sigmoid output (Section 3.1).
+- `build_qa_model`: ResNet34 encoder -> three attribute classifiers (myocardium
+  nulling, sharpness, aorta / valve enhancement) -> QA module on their concatenated
+  outputs (Section 3.2.1, Eq. 1); with `decoder=True` also a U-Net decoder on the
+  encoder's stages that segments the LA blood pool (Multi-Task QA, Eqs. 2-3).
+- `SupConPretrainer`: the encoder plus a projection head trained with the sum of
+  four supervised contrastive losses, one per binary label (Section 3.2.3, Eqs. 4-5).
+
+The attribute classifiers each project the pooled embedding to a latent vector
+(`<name>_latent`) and predict their attribute from it; the QA module reads the
+concatenation of the three latent vectors. The paper's Fig. 1 is not specific about
+what "outputs" are concatenated; using the latents (rather than three scalars)
+keeps the QA module's input informative.
+"""
+
+import re
+
+import keras
+import tensorflow as tf
+from keras import layers
+
+from shared.backbones.resnet import resnet34_backbone
+from shared.backbones.unet import unet2d, unet_decoder
+
+ATTRIBUTE_OUTPUTS = ("nulling", "sharpness", "enhancement")
+QA_OUTPUT = "qa"
+OUTPUTS = ATTRIBUTE_OUTPUTS + (QA_OUTPUT,)
+MASK_OUTPUT = "mask"
+EMBEDDING_LAYER = "embedding"
+
+
+def build_la_detector(image_size, *, filters=(64, 128, 256, 512), name="la_detector") -> keras.Model:
+    """The stage-1 U-Net: [B, S, S, 1] slices -> [B, S, S, 1] LA probability."""
+    return unet2d((image_size, image_size, 1), filters=filters, out_channels=1,
+                  activation="sigmoid", name=name)
+
+
+def build_encoder(image_size, *, filters=(64, 128, 256, 512), blocks=(3, 4, 6, 3), weights=None,
+                  name="encoder") -> keras.Model:
+    """The ResNet34 image encoder (single-channel input, feature map output)."""
+    return resnet34_backbone((image_size, image_size, 1), filters=filters, blocks=blocks,
+                             weights=weights, name=name)
+
+
+def decoder_skip_names(encoder) -> list:
+    """Encoder layers feeding the multi-task decoder: the stem (stride 2) and every
+    ResNet stage output but the last (which is the decoder's input)."""
+    last = {}
+    for layer in encoder.layers:
+        m = re.fullmatch(r"conv(\d+)_block(\d+)_out", layer.name)
+        if m:
+            stage, block = int(m.group(1)), int(m.group(2))
+            last[stage] = max(last.get(stage, 0), block)
+    if not last:
+        raise ValueError(f"encoder {encoder.name!r} has no ResNet stage outputs (conv<s>_block<b>_out)")
+    stages = sorted(last)
+    return ["conv1_relu"] + [f"conv{s}_block{last[s]}_out" for s in stages[:-1]]
+
+
+def _attribute_and_qa_heads(embedding, latent_dim, dropout):
+    outputs, latents = {}, []
+    for name in ATTRIBUTE_OUTPUTS:
+        h = layers.Dense(latent_dim, activation="relu", name=f"{name}_latent")(embedding)
+        latents.append(h)
+        h = layers.Dropout(dropout, name=f"{name}_dropout")(h) if dropout > 0 else h
+        outputs[name] = layers.Dense(1, activation="sigmoid", dtype="float32", name=name)(h)
+    h = layers.Concatenate(name="qa_concat")(latents)
+    h = layers.Dense(latent_dim, activation="relu", name="qa_latent")(h)
+    h = layers.Dropout(dropout, name="qa_dropout")(h) if dropout > 0 else h
+    outputs[QA_OUTPUT] = layers.Dense(1, activation="sigmoid", dtype="float32", name=QA_OUTPUT)(h)
+    return outputs
+
+
+def build_qa_model(encoder, *, latent_dim=128, dropout=0.2, decoder=False, skip_names=None,
+                   name="qa_model") -> keras.Model:
+    """Attribute classifiers + QA module (and optionally the LA decoder) on `encoder`.
+
+    The encoder's layers become part of this model's graph (shared, not copied), so
+    its layers (e.g. `conv5_block3_out` for HiResCAM) are reachable by name.
+
+    Args:
+        encoder: keras.Model from `build_encoder` (or any functional encoder).
+        latent_dim: int, default 128. Width of each attribute latent and the QA module.
+        dropout: float, default 0.2. Dropout before each classifier.
+        decoder: bool, default False. Add the multi-task LA decoder (output "mask").
+        skip_names: list of str, optional. Decoder skips; default the ResNet's
+            `decoder_skip_names`.
+        name: str, default "qa_model".
+
+    Returns:
+        Functional keras.Model with dict outputs "nulling", "sharpness",
+        "enhancement", "qa" ([B, 1] probabilities) and, with the decoder, "mask"
+        ([B, S, S, 1] probability).
+    """
+    features = encoder.output
+    embedding = layers.GlobalAveragePooling2D(name=EMBEDDING_LAYER)(features)
+    outputs = _attribute_and_qa_heads(embedding, latent_dim, dropout)
+    if decoder:
+        if skip_names is None:
+            skip_names = decoder_skip_names(encoder)
+        outputs[MASK_OUTPUT] = unet_decoder(encoder, skip_names, out_channels=1, activation="sigmoid",
+                                            name=MASK_OUTPUT)
+    return keras.Model(encoder.input, outputs, name=name)
+
+
+def build_frozen_qa_model(encoder, *, latent_dim=128, dropout=0.2, name="qa_contrastive") -> keras.Model:
+    """QA & contrastive, step 2: the pre-trained encoder frozen (inference-mode BN) + heads."""
+    encoder.trainable = False
+    return build_qa_model(encoder, latent_dim=latent_dim, dropout=dropout, decoder=False, name=name)
+
+
+def embedding_model(qa_model) -> keras.Model:
+    """Maps images to the pooled encoder embedding (the input of the attribute classifiers)."""
+    return keras.Model(qa_model.input, qa_model.get_layer(EMBEDDING_LAYER).output,
+                       name=f"{qa_model.name}_embedding")
+
+
+def build_projection_head(input_dim, projection_dim, *, name="projection") -> keras.Model:
+    """SupCon projection head: Dense(input_dim, ReLU) -> Dense(projection_dim)."""
+    inputs = keras.Input((input_dim,), name="embedding")
+    h = layers.Dense(input_dim, activation="relu", name=f"{name}_hidden")(inputs)
+    out = layers.Dense(projection_dim, name=f"{name}_out")(h)
+    return keras.Model(inputs, out, name=name)
+
+
+@keras.saving.register_keras_serializable(package="medrepro")
+class SupConPretrainer(keras.Model):
+    """Encoder + projection head trained with Eq. 5: the sum of four SupCon losses (Eq. 4).
+
+    Batches are `(views, labels)`: views [B, 2, H, W, C] (two augmentations of each
+    image), labels int [B, K] (K binary labels: three attributes and QA). Both views
+    go through the encoder and the head in one [2B] batch; the loss is
+    `sum_k SupConLoss(labels[:, k], z)` with z [B, 2, D].
+
+    Args:
+        encoder: keras.Model mapping images to a feature map or vector.
+        projection_dim: int, default 128.
+        temperature: float, default 0.1. SupCon temperature tau.
+        projection: keras.Model, optional (used when restoring from config).
+    """
+
+    def __init__(self, encoder, projection_dim=128, temperature=0.1, projection=None, **kwargs):
+        super().__init__(**kwargs)
+        from shared.losses import SupConLoss
+
+        self.encoder = encoder
+        self.projection_dim = int(projection_dim)
+        self.temperature = float(temperature)
+        self.pool = layers.GlobalAveragePooling2D(name="pool") if len(encoder.output.shape) == 4 else None
+        width = int(encoder.output.shape[-1])
+        self.projection = projection if projection is not None else build_projection_head(width, self.projection_dim)
+        self.supcon = SupConLoss(temperature=self.temperature, base_temperature=self.temperature)
+        self.loss_tracker = keras.metrics.Mean(name="loss")
+
+    def call(self, images, training=False):
+        h = self.encoder(images, training=training)
+        if self.pool is not None:
+            h = self.pool(h)
+        return self.projection(h, training=training)
+
+    def contrastive_loss(self, views, labels, training=True):
+        shape = tf.shape(views)
+        flat = tf.reshape(views, tf.concat([[shape[0] * 2], shape[2:]], axis=0))
+        z = self(flat, training=training)
+        z = tf.reshape(z, [shape[0], 2, -1])
+        labels = tf.cast(labels, tf.int32)
+        total = 0.0
+        for k in range(labels.shape[-1]):
+            total += self.supcon(labels[:, k], z)
+        return total
+
+    def train_step(self, data):
+        views, labels = data
+        with tf.GradientTape() as tape:
+            loss = self.contrastive_loss(views, labels, training=True)
+        variables = self.trainable_variables
+        grads = tape.gradient(loss, variables)
+        self.optimizer.apply(grads, variables)
+        self.loss_tracker.update_state(loss)
+        return {"loss": self.loss_tracker.result()}
+
+    def test_step(self, data):
+        views, labels = data
+        self.loss_tracker.update_state(self.contrastive_loss(views, labels, training=False))
+        return {"loss": self.loss_tracker.result()}
+
+    @property
+    def metrics(self):
+        return [self.loss_tracker]
+
+    def get_config(self):
+        config = super().get_config()
+        config.update({
+            "encoder": keras.saving.serialize_keras_object(self.encoder),
+            "projection": keras.saving.serialize_keras_object(self.projection),
+            "projection_dim": self.projection_dim,
+            "temperature": self.temperature,
+        })
+        return config
+
+    @classmethod
+    def from_config(cls, config):
+        config = dict(config)
+        config["encoder"] = keras.saving.deserialize_keras_object(config["encoder"])
+        config["projection"] = keras.saving.deserialize_keras_object(config["projection"])
+        return cls(**config)
