@@ -1,0 +1,15 @@
+"""Losses shared by several papers: supervised contrastive, continuous InfoNCE, Dice."""
+
+from shared.losses.dice import DiceLoss, dice_coefficient
+from shared.losses.infonce import ContinuousInfoNCE, continuous_infonce, rbf_kernel
+from shared.losses.supcon import SupConLoss, supervised_contrastive_loss
+
+__all__ = [
+    "ContinuousInfoNCE",
+    "DiceLoss",
+    "SupConLoss",
+    "continuous_infonce",
+    "dice_coefficient",
+    "rbf_kernel",
+    "supervised_contrastive_loss",
+]
