@@ -1,0 +1,568 @@
+"""Comparison reports: Markdown, a self-contained HTML page and JSON, with figures.
+
+`write_comparison_report` compares groups of metric values with
+`shared.stats.compare_groups` and writes into one folder:
+
+* `report.json`: the values of every group and every number of the comparison;
+* `report.md`: every test, p-value and effect size, the decision path in words, and
+  the figures;
+* `report.html`: the same page with the figures embedded (base64 PNG), so it can be
+  mailed or archived as one file;
+* `figures/<metric>_box_strip.png` (box plot + every value of each group) and
+  `figures/<metric>_histograms.png`.
+
+`report_from_store` collects the values from the results store: the evaluations of
+one experiment and metric, grouped by a field (`group`, `split`, `model_id` or a key
+of `extra`), optionally filtered by a `where` expression such as
+`"val_accuracy > 0.95 and split == 'test'"` (see `parse_where`).
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+import json
+import math
+import re
+from pathlib import Path
+
+import numpy as np
+
+from shared.runs import environment_info, to_jsonable
+from shared.stats import TEST_NAMES, compare_groups
+
+# --------------------------------------------------------------------------- where
+_TOKEN = re.compile(r"""
+    \s*(?:
+      (?P<number>[-+]?(?:\d+\.\d*|\.\d+|\d+)(?:[eE][-+]?\d+)?)
+    | (?P<string>'(?:[^'\\]|\\.)*'|"(?:[^"\\]|\\.)*")
+    | (?P<op>==|!=|<=|>=|<|>|=)
+    | (?P<paren>[()])
+    | (?P<quoted>`[^`]+`)
+    | (?P<name>[A-Za-z_][A-Za-z0-9_.@/-]*)
+    )""", re.VERBOSE)
+_KEYWORDS = {"and", "or", "not", "true", "false", "null", "none"}
+_OPS = {"==": lambda a, b: a == b, "=": lambda a, b: a == b, "!=": lambda a, b: a != b,
+        "<": lambda a, b: a < b, "<=": lambda a, b: a <= b,
+        ">": lambda a, b: a > b, ">=": lambda a, b: a >= b}
+
+
+class WhereExpression:
+    """A parsed `where` filter; call it with a name resolver to evaluate it.
+
+    Grammar (keywords case-insensitive)::
+
+        expr       := and_expr ("or" and_expr)*
+        and_expr   := not_expr ("and" not_expr)*
+        not_expr   := "not" not_expr | "(" expr ")" | comparison
+        comparison := operand OP operand        OP: == = != < <= > >=
+        operand    := NAME | `quoted name` | NUMBER | 'string' | "string" | true | false | null
+
+    Names refer to fields of the row (`value`, `group`, `split`, `model_id`),
+    keys of its `extra` JSON (also as `extra.KEY`), or other metrics of the same
+    model. Numbers compare numerically, strings as text (a number compared with a
+    string is compared as text); a missing value equals only `null`, and any
+    other comparison with it is false. Nothing is ever passed to `eval` or into SQL.
+    """
+
+    def __init__(self, text: str):
+        self.text = text
+        self._tokens = self._tokenise(text)
+        self._pos = 0
+        self.tree = self._expr()
+        if self._pos != len(self._tokens):
+            kind, value, offset = self._tokens[self._pos]
+            raise ValueError(f"where {text!r}: unexpected {value!r} at character {offset}")
+        self.names = sorted(self._collect_names(self.tree))
+
+    @staticmethod
+    def _tokenise(text):
+        if not isinstance(text, str) or not text.strip():
+            raise ValueError(f"where: expected a non-empty expression, got {text!r}")
+        tokens, pos = [], 0
+        while pos < len(text):
+            if text[pos:].strip() == "":
+                break
+            match = _TOKEN.match(text, pos)
+            if match is None or match.end() == pos:
+                bad = text[pos:].lstrip()[:1]
+                raise ValueError(f"where {text!r}: unexpected character {bad!r} at "
+                                 f"character {len(text) - len(text[pos:].lstrip())}")
+            kind = match.lastgroup
+            value = match.group(kind)
+            offset = match.start(kind)
+            if kind == "name" and value.lower() in _KEYWORDS:
+                kind = "keyword"
+                value = value.lower()
+            tokens.append((kind, value, offset))
+            pos = match.end()
+        return tokens
+
+    def _peek(self):
+        return self._tokens[self._pos] if self._pos < len(self._tokens) else (None, None, None)
+
+    def _take(self):
+        token = self._peek()
+        if token[0] is None:
+            raise ValueError(f"where {self.text!r}: unexpected end of expression")
+        self._pos += 1
+        return token
+
+    def _expr(self):
+        node = self._and()
+        while self._peek()[:2] == ("keyword", "or"):
+            self._take()
+            node = ("or", node, self._and())
+        return node
+
+    def _and(self):
+        node = self._not()
+        while self._peek()[:2] == ("keyword", "and"):
+            self._take()
+            node = ("and", node, self._not())
+        return node
+
+    def _not(self):
+        kind, value, _ = self._peek()
+        if (kind, value) == ("keyword", "not"):
+            self._take()
+            return ("not", self._not())
+        if (kind, value) == ("paren", "("):
+            self._take()
+            node = self._expr()
+            kind, value, offset = self._take()
+            if (kind, value) != ("paren", ")"):
+                raise ValueError(f"where {self.text!r}: expected ')' at character {offset}")
+            return node
+        left = self._operand()
+        kind, op, offset = self._take()
+        if kind != "op":
+            raise ValueError(f"where {self.text!r}: expected a comparison operator "
+                             f"(== != < <= > >=) at character {offset}, got {op!r}")
+        right = self._operand()
+        return ("cmp", op, left, right)
+
+    def _operand(self):
+        kind, value, offset = self._take()
+        if kind == "number":
+            return ("const", float(value))
+        if kind == "string":
+            return ("const", re.sub(r"\\(.)", r"\1", value[1:-1]))
+        if kind == "quoted":
+            return ("name", value[1:-1])
+        if kind == "name":
+            return ("name", value)
+        if kind == "keyword" and value in ("true", "false"):
+            return ("const", value == "true")
+        if kind == "keyword" and value in ("null", "none"):
+            return ("const", None)
+        raise ValueError(f"where {self.text!r}: expected a name, number or string at "
+                         f"character {offset}, got {value!r}")
+
+    def _collect_names(self, node):
+        if node[0] == "name":
+            return {node[1]}
+        if node[0] == "const":
+            return set()
+        if node[0] == "cmp":
+            return self._collect_names(node[2]) | self._collect_names(node[3])
+        return set().union(*(self._collect_names(n) for n in node[1:]))
+
+    def evaluate(self, resolve) -> bool:
+        """Evaluates the expression; `resolve(name)` returns the value or None."""
+        return bool(self._eval(self.tree, resolve))
+
+    def _eval(self, node, resolve):
+        tag = node[0]
+        if tag == "or":
+            return self._eval(node[1], resolve) or self._eval(node[2], resolve)
+        if tag == "and":
+            return self._eval(node[1], resolve) and self._eval(node[2], resolve)
+        if tag == "not":
+            return not self._eval(node[1], resolve)
+        if tag == "cmp":
+            a = self._value(node[2], resolve)
+            b = self._value(node[3], resolve)
+            if a is None or b is None:
+                if node[1] in ("==", "="):
+                    return a is None and b is None
+                return node[1] == "!=" and (a is None) != (b is None)
+            a, b = _coerce(a, b)
+            if a is None:
+                return False
+            try:
+                return _OPS[node[1]](a, b)
+            except TypeError:
+                return False
+        raise AssertionError(tag)  # pragma: no cover
+
+    @staticmethod
+    def _value(node, resolve):
+        return node[1] if node[0] == "const" else resolve(node[1])
+
+
+def _coerce(a, b):
+    """Numbers compare as floats, booleans as booleans, anything else as strings."""
+    if isinstance(a, bool) or isinstance(b, bool):
+        return (a, b) if isinstance(a, bool) and isinstance(b, bool) else (None, None)
+    na, nb = _number(a), _number(b)
+    if na is not None and nb is not None:
+        return na, nb
+    if isinstance(a, str) and isinstance(b, str):
+        return a, b
+    if na is not None and isinstance(b, str) or nb is not None and isinstance(a, str):
+        return str(a if na is None else _fmt_num(na)), str(b if nb is None else _fmt_num(nb))
+    return None, None
+
+
+def _number(x):
+    if isinstance(x, (int, float)) and not isinstance(x, bool):
+        return float(x)
+    return None
+
+
+def _fmt_num(x):
+    return str(int(x)) if float(x).is_integer() else repr(float(x))
+
+
+def parse_where(text: str) -> WhereExpression:
+    """Parses a `where` filter (see `WhereExpression` for the grammar)."""
+    return WhereExpression(text)
+
+
+ROW_FIELDS = ("value", "group", "split", "model_id", "metric")
+
+
+def _row_field(row, name):
+    """A row's field / extra key (`extra.KEY` or `KEY`); (found, value)."""
+    if name in ROW_FIELDS:
+        return True, row.get(name)
+    extra = row.get("extra") or {}
+    key = name[len("extra."):] if name.startswith("extra.") else name
+    if isinstance(extra, dict) and key in extra:
+        return True, extra[key]
+    return False, None
+
+
+def select_values(rows, metric, *, by="group", where=None, split=None):
+    """Groups the values of `metric` in evaluation rows by a field, after a filter.
+
+    Args:
+        rows: list of dicts as returned by `ResultsStore.evaluations(experiment)`
+            (all metrics of the experiment, so that `where` can refer to them).
+        metric: str. The metric compared.
+        by: str. Field that defines the groups: `group`, `split`, `model_id` or a key
+            of `extra`.
+        where: str or WhereExpression, optional. Filter (see `WhereExpression`);
+            names that are not row fields or extra keys are other metrics of the
+            same model (same split preferred).
+        split: str, optional. Only rows of this split.
+
+    Returns:
+        dict group value -> list of floats (groups in order of first appearance,
+        sorted by name), and the list of model ids used.
+    """
+    expression = parse_where(where) if isinstance(where, str) else where
+    by_model = {}
+    for row in rows:
+        by_model.setdefault(row["model_id"], []).append(row)
+    candidates = [r for r in rows if r["metric"] == metric
+                  and (split is None or r["split"] == split)]
+    if not candidates:
+        known = sorted({r["metric"] for r in rows})
+        raise ValueError(f"metric {metric!r}: no evaluations"
+                         + (f" in split {split!r}" if split is not None else "")
+                         + f"; metrics present: {known}")
+    if expression is not None:
+        metrics_present = {r["metric"] for r in rows}
+        for name in expression.names:
+            if name in ROW_FIELDS or name in metrics_present:
+                continue
+            if not any(_row_field(r, name)[0] for r in rows):
+                raise ValueError(
+                    f"where: unknown name {name!r}; expected a field {list(ROW_FIELDS)}, a key "
+                    f"of extra, or a metric of this experiment {sorted(metrics_present)}")
+
+    def resolver(row):
+        def resolve(name):
+            found, value = _row_field(row, name)
+            if found:
+                return value
+            others = [r for r in by_model.get(row["model_id"], []) if r["metric"] == name]
+            same_split = [r for r in others if r["split"] == row["split"]]
+            if same_split:
+                return same_split[0]["value"]
+            return others[0]["value"] if len(others) == 1 else None
+        return resolve
+
+    groups, models = {}, []
+    for row in candidates:
+        if row["value"] is None or not math.isfinite(row["value"]):
+            continue
+        if expression is not None and not expression.evaluate(resolver(row)):
+            continue
+        found, key = _row_field(row, by)
+        if not found:
+            raise ValueError(f"by: model {row['model_id']!r} has no field {by!r}; expected one "
+                             f"of {list(ROW_FIELDS)} or a key of its extra "
+                             f"{sorted((row.get('extra') or {}).keys())}")
+        groups.setdefault("(none)" if key is None else str(key), []).append(float(row["value"]))
+        models.append(row["model_id"])
+    return dict(sorted(groups.items())), models
+
+
+# --------------------------------------------------------------------------- figures
+def _figures(groups, metric, fig_dir):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig_dir.mkdir(parents=True, exist_ok=True)
+    names = list(groups)
+    safe = re.sub(r"[^A-Za-z0-9_.-]+", "_", metric)
+    paths = {}
+
+    fig, ax = plt.subplots(figsize=(1.6 + 1.3 * len(names), 4))
+    ax.boxplot([groups[n] for n in names], showfliers=False, widths=0.5)
+    ax.set_xticks(range(1, len(names) + 1), names)
+    rng = np.random.default_rng(0)  # jitter only; fixed so figures are reproducible
+    for i, name in enumerate(names, start=1):
+        values = np.asarray(groups[name])
+        ax.scatter(i + rng.uniform(-0.12, 0.12, values.size), values, s=18, alpha=0.7,
+                   zorder=3)
+    ax.set_ylabel(metric)
+    ax.set_title(f"{metric} per group (box + every model)")
+    fig.tight_layout()
+    paths["box_strip"] = fig_dir / f"{safe}_box_strip.png"
+    fig.savefig(paths["box_strip"], dpi=110)
+    plt.close(fig)
+
+    fig, axes = plt.subplots(1, len(names), figsize=(3.2 * len(names), 3), squeeze=False,
+                             sharex=True)
+    all_values = np.concatenate([np.asarray(v, dtype=float) for v in groups.values()])
+    low, high = float(all_values.min()), float(all_values.max())
+    if low == high:
+        low, high = low - 0.5, high + 0.5
+    bins = np.linspace(low, high, 11)
+    for ax, name in zip(axes[0], names):
+        ax.hist(groups[name], bins=bins, color="tab:blue", alpha=0.8, edgecolor="white")
+        ax.set_title(f"{name} (n={len(groups[name])})")
+        ax.set_xlabel(metric)
+    axes[0][0].set_ylabel("models")
+    fig.tight_layout()
+    paths["histograms"] = fig_dir / f"{safe}_histograms.png"
+    fig.savefig(paths["histograms"], dpi=110)
+    plt.close(fig)
+    return paths
+
+
+# --------------------------------------------------------------------------- writing
+def _p(p):
+    if p is None:
+        return "-"
+    return f"{p:.4g}" if p >= 1e-4 else f"{p:.2e}"
+
+
+def _n(x, digits=4):
+    return "-" if x is None else f"{x:.{digits}g}"
+
+
+def _markdown_tables(result, metric):
+    lines = ["## Groups", "",
+             f"| group | n | mean | SD | median | IQR | min | max | Shapiro-Wilk W | p | normal |",
+             "|---|---|---|---|---|---|---|---|---|---|---|"]
+    for name, g in result["groups"].items():
+        sw = g["shapiro"]
+        lines.append(f"| {name} | {g['n']} | {_n(g['mean'])} | {_n(g['sd'])} | "
+                     f"{_n(g['median'])} | {_n(g['iqr'])} | {_n(g['min'])} | {_n(g['max'])} | "
+                     f"{_n(sw['W'])} | {_p(sw['p_value'])} | "
+                     f"{'yes' if sw['normal'] else 'no'} |")
+    test = result["test"]
+    lines += ["", "## Test", "",
+              f"{TEST_NAMES[test['test']]}: statistic = {_n(test['statistic'])}"
+              + (f", df = {_n(test['df'])}" if test.get("df") is not None else "")
+              + f", p = {_p(test['p_value'])} (alpha = {result['alpha']:g}): "
+              + ("**significant**" if test["significant"] else "not significant") + ".", ""]
+    ks = [f"{k:g}" for k in result["iqr_filters"]]
+    header = ("| comparison | test | statistic | p | Holm p | significant | Cohen's d | "
+              "CLES | " + " | ".join(f"d (±{k} IQR) [removed]" for k in ks) + " |")
+    lines += ["## Pairwise comparisons and effect sizes", "", header,
+              "|" + "---|" * (8 + len(ks))]
+    for c in result["comparisons"]:
+        iqr_cells = []
+        for k in ks:
+            v = c["cohens_d_iqr"].get(k)
+            iqr_cells.append("-" if v is None else
+                             f"{_n(v['cohens_d'])} [{sum(v['removed'].values())}]")
+        lines.append(f"| {c['a']} vs {c['b']} | {TEST_NAMES[c['test']]} | "
+                     f"{_n(c['statistic'])} | {_p(c['p_value'])} | {_p(c['p_holm'])} | "
+                     f"{'yes' if c['significant'] else 'no'} | {_n(c['cohens_d'])} "
+                     f"({c['cohens_d_label']}) | {c['cles']:.3f} | " + " | ".join(iqr_cells)
+                     + " |")
+    pw = result["power"]
+    lines += ["", "## Power analysis", "",
+              (f"Models per group needed to detect |d| = {abs(pw['effect_size']):.3g} with power "
+               f"{pw['power']:g} at alpha {pw['alpha']:g}: **{pw['n_per_group']}** (smallest "
+               f"group: {pw['n_smallest_group']}, achieved power {_n(pw['achieved_power'], 3)})."
+               if pw["n_per_group"] is not None else
+               "The observed effect is zero or undefined; no sample size applies."), ""]
+    lines += ["## Decision path", ""] + [f"{i}. {s}" for i, s in
+                                         enumerate(result["decision"], start=1)] + [""]
+    return lines
+
+
+def _markdown_to_html(markdown_text, images):
+    """A small converter for the Markdown this module writes (headings, tables, lists)."""
+    out, in_table, in_list = [], False, False
+
+    def inline(text):
+        text = html.escape(text)
+        text = re.sub(r"\*\*(.+?)\*\*", r"<strong>\1</strong>", text)
+        text = re.sub(r"`(.+?)`", r"<code>\1</code>", text)
+        return text
+
+    for line in markdown_text.splitlines():
+        image = re.fullmatch(r"!\[(.*?)\]\((.+?)\)", line.strip())
+        if in_table and not line.startswith("|"):
+            out.append("</table>")
+            in_table = False
+        if in_list and not re.match(r"\d+\. ", line):
+            out.append("</ol>")
+            in_list = False
+        if line.startswith("#"):
+            level = len(line) - len(line.lstrip("#"))
+            out.append(f"<h{level}>{inline(line[level:].strip())}</h{level}>")
+        elif line.startswith("|"):
+            cells = [c.strip() for c in line.strip().strip("|").split("|")]
+            if all(set(c) <= set("-:") for c in cells):
+                continue
+            tag = "th" if not in_table else "td"
+            if not in_table:
+                out.append("<table>")
+                in_table = True
+            out.append("<tr>" + "".join(f"<{tag}>{inline(c)}</{tag}>" for c in cells) + "</tr>")
+        elif re.match(r"\d+\. ", line):
+            if not in_list:
+                out.append("<ol>")
+                in_list = True
+            out.append(f"<li>{inline(line.split('. ', 1)[1])}</li>")
+        elif image:
+            data = images.get(image.group(2))
+            src = f"data:image/png;base64,{data}" if data else html.escape(image.group(2))
+            out.append(f'<p><img alt="{html.escape(image.group(1))}" src="{src}"></p>')
+        elif line.strip():
+            out.append(f"<p>{inline(line)}</p>")
+    if in_table:
+        out.append("</table>")
+    if in_list:
+        out.append("</ol>")
+    return "\n".join(out)
+
+
+_CSS = ("body{font-family:system-ui,sans-serif;max-width:980px;margin:2em auto;padding:0 1em;"
+        "color:#222}table{border-collapse:collapse;margin:1em 0}td,th{border:1px solid #ccc;"
+        "padding:4px 8px;text-align:right}th{background:#f3f3f3}td:first-child{text-align:left}"
+        "img{max-width:100%}code{background:#f3f3f3;padding:0 3px}")
+
+
+def write_comparison_report(groups, *, metric, out_dir, title, description="", extra_markdown="",
+                            alpha=0.05, equal_var=False, iqr_filters=(1.5, 5.0),
+                            provenance=None):
+    """Compares groups of a metric and writes report.md, report.html, report.json, figures.
+
+    Args:
+        groups: dict group name -> sequence of floats (one value per model).
+        metric: str. Name of the metric (axis labels, file names).
+        out_dir: str or Path. Folder written (created when missing).
+        title: str. Heading of the report.
+        description: str. Paragraph shown under the title.
+        extra_markdown: str. Appended to the Markdown (and the HTML) as it is.
+        alpha, equal_var, iqr_filters: passed to `shared.stats.compare_groups`.
+        provenance: dict, optional. Where the values came from (store, experiment,
+            filter); written to the JSON and the Markdown.
+
+    Returns:
+        Path of report.md.
+    """
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    values = {str(k): [float(x) for x in v] for k, v in groups.items()}
+    result = compare_groups(values, alpha=alpha, equal_var=equal_var, iqr_filters=iqr_filters)
+    fig_paths = _figures(values, metric, out / "figures")
+    rel = {k: p.relative_to(out).as_posix() for k, p in fig_paths.items()}
+
+    env = environment_info()
+    payload = {"title": title, "metric": metric, "values": values, "comparison": result,
+               "figures": rel, "provenance": provenance or {},
+               "environment": {k: env.get(k) for k in ("medrepro_version", "git_revision",
+                                                       "created")}}
+    (out / "report.json").write_text(json.dumps(to_jsonable(payload), indent=2,
+                                                sort_keys=True) + "\n")
+
+    lines = [f"# {title}", ""]
+    if description:
+        lines += [description, ""]
+    lines += [f"Metric: `{metric}`; groups: " + ", ".join(f"{k} (n={len(v)})"
+                                                        for k, v in values.items()) + ".", ""]
+    if provenance:
+        lines += ["Source: " + "; ".join(f"{k} = `{v}`" for k, v in provenance.items()
+                                         if v is not None) + ".", ""]
+    lines += _markdown_tables(result, metric)
+    lines += ["## Figures", "", f"![{metric} per group: box and strip plot]({rel['box_strip']})",
+              "", f"![{metric} histograms per group]({rel['histograms']})", ""]
+    if extra_markdown:
+        lines += [extra_markdown.rstrip(), ""]
+    lines += [f"_medrepro {env.get('medrepro_version')} "
+              f"({env.get('git_revision') or 'no git revision'}), {env.get('created')}_", ""]
+    markdown_text = "\n".join(lines)
+    md_path = out / "report.md"
+    md_path.write_text(markdown_text)
+
+    images = {r: base64.b64encode(fig_paths[k].read_bytes()).decode("ascii")
+              for k, r in rel.items()}
+    body = _markdown_to_html(markdown_text, images)
+    (out / "report.html").write_text(
+        f"<!DOCTYPE html>\n<html><head><meta charset='utf-8'><title>{html.escape(title)}"
+        f"</title><style>{_CSS}</style></head><body>\n{body}\n</body></html>\n")
+    return md_path
+
+
+def report_from_store(store, experiment, metric, *, by="group", where=None, out_dir, split=None,
+                      alpha=0.05, equal_var=False, title=None):
+    """Writes a comparison report of one metric of an experiment's evaluations.
+
+    Args:
+        store: ResultsStore (or URL string) to read from.
+        experiment: str. Experiment name.
+        metric: str. Metric compared between groups.
+        by: str. Field defining the groups (`group`, `split`, `model_id`, an extra key).
+        where: str, optional. Filter expression (see `WhereExpression`), e.g.
+            `"val_accuracy > 0.95"` (another metric of the same model).
+        out_dir: str or Path. Folder of the report.
+        split: str, optional. Only evaluations of this split.
+        alpha, equal_var: passed to `compare_groups`.
+        title: str, optional. Defaults to "<experiment>: <metric> by <by>".
+
+    Returns:
+        Path of report.md.
+    """
+    from shared.store import ResultsStore, open_store
+
+    if not isinstance(store, ResultsStore):
+        store = open_store(store)
+    rows = store.evaluations(experiment)
+    if not rows:
+        raise ValueError(f"experiment {experiment!r}: no evaluations in {store.masked_url}")
+    groups, models = select_values(rows, metric, by=by, where=where, split=split)
+    if len(groups) < 2:
+        raise ValueError(f"experiment {experiment!r}, metric {metric!r}: need at least 2 groups "
+                         f"by {by!r} after filtering, got {list(groups)}")
+    provenance = {"store": store.masked_url, "experiment": experiment, "metric": metric,
+                  "by": by, "where": where, "split": split, "models": len(models)}
+    return write_comparison_report(
+        groups, metric=metric, out_dir=out_dir,
+        title=title or f"{experiment}: {metric} by {by}",
+        description=f"Values: evaluations of experiment `{experiment}`, one per model, grouped "
+                    f"by `{by}`" + (f", filtered by `{where}`" if where else "") + ".",
+        alpha=alpha, equal_var=equal_var, provenance=provenance)

@@ -1,0 +1,711 @@
+"""The results store: experiments, searches, trials and evaluations in one database.
+
+One interface over SQLAlchemy Core. A SQLite file is the default
+(`sqlite:///runs/results.sqlite`); a lab that runs on several machines points every
+one of them at a PostgreSQL database (`postgresql://user:password@host/db`, driver
+psycopg2).
+
+Every write is one transaction and an upsert on the row's natural key, so re-running
+or resuming a search never duplicates a row, and several processes (or machines)
+writing at once never lose one:
+
+* trials are keyed on (search, trial id), searches on (experiment, name),
+  evaluations on (experiment, model id, metric, split);
+* SQLite runs in WAL mode with a busy timeout and takes its write lock when a
+  transaction begins (`BEGIN IMMEDIATE`), so concurrent writers queue instead of
+  failing; PostgreSQL uses `INSERT ... ON CONFLICT DO UPDATE`.
+
+The schema is created when missing and its version is recorded in the `meta`
+table; a store written by another schema version is refused with a clear error.
+
+Trial records that cannot reach the store (the server went away mid-search) can be
+kept in a local JSON-lines spool file (`append_spool`) and pushed later with
+`sync_spool` (`medrepro store sync --spool PATH --store URL`).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as _dt
+import json
+import logging
+import math
+import os
+import socket
+import sys
+import threading
+from pathlib import Path
+
+import sqlalchemy as sa
+from sqlalchemy import event
+from sqlalchemy.engine import make_url
+
+from shared import __version__
+from shared.runs import environment_info, git_revision as _git_revision, to_jsonable
+
+logger = logging.getLogger(__name__)
+
+SCHEMA_VERSION = 1
+DEFAULT_URL = "sqlite:///runs/results.sqlite"
+TRIAL_STATUSES = ("completed", "failed", "running")
+# The key PostgreSQL's advisory lock uses while the schema is created.
+_SCHEMA_LOCK_KEY = 7_316_402_551
+
+metadata = sa.MetaData()
+
+meta_table = sa.Table(
+    "meta", metadata,
+    sa.Column("key", sa.String(64), primary_key=True),
+    sa.Column("value", sa.Text, nullable=False),
+)
+
+experiments_table = sa.Table(
+    "experiments", metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("name", sa.String(200), nullable=False, unique=True),
+    sa.Column("config", sa.Text, nullable=True),
+    sa.Column("created", sa.DateTime(timezone=True), nullable=False),
+)
+
+searches_table = sa.Table(
+    "searches", metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("experiment_id", sa.Integer, sa.ForeignKey("experiments.id"), nullable=False),
+    sa.Column("name", sa.String(200), nullable=False),
+    sa.Column("group_name", sa.String(200), nullable=True),
+    sa.Column("config", sa.Text, nullable=True),
+    sa.Column("created", sa.DateTime(timezone=True), nullable=False),
+    sa.UniqueConstraint("experiment_id", "name", name="uq_searches_experiment_name"),
+)
+
+trials_table = sa.Table(
+    "trials", metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("search_id", sa.Integer, sa.ForeignKey("searches.id"), nullable=False),
+    sa.Column("trial_id", sa.String(200), nullable=False),
+    sa.Column("group_name", sa.String(200), nullable=True),
+    sa.Column("hyperparameters", sa.Text, nullable=False),
+    sa.Column("metrics", sa.Text, nullable=False),
+    sa.Column("status", sa.String(16), nullable=False),
+    sa.Column("error", sa.Text, nullable=True),
+    sa.Column("started", sa.DateTime(timezone=True), nullable=True),
+    sa.Column("ended", sa.DateTime(timezone=True), nullable=True),
+    sa.Column("duration_s", sa.Float, nullable=True),
+    sa.Column("host", sa.String(255), nullable=True),
+    sa.Column("package_version", sa.String(64), nullable=True),
+    sa.Column("git_revision", sa.String(64), nullable=True),
+    sa.Column("model_path", sa.Text, nullable=True),
+    sa.Column("updated", sa.DateTime(timezone=True), nullable=False),
+    sa.UniqueConstraint("search_id", "trial_id", name="uq_trials_search_trial"),
+)
+
+evaluations_table = sa.Table(
+    "evaluations", metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("experiment_id", sa.Integer, sa.ForeignKey("experiments.id"), nullable=False),
+    sa.Column("model_id", sa.String(200), nullable=False),
+    sa.Column("metric", sa.String(200), nullable=False),
+    sa.Column("value", sa.Float, nullable=True),
+    sa.Column("split", sa.String(64), nullable=False),
+    sa.Column("group_name", sa.String(200), nullable=True),
+    sa.Column("extra", sa.Text, nullable=True),
+    sa.Column("host", sa.String(255), nullable=True),
+    sa.Column("updated", sa.DateTime(timezone=True), nullable=False),
+    sa.UniqueConstraint("experiment_id", "model_id", "metric", "split",
+                        name="uq_evaluations_key"),
+)
+
+
+class StoreUnreachableError(RuntimeError):
+    """The results store cannot be reached (server down, path not writable, ...)."""
+
+
+class SchemaVersionError(RuntimeError):
+    """The store was written by a different schema version than this code expects."""
+
+
+def mask_url(url) -> str:
+    """The store URL with its password replaced by `***` (for messages and logs)."""
+    try:
+        return make_url(str(url)).render_as_string(hide_password=True)
+    except Exception:  # noqa: BLE001 - a URL we cannot parse is shown without credentials
+        text = str(url)
+        if "@" in text and "://" in text:
+            scheme, rest = text.split("://", 1)
+            return f"{scheme}://***@{rest.rsplit('@', 1)[1]}"
+        return text
+
+
+def _now() -> _dt.datetime:
+    return _dt.datetime.now(_dt.timezone.utc)
+
+
+def _to_datetime(value, field):
+    """Accepts None, a datetime, an ISO-8601 string or POSIX seconds; returns aware UTC."""
+    if value is None:
+        return None
+    if isinstance(value, _dt.datetime):
+        dt = value
+    elif isinstance(value, (int, float)):
+        dt = _dt.datetime.fromtimestamp(float(value), tz=_dt.timezone.utc)
+    elif isinstance(value, str):
+        try:
+            dt = _dt.datetime.fromisoformat(value)
+        except ValueError as err:
+            raise ValueError(f"{field}: expected an ISO-8601 time, got {value!r}") from err
+    else:
+        raise ValueError(f"{field}: expected a datetime, ISO string or POSIX seconds, "
+                         f"got {type(value).__name__}")
+    if dt.tzinfo is None:
+        dt = dt.replace(tzinfo=_dt.timezone.utc)
+    return dt.astimezone(_dt.timezone.utc)
+
+
+def _iso(value):
+    if value is None:
+        return None
+    if value.tzinfo is None:  # SQLite returns naive values; they were stored as UTC
+        value = value.replace(tzinfo=_dt.timezone.utc)
+    return value.isoformat()
+
+
+def _dumps(value, field):
+    try:
+        return json.dumps(_clean_json(to_jsonable(value)), sort_keys=True, allow_nan=False)
+    except (TypeError, ValueError) as err:
+        raise ValueError(f"{field}: not JSON-serialisable ({err})") from err
+
+
+def _clean_json(value):
+    """NaN / inf become None so that the JSON is strict and PostgreSQL-readable."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {k: _clean_json(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_clean_json(v) for v in value]
+    return value
+
+
+def _loads(text):
+    return None if text is None else json.loads(text)
+
+
+def _is_connection_error(err) -> bool:
+    """Whether a database error means 'cannot talk to the server' (vs. a bad query)."""
+    if isinstance(err, sa.exc.DBAPIError) and err.connection_invalidated:
+        return True
+    if isinstance(err, (sa.exc.OperationalError, sa.exc.InterfaceError)):
+        text = str(err.orig if getattr(err, "orig", None) is not None else err).lower()
+        markers = ("connect", "connection", "server closed", "terminating", "unable to open",
+                   "could not translate host", "timeout expired", "no such host",
+                   "the database system is shutting down", "starting up", "readonly",
+                   "disk i/o error")
+        return any(m in text for m in markers)
+    return False
+
+
+class ResultsStore:
+    """Reads and writes experiments, searches, trials and evaluations.
+
+    Create it with `open_store(url)`, which also connects, creates missing tables
+    and checks the schema version.
+
+    Args:
+        url: str. SQLAlchemy URL: `sqlite:///path.sqlite` or
+            `postgresql://user:password@host:port/db`.
+        connect_timeout: float. Seconds to wait for a PostgreSQL connection, and
+            for a SQLite lock held by another writer (busy timeout).
+    """
+
+    def __init__(self, url: str, *, connect_timeout: float = 10.0):
+        self.url = str(url)
+        self.masked_url = mask_url(self.url)
+        try:
+            parsed = make_url(self.url)
+        except Exception as err:  # noqa: BLE001
+            raise ValueError(f"results store URL {self.masked_url!r} is not a valid "
+                             f"SQLAlchemy URL (expected sqlite:///path or "
+                             f"postgresql://user@host/db): {err}") from err
+        self.dialect = parsed.get_backend_name()
+        if self.dialect not in ("sqlite", "postgresql"):
+            raise ValueError(f"results store URL {self.masked_url!r}: backend "
+                             f"{self.dialect!r} is not supported (expected sqlite or postgresql)")
+        self._env = None
+        self._env_lock = threading.Lock()
+        if self.dialect == "sqlite":
+            self.engine = self._sqlite_engine(parsed, connect_timeout)
+        else:
+            if parsed.drivername == "postgresql":
+                parsed = parsed.set(drivername="postgresql+psycopg2")
+            self.engine = sa.create_engine(
+                parsed, pool_pre_ping=True, future=True,
+                connect_args={"connect_timeout": max(1, int(math.ceil(connect_timeout)))},
+            )
+
+    # ------------------------------------------------------------------ setup
+    def _sqlite_engine(self, parsed, busy_timeout):
+        database = parsed.database
+        if database and database != ":memory:" and not database.startswith("file:"):
+            path = Path(database)
+            try:
+                path.parent.mkdir(parents=True, exist_ok=True)
+            except OSError as err:
+                raise StoreUnreachableError(
+                    f"results store {self.masked_url} is unreachable: cannot create "
+                    f"folder {path.parent} ({err})") from err
+        engine = sa.create_engine(parsed, future=True,
+                                  connect_args={"timeout": float(busy_timeout)})
+        busy_ms = int(busy_timeout * 1000)
+
+        @event.listens_for(engine, "connect")
+        def _on_connect(dbapi_connection, _record):
+            # Let SQLAlchemy emit BEGIN itself (below) instead of pysqlite's own
+            # deferred transactions, which can deadlock two writers.
+            dbapi_connection.isolation_level = None
+            cursor = dbapi_connection.cursor()
+            cursor.execute(f"PRAGMA busy_timeout={busy_ms}")
+            if database and database != ":memory:":
+                cursor.execute("PRAGMA journal_mode=WAL")
+            cursor.execute("PRAGMA synchronous=NORMAL")
+            cursor.execute("PRAGMA foreign_keys=ON")
+            cursor.close()
+
+        @event.listens_for(engine, "begin")
+        def _on_begin(conn):
+            # Take the write lock at once: a deferred transaction that later wants to
+            # write cannot wait for the lock in WAL mode and would fail instead.
+            conn.exec_driver_sql("BEGIN IMMEDIATE")
+
+        return engine
+
+    def _initialise(self):
+        """Creates missing tables and checks the schema version."""
+        with self._begin() as conn:
+            if self.dialect == "postgresql":
+                # Several workers may start at once; one creates, the others wait.
+                conn.execute(sa.text("SELECT pg_advisory_xact_lock(:k)"),
+                             {"k": _SCHEMA_LOCK_KEY})
+            metadata.create_all(conn, checkfirst=True)
+            row = conn.execute(sa.select(meta_table.c.value)
+                               .where(meta_table.c.key == "schema_version")).first()
+            if row is None:
+                conn.execute(meta_table.insert().values(key="schema_version",
+                                                        value=str(SCHEMA_VERSION)))
+            elif str(row[0]) != str(SCHEMA_VERSION):
+                raise SchemaVersionError(
+                    f"results store {self.masked_url} has schema version {row[0]}, "
+                    f"this medrepro expects {SCHEMA_VERSION}; use a new store URL or "
+                    f"migrate the database")
+
+    @contextlib.contextmanager
+    def _begin(self):
+        """A transaction; connection failures become StoreUnreachableError."""
+        try:
+            with self.engine.begin() as conn:
+                yield conn
+        except sa.exc.SQLAlchemyError as err:
+            if _is_connection_error(err):
+                reason = str(getattr(err, "orig", None) or err).strip().splitlines()[0]
+                raise StoreUnreachableError(
+                    f"results store {self.masked_url} is unreachable: {reason}") from err
+            raise
+
+    def _insert(self, table):
+        if self.dialect == "postgresql":
+            from sqlalchemy.dialects.postgresql import insert
+        else:
+            from sqlalchemy.dialects.sqlite import insert
+        return insert(table)
+
+    def environment(self) -> dict:
+        """Host, package version and git revision of this process (computed once)."""
+        with self._env_lock:
+            if self._env is None:
+                if "tensorflow" in sys.modules:
+                    self._env = environment_info()
+                else:
+                    # The same fields without importing TensorFlow (seconds) just for
+                    # its version string.
+                    self._env = {"medrepro_version": __version__,
+                                 "git_revision": _git_revision(),
+                                 "host": socket.gethostname()}
+            return self._env
+
+    def close(self):
+        """Releases the connection pool."""
+        self.engine.dispose()
+
+    def __repr__(self):
+        return f"ResultsStore({self.masked_url!r})"
+
+    # ------------------------------------------------------------------ writes
+    def ping(self) -> bool:
+        """Checks that the store answers; raises StoreUnreachableError otherwise."""
+        with self._begin() as conn:
+            conn.execute(sa.text("SELECT 1"))
+        return True
+
+    def schema_version(self) -> int:
+        """The schema version recorded in the store."""
+        with self._begin() as conn:
+            value = conn.execute(sa.select(meta_table.c.value)
+                                 .where(meta_table.c.key == "schema_version")).scalar_one()
+        return int(value)
+
+    def _experiment_id(self, conn, name, config=None):
+        if not isinstance(name, str) or not name:
+            raise ValueError(f"experiment: expected a non-empty name, got {name!r}")
+        values = {"name": name, "created": _now()}
+        if config is not None:
+            values["config"] = _dumps(config, "config")
+        stmt = self._insert(experiments_table).values(**values)
+        if config is not None:
+            stmt = stmt.on_conflict_do_update(index_elements=["name"],
+                                              set_={"config": stmt.excluded.config})
+        else:
+            stmt = stmt.on_conflict_do_nothing(index_elements=["name"])
+        conn.execute(stmt)
+        return conn.execute(sa.select(experiments_table.c.id)
+                            .where(experiments_table.c.name == name)).scalar_one()
+
+    def ensure_experiment(self, name: str, config=None) -> int:
+        """Creates the experiment when missing (updates its config when given).
+
+        Args:
+            name: str. Experiment name, e.g. `heatmap_loss_exp1`.
+            config: dict or dataclass, optional. Stored as JSON.
+
+        Returns:
+            The experiment's integer id.
+        """
+        with self._begin() as conn:
+            return self._experiment_id(conn, name, config)
+
+    def start_search(self, experiment: str, search_name: str, *, group=None, config=None) -> int:
+        """Creates (or finds) a search of an experiment; returns its id.
+
+        Calling it again with the same names returns the same id, so a resumed or
+        distributed search shares one row.
+
+        Args:
+            experiment: str. Experiment name (created when missing).
+            search_name: str. Name of the search inside the experiment.
+            group: str, optional. Group / arm the search belongs to (e.g. "heatmap").
+            config: dict, optional. Tuner settings, stored as JSON.
+        """
+        if not isinstance(search_name, str) or not search_name:
+            raise ValueError(f"search_name: expected a non-empty name, got {search_name!r}")
+        with self._begin() as conn:
+            exp_id = self._experiment_id(conn, experiment)
+            values = {"experiment_id": exp_id, "name": search_name, "group_name": group,
+                      "created": _now()}
+            if config is not None:
+                values["config"] = _dumps(config, "config")
+            stmt = self._insert(searches_table).values(**values)
+            update = {"group_name": stmt.excluded.group_name} if group is not None else {}
+            if config is not None:
+                update["config"] = stmt.excluded.config
+            if update:
+                stmt = stmt.on_conflict_do_update(index_elements=["experiment_id", "name"],
+                                                  set_=update)
+            else:
+                stmt = stmt.on_conflict_do_nothing(index_elements=["experiment_id", "name"])
+            conn.execute(stmt)
+            return conn.execute(sa.select(searches_table.c.id).where(
+                (searches_table.c.experiment_id == exp_id)
+                & (searches_table.c.name == search_name))).scalar_one()
+
+    def record_trial(self, search_id: int, trial_id, *, group=None, hyperparameters, metrics,
+                     status="completed", error=None, started=None, ended=None,
+                     duration_s=None, model_path=None, host=None, package_version=None,
+                     git_revision=None) -> None:
+        """Inserts or updates one trial of a search (keyed on search id + trial id).
+
+        Args:
+            search_id: int. From `start_search`.
+            trial_id: str. The tuner's trial id.
+            group: str, optional. Group / arm (defaults to the search's group).
+            hyperparameters: dict. Hyperparameter values.
+            metrics: dict. Final metric values (NaN / inf stored as null).
+            status: "completed", "failed" or "running".
+            error: str, optional. Error message / traceback of a failed trial.
+            started, ended: datetime, ISO string or POSIX seconds, optional.
+            duration_s: float, optional. Defaults to ended - started when both given.
+            model_path: str, optional. Where the trial's model files are kept.
+            host, package_version, git_revision: optional overrides of this
+                process's values (used when replaying records written elsewhere).
+        """
+        if status not in TRIAL_STATUSES:
+            raise ValueError(f"status: expected one of {TRIAL_STATUSES}, got {status!r}")
+        if not isinstance(hyperparameters, dict):
+            raise ValueError(f"hyperparameters: expected a dict, got "
+                             f"{type(hyperparameters).__name__}")
+        if not isinstance(metrics, dict):
+            raise ValueError(f"metrics: expected a dict, got {type(metrics).__name__}")
+        started_dt = _to_datetime(started, "started")
+        ended_dt = _to_datetime(ended, "ended")
+        if duration_s is None and started_dt is not None and ended_dt is not None:
+            duration_s = (ended_dt - started_dt).total_seconds()
+        env = ({} if None not in (host, package_version, git_revision)
+               else self.environment())
+        values = {
+            "search_id": int(search_id), "trial_id": str(trial_id),
+            "hyperparameters": _dumps(hyperparameters, "hyperparameters"),
+            "metrics": _dumps(metrics, "metrics"),
+            "status": status, "error": error, "started": started_dt, "ended": ended_dt,
+            "duration_s": None if duration_s is None else float(duration_s),
+            "host": host if host is not None else env.get("host"),
+            "package_version": (package_version if package_version is not None
+                                else env.get("medrepro_version")),
+            "git_revision": git_revision if git_revision is not None else env.get("git_revision"),
+            "model_path": None if model_path is None else str(model_path),
+            "updated": _now(),
+        }
+        with self._begin() as conn:
+            if group is None:
+                group = conn.execute(sa.select(searches_table.c.group_name).where(
+                    searches_table.c.id == int(search_id))).scalar()
+            values["group_name"] = group
+            exists = conn.execute(sa.select(searches_table.c.id).where(
+                searches_table.c.id == int(search_id))).first()
+            if exists is None:
+                raise ValueError(f"search_id: no search with id {search_id} in "
+                                 f"{self.masked_url}; call start_search first")
+            stmt = self._insert(trials_table).values(**values)
+            stmt = stmt.on_conflict_do_update(
+                index_elements=["search_id", "trial_id"],
+                set_={k: stmt.excluded[k] for k in values if k not in ("search_id", "trial_id")})
+            conn.execute(stmt)
+
+    def record_evaluation(self, experiment: str, model_id, metric: str, value, *, split="test",
+                          group=None, extra=None) -> None:
+        """Inserts or updates one evaluation (experiment, model id, metric, split).
+
+        Args:
+            experiment: str. Experiment name (created when missing).
+            model_id: str. Identifies the trained model (e.g. "cce_seed3").
+            metric: str. Metric name, e.g. "accuracy".
+            value: float. NaN / inf are stored as null.
+            split: str. Data split. Defaults to "test".
+            group: str, optional. Group / arm of the model (e.g. "heatmap").
+            extra: dict, optional. Further fields, stored as JSON (and usable in
+                `report --by` / `--where`).
+        """
+        if not isinstance(metric, str) or not metric:
+            raise ValueError(f"metric: expected a non-empty name, got {metric!r}")
+        try:
+            number = None if value is None else float(value)
+        except (TypeError, ValueError) as err:
+            raise ValueError(f"value of {metric!r} for model {model_id!r}: expected a number, "
+                             f"got {value!r}") from err
+        if number is not None and not math.isfinite(number):
+            number = None
+        with self._begin() as conn:
+            exp_id = self._experiment_id(conn, experiment)
+            values = {"experiment_id": exp_id, "model_id": str(model_id), "metric": metric,
+                      "value": number, "split": str(split), "group_name": group,
+                      "extra": None if extra is None else _dumps(extra, "extra"),
+                      "host": self.environment().get("host"), "updated": _now()}
+            stmt = self._insert(evaluations_table).values(**values)
+            stmt = stmt.on_conflict_do_update(
+                index_elements=["experiment_id", "model_id", "metric", "split"],
+                set_={k: stmt.excluded[k] for k in ("value", "group_name", "extra", "host",
+                                                     "updated")})
+            conn.execute(stmt)
+
+    # ------------------------------------------------------------------ reads
+    def experiments(self) -> list[dict]:
+        """All experiments with their number of searches, trials and evaluations."""
+        e, s, t, v = experiments_table, searches_table, trials_table, evaluations_table
+        with self._begin() as conn:
+            rows = conn.execute(sa.select(e).order_by(e.c.name)).mappings().all()
+            out = []
+            for row in rows:
+                n_search = conn.execute(sa.select(sa.func.count()).select_from(s)
+                                        .where(s.c.experiment_id == row["id"])).scalar_one()
+                n_trial = conn.execute(sa.select(sa.func.count()).select_from(
+                    t.join(s, t.c.search_id == s.c.id)).where(
+                    s.c.experiment_id == row["id"])).scalar_one()
+                n_eval = conn.execute(sa.select(sa.func.count()).select_from(v)
+                                      .where(v.c.experiment_id == row["id"])).scalar_one()
+                out.append({"id": row["id"], "name": row["name"],
+                            "config": _loads(row["config"]), "created": _iso(row["created"]),
+                            "searches": n_search, "trials": n_trial, "evaluations": n_eval})
+        return out
+
+    def searches(self, experiment=None) -> list[dict]:
+        """Searches (of one experiment, or all)."""
+        e, s = experiments_table, searches_table
+        query = sa.select(s, e.c.name.label("experiment")).join(e, s.c.experiment_id == e.c.id)
+        if experiment is not None:
+            query = query.where(e.c.name == experiment)
+        with self._begin() as conn:
+            rows = conn.execute(query.order_by(s.c.id)).mappings().all()
+        return [{"id": r["id"], "experiment": r["experiment"], "search_name": r["name"],
+                 "group": r["group_name"], "config": _loads(r["config"]),
+                 "created": _iso(r["created"])} for r in rows]
+
+    def trials(self, experiment=None, search_name=None) -> list[dict]:
+        """Trials, optionally of one experiment and/or search, ordered by search and id.
+
+        Returns:
+            list of dicts with experiment, search_name, search_id, trial_id, group,
+            hyperparameters, metrics, status, error, started, ended (ISO strings),
+            duration_s, host, package_version, git_revision, model_path.
+        """
+        e, s, t = experiments_table, searches_table, trials_table
+        query = (sa.select(t, s.c.name.label("search_name"), e.c.name.label("experiment"))
+                 .join(s, t.c.search_id == s.c.id).join(e, s.c.experiment_id == e.c.id))
+        if experiment is not None:
+            query = query.where(e.c.name == experiment)
+        if search_name is not None:
+            query = query.where(s.c.name == search_name)
+        with self._begin() as conn:
+            rows = conn.execute(query.order_by(t.c.search_id, t.c.trial_id)).mappings().all()
+        return [{
+            "experiment": r["experiment"], "search_name": r["search_name"],
+            "search_id": r["search_id"], "trial_id": r["trial_id"], "group": r["group_name"],
+            "hyperparameters": _loads(r["hyperparameters"]), "metrics": _loads(r["metrics"]),
+            "status": r["status"], "error": r["error"], "started": _iso(r["started"]),
+            "ended": _iso(r["ended"]), "duration_s": r["duration_s"], "host": r["host"],
+            "package_version": r["package_version"], "git_revision": r["git_revision"],
+            "model_path": r["model_path"],
+        } for r in rows]
+
+    def evaluations(self, experiment: str, metric=None) -> list[dict]:
+        """Evaluations of an experiment (of one metric, or all), ordered by model id.
+
+        Returns:
+            list of dicts with experiment, model_id, metric, value, split, group,
+            extra, host, updated.
+        """
+        e, v = experiments_table, evaluations_table
+        query = (sa.select(v, e.c.name.label("experiment"))
+                 .join(e, v.c.experiment_id == e.c.id).where(e.c.name == experiment))
+        if metric is not None:
+            query = query.where(v.c.metric == metric)
+        with self._begin() as conn:
+            rows = conn.execute(query.order_by(v.c.model_id, v.c.metric, v.c.split)
+                                ).mappings().all()
+        return [{"experiment": r["experiment"], "model_id": r["model_id"],
+                 "metric": r["metric"], "value": r["value"], "split": r["split"],
+                 "group": r["group_name"], "extra": _loads(r["extra"]), "host": r["host"],
+                 "updated": _iso(r["updated"])} for r in rows]
+
+
+def open_store(url=None, *, connect_timeout: float = 10.0) -> ResultsStore:
+    """Opens (and if needed creates) the results store at `url`.
+
+    Connects at once, creates missing tables and checks the schema version, so an
+    unreachable store fails here, before any training.
+
+    Args:
+        url: str, optional. `sqlite:///path` or `postgresql://user:pw@host/db`;
+            None means `sqlite:///runs/results.sqlite`.
+        connect_timeout: float. Seconds to wait for the server / a SQLite lock.
+
+    Returns:
+        A ResultsStore.
+
+    Raises:
+        StoreUnreachableError: the store cannot be reached; the message names the
+            URL (password masked).
+        SchemaVersionError: the store has a different schema version.
+        ValueError: the URL is malformed or of an unsupported backend.
+    """
+    store = ResultsStore(DEFAULT_URL if url is None else url, connect_timeout=connect_timeout)
+    try:
+        store._initialise()
+    except StoreUnreachableError:
+        store.close()
+        raise
+    except SchemaVersionError:
+        store.close()
+        raise
+    except sa.exc.SQLAlchemyError as err:
+        store.close()
+        reason = str(getattr(err, "orig", None) or err).strip().splitlines()[0]
+        raise StoreUnreachableError(
+            f"results store {store.masked_url} is unreachable: {reason}") from err
+    except Exception as err:  # noqa: BLE001 - driver errors raised outside SQLAlchemy
+        store.close()
+        if isinstance(err, (ValueError, RuntimeError)):
+            raise
+        raise StoreUnreachableError(
+            f"results store {store.masked_url} is unreachable: {err}") from err
+    return store
+
+
+# ---------------------------------------------------------------------- spool
+def append_spool(path, record: dict) -> None:
+    """Appends one record (a JSON line) to a spool file, flushed and fsync'ed.
+
+    A record has `op` ("trial" or "evaluation") and the fields of
+    `ResultsStore.record_trial` / `record_evaluation`, with the search named by
+    `experiment` + `search_name` (+ `search_group`, `search_config`) instead of an id,
+    so that it can be replayed into any store.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    line = json.dumps(_clean_json(to_jsonable(record)), sort_keys=True) + "\n"
+    with open(path, "a", encoding="utf-8") as handle:
+        handle.write(line)
+        handle.flush()
+        os.fsync(handle.fileno())
+
+
+def read_spool(path) -> list[dict]:
+    """The records of a spool file, in order; a torn last line (crash) is skipped."""
+    path = Path(path)
+    if not path.exists():
+        raise FileNotFoundError(f"spool file {path} does not exist")
+    records = []
+    lines = path.read_text(encoding="utf-8").splitlines()
+    for number, line in enumerate(lines, start=1):
+        if not line.strip():
+            continue
+        try:
+            record = json.loads(line)
+        except json.JSONDecodeError as err:
+            if number == len(lines):
+                logger.warning("%s line %d is incomplete (interrupted write); skipped",
+                               path, number)
+                continue
+            raise ValueError(f"spool file {path} line {number}: not valid JSON ({err})") from err
+        if record.get("op") not in ("trial", "evaluation"):
+            raise ValueError(f"spool file {path} line {number}: field 'op' must be 'trial' or "
+                             f"'evaluation', got {record.get('op')!r}")
+        records.append(record)
+    return records
+
+
+def replay_record(store: ResultsStore, record: dict) -> None:
+    """Writes one spool record into `store` (idempotent upsert)."""
+    record = dict(record)
+    op = record.pop("op")
+    if op == "trial":
+        search_id = store.start_search(record.pop("experiment"), record.pop("search_name"),
+                                       group=record.pop("search_group", None),
+                                       config=record.pop("search_config", None))
+        trial_id = record.pop("trial_id")
+        store.record_trial(search_id, trial_id, **record)
+    elif op == "evaluation":
+        store.record_evaluation(record.pop("experiment"), record.pop("model_id"),
+                                record.pop("metric"), record.pop("value"), **record)
+    else:
+        raise ValueError(f"spool record: unknown op {op!r}")
+
+
+def sync_spool(store: ResultsStore, path, *, remove=False) -> int:
+    """Pushes every record of a spool file into `store`; returns how many.
+
+    Safe to run more than once (upserts). With `remove=True` the file is deleted
+    after all of its records were written.
+    """
+    records = read_spool(path)
+    for record in records:
+        replay_record(store, record)
+    if remove:
+        Path(path).unlink()
+    return len(records)

@@ -1,0 +1,120 @@
+"""The results store on SQLite and PostgreSQL: schema, upserts, errors."""
+
+import sqlalchemy as sa
+import pytest
+
+from shared.store import (SchemaVersionError, StoreUnreachableError, mask_url, open_store,
+                          read_spool, append_spool, sync_spool)
+
+ENV = {"host": "testhost", "package_version": "0.0", "git_revision": "abc"}
+
+
+def test_tables_created_and_schema_version_recorded(store_url):
+    store = open_store(store_url)
+    assert store.ping() is True
+    assert store.schema_version() == 1
+    names = set(sa.inspect(store.engine).get_table_names())
+    assert {"meta", "experiments", "searches", "trials", "evaluations"} <= names
+    # Opening again is harmless (tables exist, version matches).
+    assert open_store(store_url).schema_version() == 1
+
+
+def test_schema_version_mismatch_is_refused(store_url):
+    store = open_store(store_url)
+    with store.engine.begin() as conn:
+        conn.execute(sa.text("UPDATE meta SET value = '999' WHERE key = 'schema_version'"))
+    with pytest.raises(SchemaVersionError, match="schema version 999.*expects 1"):
+        open_store(store_url)
+
+
+def test_trial_upsert_is_idempotent_and_keeps_every_field(store_url):
+    store = open_store(store_url)
+    sid = store.start_search("exp", "search", group="heatmap", config={"kind": "random"})
+    assert store.start_search("exp", "search") == sid
+    store.record_trial(sid, "03", hyperparameters={"lr": 0.1}, metrics={}, status="running",
+                       started=100.0, **ENV)
+    store.record_trial(sid, "03", hyperparameters={"lr": 0.1}, metrics={"acc": 0.75,
+                       "loss": float("nan")}, status="completed", started=100.0, ended=112.5,
+                       model_path="/m/ckpt.h5", **ENV)
+    rows = store.trials("exp")
+    assert len(rows) == 1
+    row = rows[0]
+    assert row["status"] == "completed" and row["group"] == "heatmap"
+    assert row["duration_s"] == pytest.approx(12.5)
+    assert row["metrics"] == {"acc": 0.75, "loss": None}
+    assert row["hyperparameters"] == {"lr": 0.1}
+    assert row["started"].startswith("1970-01-01T00:01:40")
+    assert row["model_path"] == "/m/ckpt.h5" and row["host"] == "testhost"
+    assert row["git_revision"] == "abc" and row["package_version"] == "0.0"
+
+
+def test_failed_trial_keeps_its_error(store_url):
+    store = open_store(store_url)
+    sid = store.start_search("exp", "s")
+    store.record_trial(sid, "0", hyperparameters={}, metrics={}, status="failed",
+                       error="ValueError: boom", **ENV)
+    assert store.trials(search_name="s")[0]["error"] == "ValueError: boom"
+
+
+def test_evaluation_upsert(store_url):
+    store = open_store(store_url)
+    store.record_evaluation("exp", "m1", "accuracy", 0.9, group="cce", extra={"seed": 1})
+    store.record_evaluation("exp", "m1", "accuracy", 0.8, group="cce", extra={"seed": 1})
+    store.record_evaluation("exp", "m1", "accuracy", 0.7, split="val", group="cce")
+    rows = store.evaluations("exp", "accuracy")
+    assert [(r["split"], r["value"]) for r in rows] == [("test", 0.8), ("val", 0.7)]
+    assert rows[0]["extra"] == {"seed": 1}
+    assert store.evaluations("other") == []
+
+
+def test_bad_arguments_name_the_field(store_url):
+    store = open_store(store_url)
+    sid = store.start_search("exp", "s")
+    with pytest.raises(ValueError, match="status"):
+        store.record_trial(sid, "0", hyperparameters={}, metrics={}, status="done")
+    with pytest.raises(ValueError, match="search_id"):
+        store.record_trial(sid + 100, "0", hyperparameters={}, metrics={}, **ENV)
+    with pytest.raises(ValueError, match="value of 'acc'"):
+        store.record_evaluation("exp", "m", "acc", "high")
+
+
+def test_unreachable_postgres_names_url_and_masks_password():
+    with pytest.raises(StoreUnreachableError) as info:
+        open_store("postgresql://lab:s3cret@127.0.0.1:9/results", connect_timeout=2)
+    message = str(info.value)
+    assert "postgresql://lab:***@127.0.0.1:9/results" in message
+    assert "s3cret" not in message
+
+
+def test_unreachable_sqlite_folder(tmp_path):
+    blocker = tmp_path / "file"
+    blocker.write_text("x")
+    with pytest.raises(StoreUnreachableError, match="unreachable"):
+        open_store(f"sqlite:///{blocker / 'sub' / 'r.sqlite'}")
+
+
+def test_bad_url_is_a_value_error():
+    with pytest.raises(ValueError, match="not supported"):
+        open_store("mysql://u@h/db")
+    assert mask_url("postgresql://u:pw@h/db") == "postgresql://u:***@h/db"
+
+
+def test_spool_round_trip_is_idempotent(store_url, tmp_path):
+    spool = tmp_path / "s.spool.jsonl"
+    for i in range(3):
+        append_spool(spool, {"op": "trial", "experiment": "exp", "search_name": "s",
+                             "search_group": "g", "trial_id": str(i), "hyperparameters": {"i": i},
+                             "metrics": {"acc": i / 10}, "status": "completed",
+                             "started": "2026-01-01T00:00:00+00:00", "duration_s": 1.0, **ENV})
+    append_spool(spool, {"op": "evaluation", "experiment": "exp", "model_id": "m",
+                         "metric": "acc", "value": 0.5})
+    with open(spool, "a") as handle:
+        handle.write('{"op": "trial", "experi')  # torn last line of a crashed writer
+    store = open_store(store_url)
+    assert sync_spool(store, spool) == 4
+    assert sync_spool(store, spool) == 4
+    rows = store.trials("exp", "s")
+    assert [r["trial_id"] for r in rows] == ["0", "1", "2"]
+    assert all(r["group"] == "g" for r in rows)
+    assert len(store.evaluations("exp")) == 1
+    assert len(read_spool(spool)) == 4
