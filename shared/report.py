@@ -28,7 +28,7 @@ from pathlib import Path
 
 import numpy as np
 
-from shared.runs import environment_info, to_jsonable
+from shared.runs import to_jsonable
 from shared.stats import TEST_NAMES, compare_groups
 
 # --------------------------------------------------------------------------- where
@@ -492,7 +492,9 @@ def write_comparison_report(groups, *, metric, out_dir, title, description="", e
     fig_paths = _figures(values, metric, out / "figures")
     rel = {k: p.relative_to(out).as_posix() for k, p in fig_paths.items()}
 
-    env = environment_info()
+    from shared.store import run_environment
+
+    env = run_environment()
     payload = {"title": title, "metric": metric, "values": values, "comparison": result,
                "figures": rel, "provenance": provenance or {},
                "environment": {k: env.get(k) for k in ("medrepro_version", "git_revision",

@@ -136,6 +136,19 @@ def mask_url(url) -> str:
         return text
 
 
+def run_environment() -> dict:
+    """`shared.runs.environment_info()`, without importing TensorFlow when it is not loaded.
+
+    Importing TensorFlow only for its version string would cost seconds in every
+    command that just reads or writes the store.
+    """
+    if "tensorflow" in sys.modules:
+        return environment_info()
+    return {"medrepro_version": __version__, "git_revision": _git_revision(),
+            "host": socket.gethostname(),
+            "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")}
+
+
 def _now() -> _dt.datetime:
     return _dt.datetime.now(_dt.timezone.utc)
 
@@ -322,14 +335,7 @@ class ResultsStore:
         """Host, package version and git revision of this process (computed once)."""
         with self._env_lock:
             if self._env is None:
-                if "tensorflow" in sys.modules:
-                    self._env = environment_info()
-                else:
-                    # The same fields without importing TensorFlow (seconds) just for
-                    # its version string.
-                    self._env = {"medrepro_version": __version__,
-                                 "git_revision": _git_revision(),
-                                 "host": socket.gethostname()}
+                self._env = run_environment()
             return self._env
 
     def close(self):
