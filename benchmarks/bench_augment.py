@@ -1,0 +1,148 @@
+"""Augmentation benchmarks: can the input pipeline keep up with training?
+
+1. `augment2d_pipeline_over_train_step`: images/s delivered by the full 2D
+   pipeline (`shared.pipeline.dataset_from_arrays` + `Augment2D` with all five
+   transforms at p = 0.5: flip, shift-scale-rotate, perspective, rotation,
+   noise) over images/s consumed by a training step of a small VGG-style CNN,
+   batch 32 of 128 x 128 x 1 (the LGE paper's input size). Timed in
+   alternating windows in one process; target >= 3 so input never limits
+   training.
+2. `train_step_fed_by_pipeline_over_in_memory`: wall time of training steps fed
+   by that augmenting pipeline over steps on one resident batch, with the
+   pipeline's prefetching running concurrently (the real situation, both
+   competing for the same cores); target <= 1.1.
+3. `augment3d_throughput`: volumes/s of `Augment3D` with the BAR defaults
+   (inner or outer cut, pixel shuffling) on batches of 4 volumes of 96^3, the
+   paper's grid; reported without target, with the 2D figures for scale.
+"""
+
+import time
+
+import numpy as np
+
+BATCH = 32
+SIZE = 128
+N_IMAGES = 256
+PIPELINE_BATCHES = 16
+TRAIN_STEPS = 4
+WINDOWS = 3
+VOLUME_BATCH = 4
+VOLUME_SIZE = 96
+
+
+def _vgg_style(keras, size=SIZE, filters=(8, 16, 32, 64), classes=4):
+    """VGG blocks (two 3x3 convs + max-pool) and a global-average-pooling head."""
+    inp = keras.Input((size, size, 1))
+    x = inp
+    for b, f in enumerate(filters, start=1):
+        x = keras.layers.Conv2D(f, 3, padding="same", activation="relu", name=f"block{b}_conv1")(x)
+        x = keras.layers.Conv2D(f, 3, padding="same", activation="relu", name=f"block{b}_conv2")(x)
+        x = keras.layers.MaxPooling2D(name=f"block{b}_pool")(x)
+    x = keras.layers.GlobalAveragePooling2D()(x)
+    out = keras.layers.Dense(classes, activation="softmax")(x)
+    return keras.Model(inp, out, name="vgg_style")
+
+
+def bench_2d(seed=0):
+    import keras
+    import tensorflow as tf
+
+    from shared.augment2d import Augment2D
+    from shared.pipeline import dataset_from_arrays
+
+    keras.utils.set_random_seed(seed)
+    rng = np.random.default_rng(seed)
+    x = rng.random((N_IMAGES, SIZE, SIZE, 1), dtype=np.float32)
+    y = rng.integers(0, 4, N_IMAGES)
+    aug = Augment2D(flip=0.5, shift_scale_rotate=0.5, perspective=0.5, noise=0.5, rotation=0.5)
+    ds = dataset_from_arrays(x, y, batch_size=BATCH, seed=seed, augment=aug.pipeline_fn(),
+                             repeat=True, drop_remainder=True)
+    it = iter(ds)
+
+    model = _vgg_style(keras)
+    loss_fn = keras.losses.SparseCategoricalCrossentropy()
+    opt = keras.optimizers.Adam(1e-4)
+    opt.build(model.trainable_variables)
+
+    @tf.function
+    def train_step(xb, yb):
+        with tf.GradientTape() as tape:
+            loss = loss_fn(yb, model(xb, training=True))
+        grads = tape.gradient(loss, model.trainable_variables)
+        opt.apply(grads, model.trainable_variables)
+        return loss
+
+    xb, yb = next(it)
+    for _ in range(2):  # trace and warm up both sides
+        train_step(xb, yb).numpy()
+        next(it)
+
+    def pipeline_rate():
+        # A fresh iterator each window: nothing is buffered yet, so the time
+        # covers producing every batch (start-up included, a pessimistic rate).
+        fresh = iter(ds)
+        t0 = time.perf_counter()
+        for _ in range(PIPELINE_BATCHES):
+            next(fresh)[0].numpy()
+        return PIPELINE_BATCHES * BATCH / (time.perf_counter() - t0)
+
+    def step():
+        train_step(xb, yb).numpy()
+
+    def fed_step():
+        b = next(it)
+        train_step(b[0], b[1]).numpy()
+
+    def timed(fn):
+        t0 = time.perf_counter()
+        fn()
+        return time.perf_counter() - t0
+
+    aug_rates, train_rates = [], []
+    for _ in range(WINDOWS):
+        aug_rates.append(pipeline_rate())
+        train_rates.append(BATCH / np.median([timed(step) for _ in range(TRAIN_STEPS)]))
+    # Alternate one step at a time so machine-load drift hits both sides alike.
+    fed, mem = [], []
+    for _ in range(TRAIN_STEPS * 2):
+        fed.append(timed(fed_step))
+        mem.append(timed(step))
+    return (float(np.median(aug_rates)), float(np.median(train_rates)),
+            float(np.median(fed)), float(np.median(mem)))
+
+
+def bench_3d(seed=0, reps=3):
+    import tensorflow as tf
+
+    from shared.augment3d import Augment3D
+
+    aug = Augment3D()
+    volumes = tf.random.stateless_uniform([VOLUME_BATCH] + [VOLUME_SIZE] * 3 + [1], [seed, 1])
+    fn = tf.function(lambda v, s: aug(v, s))
+    fn(volumes, tf.constant([seed, 0])).numpy()
+    t0 = time.perf_counter()
+    for i in range(reps):
+        fn(volumes, tf.constant([seed, i + 1])).numpy()
+    return reps * VOLUME_BATCH / (time.perf_counter() - t0)
+
+
+def run():
+    aug_rate, train_rate, fed_t, mem_t = bench_2d()
+    vol_rate = bench_3d()
+    detail = (f"batch {BATCH} of {SIZE}x{SIZE}x1; pipeline {aug_rate:.0f} img/s, "
+              f"VGG-style train step {train_rate:.0f} img/s")
+    return [
+        {"name": "augment2d_pipeline_over_train_step", "value": aug_rate / train_rate,
+         "unit": "x", "target": ">= 3", "detail": detail},
+        {"name": "augment2d_pipeline_throughput", "value": aug_rate, "unit": "images/s",
+         "target": None, "detail": "flip, shift-scale-rotate, perspective, rotation, noise at p=0.5"},
+        {"name": "train_step_fed_by_pipeline_over_in_memory", "value": fed_t / mem_t, "unit": "x",
+         "target": "<= 1.1", "detail": f"{fed_t * 1e3:.0f} ms vs {mem_t * 1e3:.0f} ms per step"},
+        {"name": "augment3d_throughput", "value": vol_rate, "unit": "volumes/s", "target": None,
+         "detail": f"Augment3D BAR defaults, batch {VOLUME_BATCH} of {VOLUME_SIZE}^3"},
+    ]
+
+
+if __name__ == "__main__":
+    for row in run():
+        print(row)
