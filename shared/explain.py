@@ -458,10 +458,64 @@ def attribution_maps(
     _check_method(method)
     fm = _resolve_feature_model(model_or_feature_model, layer_name, call_index)
     _check_finite(inputs, "attribution_maps")
+    upsample_to = None if upsample_to is None else tuple(int(s) for s in upsample_to)
+    if tf.executing_eagerly() and not callable(targets):
+        # Called eagerly (pictures, evaluation loops): run a compiled version, cached per
+        # feature model and settings. Targets are checked here, where they have values.
+        inputs = tree.map_structure(tf.convert_to_tensor, inputs)
+        targets = _eager_targets(fm, inputs, targets, output_index)
+        fn = _compiled(fm, method, output_index, training, relu, upsample_to, normalize)
+        return fn(inputs, targets)
+    return _maps_fn(fm, inputs, targets, method, output_index, training, relu, upsample_to, normalize)
+
+
+def _maps_fn(fm, inputs, targets, method, output_index, training, relu, upsample_to, normalize):
     _, maps = _forward_capture(fm, inputs, targets, method, output_index, training)
     if isinstance(maps, list):
         return [_postprocess(m, relu, upsample_to, normalize) for m in maps]
     return _postprocess(maps, relu, upsample_to, normalize)
+
+
+_COMPILED_CACHE: "weakref.WeakKeyDictionary" = weakref.WeakKeyDictionary()
+
+
+def _compiled(fm, *settings):
+    per_model = _COMPILED_CACHE.setdefault(fm, {})
+    if settings not in per_model:
+        fm_ref = weakref.ref(fm)  # a strong reference here would keep fm alive forever
+
+        def maps_fn(inputs, targets):
+            return _maps_fn(fm_ref(), inputs, targets, *settings)
+
+        per_model[settings] = tf.function(maps_fn, reduce_retracing=True)
+    return per_model[settings]
+
+
+def _eager_targets(fm, inputs, targets, output_index):
+    """Checks integer targets against the batch and the number of classes; int32 [B]."""
+    batch = tree.flatten(inputs)[0].shape[0]
+    spec = _select_output(fm.output[1], output_index)
+    idx = tf.convert_to_tensor(targets)
+    if idx.dtype.is_floating:
+        raise ValueError(f"targets must be integer class indices. Received dtype {idx.dtype}")
+    idx = tf.cast(idx, tf.int32)
+    if len(idx.shape) == 0:
+        idx = tf.fill([batch], idx)
+    if len(idx.shape) != 1:
+        raise ValueError(
+            "targets must be a class index per sample, shape [B] (or a scalar). "
+            f"Received shape {tuple(idx.shape)}"
+        )
+    if idx.shape[0] != batch:
+        raise ValueError(f"targets has {idx.shape[0]} entries for a batch of {batch}.")
+    if len(spec.shape) == 2:
+        num_classes = spec.shape[-1]
+        bad = tf.logical_or(idx < 0, idx >= num_classes)
+        if bool(tf.reduce_any(bad)):
+            raise ValueError(
+                f"targets must lie in [0, {num_classes}). Received: {idx.numpy().tolist()}"
+            )
+    return idx
 
 
 def gradcam(model_or_feature_model, inputs, **kwargs):

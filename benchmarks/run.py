@@ -1,0 +1,141 @@
+"""Runs every `benchmarks/bench_*.py` module and prints one table of ratios.
+
+    python -m benchmarks.run                 # all benchmarks
+    python -m benchmarks.run --only attribution
+    python -m benchmarks.run --json out.json # where to write the results (default below)
+
+Each module exposes `run() -> list[dict]`, one dict per figure with keys `name`, `value`
+(float), `unit` (str), `target` (a string such as "<= 1.15" or ">= 10", or None for a
+figure without a target) and optionally `detail` (str). Ratios are measured side by side
+inside one run of the module, so machine load affects both sides alike. The table and a
+JSON file with the machine description go to stdout and `benchmarks/results.json`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as _dt
+import importlib
+import json
+import operator
+import os
+import platform
+import re
+import sys
+import time
+import traceback
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+_OPS = {"<=": operator.le, ">=": operator.ge, "<": operator.lt, ">": operator.gt}
+
+
+def discover(only=None):
+    """Module names `benchmarks.bench_*`, filtered by `only` (substring of the name)."""
+    names = sorted(p.stem for p in HERE.glob("bench_*.py"))
+    if only:
+        names = [n for n in names if only in n]
+    return [f"benchmarks.{n}" for n in names]
+
+
+def check_target(value, target):
+    """True / False for a target like "<= 1.15"; None when there is no target."""
+    if target is None:
+        return None
+    match = re.fullmatch(r"\s*(<=|>=|<|>)\s*([-+0-9.eE]+)\s*", str(target))
+    if not match:
+        raise ValueError(f"target must look like '<= 1.15' or '>= 10'. Received: {target!r}")
+    return bool(_OPS[match.group(1)](float(value), float(match.group(2))))
+
+
+def machine_info():
+    """CPU model, core count, platform and library versions."""
+    info = {"platform": platform.platform(), "python": platform.python_version(),
+            "cpu_count": os.cpu_count()}
+    try:
+        with open("/proc/cpuinfo") as fh:
+            for line in fh:
+                if line.startswith("model name"):
+                    info["cpu_model"] = line.split(":", 1)[1].strip()
+                    break
+    except OSError:
+        pass
+    try:
+        import keras
+        import tensorflow as tf
+
+        info["tensorflow"] = tf.__version__
+        info["keras"] = keras.__version__
+        info["gpus"] = [d.name for d in tf.config.list_physical_devices("GPU")]
+    except ImportError:
+        pass
+    return info
+
+
+def run_all(modules):
+    rows = []
+    for module_name in modules:
+        t0 = time.perf_counter()
+        try:
+            results = importlib.import_module(module_name).run()
+        except Exception as exc:  # a failing benchmark must not hide the others
+            traceback.print_exc()
+            rows.append({"module": module_name, "name": module_name.split(".")[-1],
+                         "value": float("nan"), "unit": "", "target": None,
+                         "passed": False, "error": f"{type(exc).__name__}: {exc}"})
+            continue
+        elapsed = time.perf_counter() - t0
+        for row in results:
+            row = dict(row)
+            row["module"] = module_name
+            row["passed"] = check_target(row["value"], row.get("target"))
+            row["module_seconds"] = round(elapsed, 1)
+            rows.append(row)
+    return rows
+
+
+def format_table(rows):
+    header = ("benchmark", "value", "unit", "target", "result")
+    lines = []
+    for r in rows:
+        result = "error" if r.get("error") else {True: "pass", False: "FAIL", None: "-"}[r["passed"]]
+        lines.append((r["name"], f"{r['value']:.3g}", r.get("unit", ""),
+                      r.get("target") or "-", result))
+    widths = [max(len(str(x)) for x in col) for col in zip(header, *lines)]
+    fmt = "  ".join(f"{{:<{w}}}" for w in widths)
+    out = [fmt.format(*header), fmt.format(*("-" * w for w in widths))]
+    out += [fmt.format(*line) for line in lines]
+    for r in rows:
+        if r.get("detail"):
+            out.append(f"  {r['name']}: {r['detail']}")
+        if r.get("error"):
+            out.append(f"  {r['name']}: {r['error']}")
+    return "\n".join(out)
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(prog="python -m benchmarks.run", description=__doc__.split("\n")[0])
+    parser.add_argument("--only", help="run only modules whose name contains this text")
+    parser.add_argument("--json", type=Path, default=HERE / "results.json",
+                        help="results file (default: benchmarks/results.json)")
+    parser.add_argument("--strict", action="store_true",
+                        help="exit with status 1 when a target is missed or a module fails")
+    args = parser.parse_args(argv)
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    modules = discover(args.only)
+    if not modules:
+        print(f"No benchmark module matches {args.only!r}.", file=sys.stderr)
+        return 2
+    rows = run_all(modules)
+    print(format_table(rows))
+    payload = {"created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+               "machine": machine_info(), "results": rows}
+    args.json.parent.mkdir(parents=True, exist_ok=True)
+    args.json.write_text(json.dumps(payload, indent=2, default=str) + "\n")
+    print(f"\nwrote {args.json}")
+    failed = any(r["passed"] is False for r in rows)
+    return 1 if (args.strict and failed) else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
