@@ -1,0 +1,141 @@
+"""Keras Tuner searches recorded in the store: every kind, failures, pruning, outages."""
+
+import warnings
+from pathlib import Path
+
+import keras
+import keras_tuner
+import pytest
+
+from shared import cli
+from shared.store import StoreUnreachableError, open_store
+from shared.testing.postgres import PostgresServer, find_binaries
+from shared.tuning import demo_data, demo_hypermodel, make_tuner
+
+
+def _search(tuner, epochs=1, callbacks=None):
+    x, y, xv, yv = demo_data(0)
+    kwargs = {} if isinstance(tuner, keras_tuner.Hyperband) else {"epochs": epochs}
+    tuner.search(x, y, validation_data=(xv, yv), batch_size=16, verbose=0,
+                 callbacks=callbacks or [], **kwargs)
+
+
+@pytest.mark.parametrize("kind", ["random", "bayesian", "hyperband", "grid"])
+def test_every_kind_records_each_trial_once(kind, tmp_path):
+    url = f"sqlite:///{tmp_path / 'r.sqlite'}"
+    extra = {"max_epochs": 2, "factor": 2} if kind == "hyperband" else {}
+    tuner = make_tuner(kind, demo_hypermodel, objective="val_accuracy", max_trials=2,
+                       store=url, experiment="exp", search_name=f"s_{kind}", group="arm",
+                       directory=tmp_path / "tuner", seed=1, **extra)
+    _search(tuner)
+    rows = open_store(url).trials("exp", f"s_{kind}")
+    oracle_ids = sorted(tuner.oracle.trials)
+    assert [r["trial_id"] for r in rows] == oracle_ids and len(rows) == 2
+    for row in rows:
+        assert row["status"] == "completed" and row["group"] == "arm"
+        assert row["duration_s"] > 0 and row["started"] < row["ended"]
+        assert "val_accuracy" in row["metrics"] and "units" in row["hyperparameters"]
+        assert row["host"] and row["package_version"]
+        assert Path(row["model_path"]).exists()
+
+
+def test_failed_trials_are_recorded_with_their_error(tmp_path):
+    class Broken(keras_tuner.HyperModel):
+        def build(self, hp):
+            return demo_hypermodel(hp)
+
+        def fit(self, hp, model, *args, **kwargs):
+            raise keras_tuner.errors.FailedTrialError("no model for these hyperparameters")
+
+    broken = Broken()
+
+    url = f"sqlite:///{tmp_path / 'r.sqlite'}"
+    tuner = make_tuner("random", broken, objective="val_accuracy", max_trials=2, store=url,
+                       experiment="exp", search_name="broken", directory=tmp_path / "t",
+                       seed=0)
+    _search(tuner)
+    rows = open_store(url).trials("exp", "broken")
+    assert len(rows) == 2
+    assert all(r["status"] == "failed" and "no model for these" in r["error"] for r in rows)
+
+
+def test_only_the_best_checkpoints_are_kept(tmp_path):
+    url = f"sqlite:///{tmp_path / 'r.sqlite'}"
+    tuner = make_tuner("random", demo_hypermodel, objective="val_loss", max_trials=3, store=url,
+                       experiment="exp", search_name="prune", directory=tmp_path / "t", seed=2,
+                       keep_best=1)
+    _search(tuner)
+    best = tuner.oracle.get_best_trials(1)[0].trial_id
+    rows = {r["trial_id"]: r for r in open_store(url).trials("exp", "prune")}
+    assert Path(rows[best]["model_path"]).exists()
+    others = [r for tid, r in rows.items() if tid != best]
+    assert len(others) == 2 and all(r["model_path"] is None for r in others)
+    assert len(list((tmp_path / "t" / "prune").glob("trial_*/checkpoint.weights.h5"))) == 1
+    assert isinstance(tuner.get_best_models(1)[0], keras.Model)
+
+
+def test_unreachable_store_fails_before_any_training(tmp_path):
+    builds = []
+
+    def counting(hp):
+        builds.append(1)
+        return demo_hypermodel(hp)
+
+    with pytest.raises(StoreUnreachableError) as info:
+        make_tuner("random", counting, objective="val_accuracy", max_trials=2,
+                   store="postgresql://lab:pw@127.0.0.1:9/results", experiment="exp",
+                   search_name="s", directory=tmp_path / "t", seed=0)
+    assert "postgresql://lab:***@127.0.0.1:9/results" in str(info.value)
+    assert builds == [] and not (tmp_path / "t").exists()
+
+
+def test_seed_and_names_are_checked(tmp_path):
+    url = f"sqlite:///{tmp_path / 'r.sqlite'}"
+    common = dict(objective="val_accuracy", max_trials=1, store=url, experiment="e",
+                  directory=tmp_path)
+    with pytest.raises(ValueError, match="seed"):
+        make_tuner("random", demo_hypermodel, search_name="s", seed=None, **common)
+    with pytest.raises(ValueError, match="kind"):
+        make_tuner("evolution", demo_hypermodel, search_name="s", seed=0, **common)
+    with pytest.raises(ValueError, match="search_name"):
+        make_tuner("random", demo_hypermodel, search_name="a/b", seed=0, **common)
+
+
+class _StopServer(keras.callbacks.Callback):
+    """Stops the PostgreSQL server when the n-th trial starts training."""
+
+    def __init__(self, server, at_trial):
+        super().__init__()
+        self.server, self.at_trial = server, at_trial
+        self.count = 0
+
+    def on_train_begin(self, logs=None):
+        self.count += 1
+        if self.count == self.at_trial:
+            self.server.stop_server()
+
+
+@pytest.mark.slow
+@pytest.mark.postgres
+def test_store_lost_mid_search_then_sync(tmp_path):
+    if find_binaries() is None:
+        pytest.skip("PostgreSQL server binaries not installed")
+    with PostgresServer() as server:
+        url = server.create_database("lab")
+        tuner = make_tuner("random", demo_hypermodel, objective="val_accuracy", max_trials=4,
+                           store=url, experiment="exp", search_name="outage",
+                           directory=tmp_path / "t", seed=3)
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            # Callbacks are deep-copied per trial, so count trials in a shared list.
+            _search(tuner, callbacks=[_StopServer(server, at_trial=2)])
+        assert any("unreachable" in str(w.message) for w in caught)
+        assert len(tuner.oracle.trials) == 4  # training went on
+        spool = tuner.spool_path
+        assert spool.exists() and spool.parent == tmp_path / "t"
+        server.start_server()
+        assert cli.main(["store", "sync", "--spool", str(spool), "--store", url]) == 0
+        assert cli.main(["store", "sync", "--spool", str(spool), "--store", url]) == 0
+        rows = open_store(url).trials("exp", "outage")
+        assert sorted(r["trial_id"] for r in rows) == sorted(tuner.oracle.trials)
+        assert all(r["status"] == "completed" and r["duration_s"] > 0 for r in rows)
