@@ -246,13 +246,14 @@ def _resolve_feature_model(model_or_feature_model, layer_name, call_index):
 # ---------------------------------------------------------------------------
 # Core: scores, gradients, combination rules
 # ---------------------------------------------------------------------------
-def _select_output(outputs, output_index):
+def _select_output(outputs, output_index, for_callable=False):
     if output_index is not None:
         return outputs[output_index]
-    if isinstance(outputs, (list, tuple, dict)):
+    if isinstance(outputs, (list, tuple, dict)) and not for_callable:
         raise ValueError(
             "The model has several outputs; pass output_index to choose the one the "
-            f"target refers to. Received: {len(outputs)} outputs"
+            "class index refers to (or a callable target, which receives all outputs). "
+            f"Received: {len(outputs)} outputs"
         )
     return outputs
 
@@ -342,7 +343,7 @@ def _forward_capture(fm, inputs, targets, method, output_index, training):
             if x.dtype.is_floating:
                 tape.watch(x)
         activations, outputs = fm(inputs, training=training)
-        scores = _scores(_select_output(outputs, output_index), targets)
+        scores = _scores(_select_output(outputs, output_index, callable(targets)), targets)
     acts = activations if isinstance(activations, list) else [activations]
     grads = tape.gradient(scores, acts, unconnected_gradients=tf.UnconnectedGradients.ZERO)
     maps = [_combine(a, g, method) for a, g in zip(acts, grads)]
@@ -436,7 +437,8 @@ def attribution_maps(
         inputs: tensor or structure of tensors, as the model takes them.
         layer_name: str, optional. Required with a plain model.
         targets: int tensor [B] (class index per sample; a scalar is broadcast) or a
-            callable `outputs -> [B]` scores.
+            callable `outputs -> [B]` scores. The callable receives the output chosen
+            by `output_index`, or all outputs (list/dict) when it is None.
         method: "hirescam" (default) or "gradcam".
         output_index: int, optional. Which output the target refers to, for multi-output
             models.

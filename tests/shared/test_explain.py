@@ -351,3 +351,25 @@ def test_error_call_index_and_subclassed_model(rng):
 
     with pytest.raises(ValueError, match="functional or Sequential"):
         explain.feature_model(Sub(), "conv2d")
+
+
+def test_multi_output_model_output_index_and_callable(rng):
+    inp = keras.Input((H, W, C_IN))
+    conv = keras.layers.Conv2D(K, 1, name="feat")
+    pooled = keras.layers.GlobalAveragePooling2D()(conv(inp))
+    dense = keras.layers.Dense(N_CLASSES, name="cls")
+    model = keras.Model(inp, {"cls": dense(pooled), "aux": keras.layers.Dense(1, name="aux")(pooled)})
+    _set_weights(rng, conv, dense)
+    x = rng.normal(size=(2, H, W, C_IN)).astype("float32")
+    expected = _hand_cam(x, conv, dense, [1, 2])
+    with pytest.raises(ValueError, match="output_index"):
+        explain.attribution_maps(model, x, layer_name="feat", targets=[1, 2])
+    by_index = explain.attribution_maps(
+        model, x, layer_name="feat", targets=[1, 2], output_index="cls", relu=False
+    )
+    by_call = explain.attribution_maps(
+        model, x, layer_name="feat", relu=False,
+        targets=lambda out: tf.stack([out["cls"][0, 1], out["cls"][1, 2]]),
+    )
+    np.testing.assert_allclose(by_index.numpy(), expected, atol=1e-5)
+    np.testing.assert_allclose(by_call.numpy(), expected, atol=1e-5)
