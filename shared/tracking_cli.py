@@ -219,7 +219,7 @@ def _port_open(ip, port) -> bool:
 
 
 def launch_local(command, *, workers, ip="127.0.0.1", port=None, startup_timeout=180.0,
-                 log_dir=None, chief_grace_s=60.0, env=None) -> int:
+                 log_dir=None, chief_grace_s=10.0, env=None) -> int:
     """Runs `command` as a Keras Tuner chief plus `workers` workers on this machine.
 
     Args:

@@ -1,5 +1,7 @@
 """The results store on SQLite and PostgreSQL: schema, upserts, errors."""
 
+import json
+
 import sqlalchemy as sa
 import pytest
 
@@ -118,3 +120,20 @@ def test_spool_round_trip_is_idempotent(store_url, tmp_path):
     assert all(r["group"] == "g" for r in rows)
     assert len(store.evaluations("exp")) == 1
     assert len(read_spool(spool)) == 4
+
+
+def test_cli_store_info_and_trials(tmp_path, capsys):
+    from shared import cli
+
+    url = f"sqlite:///{tmp_path / 'r.sqlite'}"
+    store = open_store(url)
+    sid = store.start_search("exp", "s")
+    store.record_trial(sid, "7", hyperparameters={}, metrics={"tuner_score": 0.5},
+                       duration_s=2.0, **ENV)
+    assert cli.main(["store", "info", "--store", url]) == 0
+    out = capsys.readouterr().out
+    assert "schema version  1" in out and "exp" in out
+    assert cli.main(["store", "trials", "--store", url, "--experiment", "exp", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)[0]["trial_id"] == "7"
+    assert cli.main(["store", "sync", "--store", url, "--spool", str(tmp_path / "none")]) == 2
+    assert "does not exist" in capsys.readouterr().err

@@ -139,3 +139,19 @@ def test_store_lost_mid_search_then_sync(tmp_path):
         rows = open_store(url).trials("exp", "outage")
         assert sorted(r["trial_id"] for r in rows) == sorted(tuner.oracle.trials)
         assert all(r["status"] == "completed" and r["duration_s"] > 0 for r in rows)
+
+
+def test_only_the_chief_may_overwrite(tmp_path, monkeypatch):
+    url = f"sqlite:///{tmp_path / 'r.sqlite'}"
+    project = tmp_path / "t" / "dist"
+    project.mkdir(parents=True)
+    (project / "keep.txt").write_text("chief's files")
+    monkeypatch.setenv("KERASTUNER_TUNER_ID", "tuner0")
+    monkeypatch.setenv("KERASTUNER_ORACLE_IP", "127.0.0.1")
+    monkeypatch.setenv("KERASTUNER_ORACLE_PORT", "9")
+    with pytest.warns(RuntimeWarning, match="only the chief may overwrite"):
+        tuner = make_tuner("random", demo_hypermodel, objective="val_accuracy", max_trials=1,
+                           store=url, experiment="e", search_name="dist",
+                           directory=tmp_path / "t", seed=0, overwrite=True)
+    assert (project / "keep.txt").exists()
+    assert tuner.spool_path.name == "dist.tuner0.spool.jsonl"
