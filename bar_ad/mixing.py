@@ -20,11 +20,8 @@ whole batch is mixed with a handful of vectorised ops.
 import numpy as np
 import tensorflow as tf
 
-# Paper's MONAI settings at 96^3 (Sec. 3 "Implementation Details").
+# Grid of the paper's hole sizes (Sec. 3 "Implementation Details", `shared.augment3d`).
 PAPER_GRID = 96
-INNER_CUT = dict(holes=6, size=5)
-OUTER_CUT = dict(holes=6, size=20)
-SHUFFLE = dict(blocks=10, size=5)
 BETA_SETTINGS = {"default": (0.8, 0.8), "left_skewed": (0.2, 0.8), "uniform": (1.0, 1.0)}
 
 
@@ -162,15 +159,26 @@ class RegionMixer:
 
 
 def scaled_sizes(grid):
-    """The paper's hole and block sizes (given at 96^3) scaled to a `grid`^3 volume."""
+    """The paper's (MONAI) hole and block sizes, given at 96^3, scaled to a `grid`^3 volume.
+
+    Returns:
+        dict inner/outer -> (holes, min size, max size), shuffle -> (blocks, size).
+    """
+    from shared.augment3d import INNER_CUT, OUTER_CUT, PIXEL_SHUFFLE
+
     scale = grid / PAPER_GRID
-    size = lambda v: max(1, int(round(v * scale)))  # noqa: E731
-    return dict(inner=(INNER_CUT["holes"], size(INNER_CUT["size"])),
-                outer=(OUTER_CUT["holes"], size(OUTER_CUT["size"])),
-                shuffle=(SHUFFLE["blocks"], size(SHUFFLE["size"])))
+
+    def size(v):
+        return max(1, min(grid, int(round(v * scale))))
+
+    return dict(
+        inner=(INNER_CUT["holes"], size(INNER_CUT["hole_size"]), size(INNER_CUT["max_hole_size"])),
+        outer=(OUTER_CUT["holes"], size(OUTER_CUT["hole_size"]), size(OUTER_CUT["max_hole_size"])),
+        shuffle=(PIXEL_SHUFFLE["blocks"], size(PIXEL_SHUFFLE["block_size"])))
 
 
-def cut_and_shuffle(x, seed, *, grid, mode="random", shuffle=True):
+@tf.autograph.experimental.do_not_convert
+def cut_and_shuffle(x, seed, *, grid, mode="random", shuffle=True, shuffle_blocks=None):
     """Inner or outer coarse dropout, then local pixel shuffling (view t2, Sec. 2).
 
     Args:
@@ -180,6 +188,8 @@ def cut_and_shuffle(x, seed, *, grid, mode="random", shuffle=True):
         mode: "random" (inner or outer with equal probability per sample), "inner",
             "outer" or "none".
         shuffle: bool, default True. Apply local pixel shuffling after the cut.
+        shuffle_blocks: int or None. Shuffled blocks per sample (None: the paper's 10;
+            fewer trace faster in tiny runs).
     """
     from shared.augment3d import coarse_dropout_3d, local_pixel_shuffle_3d
 
@@ -188,11 +198,13 @@ def cut_and_shuffle(x, seed, *, grid, mode="random", shuffle=True):
     if mode not in ("random", "inner", "outer", "none"):
         raise ValueError(f"mode must be random, inner, outer or none. Received: mode={mode!r}")
     if mode in ("inner", "random"):
-        inner = coarse_dropout_3d(x, s[0], mode="inner", holes=sizes["inner"][0],
-                                  hole_size=sizes["inner"][1])
+        holes, lo, hi = sizes["inner"]
+        inner = coarse_dropout_3d(x, s[0], mode="inner", holes=holes, hole_size=lo,
+                                  max_hole_size=hi)
     if mode in ("outer", "random"):
-        outer = coarse_dropout_3d(x, s[1], mode="outer", holes=sizes["outer"][0],
-                                  hole_size=sizes["outer"][1])
+        holes, lo, hi = sizes["outer"]
+        outer = coarse_dropout_3d(x, s[1], mode="outer", holes=holes, hole_size=lo,
+                                  max_hole_size=hi)
     if mode == "random":
         coin = tf.random.stateless_uniform((tf.shape(x)[0], 1, 1, 1, 1), s[2]) < 0.5
         x = tf.where(coin, inner, outer)
@@ -201,12 +213,14 @@ def cut_and_shuffle(x, seed, *, grid, mode="random", shuffle=True):
     elif mode == "outer":
         x = outer
     if shuffle:
-        x = local_pixel_shuffle_3d(x, s[3], blocks=sizes["shuffle"][0],
+        blocks = sizes["shuffle"][0] if shuffle_blocks is None else int(shuffle_blocks)
+        x = local_pixel_shuffle_3d(x, s[3], blocks=blocks,
                                    block_size=sizes["shuffle"][1])
     return x
 
 
-def make_view_fn(kind, *, grid, mixer=None, masker=None, use_bam=True, cut_mode="random"):
+def make_view_fn(kind, *, grid, mixer=None, masker=None, use_bam=True, cut_mode="random",
+                 shuffle_blocks=None):
     """An `augment(x, y, seed) -> (views, labels)` for `shared.pipeline.dataset_from_arrays`.
 
     Args:
@@ -219,6 +233,7 @@ def make_view_fn(kind, *, grid, mixer=None, masker=None, use_bam=True, cut_mode=
         masker: `RegionMixer` on the atlas, for BAM (defaults to `mixer`).
         use_bam: bool, default True. BAM after the swap ("mix").
         cut_mode: str. See `cut_and_shuffle`.
+        shuffle_blocks: int or None. See `cut_and_shuffle`.
 
     Returns:
         Callable returning ({"view1", "view2", "anchor"}, float32 labels [B]).
@@ -231,6 +246,8 @@ def make_view_fn(kind, *, grid, mixer=None, masker=None, use_bam=True, cut_mode=
     if kind == "ssl_bam" and masker is None:
         raise ValueError("kind='ssl_bam' needs a RegionMixer (masker) on the atlas")
 
+    # Plain Python control flow on static settings only: no AutoGraph conversion needed.
+    @tf.autograph.experimental.do_not_convert
     def augment(x, y, seed):
         s = _split(seed, 4)
         x = tf.cast(x, tf.float32)
@@ -239,10 +256,13 @@ def make_view_fn(kind, *, grid, mixer=None, masker=None, use_bam=True, cut_mode=
             view1, labels, selected = mixer.mix(x, y, s[0])
             if use_bam:
                 view1 = masker.bam(view1, s[1], selected if masker is mixer else None)
-            view2 = cut_and_shuffle(x, s[2], grid=grid, mode=cut_mode)
+            view2 = cut_and_shuffle(x, s[2], grid=grid, mode=cut_mode,
+                                    shuffle_blocks=shuffle_blocks)
         elif kind == "ssl":
-            view1 = cut_and_shuffle(x, s[0], grid=grid, mode=cut_mode)
-            view2 = cut_and_shuffle(x, s[2], grid=grid, mode=cut_mode)
+            view1 = cut_and_shuffle(x, s[0], grid=grid, mode=cut_mode,
+                                    shuffle_blocks=shuffle_blocks)
+            view2 = cut_and_shuffle(x, s[2], grid=grid, mode=cut_mode,
+                                    shuffle_blocks=shuffle_blocks)
             labels = y
         else:
             view1 = masker.bam(x, s[0])

@@ -1,0 +1,118 @@
+"""`medrepro bar-ad ...`: run, generate, frameworks."""
+
+from pathlib import Path
+
+PAPER = "bar-ad"
+
+
+def register(subparsers):
+    """Adds `bar-ad` with its `run`, `generate` and `frameworks` subcommands."""
+    from shared.cli_common import add_run_args
+
+    parser = subparsers.add_parser(
+        PAPER, help="Brain-Aware Replacements + continuous supervised contrastive pre-training (AD vs CN)")
+    sub = parser.add_subparsers(dest="bar_ad_command", metavar="SUBCOMMAND")
+
+    run = sub.add_parser("run", help="Table 1 reproduction: pre-train, fine-tune, 5-fold CV, report")
+    add_run_args(run, presets=("quick", "paper", "tiny"))
+    run.add_argument("--framework", nargs="+", default=None, metavar="NAME",
+                     help="frameworks to run (see `medrepro bar-ad frameworks`); 'table1' = all "
+                          "Table 1 rows, 'ablations' = all ablations (default: the preset's)")
+    run.add_argument("--data", type=Path, default=None,
+                     help="ADNI folder (ADNI/ + collection CSV); default: generate the "
+                          "synthetic cohort into the run folder")
+    run.add_argument("--folds", type=int, default=None,
+                     help="run only the first N folds (default: the preset's)")
+    run.add_argument("--epochs", type=int, nargs=2, default=None, metavar=("PRE", "FINE"),
+                     help="pre-training and fine-tuning epochs (default: the preset's)")
+    run.set_defaults(func=_cmd_run)
+
+    gen = sub.add_parser("generate", help="write the synthetic AD/CN cohort in the ADNI layout")
+    gen.add_argument("--out", type=Path, required=True, help="folder to write (gets ADNI/ and a CSV)")
+    gen.add_argument("--preset", choices=("quick", "paper", "tiny"), default="quick",
+                     help="cohort size and voxel size of this preset (default: quick)")
+    gen.add_argument("--n-ad", type=int, default=None, help="AD subjects (default: the preset's)")
+    gen.add_argument("--n-cn", type=int, default=None, help="CN subjects (default: the preset's)")
+    gen.add_argument("--seed", type=int, default=0, help="random seed (default: 0)")
+    gen.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+    gen.set_defaults(func=_cmd_generate)
+
+    fws = sub.add_parser("frameworks", help="list the Table 1 frameworks and ablations")
+    fws.set_defaults(func=_cmd_frameworks)
+    parser.set_defaults(func=lambda args: (parser.print_help(), 0)[1])
+
+
+def _resolve_frameworks(names):
+    from bar_ad.config import ABLATIONS, TABLE1, get_framework
+
+    if names is None:
+        return None
+    out = []
+    for name in names:
+        expanded = {"table1": TABLE1, "ablations": ABLATIONS}.get(name, (name,))
+        for fw in expanded:
+            get_framework(fw)
+            if fw not in out:
+                out.append(fw)
+    return tuple(out)
+
+
+def _cmd_run(args) -> int:
+    import dataclasses
+
+    from bar_ad.config import get_config
+    from bar_ad.experiment import run_experiment
+    from shared.cli_common import resolve_out_dir, resolve_store_url
+    from shared.scale import set_precision
+
+    set_precision(args.precision)
+    config = get_config(args.preset)
+    if args.folds is not None:
+        config = dataclasses.replace(config, folds_run=args.folds)
+    if args.epochs is not None:
+        config = dataclasses.replace(config, pretrain_epochs=args.epochs[0],
+                                     finetune_epochs=args.epochs[1])
+    out = resolve_out_dir(args.out, "bar_ad", args.preset)
+    report = run_experiment(config, out, store_url=resolve_store_url(args.store),
+                            frameworks=_resolve_frameworks(args.framework), seed=args.seed,
+                            data_root=args.data, progress=not args.no_progress)
+    print(f"Report: {report}")
+    return 0
+
+
+def _cmd_generate(args) -> int:
+    import dataclasses
+
+    from bar_ad.config import get_config
+    from bar_ad.experiment import generate_cohort
+    from shared.progress import progress
+
+    config = get_config(args.preset)
+    if args.n_ad is not None:
+        config = dataclasses.replace(config, n_ad=args.n_ad)
+    if args.n_cn is not None:
+        config = dataclasses.replace(config, n_cn=args.n_cn)
+    csv_path = generate_cohort(config, args.out, seed=args.seed,
+                               progress=lambda it: progress(it, desc="generate",
+                                                            enabled=not args.no_progress))
+    print(f"Collection CSV: {csv_path}")
+    return 0
+
+
+def _cmd_frameworks(args) -> int:
+    from bar_ad.config import ABLATIONS, FRAMEWORKS, TABLE1
+
+    for title, names in (("Table 1", TABLE1), ("Ablations", ABLATIONS)):
+        print(f"{title}:")
+        for name in names:
+            print(f"  {name:28s} {FRAMEWORKS[name].label}")
+    return 0
+
+
+def demo(out_dir, store_url, progress=True) -> Path:
+    """Runs the quick preset into `out_dir`; returns the path of its report.md."""
+    from bar_ad.config import get_config
+    from bar_ad.experiment import run_experiment
+
+    return run_experiment(get_config("quick"), out_dir, store_url=store_url, seed=0,
+                          progress=progress)

@@ -1,0 +1,200 @@
+"""Presets and the frameworks (Table 1 rows and ablations) of the BAR reproduction.
+
+`paper` holds the paper's settings (Seyfioglu et al., MICCAI 2022, Secs. 2-3); where the
+paper is silent (epochs, scratch learning rate, CutMix patch size, validation share) the
+choice is marked "not stated". `quick` runs in minutes on a CPU, `tiny` in seconds.
+"""
+
+import dataclasses
+
+from bar_ad.mixing import BETA_SETTINGS
+
+
+@dataclasses.dataclass(frozen=True)
+class Framework:
+    """One row of Table 1 or an ablation.
+
+    Attributes:
+        name: str. Short name (store group).
+        label: str. Human-readable row name.
+        pretrain: bool. Pre-train before fine-tuning.
+        views: str. "mix" (t1 = BAR/CutMix + BAM, t2 = cut + shuffle), "ssl" (both cut +
+            shuffle), "ssl_bam" (both BAM).
+        regions: str. "atlas" (BAR) or "cubes" (multi-patch CutMix), for views="mix".
+        contrastive: str. "none", "infonce" (self-supervised, Eq. 1), "continuous"
+            (soft labels, Eq. 4) or "supcon" (hard labels, Khosla et al.).
+        recon: bool. L1 reconstruction of the anchor from t2 (Eq. 5).
+        beta: str. Key of `BETA_SETTINGS` for lambda.
+        use_bam: bool. BAM on t1 after the swap.
+        freeze_encoder: bool. Fine-tune only the MLP head (transferability ablation).
+    """
+
+    name: str
+    label: str
+    pretrain: bool = True
+    views: str = "mix"
+    regions: str = "atlas"
+    contrastive: str = "continuous"
+    recon: bool = True
+    beta: str = "default"
+    use_bam: bool = True
+    freeze_encoder: bool = False
+
+
+FRAMEWORKS = {f.name: f for f in [
+    # Table 1
+    Framework("scratch", "ViT from scratch", pretrain=False),
+    Framework("ssl_contrastive", "Self-supervised: contrastive", views="ssl",
+              contrastive="infonce", recon=False),
+    Framework("ssl_recon", "Self-supervised: recon", views="ssl", contrastive="none"),
+    Framework("ssl_contrastive_recon", "Self-supervised: contrastive + recon", views="ssl",
+              contrastive="infonce"),
+    Framework("cutmix", "Supervised: CutMix", regions="cubes", recon=False),
+    Framework("cutmix_recon", "Supervised: CutMix + recon", regions="cubes"),
+    Framework("bar", "Supervised: BAR", recon=False),
+    Framework("bar_recon", "Supervised: BAR + recon"),
+    # Ablations (Sec. 4)
+    Framework("ssl_bam_contrastive_recon", "Ablation: self-supervised with BAM instead of cuts",
+              views="ssl_bam", contrastive="infonce"),
+    Framework("bar_recon_beta_left", "Ablation: BAR + recon, Beta(0.2, 0.8)", beta="left_skewed"),
+    Framework("bar_recon_beta_uniform", "Ablation: BAR + recon, Beta(1, 1)", beta="uniform"),
+    Framework("bar_recon_frozen", "Ablation: BAR + recon, frozen encoder + MLP",
+              freeze_encoder=True),
+    Framework("supcon_hard_recon", "Ablation: hard-label SupCon + recon", views="ssl",
+              contrastive="supcon"),
+    Framework("supcon_hard_recon_frozen", "Ablation: hard-label SupCon + recon, frozen encoder",
+              views="ssl", contrastive="supcon", freeze_encoder=True),
+]}
+TABLE1 = ("scratch", "ssl_contrastive", "ssl_recon", "ssl_contrastive_recon", "cutmix",
+          "cutmix_recon", "bar", "bar_recon")
+ABLATIONS = ("ssl_bam_contrastive_recon", "bar_recon_beta_left", "bar_recon_beta_uniform",
+             "bar_recon_frozen", "supcon_hard_recon", "supcon_hard_recon_frozen")
+
+# Table 1 of the paper: precision, recall, accuracy (%), mean and std over 5 folds.
+PAPER_TABLE1 = {
+    "scratch": ((74.38, 7.0), (85.6, 3.1), (80.83, 3.0)),
+    "ssl_contrastive": ((78.42, 4.5), (81.18, 1.6), (80.1, 1.9)),
+    "ssl_recon": ((78.6, 5.0), (85.57, 1.1), (82.69, 2.5)),
+    "ssl_contrastive_recon": ((80.2, 4.1), (85.77, 2.0), (83.4, 1.7)),
+    "cutmix": ((83.06, 4.8), (87.08, 3.5), (85.29, 2.8)),
+    "cutmix_recon": ((84.6, 3.8), (87.9, 2.2), (86.4, 1.0)),
+    "bar": ((84.7, 3.3), (87.6, 2.1), (86.3, 1.1)),
+    "bar_recon": ((86.24, 3.0), (88.08, 2.3), (87.22, 0.8)),
+}
+# Ablation accuracies the paper reports (Sec. 4).
+PAPER_ABLATIONS = {
+    "ssl_bam_contrastive_recon": 83.54, "bar_recon_beta_left": 86.9,
+    "bar_recon_beta_uniform": 87.2, "bar_recon_frozen": 85.2,
+    "supcon_hard_recon": 84.7, "supcon_hard_recon_frozen": 83.7,
+}
+
+
+@dataclasses.dataclass(frozen=True)
+class BarConfig:
+    """Every setting of a run.
+
+    Attributes (data):
+        grid: int. Working grid edge (paper 96).
+        gen_voxel_mm: float. Voxel size the synthetic scans are written at.
+        n_ad, n_cn: int. Synthetic subjects (paper 246 / 597).
+        scans_per_subject: (int, int). Inclusive range (paper: 3306 scans, 3.9 per subject).
+        atlas_source: str. "auto", "packages" or "mricron" (see `bar_ad.atlas`).
+        n_folds: int. Subject-level folds (paper 5).
+        folds_run: int or None. Run only the first k folds (None = all).
+        val_fraction: float. Share of training subjects held out to pick the fine-tuning
+            epoch (paper: a fold selects the parameters; share not stated).
+    Attributes (model): patch_size, width, depth, num_heads, mlp_dim, class_token,
+        dropout, decoder_hidden, head_units (paper: 16, 768, 10, 12, 3072, True, 0, 16,
+        (128, 64)).
+    Attributes (training):
+        pretrain_epochs, finetune_epochs: int (not stated in the paper).
+        pretrain_batch, finetune_batch: int (paper 4 and 12).
+        pretrain_lr, finetune_lr: float (paper 1e-4 and 3e-5).
+        scratch_lr: float. From-scratch training (not stated; the pre-training rate).
+        sigma: float. RBF kernel width on soft labels (paper 0.8).
+        temperature: float. InfoNCE temperature (not stated; y-aware InfoNCE's 0.1).
+        supcon_temperature: float. Hard-label SupCon (Khosla et al. 0.07).
+        contrastive_weight, recon_weight: float. alpha1, alpha2 (paper 1, 1).
+        bam_fraction: float. Share of untouched regions BAM fills (paper 0.2).
+        cutmix_cells: int. CutMix cubes per axis (not stated; 6 = the 16^3 ViT patch at 96).
+        shuffle_blocks: int or None. Local-pixel-shuffle blocks (None = the paper's 10;
+            fewer in quick/tiny, where tracing the shuffle graph costs about a second per
+            block and pre-training run).
+        frameworks: tuple of framework names run by default.
+    """
+
+    preset: str = "paper"
+    grid: int = 96
+    gen_voxel_mm: float = 2.0
+    n_ad: int = 246
+    n_cn: int = 597
+    scans_per_subject: tuple = (3, 5)
+    atlas_source: str = "auto"
+    n_folds: int = 5
+    folds_run: object = None
+    val_fraction: float = 0.15
+    patch_size: int = 16
+    width: int = 768
+    depth: int = 10
+    num_heads: int = 12
+    mlp_dim: int = 3072
+    class_token: bool = True
+    dropout: float = 0.0
+    decoder_hidden: int = 16
+    head_units: tuple = (128, 64)
+    pretrain_epochs: int = 100
+    finetune_epochs: int = 50
+    pretrain_batch: int = 4
+    finetune_batch: int = 12
+    pretrain_lr: float = 1e-4
+    finetune_lr: float = 3e-5
+    scratch_lr: float = 1e-4
+    sigma: float = 0.8
+    temperature: float = 0.1
+    supcon_temperature: float = 0.07
+    contrastive_weight: float = 1.0
+    recon_weight: float = 1.0
+    bam_fraction: float = 0.2
+    cutmix_cells: int = 6
+    shuffle_blocks: object = None
+    frameworks: tuple = TABLE1
+
+    def beta(self, framework: Framework):
+        return BETA_SETTINGS[framework.beta]
+
+
+PRESETS = {
+    "paper": BarConfig(),
+    "quick": BarConfig(
+        preset="quick", grid=32, gen_voxel_mm=4.0, n_ad=12, n_cn=28, scans_per_subject=(2, 3),
+        n_folds=2, val_fraction=0.0, patch_size=8, width=64, depth=2, num_heads=4,
+        mlp_dim=128, pretrain_epochs=6, finetune_epochs=12, pretrain_batch=8,
+        finetune_batch=12, pretrain_lr=1e-3, finetune_lr=3e-4, scratch_lr=1e-3,
+        shuffle_blocks=4,
+        frameworks=("scratch", "ssl_contrastive_recon", "cutmix_recon", "bar_recon"),
+    ),
+    "tiny": BarConfig(
+        preset="tiny", grid=16, gen_voxel_mm=8.0, n_ad=3, n_cn=5, scans_per_subject=(1, 2),
+        n_folds=2, val_fraction=0.0, patch_size=8, width=16, depth=1, num_heads=2, mlp_dim=32,
+        head_units=(16, 8), pretrain_epochs=1, finetune_epochs=1, pretrain_batch=4,
+        finetune_batch=4, pretrain_lr=1e-3, finetune_lr=1e-3, scratch_lr=1e-3,
+        shuffle_blocks=1, frameworks=("scratch", "bar_recon"),
+    ),
+}
+
+
+def get_config(preset: str, **overrides) -> BarConfig:
+    """A preset with optional field overrides (unknown fields raise ValueError)."""
+    if preset not in PRESETS:
+        raise ValueError(f"preset must be one of {sorted(PRESETS)}. Received: preset={preset!r}")
+    fields = {f.name for f in dataclasses.fields(BarConfig)}
+    unknown = sorted(set(overrides) - fields)
+    if unknown:
+        raise ValueError(f"Unknown config field(s) {unknown}; known: {sorted(fields)}")
+    return dataclasses.replace(PRESETS[preset], **overrides)
+
+
+def get_framework(name: str) -> Framework:
+    if name not in FRAMEWORKS:
+        raise ValueError(f"Unknown framework {name!r}; expected one of {', '.join(FRAMEWORKS)}")
+    return FRAMEWORKS[name]

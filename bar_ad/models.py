@@ -1,0 +1,177 @@
+"""Siamese ViT pre-training (contrastive + reconstruction) and the fine-tuning classifier.
+
+Seyfioglu et al., MICCAI 2022, Fig. 1 and Sec. 2: one ViT encoder (shared weights, a
+siamese pair) encodes t1 (BAR + BAM) and t2 (cut + shuffle of the anchor); the [cls]
+tokens of both views enter the continuous InfoNCE loss on the soft labels (Eq. 4); a
+two-layer transposed-convolution decoder reconstructs the anchor X_i from t2's patch
+tokens, L1 loss (Eq. 5). The pre-training loss is alpha1 * L_NCEc + alpha2 * L_recon
+with alpha1 = alpha2 = 1. Fine-tuning: an MLP (128, 64) on the [cls] token with a
+sigmoid output and binary cross-entropy.
+"""
+
+import keras
+import tensorflow as tf
+from keras import layers, ops
+
+from shared.backbones.vit3d import vit3d_decoder, vit3d_encoder
+
+LABEL_MODES = ("soft", "hard", "instance")
+
+
+@keras.saving.register_keras_serializable(package="medrepro")
+class SiamesePretrainer(keras.Model):
+    """Siamese contrastive + reconstruction pre-training of a ViT encoder.
+
+    Args:
+        encoder: keras.Model. Volumes -> (cls [B, W], patch tokens [B, N, W]).
+        decoder: keras.Model or None. Patch tokens -> volume (Eq. 5); None: no recon.
+        contrastive_loss: keras.losses.Loss or None. Called as `loss(labels, z)` with
+            z = stacked [cls(t1), cls(t2)] of shape [B, 2, W]: `ContinuousInfoNCE` on soft
+            labels (Eq. 4), `SupConLoss` on hard labels, or `SupConLoss` with one class
+            per sample (SimCLR's InfoNCE, Eq. 1). None: no contrastive term.
+        label_mode: str, default "soft". What `labels` the contrastive loss gets: "soft"
+            (the batch's soft labels as floats), "hard" (rounded to int) or "instance"
+            (0..B-1, self-supervised).
+        contrastive_weight: float, default 1.0. alpha1.
+        recon_weight: float, default 1.0. alpha2.
+
+    Inputs of `fit`: ({"view1", "view2", "anchor"}, labels [B]).
+    """
+
+    def __init__(self, encoder, decoder=None, contrastive_loss=None, label_mode="soft",
+                 contrastive_weight=1.0, recon_weight=1.0, **kwargs):
+        super().__init__(**kwargs)
+        if decoder is None and contrastive_loss is None:
+            raise ValueError("SiamesePretrainer needs a decoder, a contrastive loss or both")
+        if label_mode not in LABEL_MODES:
+            raise ValueError(f"label_mode must be one of {LABEL_MODES}. "
+                             f"Received: label_mode={label_mode!r}")
+        self.encoder = encoder
+        self.decoder = decoder
+        self.contrastive_loss = contrastive_loss
+        self.label_mode = label_mode
+        self.contrastive_weight = float(contrastive_weight)
+        self.recon_weight = float(recon_weight)
+        self.loss_tracker = keras.metrics.Mean(name="loss")
+        self.contrastive_tracker = keras.metrics.Mean(name="contrastive")
+        self.recon_tracker = keras.metrics.Mean(name="recon")
+
+    @property
+    def metrics(self):
+        return [self.loss_tracker, self.contrastive_tracker, self.recon_tracker]
+
+    def call(self, inputs, training=False):
+        """Returns (cls of view1, cls of view2, reconstruction of view2 or None)."""
+        cls1, _ = self.encoder(inputs["view1"], training=training)
+        cls2, tokens2 = self.encoder(inputs["view2"], training=training)
+        recon = self.decoder(tokens2, training=training) if self.decoder is not None else None
+        return cls1, cls2, recon
+
+    def _contrastive_labels(self, labels, batch):
+        if self.label_mode == "soft":
+            return ops.cast(labels, "float32")
+        if self.label_mode == "hard":
+            return ops.cast(ops.round(labels), "int32")
+        return ops.arange(batch, dtype="int32")
+
+    def compute_losses(self, inputs, labels, training):
+        """(total, contrastive, recon) losses of one batch (Eqs. 4-5)."""
+        zero = ops.zeros((), "float32")
+        contrastive, recon = zero, zero
+        if self.contrastive_loss is not None:
+            cls1, _ = self.encoder(inputs["view1"], training=training)
+        cls2, tokens2 = self.encoder(inputs["view2"], training=training)
+        if self.contrastive_loss is not None:
+            z = ops.stack([cls1, cls2], axis=1)
+            y = self._contrastive_labels(labels, ops.shape(z)[0])
+            contrastive = ops.cast(self.contrastive_loss(y, z), "float32")
+        if self.decoder is not None:
+            recon_out = self.decoder(tokens2, training=training)
+            recon = ops.mean(ops.abs(ops.cast(recon_out, "float32") -
+                                     ops.cast(inputs["anchor"], "float32")))
+        total = self.contrastive_weight * contrastive + self.recon_weight * recon
+        return total, contrastive, recon
+
+    def _update(self, total, contrastive, recon):
+        self.loss_tracker.update_state(total)
+        self.contrastive_tracker.update_state(contrastive)
+        self.recon_tracker.update_state(recon)
+        return {m.name: m.result() for m in self.metrics}
+
+    def train_step(self, data):
+        inputs, labels = data
+        with tf.GradientTape() as tape:
+            total, contrastive, recon = self.compute_losses(inputs, labels, training=True)
+            scaled = self.optimizer.scale_loss(total) if hasattr(self.optimizer, "scale_loss") \
+                else total
+        variables = self.trainable_variables
+        grads = tape.gradient(scaled, variables)
+        self.optimizer.apply(grads, variables)
+        return self._update(total, contrastive, recon)
+
+    def test_step(self, data):
+        inputs, labels = data
+        return self._update(*self.compute_losses(inputs, labels, training=False))
+
+    def get_config(self):
+        config = super().get_config()
+        config.update(
+            encoder=keras.saving.serialize_keras_object(self.encoder),
+            decoder=(keras.saving.serialize_keras_object(self.decoder)
+                     if self.decoder is not None else None),
+            contrastive_loss=(keras.saving.serialize_keras_object(self.contrastive_loss)
+                              if self.contrastive_loss is not None else None),
+            label_mode=self.label_mode, contrastive_weight=self.contrastive_weight,
+            recon_weight=self.recon_weight,
+        )
+        return config
+
+    @classmethod
+    def from_config(cls, config):
+        config = dict(config)
+        for key in ("encoder", "decoder", "contrastive_loss"):
+            if config.get(key) is not None:
+                config[key] = keras.saving.deserialize_keras_object(config[key])
+        return cls(**config)
+
+
+def build_encoder(input_size, *, patch_size, width, depth, num_heads, mlp_dim,
+                  class_token=True, dropout=0.0, name="vit3d"):
+    """The ViT encoder for `input_size`^3 single-channel volumes (see `vit3d_encoder`)."""
+    return vit3d_encoder((input_size,) * 3 + (1,), patch_size=patch_size, width=width,
+                         depth=depth, num_heads=num_heads, mlp_dim=mlp_dim,
+                         class_token=class_token, dropout=dropout, name=name)
+
+
+def build_decoder(input_size, *, patch_size, width, hidden_channels=16):
+    """The two-layer transposed-convolution decoder matching `build_encoder`."""
+    g = input_size // patch_size
+    return vit3d_decoder((g ** 3, width), grid=(g, g, g), patch_size=patch_size,
+                         hidden_channels=hidden_channels)
+
+
+def build_classifier(encoder, *, head_units=(128, 64), dropout=0.0, freeze_encoder=False,
+                     name="bar_classifier"):
+    """Encoder [cls] -> MLP (128, 64, ReLU) -> 1 sigmoid unit (fine-tuning, Sec. 3).
+
+    Args:
+        encoder: keras.Model. Volumes -> (cls, tokens).
+        head_units: tuple of int, default (128, 64).
+        dropout: float, default 0.0. Dropout before each head layer.
+        freeze_encoder: bool, default False. True: a linear-probe-style ablation (only the
+            MLP head trains on the frozen [cls] features).
+        name: str.
+
+    Returns:
+        A functional `keras.Model` volumes -> P(AD) [B, 1].
+    """
+    encoder.trainable = not freeze_encoder
+    inputs = keras.Input(encoder.input_shape[1:], name="volume")
+    cls, _ = encoder(inputs, training=False if freeze_encoder else None)
+    x = cls
+    for i, units in enumerate(head_units):
+        if dropout:
+            x = layers.Dropout(dropout, name=f"head_dropout_{i}")(x)
+        x = layers.Dense(units, activation="relu", name=f"head_{i}")(x)
+    out = layers.Dense(1, activation="sigmoid", name="ad_probability")(x)
+    return keras.Model(inputs, out, name=name)
