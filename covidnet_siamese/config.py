@@ -101,7 +101,8 @@ def paper() -> CovidNetSiameseConfig:
 def quick() -> CovidNetSiameseConfig:
     """About two minutes on two CPU cores.
 
-    The imbalance keeps the paper's normal : pneumonia ratio but raises COVID-19 from
+    A reduced grid (lr 1e-3 / 1e-4, batch 16), 30 / 8 final epochs, two seeds. The
+    imbalance keeps the paper's normal : pneumonia ratio but raises COVID-19 from
     1.6 % to about 6 % of the images, so the test set holds enough COVID-19 images for
     a per-class accuracy; images are 64 x 64 and the network two narrow stages.
     """
@@ -117,13 +118,13 @@ def quick() -> CovidNetSiameseConfig:
         search_learning_rates=(1e-3, 1e-4),
         search_batch_sizes=(16,),
         search_epochs_single=6,
-        search_epochs_siamese=3,
+        search_epochs_siamese=2,
         search_pairs_per_epoch=256,
-        final_epochs_single=20,
+        final_epochs_single=30,
         final_epochs_siamese=8,
         final_pairs_per_epoch=512,
         three_way_trials=129,
-        seeds=(0, 1, 2),
+        seeds=(0, 1),
         gradcam_per_class=3,
     )
 

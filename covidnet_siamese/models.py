@@ -153,13 +153,18 @@ class WeightedL1Distance(layers.Layer):
         return config
 
 
-def build_trunk(input_shape=(224, 224, 1), *, nf=128, depths=(3, 4, 6, 3), name="covidnet_trunk"):
+def build_trunk(input_shape=(224, 224, 1), *, nf=128, depths=(3, 4, 6, 3), batch_norm=True,
+                name="covidnet_trunk"):
     """The COVID-Net-like convolutional trunk.
 
     Args:
         input_shape: tuple, default (224, 224, 1).
         nf: int, default 128. Width of the first stage; stage s has nf * 2**s channels.
         depths: tuple of int, default (3, 4, 6, 3) (COVID-Net's PEPX counts per stage).
+        batch_norm: bool, default True. Batch normalisation after the stem and after
+            each stage's sum. Not in the paper's description; without it the sums of
+            skip connections grow from stage to stage and training from scratch stalls
+            (see the README).
         name: model name.
 
     Returns:
@@ -172,6 +177,8 @@ def build_trunk(input_shape=(224, 224, 1), *, nf=128, depths=(3, 4, 6, 3), name=
     inputs = keras.Input(input_shape, name="image")
     x = layers.Conv2D(nf, 7, strides=2, padding="same", activation="relu",
                       kernel_initializer="he_normal", name="stem_conv")(inputs)
+    if batch_norm:
+        x = layers.BatchNormalization(name="stem_bn")(x)
     for s, depth in enumerate(depths, start=1):
         width = nf * 2 ** (s - 1)
         x = layers.MaxPooling2D(2, name=f"stage{s}_pool")(x)
@@ -179,9 +186,10 @@ def build_trunk(input_shape=(224, 224, 1), *, nf=128, depths=(3, 4, 6, 3), name=
         block_input = x
         for i in range(1, int(depth) + 1):
             y = PEPX(width, name=f"pepx{s}_{i}")(block_input)
-            total = layers.Add(name=f"stage{s}_sum{i}" if i < depth else f"stage{s}_out")([total, y])
+            last = i == depth and not batch_norm
+            total = layers.Add(name=f"stage{s}_out" if last else f"stage{s}_sum{i}")([total, y])
             block_input = total
-        x = total
+        x = layers.BatchNormalization(name=f"stage{s}_out")(total) if batch_norm else total
     return keras.Model(inputs, x, name=name)
 
 
@@ -191,7 +199,7 @@ def gradcam_layer_name(depths) -> str:
 
 
 def build_single_net(input_shape=(224, 224, 1), *, nf=128, depths=(3, 4, 6, 3), fc_units=1024,
-                     dropout=(0.5, 0.2, 0.2), num_classes=len(CLASS_NAMES), name="single_net"):
+                     dropout=(0.5, 0.2, 0.2), num_classes=len(CLASS_NAMES), batch_norm=True, name="single_net"):
     """The single net: trunk, flatten, three dense layers with dropout, softmax.
 
     Args:
@@ -200,6 +208,7 @@ def build_single_net(input_shape=(224, 224, 1), *, nf=128, depths=(3, 4, 6, 3), 
             have fc_units // 4 (COVID-Net's 1024 -> 256).
         dropout: three rates, default (0.5, 0.2, 0.2) (Section 3.2).
         num_classes: int, default 3.
+        batch_norm: bool, default True. See `build_trunk`.
 
     Returns:
         keras.Model (not compiled) with the trunk's layers inline (no nesting), so the
@@ -207,7 +216,7 @@ def build_single_net(input_shape=(224, 224, 1), *, nf=128, depths=(3, 4, 6, 3), 
     """
     if len(dropout) != 3:
         raise ValueError(f"dropout needs three rates. Received: dropout={dropout}")
-    trunk = build_trunk(input_shape, nf=nf, depths=depths)
+    trunk = build_trunk(input_shape, nf=nf, depths=depths, batch_norm=batch_norm)
     x = layers.Flatten(name="flatten")(trunk.output)
     units = (fc_units, max(1, fc_units // 4), max(1, fc_units // 4))
     for i, (u, rate) in enumerate(zip(units, dropout), start=1):
@@ -217,23 +226,24 @@ def build_single_net(input_shape=(224, 224, 1), *, nf=128, depths=(3, 4, 6, 3), 
     return keras.Model(trunk.input, outputs, name=name)
 
 
-def build_twin(input_shape=(224, 224, 1), *, nf=128, depths=(3, 4, 6, 3), embedding_dim=1024, name="twin"):
+def build_twin(input_shape=(224, 224, 1), *, nf=128, depths=(3, 4, 6, 3), embedding_dim=1024, batch_norm=True,
+               name="twin"):
     """One branch of the siamese net: trunk, flatten, sigmoid feature layer (Koch et al.)."""
-    trunk = build_trunk(input_shape, nf=nf, depths=depths)
+    trunk = build_trunk(input_shape, nf=nf, depths=depths, batch_norm=batch_norm)
     x = layers.Flatten(name="flatten")(trunk.output)
     emb = layers.Dense(embedding_dim, activation="sigmoid", name="embedding")(x)
     return keras.Model(trunk.input, emb, name=name)
 
 
 def build_siamese_net(input_shape=(224, 224, 1), *, nf=128, depths=(3, 4, 6, 3), embedding_dim=1024,
-                      name="siamese_net"):
+                      batch_norm=True, name="siamese_net"):
     """The siamese net: shared twin, weighted L1 distance (Eq. 1), sigmoid similarity.
 
     Inputs: a list [image_a, image_b]. Output [B, 1]: probability that both show the
     same class (label convention: 1 = same; see the module docstring). The twin is the
     nested model `model.get_layer("twin")`.
     """
-    twin = build_twin(input_shape, nf=nf, depths=depths, embedding_dim=embedding_dim)
+    twin = build_twin(input_shape, nf=nf, depths=depths, embedding_dim=embedding_dim, batch_norm=batch_norm)
     a = keras.Input(input_shape, name="image_a")
     b = keras.Input(input_shape, name="image_b")
     distance = WeightedL1Distance(name="weighted_l1")([twin(a), twin(b)])

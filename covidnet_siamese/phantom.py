@@ -67,7 +67,7 @@ def _soft(x, width):
     return 1.0 / (1.0 + np.exp(np.clip(-x / width, -30.0, 30.0)))
 
 
-def draw_chest_xrays(labels, *, size, rng, artefact_strength=0.75, severity_range=(0.35, 1.0)):
+def draw_chest_xrays(labels, *, size, rng, artefact_strength=0.75, severity_range=(0.5, 1.0)):
     """Draws a batch of synthetic chest X-rays.
 
     Args:
@@ -159,13 +159,13 @@ def draw_chest_xrays(labels, *, size, rng, artefact_strength=0.75, severity_rang
     blob = _soft(1.0 - (((x - zone_x) / 0.22) ** 2 + ((y - zone_y) / 0.2) ** 2)
                  + 0.4 * (_smooth_noise(rng, n, size, 6) - 0.5), 0.04)
     consolidation = blob * lungs * (lung_side == side)
-    img = img + is_pneu * severity * 0.3 * consolidation
+    img = img + is_pneu * severity * 0.4 * consolidation
     # COVID-19: both lungs, peripheral, lower zones, patchy haze.
     lower = _soft(y - _col(rng.normal(0.0, 0.06, n)), 0.12)
     periphery = 0.2 + 0.8 * lat
     patches = _smooth_noise(rng, n, size, 10)
     ggo = lungs * lower * periphery * (0.2 + patches)
-    img = img + is_covid * severity * 0.5 * ggo
+    img = img + is_covid * severity * 0.6 * ggo
 
     img = img + rng.normal(0.0, 0.018, (n, size, size)).astype(np.float32)
     images = np.clip(img * 255.0, 0, 255).astype(np.uint8)

@@ -314,7 +314,7 @@ def fit_siamese(model, data, *, batch_size, epochs, n_pairs, n_trials, seed, cal
     """Trains the siamese net on balanced pairs; validates by three-way trials.
 
     The validation pairs (for `val_loss`) are drawn once from the validation set, half
-    same and half different, as many as `n_trials` * 4.
+    same and half different, twice as many as `n_trials`.
 
     Returns:
         (keras History, KeepBest callback or None); best = highest three-way validation accuracy.
@@ -322,7 +322,7 @@ def fit_siamese(model, data, *, batch_size, epochs, n_pairs, n_trials, seed, cal
     rng = numpy_rng(seed)
     train = BalancedPairs(data.x_train, data.y_train, n_pairs=n_pairs, batch_size=batch_size,
                           seed=int(rng.integers(2**31)))
-    a, b, same = make_pairs(data.y_val, max(4 * n_trials, 2), rng)
+    a, b, same = make_pairs(data.y_val, max(2 * n_trials, 2), rng)
     three_way = ThreeWayValidation(data.x_val, data.y_val, n_trials=n_trials, seed=int(rng.integers(2**31)),
                                    x_train=data.x_train, y_train=data.y_train)
     best = KeepBest("val_three_way_accuracy") if keep_best else None

@@ -1,0 +1,100 @@
+"""`medrepro covidnet-siamese ...`: run, generate, search."""
+
+from pathlib import Path
+
+PAPER = "covidnet-siamese"
+
+
+def register(subparsers):
+    """Adds `covidnet-siamese` with its `run`, `generate` and `search` subcommands."""
+    from shared.cli_common import add_run_args, add_store_arg
+
+    parser = subparsers.add_parser(PAPER, help="Siamesifying the COVID-Net: siamese vs single COVID-Net")
+    sub = parser.add_subparsers(dest="covidnet_command", metavar="SUBCOMMAND")
+
+    run = sub.add_parser("run", help="end-to-end reproduction (search, final runs, Grad-CAM, report)")
+    add_run_args(run, presets=("quick", "paper", "tiny"))
+    run.add_argument("--data", type=Path, default=None,
+                     help="COVIDx folder (train/, test/, train_split.txt, test_split.txt); "
+                          "default: generate synthetic data into the run folder")
+    run.add_argument("--no-search", action="store_true",
+                     help="skip the grid search and use lr 1e-4 / batch 32")
+    run.set_defaults(func=_cmd_run)
+
+    gen = sub.add_parser("generate", help="write synthetic chest X-rays in the COVIDx layout")
+    gen.add_argument("--out", type=Path, required=True, help="dataset folder to write")
+    gen.add_argument("--preset", choices=("quick", "paper", "tiny"), default="quick",
+                     help="image counts and size of this preset (default: quick)")
+    gen.add_argument("--size", type=int, default=None, help="PNG side in pixels (default: the preset's)")
+    gen.add_argument("--seed", type=int, default=0, help="random seed (default: 0)")
+    gen.add_argument("--artefact-strength", type=float, default=None,
+                     help="0..1, how much the border artefacts depend on the class (default: the preset's)")
+    gen.set_defaults(func=_cmd_generate)
+
+    search = sub.add_parser("search", help="grid search of learning rate x batch size for one net")
+    search.add_argument("--net", choices=("single", "siamese"), required=True)
+    search.add_argument("--preset", choices=("quick", "paper", "tiny"), default="quick")
+    search.add_argument("--data", type=Path, required=True, help="COVIDx folder")
+    search.add_argument("--out", type=Path, default=None, help="tuner folder (default: runs/covidnet_siamese/search)")
+    search.add_argument("--seed", type=int, default=0)
+    add_store_arg(search)
+    search.set_defaults(func=_cmd_search)
+    parser.set_defaults(func=lambda args: (parser.print_help(), 0)[1])
+
+
+def _cmd_run(args) -> int:
+    import dataclasses
+
+    from covidnet_siamese.config import get_preset
+    from covidnet_siamese.experiment import run_experiment
+    from shared.cli_common import resolve_out_dir, resolve_store_url
+    from shared.scale import set_precision
+
+    set_precision(args.precision)
+    config = get_preset(args.preset)
+    if args.no_search:
+        config = dataclasses.replace(config, run_search=False)
+    out = resolve_out_dir(args.out, "covidnet_siamese", args.preset)
+    report = run_experiment(config, out, store_url=resolve_store_url(args.store), seed=args.seed,
+                            data_root=args.data, show_progress=not args.no_progress)
+    print(f"Report: {report}")
+    return 0
+
+
+def _cmd_generate(args) -> int:
+    from covidnet_siamese.config import get_preset
+    from covidnet_siamese.data import generate_covidx
+
+    config = get_preset(args.preset)
+    written = generate_covidx(args.out, counts=config.counts, size=args.size or config.raw_size, seed=args.seed,
+                              artefact_strength=config.artefact_strength if args.artefact_strength is None
+                              else args.artefact_strength)
+    for split, path in written.items():
+        print(f"{split}: {path}")
+    return 0
+
+
+def _cmd_search(args) -> int:
+    import json
+
+    from covidnet_siamese.config import get_preset
+    from covidnet_siamese.data import load_covidx
+    from covidnet_siamese.experiment import EXPERIMENT
+    from covidnet_siamese.search import grid_search
+    from shared.cli_common import resolve_store_url
+
+    config = get_preset(args.preset)
+    data = load_covidx(args.data, size=config.image_size, val_fraction=config.val_fraction, seed=args.seed)
+    out = args.out or Path("runs") / "covidnet_siamese" / "search"
+    result = grid_search(args.net, config, data, store=resolve_store_url(args.store), experiment=EXPERIMENT,
+                         directory=out, seed=args.seed)
+    print(json.dumps(result, indent=2))
+    return 0
+
+
+def demo(out_dir, store_url, progress=True) -> Path:
+    """Runs the quick preset into `out_dir`; returns the path of its report.md."""
+    from covidnet_siamese.config import quick
+    from covidnet_siamese.experiment import run_experiment
+
+    return run_experiment(quick(), out_dir, store_url=store_url, seed=0, show_progress=progress)

@@ -1,0 +1,383 @@
+"""End-to-end reproduction of "Siamesifying the COVID-Net".
+
+Steps (paper Sections 3.1-3.3):
+
+1. COVIDx data (synthetic by default, written in the real layout and read back by the
+   real loader), preprocessed as Section 3.1; a second copy with the borders cropped.
+2. Grid search of learning rate x batch size for both nets (Table 2), rows in the store.
+3. Final runs with the best values for every seed: the siamese net (three-way
+   validation, test by class templates), the single net, and the single net on
+   cropped images; each keeps its best-validation weights.
+4. Test accuracy, per-class accuracy, confusion matrices, training curves.
+5. Grad-CAM of the single net, of the siamese twin (target: similarity to the
+   predicted class's template) and of the cropped single net; the share of each map
+   on the image border, on the (synthetic) artefacts and on the lungs.
+6. Statistics over seeds (`shared.report.write_comparison_report`) and `report.md`.
+"""
+
+import logging
+import time
+from pathlib import Path
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from covidnet_siamese.config import CLASS_NAMES
+from covidnet_siamese.data import border_mask, generate_covidx, load_covidx, load_masks
+from covidnet_siamese.models import gradcam_layer_name, similarity_from_embeddings
+from covidnet_siamese.search import grid_search
+from covidnet_siamese.training import (class_templates, embed, fit_siamese, fit_single, new_siamese,
+                                       new_single, predict_siamese)
+from shared.progress import progress
+from shared.runs import make_run_dir, write_json
+from shared.seeding import numpy_rng, set_global_seed
+
+log = logging.getLogger(__name__)
+
+EXPERIMENT = "covidnet_siamese"
+PAPER = {
+    "test_accuracy": {"siamese": 0.87, "single": 0.81, "single_cropped": 0.78},
+    "best": {"siamese": (1e-4, 32, 0.736), "single": (1e-4, 16, 0.795)},
+}
+ARMS = ("siamese", "single", "single_cropped")
+
+
+# ---------------------------------------------------------------------------
+# Grad-CAM
+# ---------------------------------------------------------------------------
+def single_gradcam(model, x, targets, *, layer_name, batch_size=64):
+    """Grad-CAM maps [N, S, S] of the single net for class `targets` (class-discriminative)."""
+    from shared.explain import attribution_maps, feature_model
+
+    fm = feature_model(model, layer_name)
+    size = x.shape[1:3]
+    maps = []
+    for i in range(0, len(x), batch_size):
+        maps.append(attribution_maps(fm, tf.constant(x[i:i + batch_size]),
+                                     targets=tf.constant(targets[i:i + batch_size], tf.int32),
+                                     method="gradcam", upsample_to=size).numpy())
+    return np.concatenate(maps) if maps else np.zeros((0,) + tuple(size), np.float32)
+
+
+def siamese_gradcam(siamese, x, targets, templates, *, layer_name, batch_size=64):
+    """Grad-CAM maps [N, S, S] of the siamese twin.
+
+    The score of image i is the siamese similarity between its embedding and the
+    template of class `targets[i]` (Section 3.2.2), so the map shows what makes the
+    image look like that class; the layer sits inside the nested twin model.
+    """
+    from shared.explain import attribution_maps, feature_model
+
+    fm = feature_model(siamese.get_layer("twin"), layer_name)
+    size = x.shape[1:3]
+    maps = []
+    for i in range(0, len(x), batch_size):
+        tmpl = tf.constant(templates[targets[i:i + batch_size]])
+
+        def score(embeddings, tmpl=tmpl):
+            return similarity_from_embeddings(siamese, embeddings, tmpl)
+
+        maps.append(attribution_maps(fm, tf.constant(x[i:i + batch_size]), targets=score,
+                                     method="gradcam", upsample_to=size).numpy())
+    return np.concatenate(maps) if maps else np.zeros((0,) + tuple(size), np.float32)
+
+
+def map_shares(maps, *, border=None, artefacts=None, lungs=None):
+    """Mean share of Grad-CAM mass on the border band, the artefacts and the lungs.
+
+    The artefact share is averaged over the images that carry an artefact only.
+    """
+    from shared.explain import mass_inside
+
+    out = {}
+    if border is not None:
+        out["border"] = float(np.mean(mass_inside(maps, np.broadcast_to(border, maps.shape)).numpy()))
+    if artefacts is not None:
+        has = artefacts.reshape(len(artefacts), -1).any(axis=1)
+        out["artefact"] = (float(np.mean(mass_inside(maps[has], artefacts[has].astype(np.float32)).numpy()))
+                           if has.any() else float("nan"))
+        out["artefact_images"] = int(has.sum())
+    if lungs is not None:
+        out["lung"] = float(np.mean(mass_inside(maps, lungs.astype(np.float32)).numpy()))
+    return out
+
+
+# ---------------------------------------------------------------------------
+# The experiment
+# ---------------------------------------------------------------------------
+def _evaluate(y_true, y_pred):
+    from shared.metrics import confusion_matrix, per_class_accuracy
+
+    return {
+        "accuracy": float(np.mean(y_true == y_pred)),
+        "per_class_accuracy": [float(v) for v in per_class_accuracy(y_true, y_pred, len(CLASS_NAMES))],
+        "confusion_matrix": np.asarray(confusion_matrix(y_true, y_pred, len(CLASS_NAMES))).tolist(),
+    }
+
+
+def _record(store, arm, seed, preset, metrics, shares):
+    model_id = f"{preset}-{arm}-seed{seed}"
+    store.record_evaluation(EXPERIMENT, model_id, "test_accuracy", metrics["accuracy"], split="test",
+                            group=arm, extra={"seed": seed, "preset": preset})
+    for name, acc in zip(CLASS_NAMES, metrics["per_class_accuracy"]):
+        store.record_evaluation(EXPERIMENT, model_id, f"test_accuracy_{name}", acc, split="test",
+                                group=arm, extra={"seed": seed, "preset": preset})
+    for key, value in shares.items():
+        if key != "artefact_images" and np.isfinite(value):
+            store.record_evaluation(EXPERIMENT, model_id, f"gradcam_{key}_share", value, split="test",
+                                    group=arm, extra={"seed": seed, "preset": preset})
+
+
+def run_experiment(config, out_dir, *, store_url=None, seed=0, data_root=None, show_progress=True):
+    """Runs the whole reproduction and writes `report.md` into `out_dir`.
+
+    Args:
+        config: `CovidNetSiameseConfig`.
+        out_dir: str or Path. Run folder.
+        store_url: str, optional. Results store (None: the default SQLite file).
+        seed: int, default 0. Seed of the data, the validation draw and the search;
+            the final runs use `config.seeds` offset by `seed`.
+        data_root: str or Path, optional. A COVIDx folder; None generates synthetic
+            data into `<out_dir>/covidx`.
+        show_progress: bool, default True.
+
+    Returns:
+        Path of the Markdown report.
+    """
+    from shared.store import open_store
+
+    start = time.perf_counter()
+    out = make_run_dir(out_dir, config)
+    fig_dir = out / "figures"
+    fig_dir.mkdir(exist_ok=True)
+    steps = 3 + 3 * len(config.seeds) + 2
+    bar = progress(total=steps, desc=f"covidnet-siamese {config.name}", enabled=show_progress)
+
+    synthetic = data_root is None
+    if synthetic:
+        data_root = out / "covidx"
+        generate_covidx(data_root, counts=config.counts, size=config.raw_size, seed=seed,
+                        artefact_strength=config.artefact_strength)
+    data = load_covidx(data_root, size=config.image_size, val_fraction=config.val_fraction, seed=seed)
+    cropped = load_covidx(data_root, size=config.image_size, val_fraction=config.val_fraction, seed=seed,
+                          crop_fraction=config.crop_fraction)
+    masks = {}
+    if (Path(data_root) / "masks" / "test").is_dir():
+        masks["full"] = load_masks(data_root, "test", data.test_entries, size=config.image_size)
+        masks["cropped"] = load_masks(data_root, "test", cropped.test_entries, size=config.image_size,
+                                      crop_fraction=config.crop_fraction)
+    counts = {name: {split: int(np.sum(y == c)) for split, y in
+                     (("train", data.y_train), ("val", data.y_val), ("test", data.y_test))}
+              for c, name in enumerate(CLASS_NAMES)}
+    bar.update(1)
+
+    store = open_store(store_url)
+    store.ensure_experiment(EXPERIMENT, config)
+    best = {}
+    for net in ("single", "siamese"):
+        if config.run_search:
+            best[net] = grid_search(net, config, data, store=store, experiment=EXPERIMENT,
+                                    directory=out / "tuner", seed=seed)
+        else:
+            best[net] = {"learning_rate": config.default_learning_rate, "batch_size": config.default_batch_size,
+                         "best_val_accuracy": None, "trials": []}
+        bar.update(1)
+    write_json(out / "search.json", best)
+
+    layer = gradcam_layer_name(config.depths)
+    border = border_mask(config.image_size, config.crop_fraction)
+    results = {arm: [] for arm in ARMS}
+    keep = {}
+    for i, run_seed in enumerate(config.seeds):
+        run_seed = int(run_seed) + int(seed)
+        for arm in ARMS:
+            set_global_seed(run_seed)
+            arm_data = cropped if arm == "single_cropped" else data
+            net = "siamese" if arm == "siamese" else "single"
+            lr, batch = best[net]["learning_rate"], best[net]["batch_size"]
+            t_arm = time.perf_counter()
+            if arm == "siamese":
+                model = new_siamese(config, lr)
+                hist, kb = fit_siamese(model, arm_data, batch_size=batch, epochs=config.final_epochs_siamese,
+                                       n_pairs=config.final_pairs_per_epoch, n_trials=config.three_way_trials,
+                                       seed=run_seed)
+                templates = class_templates(embed(model, arm_data.x_train), arm_data.y_train)
+                pred, _ = predict_siamese(model, arm_data.x_test, templates)
+                maps = siamese_gradcam(model, arm_data.x_test, pred, templates, layer_name=layer)
+            else:
+                model = new_single(config, lr)
+                hist, kb = fit_single(model, arm_data, batch_size=batch, epochs=config.final_epochs_single,
+                                      seed=run_seed)
+                pred = np.argmax(model.predict(arm_data.x_test, batch_size=64, verbose=0), axis=1)
+                maps = single_gradcam(model, arm_data.x_test, pred, layer_name=layer)
+                templates = None
+            metrics = _evaluate(arm_data.y_test, pred)
+            mk = masks.get("cropped" if arm == "single_cropped" else "full")
+            shares = map_shares(maps, border=border, artefacts=mk[1] if mk else None,
+                                lungs=mk[0] if mk else None)
+            metrics.update({"seed": run_seed, "best_epoch": kb.best_epoch, "best_val": kb.best,
+                            "attention": shares, "seconds": time.perf_counter() - t_arm})
+            results[arm].append(metrics)
+            _record(store, arm, run_seed, config.name, metrics, shares)
+            if i == 0:
+                keep[arm] = {"model": model, "history": hist.history, "pred": pred, "maps": maps,
+                             "templates": templates, "data": arm_data}
+                model.save(out / f"{arm}.keras")
+            else:
+                keras.backend.clear_session()
+            bar.update(1)
+    write_json(out / "results.json", results)
+
+    figures = _figures(config, keep, results, fig_dir, seed)
+    bar.update(1)
+    stats = _stats(results, out)
+    bar.update(1)
+    bar.close()
+    report = _write_report(out, config, best, results, counts, figures, stats,
+                           synthetic=synthetic, seconds=time.perf_counter() - start, store=store)
+    return report
+
+
+def _figures(config, keep, results, fig_dir, seed):
+    from shared.plotting import plot_history, save_confusion_matrix, save_overlay_grid
+
+    figures = {}
+    for arm, k in keep.items():
+        cm = np.asarray(results[arm][0]["confusion_matrix"])
+        path = fig_dir / f"confusion_{arm}.png"
+        save_confusion_matrix(cm, list(CLASS_NAMES), path)
+        figures[f"confusion_{arm}"] = path.name
+        path = fig_dir / f"history_{arm}.png"
+        plot_history(k["history"], path)
+        figures[f"history_{arm}"] = path.name
+    # The same random test images per class for all three models (Figures 7-8).
+    rng = numpy_rng(seed)
+    y_test = keep["single"]["data"].y_test
+    picks = np.concatenate([rng.choice(np.flatnonzero(y_test == c),
+                                       size=min(config.gradcam_per_class, int(np.sum(y_test == c))),
+                                       replace=False) for c in range(len(CLASS_NAMES))])
+    for arm, k in keep.items():
+        d = k["data"]
+        images = d.x_test[picks, ..., 0] * d.std + d.mean
+        titles = [f"{CLASS_NAMES[y_test[j]]} -> {CLASS_NAMES[k['pred'][j]]}" for j in picks]
+        path = fig_dir / f"gradcam_{arm}.png"
+        save_overlay_grid(images, k["maps"][picks], path, titles=titles, ncols=max(1, config.gradcam_per_class))
+        figures[f"gradcam_{arm}"] = path.name
+    return figures
+
+
+def _stats(results, out):
+    from shared.report import write_comparison_report
+
+    stats = {}
+    groups = {arm: [r["accuracy"] for r in results[arm]] for arm in ARMS}
+    if all(len(v) >= 2 for v in groups.values()):
+        path = write_comparison_report(
+            groups, metric="test_accuracy", out_dir=out / "stats_accuracy",
+            title="Test accuracy over seeds: siamese vs single vs single on cropped images",
+            description="One value per final run (seed); best-validation weights of each run.")
+        stats["accuracy"] = path.relative_to(out).as_posix()
+        lung = {arm: [r["attention"].get("lung", float("nan")) for r in results[arm]] for arm in ARMS}
+        if all(np.all(np.isfinite(v)) for v in lung.values()):
+            path = write_comparison_report(
+                lung, metric="gradcam_lung_share", out_dir=out / "stats_attention",
+                title="Share of the Grad-CAM map on the lungs, over seeds",
+                description="Mean over the test images of each run; the cropped net is scored in its own frame.")
+            stats["attention"] = path.relative_to(out).as_posix()
+    return stats
+
+
+def _mean_sd(values):
+    values = np.asarray([v for v in values if v is not None and np.isfinite(v)], float)
+    if len(values) == 0:
+        return "-"
+    if len(values) == 1:
+        return f"{values[0]:.3f}"
+    return f"{values.mean():.3f} ± {values.std(ddof=1):.3f}"
+
+
+def summarize(results):
+    """Means over seeds of the headline numbers and the three claims, as a dict."""
+    mean = {arm: float(np.mean([r["accuracy"] for r in results[arm]])) for arm in ARMS}
+    per_class = {arm: np.mean([r["per_class_accuracy"] for r in results[arm]], axis=0).tolist() for arm in ARMS}
+    covid = CLASS_NAMES.index("COVID-19")
+    att = {arm: {k: float(np.nanmean([r["attention"].get(k, np.nan) for r in results[arm]]))
+                 for k in ("border", "artefact", "lung")} for arm in ARMS}
+    return {
+        "test_accuracy": mean,
+        "per_class_accuracy": per_class,
+        "attention": att,
+        "claims": {
+            "siamese_above_single": mean["siamese"] > mean["single"],
+            "single_better_on_covid": per_class["single"][covid] > per_class["siamese"][covid],
+            "cropping_reduces_artefact_attention": bool(att["single_cropped"]["artefact"] < att["single"]["artefact"])
+            if np.isfinite(att["single_cropped"]["artefact"]) and np.isfinite(att["single"]["artefact"]) else None,
+        },
+    }
+
+
+def _write_report(out, config, best, results, counts, figures, stats, *, synthetic, seconds, store):
+    summary = summarize(results)
+    write_json(out / "summary.json", summary)
+    n = len(config.seeds)
+    lines = [
+        f"# Siamesifying the COVID-Net: reproduction ({config.name} preset)",
+        "",
+        f"Data: {'synthetic chest X-rays in the COVIDx layout' if synthetic else 'COVIDx'}, "
+        f"{config.image_size} x {config.image_size}; PEPX trunk nf = {config.nf}, depths {list(config.depths)}; "
+        f"{n} seed(s) per arm; {seconds / 60:.1f} min.",
+        "",
+        "| split | " + " | ".join(CLASS_NAMES) + " |",
+        "| --- | " + " | ".join("---:" for _ in CLASS_NAMES) + " |",
+    ]
+    for split in ("train", "val", "test"):
+        lines.append(f"| {split} | " + " | ".join(str(counts[c][split]) for c in CLASS_NAMES) + " |")
+    lines += ["", "## Grid search (Table 2)", "",
+              "| net | best lr | best batch | max. validation accuracy | paper |",
+              "| --- | ---: | ---: | ---: | --- |"]
+    for net in ("siamese", "single"):
+        b = best[net]
+        p = PAPER["best"][net]
+        val = "-" if b["best_val_accuracy"] is None else f"{b['best_val_accuracy']:.3f}"
+        lines.append(f"| {net} | {b['learning_rate']:g} | {b['batch_size']} | {val} | "
+                     f"{p[0]:g} / {p[1]} / {p[2]:.3f} |")
+    lines += ["", "## Test accuracy (Table 3), mean ± SD over seeds", "",
+              "| net | ours | paper | " + " | ".join(CLASS_NAMES) + " |",
+              "| --- | ---: | ---: | " + " | ".join("---:" for _ in CLASS_NAMES) + " |"]
+    for arm in ARMS:
+        pc = summary["per_class_accuracy"][arm]
+        lines.append(f"| {arm} | {_mean_sd([r['accuracy'] for r in results[arm]])} | "
+                     f"{PAPER['test_accuracy'][arm]:.2f} | " + " | ".join(f"{v:.3f}" for v in pc) + " |")
+    att = summary["attention"]
+    lines += ["", "## Where the Grad-CAM maps lie (test set, mean over seeds)", "",
+              f"Border band: the outer {config.crop_fraction:.0%} on each side "
+              f"({1 - (1 - 2 * config.crop_fraction) ** 2:.0%} of the image: the share a uniform map would get). "
+              "Artefact share: over images that carry an artefact. The cropped net is scored in its own frame.",
+              "", "| net | border | artefacts | lungs |", "| --- | ---: | ---: | ---: |"]
+    for arm in ARMS:
+        a = att[arm]
+        lines.append(f"| {arm} | {a['border']:.3f} | {a['artefact']:.3f} | {a['lung']:.3f} |")
+    c = summary["claims"]
+    lines += ["", "## Claims", "",
+              f"- Siamese overall test accuracy above the single net's (paper 0.87 vs 0.81): "
+              f"**{'yes' if c['siamese_above_single'] else 'no'}** "
+              f"({summary['test_accuracy']['siamese']:.3f} vs {summary['test_accuracy']['single']:.3f}).",
+              f"- Single net better on COVID-19: **{'yes' if c['single_better_on_covid'] else 'no'}** "
+              f"({summary['per_class_accuracy']['single'][2]:.3f} vs {summary['per_class_accuracy']['siamese'][2]:.3f}).",
+              f"- Cropping reduces attention on artefacts: **{ {True: 'yes', False: 'no', None: 'n/a'}[c['cropping_reduces_artefact_attention']] }** "
+              f"(artefact share {att['single']['artefact']:.3f} -> {att['single_cropped']['artefact']:.3f}; "
+              f"lung share {att['single']['lung']:.3f} -> {att['single_cropped']['lung']:.3f}).",
+              "", "## Figures", ""]
+    for key, name in figures.items():
+        lines.append(f"![{key}](figures/{name})")
+        lines.append("")
+    if stats:
+        lines += ["## Statistics over seeds", ""]
+        for key, rel in stats.items():
+            lines.append(f"- [{key}]({rel})")
+        lines.append("")
+    lines += [f"Results store: `{store.masked_url}`, experiment `{EXPERIMENT}`.", ""]
+    path = out / "report.md"
+    path.write_text("\n".join(lines))
+    return path

@@ -1,0 +1,108 @@
+"""COVIDx loader and preprocessing: files written by the tests, numbers worked out by hand."""
+
+import cv2
+import numpy as np
+import pytest
+
+from covidnet_siamese.data import (border_mask, crop_border, load_covidx, load_split, parse_split_file,
+                                   preprocess_image, read_grayscale, split_validation, standardize)
+
+
+def _write_png(path, array):
+    path.parent.mkdir(parents=True, exist_ok=True)
+    assert cv2.imwrite(str(path), array)
+
+
+def _dataset(root, lines, images, split="train"):
+    for name, array in images.items():
+        _write_png(root / split / name, array)
+    (root / f"{split}_split.txt").write_text("\n".join(lines) + "\n")
+
+
+def test_four_and_three_column_split_files(tmp_path):
+    four = tmp_path / "four.txt"
+    four.write_text("p1 a.png normal cohen\np2 b.png COVID-19 fig1\n\np3 c.png pneumonia rsna\n")
+    entries, skipped = parse_split_file(four)
+    assert [(e.line, e.patient_id, e.filename, e.label, e.source) for e in entries] == [
+        (1, "p1", "a.png", 0, "cohen"), (2, "p2", "b.png", 2, "fig1"), (4, "p3", "c.png", 1, "rsna")]
+    assert skipped == []
+    three = tmp_path / "three.txt"
+    three.write_text("7 x.jpg pneumonia\n8 y.jpg COVID-19\n")
+    entries, _ = parse_split_file(three)
+    assert [(e.patient_id, e.filename, e.label, e.source) for e in entries] == [
+        ("7", "x.jpg", 1, ""), ("8", "y.jpg", 2, "")]
+
+
+def test_split_file_errors_name_file_and_line(tmp_path):
+    bad = tmp_path / "split.txt"
+    bad.write_text("p1 a.png normal src\np2 b.png influenza src\n")
+    with pytest.raises(ValueError, match=r"split\.txt, line 2: unknown class 'influenza'"):
+        parse_split_file(bad)
+    bad.write_text("p1 a.png normal src extra\n")
+    with pytest.raises(ValueError, match=r"line 1: expected 4 columns"):
+        parse_split_file(bad)
+    entries, skipped = parse_split_file(bad, on_error="skip")
+    assert entries == [] and skipped[0][0] == 1
+    with pytest.raises(FileNotFoundError, match="missing.txt"):
+        parse_split_file(tmp_path / "missing.txt")
+
+
+def test_missing_and_unreadable_images(tmp_path):
+    img = np.full((8, 8), 100, np.uint8)
+    _dataset(tmp_path, ["p1 ok.png normal s", "p2 gone.png pneumonia s", "p3 junk.png COVID-19 s"], {"ok.png": img})
+    (tmp_path / "train" / "junk.png").write_bytes(b"not a png")
+    with pytest.raises(FileNotFoundError, match=r"train_split\.txt, line 2: image file not found: .*gone\.png"):
+        load_split(tmp_path, "train", size=4)
+    loaded = load_split(tmp_path, "train", size=4, on_error="skip")
+    assert loaded.images.shape == (1, 4, 4, 1) and loaded.labels.tolist() == [0]
+    assert [s[0] for s in loaded.skipped] == [2, 3]
+    assert "unreadable" in loaded.skipped[1][2] and "junk.png" in loaded.skipped[1][1]
+    (tmp_path / "train_split.txt").write_text("p3 junk.png COVID-19 s\n")
+    with pytest.raises(ValueError, match=r"line 1: unreadable image file .*junk\.png"):
+        load_split(tmp_path, "train", size=4)
+
+
+def test_preprocessing_by_hand(tmp_path):
+    # 4x4 image of 2x2 blocks; INTER_AREA halving averages each block.
+    img = np.array([[0, 0, 255, 255], [0, 0, 255, 255], [51, 51, 102, 102], [51, 153, 102, 102]], np.uint8)
+    colour = np.stack([img] * 3, axis=-1)  # a colour file with equal channels is the same grey image
+    _write_png(tmp_path / "g.png", img)
+    _write_png(tmp_path / "c.png", colour)
+    grey = read_grayscale(tmp_path / "g.png")
+    np.testing.assert_allclose(read_grayscale(tmp_path / "c.png"), grey, atol=1 / 255)
+    small = preprocess_image(grey, 2)
+    expected = np.array([[0.0, 1.0], [(51 * 3 + 153) / 4 / 255, 0.4]])
+    np.testing.assert_allclose(small, expected, atol=1e-6)
+    # Standardisation with the training set's global mean and std.
+    x = np.array([0.0, 0.5, 1.0], np.float32)
+    np.testing.assert_allclose(standardize(x, 0.5, 0.25), [-2.0, 0.0, 2.0])
+    with pytest.raises(ValueError, match="standard deviation"):
+        standardize(x, 0.5, 0.0)
+
+
+def test_crop_and_border_mask():
+    image = np.arange(100, dtype=np.float32).reshape(10, 10)
+    np.testing.assert_array_equal(crop_border(image, 0.1), image[1:9, 1:9])
+    mask = border_mask(10, 0.2)
+    assert mask.sum() == 100 - 36 and mask[5, 5] == 0 and mask[0, 5] == 1
+
+
+def test_split_validation_is_stratified_and_seeded():
+    labels = np.repeat([0, 1, 2], [50, 30, 10])
+    train, val = split_validation(labels, 0.2, seed=3)
+    assert np.bincount(labels[val]).tolist() == [10, 6, 2]
+    assert len(np.intersect1d(train, val)) == 0 and len(train) + len(val) == 90
+    np.testing.assert_array_equal(val, split_validation(labels, 0.2, seed=3)[1])
+
+
+def test_load_covidx_uses_training_statistics(tmp_path):
+    rng = np.random.default_rng(0)
+    train = {f"t{i}.png": rng.integers(0, 256, (6, 6), dtype=np.uint8) for i in range(10)}
+    test = {"s0.png": np.full((6, 6), 255, np.uint8)}
+    _dataset(tmp_path, [f"p{i} t{i}.png {['normal', 'pneumonia'][i % 2]} s" for i in range(10)], train)
+    _dataset(tmp_path, ["q s0.png COVID-19 s"], test, split="test")
+    data = load_covidx(tmp_path, size=3, val_fraction=0.2, seed=0)
+    assert data.x_train.shape == (8, 3, 3, 1) and data.x_val.shape == (2, 3, 3, 1)
+    assert abs(float(data.x_train.mean())) < 1e-5 and abs(float(data.x_train.std()) - 1) < 1e-4
+    np.testing.assert_allclose(data.x_test, (1.0 - data.mean) / data.std, rtol=1e-5)
+    assert data.y_test.tolist() == [2]

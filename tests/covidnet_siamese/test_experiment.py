@@ -1,0 +1,61 @@
+"""A tiny end-to-end run through the CLI: search, final runs, Grad-CAM, report, store rows."""
+
+import dataclasses
+import json
+
+import numpy as np
+import pytest
+
+from covidnet_siamese.config import get_preset, quick, tiny
+
+
+def test_presets():
+    assert get_preset("paper").counts["train"] == (6373, 4361, 179)
+    assert get_preset("paper").search_learning_rates == (1e-3, 1e-4, 1e-5)
+    assert quick().image_size < 224 and tiny().final_epochs_siamese <= 2
+    with pytest.raises(ValueError, match="Unknown preset"):
+        get_preset("huge")
+    with pytest.raises(ValueError, match="crop_fraction"):
+        dataclasses.replace(tiny(), crop_fraction=0.6)
+
+
+def test_siamese_gradcam_is_class_discriminative():
+    from covidnet_siamese.experiment import siamese_gradcam
+    from covidnet_siamese.models import build_siamese_net
+
+    model = build_siamese_net((32, 32, 1), nf=4, depths=(1,), embedding_dim=8)
+    x = np.random.default_rng(0).normal(size=(3, 32, 32, 1)).astype("float32")
+    templates = np.random.default_rng(1).uniform(size=(3, 8)).astype("float32")
+    maps0 = siamese_gradcam(model, x, np.array([0, 0, 0]), templates, layer_name="stage1_out")
+    maps2 = siamese_gradcam(model, x, np.array([2, 2, 2]), templates, layer_name="stage1_out")
+    assert maps0.shape == (3, 32, 32) and np.all(np.isfinite(maps0))
+    assert not np.allclose(maps0, maps2)
+
+
+@pytest.mark.slow
+def test_tiny_end_to_end_through_cli(tmp_path, monkeypatch):
+    from covidnet_siamese import config
+    from shared.cli import main
+    from shared.store import open_store
+
+    data = tmp_path / "covidx"
+    assert main(["covidnet-siamese", "generate", "--out", str(data), "--preset", "tiny"]) == 0
+    assert (data / "train_split.txt").is_file()
+    # One seed keeps the test short; the notebook test covers the statistics over seeds.
+    monkeypatch.setitem(config.PRESETS, "tiny", lambda: dataclasses.replace(tiny(), seeds=(0,), run_search=True))
+    store = f"sqlite:///{tmp_path / 'store.sqlite'}"
+    out = tmp_path / "run"
+    assert main(["covidnet-siamese", "run", "--preset", "tiny", "--out", str(out), "--store", store,
+                 "--data", str(data), "--no-progress"]) == 0
+    report = (out / "report.md").read_text()
+    assert "Test accuracy" in report and "Claims" in report
+    results = json.loads((out / "results.json").read_text())
+    for arm in ("siamese", "single", "single_cropped"):
+        acc = results[arm][0]["accuracy"]
+        assert 0.0 <= acc <= 1.0
+        assert len(results[arm][0]["confusion_matrix"]) == 3
+    assert (out / "siamese.keras").is_file() and (out / "figures" / "gradcam_siamese.png").is_file()
+    rows = open_store(store).evaluations("covidnet_siamese", metric="test_accuracy")
+    assert {r["group"] for r in rows} == {"siamese", "single", "single_cropped"}
+    trials = open_store(store).trials("covidnet_siamese")
+    assert {t["status"] for t in trials} == {"completed"} and len(trials) == 2
