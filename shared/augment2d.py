@@ -38,6 +38,10 @@ __all__ = [
 
 _FILL_MODES = ("REFLECT", "WRAP", "CONSTANT", "NEAREST")
 
+# The transforms use Python control flow only on static arguments, so AutoGraph
+# has nothing to convert; skipping it makes tracing (tf.function, tf.data) fast.
+_no_autograph = tf.autograph.experimental.do_not_convert
+
 
 # ----------------------------------------------------------------------------
 # argument checks
@@ -251,6 +255,7 @@ def _geometric(images, masks, matrices, applied, fill_mode, fill_value, mask_fil
 # public transforms
 
 
+@_no_autograph
 def random_flip(images, seed, *, p=0.5, horizontal=True, vertical=False, masks=None):
     """Flips each sample left-right and/or up-down with probability ``p``.
 
@@ -285,6 +290,7 @@ def random_flip(images, seed, *, p=0.5, horizontal=True, vertical=False, masks=N
     return _return(images, masks, squeeze)
 
 
+@_no_autograph
 def random_shift_scale_rotate(
     images,
     seed,
@@ -330,6 +336,7 @@ def random_shift_scale_rotate(
     return _return(images, masks, squeeze)
 
 
+@_no_autograph
 def random_perspective(
     images, seed, *, p=0.5, distortion=0.1, masks=None, fill_mode="REFLECT", fill_value=0.0
 ):
@@ -363,6 +370,7 @@ def random_perspective(
     return _return(images, masks, squeeze)
 
 
+@_no_autograph
 def random_rotation(
     images, seed, *, p=0.5, max_deg=10, masks=None, fill_mode="REFLECT", fill_value=0.0
 ):
@@ -393,6 +401,7 @@ def random_rotation(
     return _return(images, masks, squeeze)
 
 
+@_no_autograph
 def random_gaussian_noise(images, seed, *, p=0.5, stddev=0.05):
     """Adds N(0, stddev^2) noise to each sample with probability ``p``.
 
@@ -505,6 +514,7 @@ class Augment2D:
         args = ", ".join(f"{k}={v!r}" for k, v in self.get_config().items())
         return f"Augment2D({args})"
 
+    @_no_autograph
     def __call__(self, images, seed, masks=None):
         images = _check_images(images)
         seed = _check_seed(seed)

@@ -22,7 +22,7 @@ from typing import Sequence
 
 import tensorflow as tf
 
-from shared.augment2d import _apply_mask, _bcast, _check_p, _check_seed, _split
+from shared.augment2d import _apply_mask, _bcast, _check_p, _check_seed, _no_autograph, _split
 
 __all__ = [
     "random_flip_3d",
@@ -118,6 +118,7 @@ def _fill_like(volumes, seed, fill):
     return tf.fill(tf.shape(volumes), tf.cast(fill, volumes.dtype))
 
 
+@_no_autograph
 def random_flip_3d(volumes, seed, *, p=0.5, axes: Sequence[int] = (1, 2, 3)):
     """Flips each sample along each of ``axes`` independently with probability ``p``.
 
@@ -145,6 +146,7 @@ def random_flip_3d(volumes, seed, *, p=0.5, axes: Sequence[int] = (1, 2, 3)):
     return volumes
 
 
+@_no_autograph
 def coarse_dropout_3d(
     volumes,
     seed,
@@ -199,6 +201,7 @@ def coarse_dropout_3d(
     return tf.where(replace & applied, _fill_like(volumes, s_fill, fill), volumes)
 
 
+@_no_autograph
 def local_pixel_shuffle_3d(volumes, seed, *, blocks=10, block_size=5, max_block_size=None, p=1.0):
     """Local pixel shuffling: voxels are permuted at random inside random boxes.
 
@@ -335,6 +338,7 @@ class Augment3D:
     def from_config(cls, config: dict) -> "Augment3D":
         return cls(**config)
 
+    @_no_autograph
     def __call__(self, volumes, seed):
         volumes = _check_volumes(volumes)
         seed = _check_seed(seed)

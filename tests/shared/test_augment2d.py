@@ -14,6 +14,14 @@ from shared.augment2d import (
     random_shift_scale_rotate,
 )
 
+
+@pytest.fixture(autouse=True)
+def _fresh_keras_state():
+    """These tests build no Keras objects: skip the suite-wide session reset
+    (a full garbage collection, about a second per test under load)."""
+    yield
+
+
 SEED = tf.constant([7, 11], tf.int32)
 
 

@@ -86,8 +86,8 @@ def test_augment_seed_unique_per_batch_and_epoch_and_reproducible():
 def test_augment2d_in_pipeline_is_deterministic():
     x = np.random.default_rng(0).random((6, 8, 8, 1), dtype=np.float32)
     masks = (x[..., 0] > 0.5).astype(np.int32)
-    make = lambda: dataset_from_arrays(  # noqa: E731
-        x, masks, batch_size=3, seed=2, augment=Augment2D().pipeline_fn(y_is_mask=True))
+    fn = Augment2D().pipeline_fn(y_is_mask=True)
+    make = lambda: dataset_from_arrays(x, masks, batch_size=3, seed=2, augment=fn)  # noqa: E731
     a, b = _epochs(make(), 1)[0], _epochs(make(), 1)[0]
     for (xa, ma), (xb, mb) in zip(a, b):
         np.testing.assert_array_equal(xa, xb)
