@@ -185,32 +185,33 @@ def _rotation_matrix(images, seed, max_deg) -> tf.Tensor:
 
 
 def _perspective_matrix(images, seed, distortion) -> tf.Tensor:
-    """Homography taking the output corners (moved inward at random) to the input corners.
+    """Homography taking the output corners to input points moved inward at random.
 
-    As torchvision's ``RandomPerspective``: each corner moves inward by up to
-    ``distortion * W / 2`` horizontally and ``distortion * H / 2`` vertically.
-    The 8 coefficients come from the usual 8x8 linear system, solved batched.
+    As albumentations ``Perspective(scale=distortion, keep_size=True)``: each
+    corner moves inward by ``min(|N(0, distortion)|, 0.32)`` times the image
+    width (horizontally) and height (vertically), and the quadrilateral they
+    span is stretched over the whole output (no border fill needed). The 8
+    coefficients come from the usual 8x8 linear system, solved batched.
     """
     batch = tf.shape(images)[0]
     _, _, w, h = _centre(images)
-    u = tf.random.stateless_uniform([batch, 4, 2], seed, minval=0.0, maxval=1.0)
-    dx = u[..., 0] * (distortion * (w - 1.0) / 2.0)
-    dy = u[..., 1] * (distortion * (h - 1.0) / 2.0)
+    u = tf.random.stateless_normal([batch, 4, 2], seed, stddev=distortion)
+    u = tf.minimum(tf.abs(u), 0.32)
+    dx = u[..., 0] * (w - 1.0)
+    dy = u[..., 1] * (h - 1.0)
     # corners: top-left, top-right, bottom-right, bottom-left
-    sx = tf.constant([0.0, 1.0, 1.0, 0.0]) * (w - 1.0)
-    sy = tf.constant([0.0, 0.0, 1.0, 1.0]) * (h - 1.0)
-    inward_x = tf.constant([1.0, -1.0, -1.0, 1.0])
-    inward_y = tf.constant([1.0, 1.0, -1.0, -1.0])
-    ex = sx + inward_x * dx  # [B, 4] output (destination) corners
-    ey = sy + inward_y * dy
-    sx = tf.broadcast_to(sx, tf.shape(ex))
-    sy = tf.broadcast_to(sy, tf.shape(ey))
-    zero, one = tf.zeros_like(ex), tf.ones_like(ex)
+    ox = tf.constant([0.0, 1.0, 1.0, 0.0]) * (w - 1.0)
+    oy = tf.constant([0.0, 0.0, 1.0, 1.0]) * (h - 1.0)
+    ix = ox + tf.constant([1.0, -1.0, -1.0, 1.0]) * dx  # [B, 4] input points
+    iy = oy + tf.constant([1.0, 1.0, -1.0, -1.0]) * dy
+    ox = tf.broadcast_to(ox, tf.shape(ix))
+    oy = tf.broadcast_to(oy, tf.shape(iy))
+    zero, one = tf.zeros_like(ix), tf.ones_like(ix)
     # Rows for x_in = (a0 x + a1 y + a2) / (a6 x + a7 y + 1), and likewise y_in.
-    rows_x = tf.stack([ex, ey, one, zero, zero, zero, -ex * sx, -ey * sx], -1)
-    rows_y = tf.stack([zero, zero, zero, ex, ey, one, -ex * sy, -ey * sy], -1)
+    rows_x = tf.stack([ox, oy, one, zero, zero, zero, -ox * ix, -oy * ix], -1)
+    rows_y = tf.stack([zero, zero, zero, ox, oy, one, -ox * iy, -oy * iy], -1)
     a = tf.concat([rows_x, rows_y], axis=1)  # [B, 8, 8]
-    b = tf.concat([sx, sy], axis=1)[..., tf.newaxis]  # [B, 8, 1]
+    b = tf.concat([ix, iy], axis=1)[..., tf.newaxis]  # [B, 8, 1]
     coeffs = tf.linalg.solve(tf.cast(a, tf.float64), tf.cast(b, tf.float64))
     coeffs = tf.cast(coeffs[..., 0], tf.float32)
     coeffs = tf.concat([coeffs, tf.ones([batch, 1])], axis=1)
@@ -340,14 +341,17 @@ def random_shift_scale_rotate(
 def random_perspective(
     images, seed, *, p=0.5, distortion=0.1, masks=None, fill_mode="REFLECT", fill_value=0.0
 ):
-    """Random perspective warp: each output corner moves inward up to ``distortion``.
+    """Random perspective warp (albumentations ``Perspective``, ``keep_size=True``).
+
+    Each image corner moves inward by ``min(|N(0, distortion)|, 0.32)`` of the
+    image size per axis and the quadrilateral they span fills the output.
 
     Args:
         images: float tensor ``[B, H, W, C]``.
         seed: int tensor ``[2]``.
         p: float, default 0.5. Probability per sample.
-        distortion: float in [0, 1), default 0.1. Maximum corner displacement
-            as a fraction of half the image size.
+        distortion: float in [0, 1), default 0.1. Standard deviation of the
+            corner displacement as a fraction of the image size.
         masks: optional masks, warped with nearest-neighbour sampling.
         fill_mode: "REFLECT" (default), "WRAP", "CONSTANT" or "NEAREST".
         fill_value: float, default 0.

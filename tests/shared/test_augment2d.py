@@ -187,3 +187,12 @@ def test_error_paths():
         random_flip(tf.zeros([1, 4, 4, 1], tf.int32), SEED)
     with pytest.raises(ValueError, match="fill_mode"):
         Augment2D(fill_mode="MIRROR")
+
+
+def test_perspective_samples_inside_the_image():
+    # Corners move inward and the quadrilateral fills the output, so a constant
+    # fill never shows (albumentations keep_size=True behaviour).
+    x = _images(b=8) + 1.0
+    out = random_perspective(x, SEED, p=1.0, distortion=0.3, fill_mode="CONSTANT", fill_value=-5.0)
+    assert out.numpy().min() >= 1.0
+    assert not np.allclose(out.numpy(), x.numpy())
