@@ -3,12 +3,15 @@
     python -m benchmarks.run                 # all benchmarks
     python -m benchmarks.run --only attribution
     python -m benchmarks.run --json out.json # where to write the results (default below)
+    python -m benchmarks.run --strict        # exit status 1 when a target is missed
 
 Each module exposes `run() -> list[dict]`, one dict per figure with keys `name`, `value`
 (float), `unit` (str), `target` (a string such as "<= 1.15" or ">= 10", or None for a
 figure without a target) and optionally `detail` (str). Ratios are measured side by side
 inside one run of the module, so machine load affects both sides alike. The table and a
 JSON file with the machine description go to stdout and `benchmarks/results.json`.
+Each module runs in its own interpreter, so no TensorFlow state or memory carries over
+from one benchmark to the next.
 """
 
 from __future__ import annotations
@@ -21,7 +24,9 @@ import operator
 import os
 import platform
 import re
+import subprocess
 import sys
+import tempfile
 import time
 import traceback
 from pathlib import Path
@@ -72,14 +77,39 @@ def machine_info():
     return info
 
 
-def run_all(modules):
+def _run_module(module_name):
+    """Imports a benchmark module and returns its rows (in this process)."""
+    return importlib.import_module(module_name).run()
+
+
+def _run_module_subprocess(module_name, timeout):
+    """Runs one module in a fresh interpreter: no TensorFlow state, caches or memory
+    carried over from another benchmark (the tuner memory benchmark reads RSS)."""
+    with tempfile.TemporaryDirectory() as tmp:
+        out = Path(tmp) / "rows.json"
+        proc = subprocess.run(
+            [sys.executable, "-m", "benchmarks.run", "--child", module_name, "--child-out", str(out)],
+            cwd=HERE.parent, capture_output=True, text=True, timeout=timeout,
+        )
+        if proc.returncode != 0 or not out.exists():
+            tail = (proc.stderr or proc.stdout)[-2000:]
+            raise RuntimeError(f"exit status {proc.returncode}\n{tail}")
+        return json.loads(out.read_text())
+
+
+def run_all(modules, *, in_process=False, timeout=900):
+    """Runs each module (by default each in its own interpreter) and checks targets."""
     rows = []
     for module_name in modules:
         t0 = time.perf_counter()
         try:
-            results = importlib.import_module(module_name).run()
+            if in_process:
+                results = _run_module(module_name)
+            else:
+                results = _run_module_subprocess(module_name, timeout)
         except Exception as exc:  # a failing benchmark must not hide the others
-            traceback.print_exc()
+            if in_process:
+                traceback.print_exc()
             rows.append({"module": module_name, "name": module_name.split(".")[-1],
                          "value": float("nan"), "unit": "", "target": None,
                          "passed": False, "error": f"{type(exc).__name__}: {exc}"})
@@ -120,13 +150,21 @@ def main(argv=None):
                         help="results file (default: benchmarks/results.json)")
     parser.add_argument("--strict", action="store_true",
                         help="exit with status 1 when a target is missed or a module fails")
+    parser.add_argument("--in-process", action="store_true",
+                        help="run all modules in this interpreter (for debugging)")
+    parser.add_argument("--child", help=argparse.SUPPRESS)
+    parser.add_argument("--child-out", type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    if args.child:
+        rows = _run_module(args.child)
+        args.child_out.write_text(json.dumps(rows, default=float))
+        return 0
     modules = discover(args.only)
     if not modules:
         print(f"No benchmark module matches {args.only!r}.", file=sys.stderr)
         return 2
-    rows = run_all(modules)
+    rows = run_all(modules, in_process=args.in_process)
     print(format_table(rows))
     payload = {"created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
                "machine": machine_info(), "results": rows}
