@@ -134,7 +134,7 @@ class RegionMixer:
         selected = _pick_regions(s[1], batch, self.num_regions, counts)
         partner = partner_indices(batch, s[2])
         mask = _region_mask(selected, self.labels)
-        mixed = (1.0 - mask) * x + mask * tf.gather(x, partner)
+        mixed = tf.where(mask > 0, tf.gather(x, partner), x)
         share = tf.reduce_sum(mask[..., 0] * self.brain, axis=[1, 2, 3]) / max(
             self.brain_voxels, 1.0)
         y = tf.cast(y, tf.float32)
@@ -155,7 +155,7 @@ class RegionMixer:
         masked = _pick_regions(s[0], batch, self.num_regions, counts, exclude=selected)
         mask = _region_mask(masked, self.labels)
         noise = tf.random.stateless_uniform(tf.shape(x), s[1], dtype=x.dtype)
-        return (1.0 - mask) * x + mask * noise
+        return tf.where(mask > 0, noise, x)
 
 
 def scaled_sizes(grid):
