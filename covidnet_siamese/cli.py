@@ -18,7 +18,7 @@ def register(subparsers):
                      help="COVIDx folder (train/, test/, train_split.txt, test_split.txt); "
                           "default: generate synthetic data into the run folder")
     run.add_argument("--no-search", action="store_true",
-                     help="skip the grid search and use lr 1e-4 / batch 32")
+                     help="skip the grid search; use the preset's default learning rate and batch size")
     run.set_defaults(func=_cmd_run)
 
     gen = sub.add_parser("generate", help="write synthetic chest X-rays in the COVIDx layout")

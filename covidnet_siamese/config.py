@@ -130,7 +130,7 @@ def quick() -> CovidNetSiameseConfig:
 
 
 def tiny() -> CovidNetSiameseConfig:
-    """Seconds: for tests and the notebook in CI."""
+    """Seconds: for tests and the notebook in CI (no grid search: lr 1e-3, batch 8)."""
     return CovidNetSiameseConfig(
         name="tiny",
         counts={"train": (24, 18, 9), "val": (6, 5, 3), "test": (8, 6, 4)},
@@ -151,6 +151,9 @@ def tiny() -> CovidNetSiameseConfig:
         three_way_trials=9,
         seeds=(0, 1),
         gradcam_per_class=1,
+        run_search=False,
+        default_learning_rate=1e-3,
+        default_batch_size=8,
     )
 
 

@@ -219,6 +219,7 @@ def run_experiment(config, out_dir, *, store_url=None, seed=0, data_root=None, s
             metrics.update({"seed": run_seed, "best_epoch": kb.best_epoch, "best_val": kb.best,
                             "attention": shares, "seconds": time.perf_counter() - t_arm})
             results[arm].append(metrics)
+            write_json(out / "results.json", results)  # kept up to date: a long run can be read early
             _record(store, arm, run_seed, config.name, metrics, shares)
             if i == 0:
                 keep[arm] = {"model": model, "history": hist.history, "pred": pred, "maps": maps,
