@@ -336,7 +336,7 @@ def _forward_capture(fm, inputs, targets, method, output_index, training):
     plus, when differentiated again, the second-order terms of the head.
     """
     inputs = tree.map_structure(tf.convert_to_tensor, inputs)
-    with tf.GradientTape(watch_accessed_variables=False) as tape:
+    with tf.GradientTape() as tape:
         # Watching the inputs records the whole forward pass, so the gradient exists
         # even when every weight before the layer is frozen.
         for x in tree.flatten(inputs):
@@ -345,7 +345,13 @@ def _forward_capture(fm, inputs, targets, method, output_index, training):
         activations, outputs = fm(inputs, training=training)
         scores = _scores(_select_output(outputs, output_index, callable(targets)), targets)
     acts = activations if isinstance(activations, list) else [activations]
-    grads = tape.gradient(scores, acts, unconnected_gradients=tf.UnconnectedGradients.ZERO)
+    grads = tape.gradient(scores, acts)
+    if any(g is None for g in grads):
+        raise ValueError(
+            f"The target score does not depend on the activations of layer "
+            f"{fm._medrepro_feature_layer!r} (call_index={fm._medrepro_call_index}). Check "
+            "output_index / the targets callable, and that the layer lies before that output."
+        )
     maps = [_combine(a, g, method) for a, g in zip(acts, grads)]
     return outputs, (maps if isinstance(activations, list) else maps[0])
 

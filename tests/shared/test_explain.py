@@ -373,3 +373,16 @@ def test_multi_output_model_output_index_and_callable(rng):
     )
     np.testing.assert_allclose(by_index.numpy(), expected, atol=1e-5)
     np.testing.assert_allclose(by_call.numpy(), expected, atol=1e-5)
+
+
+def test_error_when_target_does_not_depend_on_layer(rng):
+    inp = keras.Input((H, W, C_IN))
+    feat = keras.layers.Conv2D(K, 1, name="feat")(inp)
+    side = keras.layers.Dense(2, name="side")(keras.layers.Flatten()(inp))
+    main = keras.layers.Dense(2, name="main")(keras.layers.GlobalAveragePooling2D()(feat))
+    model = keras.Model(inp, [main, side])
+    x = rng.normal(size=(2, H, W, C_IN)).astype("float64")  # float64 is accepted
+    maps = explain.attribution_maps(model, x, layer_name="feat", targets=[0, 1], output_index=0)
+    assert maps.shape == (2, H, W)
+    with pytest.raises(ValueError, match="does not depend on the activations of layer 'feat'"):
+        explain.attribution_maps(model, x, layer_name="feat", targets=[0, 1], output_index=1)
