@@ -122,7 +122,7 @@ def pretrain_encoder(framework, config, atlas, x, y, *, seed):
                               contrastive_weight=config.contrastive_weight,
                               recon_weight=config.recon_weight)
     model.compile(optimizer=keras.optimizers.Adam(config.pretrain_lr))
-    hist = model.fit(ds, epochs=config.pretrain_epochs, verbose=0)
+    hist = model.fit(ds, epochs=config.pretrain_epochs, shuffle=False, verbose=0)
     return encoder, {k: [float(v) for v in vals] for k, vals in hist.history.items()}
 
 
@@ -147,7 +147,7 @@ def finetune(encoder, framework, config, x, y, *, seed, x_val=None, y_val=None):
         callbacks.append(keras.callbacks.EarlyStopping(
             monitor="val_loss", patience=config.finetune_epochs, restore_best_weights=True))
     hist = model.fit(ds, epochs=config.finetune_epochs, validation_data=val,
-                     callbacks=callbacks, verbose=0)
+                     callbacks=callbacks, shuffle=False, verbose=0)
     return model, {k: [float(v) for v in vals] for k, vals in hist.history.items()}
 
 

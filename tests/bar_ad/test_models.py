@@ -1,0 +1,76 @@
+"""Siamese pre-trainer (Eqs. 4-5) and classifier: a training step, losses, serialization."""
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+import keras
+
+from bar_ad.models import SiamesePretrainer, build_classifier, build_decoder, build_encoder
+from shared.losses import ContinuousInfoNCE, SupConLoss
+
+
+def _parts():
+    enc = build_encoder(16, patch_size=8, width=16, depth=1, num_heads=2, mlp_dim=32)
+    dec = build_decoder(16, patch_size=8, width=16, hidden_channels=4)
+    return enc, dec
+
+
+def _batch(seed=0):
+    rng = np.random.default_rng(seed)
+    x = {k: rng.random((4, 16, 16, 16, 1)).astype(np.float32) for k in ("view1", "view2", "anchor")}
+    return x, np.array([0.0, 0.3, 1.0, 0.7], np.float32)
+
+
+def test_losses_match_their_definitions():
+    enc, dec = _parts()
+    loss = ContinuousInfoNCE(sigma=0.8, temperature=0.1, mode="cross_view")
+    model = SiamesePretrainer(enc, dec, loss)
+    x, y = _batch()
+    total, contrastive, recon = model.compute_losses(x, y, training=False)
+    cls1, _ = enc(x["view1"])
+    cls2, tokens2 = enc(x["view2"])
+    expected_recon = np.abs(np.asarray(dec(tokens2)) - x["anchor"]).mean()  # Eq. 5 (L1)
+    np.testing.assert_allclose(float(recon), expected_recon, rtol=1e-5)
+    expected_c = float(loss(y, tf.stack([cls1, cls2], axis=1)))  # Eq. 4
+    np.testing.assert_allclose(float(contrastive), expected_c, rtol=1e-5)
+    np.testing.assert_allclose(float(total), expected_c + expected_recon, rtol=1e-5)
+
+
+def test_train_step_updates_weights_and_reports_losses():
+    enc, dec = _parts()
+    model = SiamesePretrainer(enc, dec, SupConLoss(temperature=0.1), label_mode="instance")
+    model.compile(optimizer=keras.optimizers.Adam(1e-3))
+    x, y = _batch()
+    before = [np.array(w) for w in enc.trainable_weights]
+    hist = model.fit(tf.data.Dataset.from_tensors((x, y)), epochs=2, verbose=0).history
+    assert set(hist) >= {"loss", "contrastive", "recon"}
+    assert all(np.isfinite(v).all() for v in hist.values())
+    assert any(not np.allclose(a, np.array(b)) for a, b in zip(before, enc.trainable_weights))
+
+
+def test_pretrainer_round_trip_config():
+    enc, dec = _parts()
+    model = SiamesePretrainer(enc, dec, ContinuousInfoNCE(sigma=0.8), recon_weight=0.5)
+    clone = SiamesePretrainer.from_config(model.get_config())
+    assert clone.recon_weight == 0.5 and clone.label_mode == "soft"
+    assert isinstance(clone.contrastive_loss, ContinuousInfoNCE)
+    assert clone.contrastive_loss.sigma == 0.8
+    with pytest.raises(ValueError, match="label_mode"):
+        SiamesePretrainer(enc, dec, None, label_mode="fuzzy")
+    with pytest.raises(ValueError, match="decoder, a contrastive loss or both"):
+        SiamesePretrainer(enc, None, None)
+
+
+def test_classifier_head_and_freezing(tmp_path):
+    enc, _ = _parts()
+    clf = build_classifier(enc, head_units=(128, 64))
+    assert [l.units for l in clf.layers if isinstance(l, keras.layers.Dense)] == [128, 64, 1]
+    x = np.random.default_rng(1).random((3, 16, 16, 16, 1)).astype(np.float32)
+    p = np.asarray(clf(x))
+    assert p.shape == (3, 1) and ((p > 0) & (p < 1)).all()
+    clf.save(tmp_path / "clf.keras")
+    np.testing.assert_allclose(np.asarray(keras.saving.load_model(tmp_path / "clf.keras")(x)), p,
+                               atol=1e-6)
+    frozen = build_classifier(enc, freeze_encoder=True)
+    assert len(frozen.trainable_weights) == 6  # three Dense kernels + biases
