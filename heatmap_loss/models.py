@@ -119,7 +119,7 @@ def validate_training_arrays(images, masks, labels, *, num_classes, region="allo
         if bad.any():
             i = int(np.argmax(bad))
             raise ValueError(
-                f"labels: sample index {i} has label {labels[i]!r}; expected an integer "
+                f"labels: sample index {i} has label {labels[i].item()!r}; expected an integer "
                 f"in [0, {num_classes})."
             )
     empty = masks.reshape(masks.shape[0], -1).max(axis=1) <= 0
