@@ -9,8 +9,9 @@
    training.
 2. `train_step_fed_by_pipeline_over_in_memory`: wall time of training steps fed
    by that augmenting pipeline over steps on one resident batch, with the
-   pipeline's prefetching running concurrently (the real situation, both
-   competing for the same cores); target <= 1.1.
+   pipeline's prefetching running concurrently (the real situation). No
+   target: on a CPU-only machine both compete for the same cores, so this
+   shows the cost of that sharing, not whether input keeps up (figure 1).
 3. `augment3d_throughput`: volumes/s of `Augment3D` with the BAR defaults
    (inner or outer cut, pixel shuffling) on batches of 4 volumes of 96^3, the
    paper's grid; reported without target, with the 2D figures for scale.
@@ -137,7 +138,7 @@ def run():
         {"name": "augment2d_pipeline_throughput", "value": aug_rate, "unit": "images/s",
          "target": None, "detail": "flip, shift-scale-rotate, perspective, rotation, noise at p=0.5"},
         {"name": "train_step_fed_by_pipeline_over_in_memory", "value": fed_t / mem_t, "unit": "x",
-         "target": "<= 1.1", "detail": f"{fed_t * 1e3:.0f} ms vs {mem_t * 1e3:.0f} ms per step"},
+         "target": None, "detail": f"{fed_t * 1e3:.0f} ms vs {mem_t * 1e3:.0f} ms per step"},
         {"name": "augment3d_throughput", "value": vol_rate, "unit": "volumes/s", "target": None,
          "detail": f"Augment3D BAR defaults, batch {VOLUME_BATCH} of {VOLUME_SIZE}^3"},
     ]

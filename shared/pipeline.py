@@ -197,6 +197,19 @@ def _finish(ds: tf.data.Dataset, augment, has_y: bool, seed: int) -> tf.data.Dat
     return ds.prefetch(AUTOTUNE)
 
 
+def _resident_options(ds: tf.data.Dataset) -> tf.data.Dataset:
+    """Turns off tf.data's static graph rewrites for datasets capturing arrays.
+
+    The rewrites serialise the dataset graph, copying every captured array
+    into it on each new iterator (each epoch): about 17 s for 2.4 GB. The
+    pipeline is already batched, parallel and prefetched explicitly, so the
+    rewrites gain nothing here. Autotuning stays on.
+    """
+    options = tf.data.Options()
+    options.experimental_optimization.apply_default_optimizations = False
+    return ds.with_options(options)
+
+
 # ----------------------------------------------------------------------------
 # builders
 
@@ -269,7 +282,7 @@ def dataset_from_arrays(
         num_parallel_calls=AUTOTUNE,
         deterministic=True,
     )
-    return _finish(ds, augment, y is not None, seed)
+    return _resident_options(_finish(ds, augment, y is not None, seed))
 
 
 def dataset_from_files(
@@ -522,4 +535,4 @@ def balanced_dataset(
         ds = tf.data.Dataset.zip((ds, seeds)).map(
             _apply_augment(augment, True), num_parallel_calls=AUTOTUNE, deterministic=True
         )
-    return ds.prefetch(AUTOTUNE)
+    return _resident_options(ds.prefetch(AUTOTUNE))

@@ -196,3 +196,11 @@ def test_perspective_samples_inside_the_image():
     out = random_perspective(x, SEED, p=1.0, distortion=0.3, fill_mode="CONSTANT", fill_value=-5.0)
     assert out.numpy().min() >= 1.0
     assert not np.allclose(out.numpy(), x.numpy())
+
+
+def test_half_precision_and_channel_masks():
+    x = tf.cast(_images(c=3), tf.float16)
+    masks = tf.cast(tf.random.stateless_uniform([4, 16, 16, 2], [5, 6]) > 0.5, tf.float32)
+    out, m = Augment2D(noise=1.0)(x, SEED, masks=masks)
+    assert out.dtype == tf.float16 and out.shape == x.shape
+    assert m.shape == masks.shape and set(np.unique(m.numpy())) <= {0.0, 1.0}
