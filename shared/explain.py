@@ -429,7 +429,7 @@ def attribution_maps(
 ):
     """Grad-CAM or HiResCAM maps for a batch, as a differentiable tensor.
 
-    HiResCAM: `M = sum_k dS/dA_k * A_k` (Draelos & Carin 2020, Eq. 2). Grad-CAM:
+    HiResCAM: `M = sum_k dS/dA_k * A_k` (Draelos & Carin 2020). Grad-CAM:
     `M = sum_k alpha_k A_k` with `alpha_k` the spatial mean of `dS/dA_k` (Selvaraju et al.
     2017, Eq. 1-2). `S` is the target score of each sample (the model output as given:
     take a callable target on logits if the model ends in a softmax and you want logits).
