@@ -57,7 +57,7 @@ def measure(trials=TRIALS, warmup=WARMUP_TRIALS, seed=0):
         tuner.search(x, y, validation_data=(xv, yv), epochs=2, batch_size=32, verbose=0)
         seconds = time.perf_counter() - start
         end_rss = _rss_mib()
-        rows = tuner._store.trials("bench", "memory")
+        rows = tuner.results_store.trials("bench", "memory")
     if len(rows) != trials:
         raise RuntimeError(f"expected {trials} trials in the store, found {len(rows)}")
     return hypermodel.rss, end_rss, seconds

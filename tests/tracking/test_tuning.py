@@ -8,9 +8,9 @@ import keras_tuner
 import pytest
 
 from shared import cli
-from shared.store import StoreUnreachableError, open_store
+from shared.store import StoreUnreachableError, open_store, read_spool
 from shared.testing.postgres import PostgresServer, find_binaries
-from shared.tuning import demo_data, demo_hypermodel, make_tuner
+from shared.tuning import _custom_gradient_keys, demo_data, demo_hypermodel, make_tuner
 
 
 def _search(tuner, epochs=1, callbacks=None):
@@ -23,6 +23,7 @@ def _search(tuner, epochs=1, callbacks=None):
 @pytest.mark.parametrize("kind", ["random", "bayesian", "hyperband", "grid"])
 def test_every_kind_records_each_trial_once(kind, tmp_path):
     url = f"sqlite:///{tmp_path / 'r.sqlite'}"
+    gradients_before = _custom_gradient_keys()
     extra = {"max_epochs": 2, "factor": 2} if kind == "hyperband" else {}
     tuner = make_tuner(kind, demo_hypermodel, objective="val_accuracy", max_trials=2,
                        store=url, experiment="exp", search_name=f"s_{kind}", group="arm",
@@ -37,6 +38,8 @@ def test_every_kind_records_each_trial_once(kind, tmp_path):
         assert "val_accuracy" in row["metrics"] and "units" in row["hyperparameters"]
         assert row["host"] and row["package_version"]
         assert Path(row["model_path"]).exists()
+    # The per-trial gradient registrations (which keep graphs alive) were dropped.
+    assert _custom_gradient_keys() == gradients_before
 
 
 def test_failed_trials_are_recorded_with_their_error(tmp_path):
@@ -109,6 +112,10 @@ class _StopServer(keras.callbacks.Callback):
         self.server, self.at_trial = server, at_trial
         self.count = 0
 
+    def __deepcopy__(self, memo):
+        # Keras Tuner deep-copies callbacks for every trial; this one must count trials.
+        return self
+
     def on_train_begin(self, logs=None):
         self.count += 1
         if self.count == self.at_trial:
@@ -127,13 +134,18 @@ def test_store_lost_mid_search_then_sync(tmp_path):
                            directory=tmp_path / "t", seed=3)
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
-            # Callbacks are deep-copied per trial, so count trials in a shared list.
             _search(tuner, callbacks=[_StopServer(server, at_trial=2)])
         assert any("unreachable" in str(w.message) for w in caught)
         assert len(tuner.oracle.trials) == 4  # training went on
         spool = tuner.spool_path
         assert spool.exists() and spool.parent == tmp_path / "t"
+        spooled = read_spool(spool)
+        # trial 1 reached the store; trials 2-4 ended while it was down
+        assert sorted({r["trial_id"] for r in spooled if r["status"] == "completed"}) == \
+            sorted(tuner.oracle.trials)[1:]
         server.start_server()
+        assert {r["trial_id"] for r in open_store(url).trials("exp", "outage")} == \
+            set(sorted(tuner.oracle.trials)[:2])  # trial 2's "running" row was written
         assert cli.main(["store", "sync", "--spool", str(spool), "--store", url]) == 0
         assert cli.main(["store", "sync", "--spool", str(spool), "--store", url]) == 0
         rows = open_store(url).trials("exp", "outage")
