@@ -91,53 +91,140 @@ def make_mixers(framework, config, atlas):
     return mixer, masker
 
 
-def pretrain_encoder(framework, config, atlas, x, y, *, seed):
-    """Pre-trains a fresh encoder with the framework's views and losses (Eqs. 2-5).
+class ModelBank:
+    """Models built once per run and re-initialised for every fold.
+
+    Keras traces a model's train / predict step once; building fresh models for every
+    framework and fold would trace again each time (seconds per trace on a CPU, more than
+    the training itself in the quick preset). The bank keeps one classifier per encoder
+    freezing state and one pre-trainer per (contrastive kind, recon) pair, stores their
+    initial weights, and before each fold restores those weights and zeroes the Adam
+    state: every fold starts from the same initialisation, as a fresh model built with
+    the run's seed would.
+
+    Args:
+        config: `BarConfig`.
+    """
+
+    def __init__(self, config):
+        self.config = config
+        self._classifiers = {}
+        self._pretrainers = {}
+
+    def _encoder(self, name):
+        c = self.config
+        from bar_ad.models import build_encoder
+
+        return build_encoder(c.grid, patch_size=c.patch_size, width=c.width, depth=c.depth,
+                             num_heads=c.num_heads, mlp_dim=c.mlp_dim,
+                             class_token=c.class_token, dropout=c.dropout, name=name)
+
+    @staticmethod
+    def _reset(model, initial, lr):
+        model.set_weights(initial)
+        opt = model.optimizer
+        for v in opt.variables:
+            if v is opt.iterations or "learning_rate" in v.path:
+                continue
+            v.assign(np.zeros(v.shape, v.dtype))
+        opt.iterations.assign(0)
+        opt.learning_rate = lr
+
+    def classifier(self, framework, lr):
+        """A fresh-initialised classifier (encoder + MLP head), compiled with Adam(lr)."""
+        import keras
+
+        from bar_ad.models import build_classifier
+
+        key = framework.freeze_encoder
+        if key not in self._classifiers:
+            model = build_classifier(self._encoder(f"vit3d_clf_{int(key)}"),
+                                     head_units=self.config.head_units, freeze_encoder=key)
+            model.compile(optimizer=keras.optimizers.Adam(lr), loss="binary_crossentropy",
+                          metrics=["accuracy"])
+            model.optimizer.build(model.trainable_variables)
+            self._classifiers[key] = (model, model.get_weights())
+        model, initial = self._classifiers[key]
+        self._reset(model, initial, lr)
+        return model
+
+    def pretrainer(self, framework):
+        """A fresh-initialised `SiamesePretrainer` for the framework's losses."""
+        import keras
+
+        from bar_ad.models import SiamesePretrainer, build_decoder
+
+        c = self.config
+        key = (framework.contrastive, framework.recon)
+        if key not in self._pretrainers:
+            decoder = (build_decoder(c.grid, patch_size=c.patch_size, width=c.width,
+                                     hidden_channels=c.decoder_hidden)
+                       if framework.recon else None)
+            loss, label_mode = _contrastive_loss(framework, c)
+            model = SiamesePretrainer(self._encoder(f"vit3d_pre_{len(self._pretrainers)}"),
+                                      decoder, loss, label_mode=label_mode,
+                                      contrastive_weight=c.contrastive_weight,
+                                      recon_weight=c.recon_weight)
+            model.compile(optimizer=keras.optimizers.Adam(c.pretrain_lr))
+            model.optimizer.build(model.trainable_variables)
+            self._pretrainers[key] = (model, model.get_weights())
+        model, initial = self._pretrainers[key]
+        self._reset(model, initial, c.pretrain_lr)
+        return model
+
+
+def pretrain_encoder(framework, config, atlas, x, y, *, seed, bank=None):
+    """Pre-trains the encoder with the framework's views and losses (Eqs. 2-5).
+
+    Args:
+        framework, config, atlas: the run's settings.
+        x, y: training volumes [N, D, H, W, 1] and hard labels [N].
+        seed: int. Seeds the batch order and every view.
+        bank: `ModelBank`, optional (a new one when None).
 
     Returns:
-        (encoder, history dict of lists)
+        (encoder weights list or None when the framework has no pre-training, history dict)
     """
-    import keras
-
-    from bar_ad.models import SiamesePretrainer, build_decoder, build_encoder
     from shared.pipeline import dataset_from_arrays
 
-    encoder = build_encoder(config.grid, patch_size=config.patch_size, width=config.width,
-                            depth=config.depth, num_heads=config.num_heads,
-                            mlp_dim=config.mlp_dim, class_token=config.class_token,
-                            dropout=config.dropout)
     if not framework.pretrain:
-        return encoder, {}
-    decoder = (build_decoder(config.grid, patch_size=config.patch_size, width=config.width,
-                             hidden_channels=config.decoder_hidden)
-               if framework.recon else None)
-    loss, label_mode = _contrastive_loss(framework, config)
+        return None, {}
+    bank = ModelBank(config) if bank is None else bank
+    model = bank.pretrainer(framework)
     mixer, masker = make_mixers(framework, config, atlas)
     view_fn = make_view_fn(framework.views, grid=config.grid, mixer=mixer, masker=masker,
                            use_bam=framework.use_bam, shuffle_blocks=config.shuffle_blocks)
     ds = dataset_from_arrays(x, y.astype(np.float32), batch_size=config.pretrain_batch,
                              shuffle=True, seed=seed, augment=view_fn,
                              drop_remainder=len(x) > config.pretrain_batch)
-    model = SiamesePretrainer(encoder, decoder, loss, label_mode=label_mode,
-                              contrastive_weight=config.contrastive_weight,
-                              recon_weight=config.recon_weight)
-    model.compile(optimizer=keras.optimizers.Adam(config.pretrain_lr))
     hist = model.fit(ds, epochs=config.pretrain_epochs, shuffle=False, verbose=0)
-    return encoder, {k: [float(v) for v in vals] for k, vals in hist.history.items()}
+    return model.encoder.get_weights(), {k: [float(v) for v in vals]
+                                         for k, vals in hist.history.items()}
 
 
-def finetune(encoder, framework, config, x, y, *, seed, x_val=None, y_val=None):
-    """Fine-tunes encoder + MLP head with BCE (Sec. 3); returns (model, history)."""
+def finetune(encoder_weights, framework, config, x, y, *, seed, x_val=None, y_val=None,
+             bank=None):
+    """Fine-tunes encoder + MLP head with BCE (Sec. 3); returns (model, history).
+
+    Args:
+        encoder_weights: list or None. Pre-trained encoder weights (None: from scratch).
+        framework, config: the run's settings.
+        x, y: training volumes and hard labels.
+        seed: int. Batch order.
+        x_val, y_val: optional validation subjects; the epoch with the lowest validation
+            loss is kept.
+        bank: `ModelBank`, optional.
+    """
     import keras
 
-    from bar_ad.models import build_classifier
     from shared.pipeline import dataset_from_arrays
 
-    model = build_classifier(encoder, head_units=config.head_units,
-                             freeze_encoder=framework.freeze_encoder)
+    bank = ModelBank(config) if bank is None else bank
     lr = config.finetune_lr if framework.pretrain else config.scratch_lr
-    model.compile(optimizer=keras.optimizers.Adam(lr), loss="binary_crossentropy",
-                  metrics=["accuracy"])
+    model = bank.classifier(framework, lr)
+    if encoder_weights is not None:
+        encoder = [l for l in model.layers if isinstance(l, keras.Model)][0]
+        encoder.set_weights(encoder_weights)
     ds = dataset_from_arrays(x, y.astype(np.float32)[:, None], batch_size=config.finetune_batch,
                              shuffle=True, seed=seed)
     callbacks, val = [], None
@@ -158,29 +245,24 @@ def evaluate(model, x, y, *, batch_size=16):
     prob = model.predict(x, batch_size=batch_size, verbose=0)[:, 0]
     pred = (prob >= 0.5).astype(int)
     scores = classification_metrics(y.astype(int), pred, num_classes=2, average="binary",
-                                     positive=1)
+                                    positive=1)
     return {m: 100.0 * scores[m] for m in METRICS}
 
 
-def run_fold(framework, config, atlas, data, train_idx, test_idx, *, seed):
+def run_fold(framework, config, atlas, data, train_idx, test_idx, *, seed, bank=None):
     """Pre-train (if any), fine-tune and test one framework on one fold."""
-    import keras
-
-    from shared.seeding import set_global_seed
-
-    keras.backend.clear_session()
-    set_global_seed(seed)
     x, y = data["x"], data["y"]
     tr, val = train_idx, np.array([], int)
     if config.val_fraction > 0:
         tr, val = subject_holdout(train_idx, data["subjects"], y,
                                   fraction=config.val_fraction, seed=seed)
     start = time.perf_counter()
-    encoder, pre_hist = pretrain_encoder(framework, config, atlas, x[tr], y[tr], seed=seed)
+    weights, pre_hist = pretrain_encoder(framework, config, atlas, x[tr], y[tr], seed=seed,
+                                         bank=bank)
     pre_s = time.perf_counter() - start
-    model, ft_hist = finetune(encoder, framework, config, x[tr], y[tr], seed=seed + 1,
+    model, ft_hist = finetune(weights, framework, config, x[tr], y[tr], seed=seed + 1,
                               x_val=x[val] if len(val) else None,
-                              y_val=y[val] if len(val) else None)
+                              y_val=y[val] if len(val) else None, bank=bank)
     scores = evaluate(model, x[test_idx], y[test_idx])
     return dict(scores=scores, pretrain_history=pre_hist, finetune_history=ft_hist,
                 pretrain_s=pre_s, total_s=time.perf_counter() - start,
@@ -329,11 +411,18 @@ def run_experiment(config: BarConfig, out_dir, *, store_url=None, frameworks=Non
         folds = folds[: int(config.folds_run)]
     results = {fw: [] for fw in frameworks}
     jobs = [(fw, k) for fw in frameworks for k in range(len(folds))]
+    import keras
+
+    from shared.seeding import set_global_seed
+
+    keras.backend.clear_session()
+    set_global_seed(seed)
+    bank = ModelBank(config)
     for fw, k in bar(jobs, desc="bar-ad", enabled=progress, unit="fold"):
         train_idx, test_idx = folds[k]
         fold_seed = seed * 1000 + 10 * k
         res = run_fold(get_framework(fw), config, atlas, data, train_idx, test_idx,
-                       seed=fold_seed)
+                       seed=fold_seed, bank=bank)
         res["seed"] = fold_seed
         res["fold"] = k
         results[fw].append(res)
