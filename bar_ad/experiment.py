@@ -276,7 +276,9 @@ def mixing_figure(atlas, data, config, path, *, seed=0):
     from shared.plotting import save_image_grid
 
     y = data["y"]
-    picks = [int(i) for i in np.flatnonzero(y == 1)[:2]] + [int(i) for i in np.flatnonzero(y == 0)[:2]]
+    ad, cn = np.flatnonzero(y == 1)[:2], np.flatnonzero(y == 0)[:2]
+    # Alternate AD and CN so that most partners (a cyclic shift) have the other label.
+    picks = [int(i) for pair in zip(ad, cn) for i in pair] or [int(i) for i in np.arange(min(4, len(y)))]
     x = data["x"][picks].astype(np.float32)
     labels = y[picks].astype(np.float32)
     bar = RegionMixer(atlas.labels, atlas.brain_mask, alpha=1.0, beta=1.0)
