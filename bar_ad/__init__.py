@@ -1,0 +1,7 @@
+"""Brain-Aware Replacements (BAR) + continuous supervised contrastive pre-training.
+
+Seyfioglu et al., "Brain-Aware Replacements for Supervised Contrastive Learning in
+Detection of Alzheimer's Disease", MICCAI 2022. Modules: `atlas` (AAL + template),
+`data` (ADNI layout), `phantom` (synthetic cohort), `mixing` (BAR, BAM, CutMix, views),
+`models` (siamese pre-trainer, classifier), `experiment` (Table 1), `cli`.
+"""
