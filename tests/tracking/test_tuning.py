@@ -64,7 +64,7 @@ def test_failed_trials_are_recorded_with_their_error(tmp_path):
 
 def test_only_the_best_checkpoints_are_kept(tmp_path):
     url = f"sqlite:///{tmp_path / 'r.sqlite'}"
-    tuner = make_tuner("random", demo_hypermodel, objective="val_loss", max_trials=3, store=url,
+    tuner = make_tuner("random", demo_hypermodel, objective="val_loss", max_trials=2, store=url,
                        experiment="exp", search_name="prune", directory=tmp_path / "t", seed=2,
                        keep_best=1)
     _search(tuner)
@@ -72,7 +72,7 @@ def test_only_the_best_checkpoints_are_kept(tmp_path):
     rows = {r["trial_id"]: r for r in open_store(url).trials("exp", "prune")}
     assert Path(rows[best]["model_path"]).exists()
     others = [r for tid, r in rows.items() if tid != best]
-    assert len(others) == 2 and all(r["model_path"] is None for r in others)
+    assert len(others) == 1 and all(r["model_path"] is None for r in others)
     assert len(list((tmp_path / "t" / "prune").glob("trial_*/checkpoint.weights.h5"))) == 1
     assert isinstance(tuner.get_best_models(1)[0], keras.Model)
 
@@ -129,18 +129,18 @@ def test_store_lost_mid_search_then_sync(tmp_path):
         pytest.skip("PostgreSQL server binaries not installed")
     with PostgresServer() as server:
         url = server.create_database("lab")
-        tuner = make_tuner("random", demo_hypermodel, objective="val_accuracy", max_trials=4,
+        tuner = make_tuner("random", demo_hypermodel, objective="val_accuracy", max_trials=3,
                            store=url, experiment="exp", search_name="outage",
                            directory=tmp_path / "t", seed=3)
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
             _search(tuner, callbacks=[_StopServer(server, at_trial=2)])
         assert any("unreachable" in str(w.message) for w in caught)
-        assert len(tuner.oracle.trials) == 4  # training went on
+        assert len(tuner.oracle.trials) == 3  # training went on
         spool = tuner.spool_path
         assert spool.exists() and spool.parent == tmp_path / "t"
         spooled = read_spool(spool)
-        # trial 1 reached the store; trials 2-4 ended while it was down
+        # trial 1 reached the store; trials 2 and 3 ended while it was down
         assert sorted({r["trial_id"] for r in spooled if r["status"] == "completed"}) == \
             sorted(tuner.oracle.trials)[1:]
         server.start_server()
