@@ -86,7 +86,9 @@ def siamese_gradcam(siamese, x, targets, templates, *, layer_name, batch_size=64
 def map_shares(maps, *, border=None, artefacts=None, lungs=None):
     """Mean share of Grad-CAM mass on the border band, the artefacts and the lungs.
 
-    The artefact share is averaged over the images that carry an artefact only.
+    The artefact share is averaged over the images that carry an artefact only;
+    `artefact_area` and `lung_area` are the shares of the image those regions cover
+    (what a uniform map would get).
     """
     from shared.explain import mass_inside
 
@@ -98,8 +100,11 @@ def map_shares(maps, *, border=None, artefacts=None, lungs=None):
         out["artefact"] = (float(np.mean(mass_inside(maps[has], artefacts[has].astype(np.float32)).numpy()))
                            if has.any() else float("nan"))
         out["artefact_images"] = int(has.sum())
+        # The share a uniform map would put there, for comparison.
+        out["artefact_area"] = float(artefacts[has].mean()) if has.any() else float("nan")
     if lungs is not None:
         out["lung"] = float(np.mean(mass_inside(maps, lungs.astype(np.float32)).numpy()))
+        out["lung_area"] = float(lungs.mean())
     return out
 
 
@@ -124,7 +129,7 @@ def _record(store, arm, seed, preset, metrics, shares):
         store.record_evaluation(EXPERIMENT, model_id, f"test_accuracy_{name}", acc, split="test",
                                 group=arm, extra={"seed": seed, "preset": preset})
     for key, value in shares.items():
-        if key != "artefact_images" and np.isfinite(value):
+        if key in ("border", "artefact", "lung") and np.isfinite(value):
             store.record_evaluation(EXPERIMENT, model_id, f"gradcam_{key}_share", value, split="test",
                                     group=arm, extra={"seed": seed, "preset": preset})
 
@@ -304,7 +309,7 @@ def summarize(results):
     per_class = {arm: np.mean([r["per_class_accuracy"] for r in results[arm]], axis=0).tolist() for arm in ARMS}
     covid = CLASS_NAMES.index("COVID-19")
     att = {arm: {k: float(np.nanmean([r["attention"].get(k, np.nan) for r in results[arm]]))
-                 for k in ("border", "artefact", "lung")} for arm in ARMS}
+                 for k in ("border", "artefact", "lung", "artefact_area", "lung_area")} for arm in ARMS}
     return {
         "test_accuracy": mean,
         "per_class_accuracy": per_class,
@@ -354,11 +359,13 @@ def _write_report(out, config, best, results, counts, figures, stats, *, synthet
     lines += ["", "## Where the Grad-CAM maps lie (test set, mean over seeds)", "",
               f"Border band: the outer {config.crop_fraction:.0%} on each side "
               f"({1 - (1 - 2 * config.crop_fraction) ** 2:.0%} of the image: the share a uniform map would get). "
-              "Artefact share: over images that carry an artefact. The cropped net is scored in its own frame.",
+              "Artefact share: over images that carry an artefact. In brackets: the share of the image the "
+              "region covers (what a uniform map would get). The cropped net is scored in its own frame.",
               "", "| net | border | artefacts | lungs |", "| --- | ---: | ---: | ---: |"]
     for arm in ARMS:
         a = att[arm]
-        lines.append(f"| {arm} | {a['border']:.3f} | {a['artefact']:.3f} | {a['lung']:.3f} |")
+        lines.append(f"| {arm} | {a['border']:.3f} | {a['artefact']:.3f} ({a['artefact_area']:.3f}) | "
+                     f"{a['lung']:.3f} ({a['lung_area']:.3f}) |")
     c = summary["claims"]
     lines += ["", "## Claims", "",
               f"- Siamese overall test accuracy above the single net's (paper 0.87 vs 0.81): "

@@ -97,7 +97,6 @@ def draw_chest_xrays(labels, *, size, rng, artefact_strength=0.75, severity_rang
     lin = (np.arange(size, dtype=np.float32) + 0.5) / size * 2.0 - 1.0
     yy, xx = np.meshgrid(lin, lin, indexing="ij")
     yy, xx = yy[None], xx[None]
-    edge = 2.0 / size  # one pixel in normalised units
 
     # Patient geometry: position, scale, slight tilt.
     cx = _col(rng.normal(0.0, 0.03, n))
