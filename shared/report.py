@@ -402,7 +402,8 @@ def _markdown_tables(result, metric):
                      + " |")
     pw = result["power"]
     lines += ["", "## Power analysis", "",
-              (f"Models per group needed to detect |d| = {abs(pw['effect_size']):.3g} with power "
+              (f"Models per group needed to detect |d| = {abs(pw['effect_size']):.3g} "
+               f"({pw['comparison']}) with power "
                f"{pw['power']:g} at alpha {pw['alpha']:g}: **{pw['n_per_group']}** (smallest "
                f"group: {pw['n_smallest_group']}, achieved power {_n(pw['achieved_power'], 3)})."
                if pw["n_per_group"] is not None else

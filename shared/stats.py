@@ -346,15 +346,18 @@ def compare_groups(groups, *, alpha=0.05, equal_var=False, iqr_filters=(1.5, 5.0
     n_have = min(g["n"] for g in described.values())
     if d_obs is not None and d_obs != 0:
         n_needed = power_n_per_group(d_obs, alpha=alpha, power=power)
-        result["power"] = {"effect_size": d_obs, "alpha": float(alpha), "power": float(power),
+        result["power"] = {"comparison": f"{comparisons[0]['a']} vs {comparisons[0]['b']}",
+                           "effect_size": d_obs, "alpha": float(alpha), "power": float(power),
                            "n_per_group": n_needed, "n_smallest_group": n_have,
                            "achieved_power": _f(_two_sample_power(d_obs, n_have, alpha))}
         decision.append(
-            f"Power analysis: detecting |d| = {abs(d_obs):.3g} with power {power:g} at alpha "
+            f"Power analysis ({result['power']['comparison']}): detecting |d| = "
+            f"{abs(d_obs):.3g} with power {power:g} at alpha "
             f"{alpha:g} (two-sided t-test) needs {n_needed} models per group; the smallest group "
             f"has {n_have} (achieved power {result['power']['achieved_power']:.2f}).")
     else:
-        result["power"] = {"effect_size": d_obs, "alpha": float(alpha), "power": float(power),
+        result["power"] = {"comparison": f"{comparisons[0]['a']} vs {comparisons[0]['b']}",
+                           "effect_size": d_obs, "alpha": float(alpha), "power": float(power),
                            "n_per_group": None, "n_smallest_group": n_have,
                            "achieved_power": None}
         decision.append("Power analysis: the observed effect is zero or undefined, so no "
