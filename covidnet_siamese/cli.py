@@ -48,15 +48,17 @@ def _cmd_run(args) -> int:
     from covidnet_siamese.config import get_preset
     from covidnet_siamese.experiment import run_experiment
     from shared.cli_common import resolve_out_dir, resolve_store_url
-    from shared.scale import set_precision
+    from shared.scale import make_strategy, set_precision
 
     set_precision(args.precision)
-    config = get_preset(args.preset)
+    config = dataclasses.replace(get_preset(args.preset), jit_compile=bool(args.xla))
     if args.no_search:
         config = dataclasses.replace(config, run_search=False)
     out = resolve_out_dir(args.out, "covidnet_siamese", args.preset)
-    report = run_experiment(config, out, store_url=resolve_store_url(args.store), seed=args.seed,
-                            data_root=args.data, show_progress=not args.no_progress)
+    # Models are built inside the strategy's scope, so their variables follow it.
+    with make_strategy(args.strategy).scope():
+        report = run_experiment(config, out, store_url=resolve_store_url(args.store), seed=args.seed,
+                                data_root=args.data, show_progress=not args.no_progress)
     print(f"Report: {report}")
     return 0
 

@@ -49,6 +49,7 @@ class CovidNetSiameseConfig:
         gradcam_per_class: test images per class shown with Grad-CAM maps.
         run_search: run the grid search (False: use `default_learning_rate/batch`).
         default_learning_rate / default_batch_size: used when no search runs.
+        jit_compile: compile the train steps with XLA.
     """
 
     name: str = "paper"
@@ -77,6 +78,7 @@ class CovidNetSiameseConfig:
     run_search: bool = True
     default_learning_rate: float = 1e-4
     default_batch_size: int = 32
+    jit_compile: bool = False
 
     def __post_init__(self):
         for split in ("train", "val", "test"):

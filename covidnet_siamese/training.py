@@ -266,15 +266,17 @@ class KeepBest(keras.callbacks.Callback):
 # ---------------------------------------------------------------------------
 # Models and fits
 # ---------------------------------------------------------------------------
-def compile_single(model, learning_rate):
-    model.compile(optimizer=keras.optimizers.Adam(learning_rate),
-                  loss="sparse_categorical_crossentropy", metrics=["accuracy"])
+def compile_single(model, learning_rate, jit_compile=False):
+    """Adam and cross-entropy (Section 3.2)."""
+    model.compile(optimizer=keras.optimizers.Adam(learning_rate), loss="sparse_categorical_crossentropy",
+                  metrics=["accuracy"], jit_compile=jit_compile)
     return model
 
 
-def compile_siamese(model, learning_rate):
-    model.compile(optimizer=keras.optimizers.Adam(learning_rate),
-                  loss="binary_crossentropy", metrics=["accuracy"])
+def compile_siamese(model, learning_rate, jit_compile=False):
+    """Adam and binary cross-entropy on the pair labels (1 = same class)."""
+    model.compile(optimizer=keras.optimizers.Adam(learning_rate), loss="binary_crossentropy",
+                  metrics=["accuracy"], jit_compile=jit_compile)
     return model
 
 
@@ -282,14 +284,14 @@ def new_single(config, learning_rate):
     """A compiled single net for `config` (a `CovidNetSiameseConfig`)."""
     s = config.image_size
     return compile_single(build_single_net((s, s, 1), nf=config.nf, depths=config.depths,
-                                           fc_units=config.fc_units), learning_rate)
+                                           fc_units=config.fc_units), learning_rate, config.jit_compile)
 
 
 def new_siamese(config, learning_rate):
     """A compiled siamese net for `config`."""
     s = config.image_size
     return compile_siamese(build_siamese_net((s, s, 1), nf=config.nf, depths=config.depths,
-                                             embedding_dim=config.embedding_dim), learning_rate)
+                                             embedding_dim=config.embedding_dim), learning_rate, config.jit_compile)
 
 
 def fit_single(model, data, *, batch_size, epochs, seed, callbacks=(), keep_best=True, verbose=0):
