@@ -308,7 +308,11 @@ def summarize(results):
     mean = {arm: float(np.mean([r["accuracy"] for r in results[arm]])) for arm in ARMS}
     per_class = {arm: np.mean([r["per_class_accuracy"] for r in results[arm]], axis=0).tolist() for arm in ARMS}
     covid = CLASS_NAMES.index("COVID-19")
-    att = {arm: {k: float(np.nanmean([r["attention"].get(k, np.nan) for r in results[arm]]))
+    def nanmean(values):
+        values = np.asarray(values, float)
+        return float(np.mean(values[np.isfinite(values)])) if np.isfinite(values).any() else float("nan")
+
+    att = {arm: {k: nanmean([r["attention"].get(k, np.nan) for r in results[arm]])
                  for k in ("border", "artefact", "lung", "artefact_area", "lung_area")} for arm in ARMS}
     return {
         "test_accuracy": mean,

@@ -59,3 +59,21 @@ def test_tiny_end_to_end_through_cli(tmp_path, monkeypatch):
     assert {r["group"] for r in rows} == {"siamese", "single", "single_cropped"}
     trials = open_store(store).trials("covidnet_siamese")
     assert {t["status"] for t in trials} == {"completed"} and len(trials) == 2
+
+
+def test_summary_claims_from_hand_made_results():
+    from covidnet_siamese.experiment import summarize
+
+    def run(acc, per_class, artefact):
+        return {"accuracy": acc, "per_class_accuracy": per_class,
+                "attention": {"border": 0.3, "artefact": artefact, "lung": 0.2}}
+
+    results = {"siamese": [run(0.9, [0.9, 0.9, 0.5], 0.1), run(0.8, [0.8, 0.8, 0.3], 0.1)],
+               "single": [run(0.7, [0.7, 0.7, 0.9], 0.3), run(0.8, [0.8, 0.8, 0.7], 0.5)],
+               "single_cropped": [run(0.7, [0.7, 0.7, 0.7], 0.0), run(0.7, [0.7, 0.7, 0.7], float("nan"))]}
+    summary = summarize(results)
+    assert summary["test_accuracy"]["siamese"] == pytest.approx(0.85)
+    assert summary["per_class_accuracy"]["single"][2] == pytest.approx(0.8)
+    assert summary["attention"]["single_cropped"]["artefact"] == 0.0  # NaN (no artefact left) ignored
+    assert summary["claims"] == {"siamese_above_single": True, "single_better_on_covid": True,
+                                 "cropping_reduces_artefact_attention": True}
