@@ -166,9 +166,9 @@ class BarConfig:
 PRESETS = {
     "paper": BarConfig(),
     "quick": BarConfig(
-        preset="quick", grid=32, gen_voxel_mm=4.0, n_ad=12, n_cn=28, scans_per_subject=(2, 3),
+        preset="quick", grid=32, gen_voxel_mm=5.0, n_ad=24, n_cn=58, scans_per_subject=(2, 3),
         n_folds=2, val_fraction=0.0, patch_size=8, width=64, depth=2, num_heads=4,
-        mlp_dim=128, pretrain_epochs=15, finetune_epochs=25, pretrain_batch=8,
+        mlp_dim=128, pretrain_epochs=10, finetune_epochs=20, pretrain_batch=8,
         finetune_batch=12, pretrain_lr=1e-3, finetune_lr=5e-4, scratch_lr=1e-3,
         shuffle_blocks=4,
         frameworks=("scratch", "ssl_contrastive_recon", "cutmix_recon", "bar_recon"),
