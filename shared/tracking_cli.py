@@ -254,27 +254,38 @@ def launch_local(command, *, workers, ip="127.0.0.1", port=None, startup_timeout
         return subprocess.Popen(command, env=proc_env, stdout=out,
                                 stderr=subprocess.STDOUT if out else None)
 
+    # The workers start at once: their first oracle request waits (gRPC wait_for_ready)
+    # until the chief listens, so their TensorFlow start-up overlaps the chief's.
     chief = start("chief")
-    procs = []
+    procs = [start(f"tuner{i}") for i in range(workers)]
     try:
         deadline = time.monotonic() + startup_timeout
-        while not _port_open(ip, port):
+        listening = False
+        chief_gone = None
+        while any(p.poll() is None for p in procs):
+            if chief.poll() is not None and chief.returncode != 0:
+                raise RuntimeError(f"tune-local: the chief exited with code {chief.returncode}"
+                                   + (f" (see {Path(log_dir) / 'chief.log'})" if log_dir else ""))
             if chief.poll() is not None:
-                raise RuntimeError(f"tune-local: the chief exited with code {chief.returncode} "
-                                   f"before its oracle listened on {ip}:{port}")
-            if time.monotonic() > deadline:
-                raise RuntimeError(f"tune-local: the chief's oracle did not listen on {ip}:{port} "
-                                   f"within {startup_timeout:g} s")
+                # A chief that ends while workers still run: they may wait for it forever.
+                chief_gone = chief_gone or time.monotonic()
+                if time.monotonic() - chief_gone > chief_grace_s + 60:
+                    raise RuntimeError("tune-local: the chief ended but workers are still "
+                                       "running; is COMMAND a search built with make_tuner?")
+            if not listening:
+                listening = _port_open(ip, port)
+                if not listening and time.monotonic() > deadline:
+                    raise RuntimeError(f"tune-local: the chief's oracle did not listen on "
+                                       f"{ip}:{port} within {startup_timeout:g} s")
             time.sleep(0.5)
-        procs = [start(f"tuner{i}") for i in range(workers)]
-        codes = [p.wait() for p in procs]
+        codes = [p.returncode for p in procs]
         try:
             chief_code = chief.wait(timeout=chief_grace_s)
         except subprocess.TimeoutExpired:
             chief.terminate()
             chief_code = chief.wait(timeout=30)
             if all(c == 0 for c in codes):
-                chief_code = 0  # the search finished; the chief only lingered
+                chief_code = 0  # every trial ended; the chief only waited for its next poll
     finally:
         for proc in [chief, *procs]:
             if proc.poll() is None:

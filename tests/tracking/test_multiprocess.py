@@ -128,3 +128,13 @@ def test_chief_and_two_workers_finish_a_four_trial_search(postgres_server, tmp_p
     assert len({r["trial_id"] for r in rows}) == 4
     assert all(r["status"] == "completed" and r["duration_s"] > 0 for r in rows)
     assert set(logs) == {"chief.log", "tuner0.log", "tuner1.log"}
+
+
+def test_tune_local_reports_a_failing_command(tmp_path):
+    from shared.tracking_cli import launch_local
+
+    code = launch_local([sys.executable, "-c", "import sys; sys.exit(3)"], workers=2,
+                        log_dir=tmp_path / "logs", env=_env(), chief_grace_s=1)
+    assert code == 3
+    with pytest.raises(ValueError, match="workers"):
+        launch_local(["true"], workers=0)
