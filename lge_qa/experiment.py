@@ -79,6 +79,22 @@ def _slice_targets(labels_per_scan, case_index, masks=None):
     return y
 
 
+def even_batch_size(n_samples, batch_size) -> int:
+    """The training batch size actually used: at most `n_samples`, and even.
+
+    Training batches are built with `drop_remainder=True` at an even size because
+    TensorFlow 2.21's oneDNN CPU kernels corrupt the heap (the process aborts) in the
+    backward pass of these ResNets for odd batch sizes (9, 15, 17, 25, 45 seen;
+    even sizes fine). Dropping the remainder loses under one batch per epoch, a
+    different one each epoch since the order is reshuffled.
+    """
+    b = min(int(batch_size), int(n_samples))
+    b -= b % 2
+    if b < 2:
+        raise ValueError(f"need at least 2 training samples. Received: {n_samples}")
+    return b
+
+
 # ----------------------------------------------------------------------------- stage 1
 
 
@@ -100,7 +116,8 @@ def train_la_detector(cfg: LgeQaConfig, seg, *, seed, verbose=0):
         return keras.losses.binary_crossentropy(y_true, y_pred, axis=(1, 2, 3)) + dice(y_true, y_pred)
 
     model.compile(optimizer=keras.optimizers.Adam(cfg.unet_learning_rate), loss=loss)
-    ds = dataset_from_arrays(x, m, batch_size=cfg.unet_batch_size, seed=seed)
+    ds = dataset_from_arrays(x, m, batch_size=even_batch_size(len(x), cfg.unet_batch_size), seed=seed,
+                             drop_remainder=True)
     model.fit(ds, epochs=cfg.unet_epochs, verbose=verbose)
     return model
 
@@ -204,10 +221,11 @@ def fit_qa_model(model, cfg: LgeQaConfig, train, val, *, multitask, seed, verbos
 
     from shared.pipeline import dataset_from_arrays
 
-    steps = int(np.ceil(len(train[0]) / cfg.batch_size))
+    batch = even_batch_size(len(train[0]), cfg.batch_size)
+    steps = len(train[0]) // batch
     compile_qa_model(model, cfg, steps, multitask=multitask)
-    ds = dataset_from_arrays(train[0], train[1], batch_size=cfg.batch_size, seed=seed,
-                             augment=_qa_augment_fn(cfg, multitask))
+    ds = dataset_from_arrays(train[0], train[1], batch_size=batch, seed=seed,
+                             augment=_qa_augment_fn(cfg, multitask), drop_remainder=True)
     val_ds = dataset_from_arrays(val[0], val[1], batch_size=cfg.batch_size, shuffle=False)
     stop = keras.callbacks.EarlyStopping(monitor=f"val_{models.QA_OUTPUT}_mse", patience=cfg.patience,
                                          mode="min", restore_best_weights=True)
@@ -224,9 +242,8 @@ def pretrain_contrastive(encoder, cfg: LgeQaConfig, x, labels, *, seed, verbose=
                                          temperature=cfg.temperature)
     pretrainer.compile(optimizer=LARS(learning_rate=cfg.lars_learning_rate, momentum=cfg.lars_momentum,
                                       weight_decay=cfg.lars_weight_decay, eta=cfg.lars_eta))
-    # Drop a last batch of one sample: SupCon needs at least two anchors.
-    ds = dataset_from_arrays(x, labels.astype("int32"), batch_size=min(cfg.pretrain_batch_size, len(x)),
-                             seed=seed, augment=_two_view_fn(cfg), drop_remainder=len(x) > cfg.pretrain_batch_size)
+    ds = dataset_from_arrays(x, labels.astype("int32"), batch_size=even_batch_size(len(x), cfg.pretrain_batch_size),
+                             seed=seed, augment=_two_view_fn(cfg), drop_remainder=True)
     history = pretrainer.fit(ds, epochs=cfg.pretrain_epochs, verbose=verbose)
     return history.history
 

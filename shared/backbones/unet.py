@@ -128,6 +128,12 @@ def unet_decoder(
         skip = skip_tensors[i]
         if x.shape[1] != skip.shape[1]:
             x = layers.Conv2DTranspose(filters[i], 2, strides=2, name=f"{name}{i + 1}_up")(x)
+        if tuple(x.shape[1:3]) != tuple(skip.shape[1:3]):
+            raise ValueError(
+                f"skip {skip_names[i]!r} has spatial shape {tuple(skip.shape[1:3])} but the decoder "
+                f"reaches {tuple(x.shape[1:3])}: the input size must be divisible by the encoder's "
+                f"total stride. Received: input shape {tuple(encoder.input.shape[1:])}"
+            )
         x = layers.Concatenate(name=f"{name}{i + 1}_concat")([x, skip])
         x = _conv_block(x, filters[i], name=f"{name}{i + 1}")
     in_h = encoder.input.shape[1]
