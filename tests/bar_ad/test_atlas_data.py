@@ -1,7 +1,6 @@
 """Atlas loading and merging, the ADNI layout writer/loader, subject-level folds, errors."""
 
 import csv
-import shutil
 
 import numpy as np
 import pytest
