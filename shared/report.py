@@ -493,9 +493,12 @@ def write_comparison_report(groups, *, metric, out_dir, title, description="", e
     fig_paths = _figures(values, metric, out / "figures")
     rel = {k: p.relative_to(out).as_posix() for k, p in fig_paths.items()}
 
-    from shared.store import run_environment
+    from shared.store import mask_url, run_environment
 
     env = run_environment()
+    # A store URL handed in as provenance must not leak its password into the report.
+    provenance = {k: mask_url(v) if isinstance(v, str) and "://" in v else v
+                  for k, v in (provenance or {}).items()}
     payload = {"title": title, "metric": metric, "values": values, "comparison": result,
                "figures": rel, "provenance": provenance or {},
                "environment": {k: env.get(k) for k in ("medrepro_version", "git_revision",

@@ -29,10 +29,12 @@ def _fill(store):
 def test_write_comparison_report_files_and_json(tmp_path):
     groups = {"a": [0.1, 0.2, 0.3, 0.25, 0.15], "b": [0.3, 0.4, 0.35, 0.5, 0.45]}
     path = write_comparison_report(groups, metric="dice", out_dir=tmp_path / "r", title="T",
-                                   description="desc", extra_markdown="Extra words.")
+                                   description="desc", extra_markdown="Extra words.",
+                                   provenance={"store": "postgresql://lab:s3cret@db/x"})
     assert path == tmp_path / "r" / "report.md"
     text = path.read_text()
     assert "Decision path" in text and "Extra words." in text and "Cohen's d" in text
+    assert "s3cret" not in text and "lab:***@db" in text
     html = (tmp_path / "r" / "report.html").read_text()
     assert html.count("data:image/png;base64,") == 2 and "<table>" in html
     data = json.loads((tmp_path / "r" / "report.json").read_text())
