@@ -45,7 +45,8 @@ def build_model(config: HeatmapLossConfig, group: str, learning_rate: float) -> 
         raise ValueError(f"group must be one of {GROUPS}. Received: group={group!r}")
     classifier = build_classifier(tuple(config.image_size) + (1,), num_classes=len(CLASSES),
                                   filters=config.filters, dense_units=config.dense_units,
-                                  weights=config.backbone_weights)
+                                  weights=config.backbone_weights,
+                                  kernel_initializer=config.kernel_initializer)
     if group == "cce":
         model = HeatmapLossModel(classifier, cam_layer=config.cam_layer, weight=0.0,
                                  method=config.method, classification_loss="cce")

@@ -34,7 +34,8 @@ CLASSIFICATION_LOSSES = ("mse", "cce")
 
 
 def build_classifier(input_shape, *, num_classes=4, filters=VGG16_FILTERS, dense_units=100,
-                     weights=None, rgb=None, name="vgg16_classifier") -> keras.Model:
+                     weights=None, rgb=None, kernel_initializer="glorot_uniform",
+                     name="vgg16_classifier") -> keras.Model:
     """VGG16 (no top) + Dense(dense_units, relu) + Dense(num_classes) logits.
 
     Args:
@@ -46,6 +47,8 @@ def build_classifier(input_shape, *, num_classes=4, filters=VGG16_FILTERS, dense
         rgb: bool, optional. Repeat the grey channel three times before the
             backbone (needed for ImageNet weights). Default: True only with
             `weights="imagenet"`.
+        kernel_initializer: str, default "glorot_uniform" (Keras' VGG16). Initializer
+            of the backbone's and the head's kernels when training from scratch.
         name: str. Model name.
 
     Returns:
@@ -63,10 +66,12 @@ def build_classifier(input_shape, *, num_classes=4, filters=VGG16_FILTERS, dense
     if rgb:
         x = keras.layers.Concatenate(name="grey_to_rgb")([x, x, x])
         channels = 3
-    backbone = vgg16_backbone(input_shape[:2] + (channels,), weights=weights, filters=filters)
+    backbone = vgg16_backbone(input_shape[:2] + (channels,), weights=weights, filters=filters,
+                              kernel_initializer=kernel_initializer)
     x = backbone(x)
     x = keras.layers.Flatten(name="flatten")(x)
-    x = keras.layers.Dense(dense_units, activation="relu", name="fc")(x)
+    x = keras.layers.Dense(dense_units, activation="relu", kernel_initializer=kernel_initializer,
+                           name="fc")(x)
     logits = keras.layers.Dense(num_classes, name="logits")(x)
     return keras.Model(inputs, logits, name=name)
 

@@ -16,7 +16,8 @@ VGG16_BLOCK_DEPTHS = (2, 2, 3, 3, 3)
 VGG16_FILTERS = (64, 128, 256, 512, 512)
 
 
-def vgg16_backbone(input_shape, *, weights=None, filters=VGG16_FILTERS, name="vgg16") -> keras.Model:
+def vgg16_backbone(input_shape, *, weights=None, filters=VGG16_FILTERS, name="vgg16",
+                   kernel_initializer="glorot_uniform") -> keras.Model:
     """Builds the VGG16 convolutional base (no top), ending at `block5_pool`.
 
     Args:
@@ -29,6 +30,9 @@ def vgg16_backbone(input_shape, *, weights=None, filters=VGG16_FILTERS, name="vg
         filters: tuple of 5 ints, default (64, 128, 256, 512, 512). Filters of each
             block's convolutions.
         name: str, default "vgg16". The model's name.
+        kernel_initializer: str or initializer, default "glorot_uniform" (as
+            keras.applications). "he_normal" (He et al., 2015) suits training the
+            plain ReLU stack from scratch.
 
     Returns:
         A functional `keras.Model` mapping images to the `block5_pool` features.
@@ -74,6 +78,7 @@ def vgg16_backbone(input_shape, *, weights=None, filters=VGG16_FILTERS, name="vg
     for block, (depth, width_b) in enumerate(zip(VGG16_BLOCK_DEPTHS, filters), start=1):
         for conv in range(1, depth + 1):
             x = keras.layers.Conv2D(width_b, 3, padding="same", activation="relu",
+                                    kernel_initializer=kernel_initializer,
                                     name=f"block{block}_conv{conv}")(x)
         x = keras.layers.MaxPooling2D(2, strides=2, name=f"block{block}_pool")(x)
     model = keras.Model(inputs, x, name=name)

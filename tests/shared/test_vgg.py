@@ -59,3 +59,11 @@ def test_local_weights_file_round_trip(tmp_path):
 def test_bad_arguments(kwargs, error):
     with pytest.raises(error):
         vgg16_backbone(**kwargs)
+
+
+def test_kernel_initializer_is_configurable():
+    base = vgg16_backbone((32, 32, 1), filters=TINY, kernel_initializer="he_normal")
+    init = base.get_layer("block3_conv2").kernel_initializer
+    assert type(init).__name__ == "HeNormal"
+    default = vgg16_backbone((32, 32, 1), filters=TINY).get_layer("block1_conv1").kernel_initializer
+    assert type(default).__name__ == "GlorotUniform"
