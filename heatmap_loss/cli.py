@@ -51,7 +51,7 @@ def register(subparsers) -> None:
 def _cmd_run(args) -> int:
     from heatmap_loss.config import get_config
     from heatmap_loss.experiment import run_experiment
-    from shared.scale import set_precision
+    from shared.scale import configure
 
     overrides = {}
     if args.models_per_group is not None:
@@ -63,11 +63,13 @@ def _cmd_run(args) -> int:
     if args.method is not None:
         overrides["method"] = args.method
     config = get_config(args.preset, **overrides)
-    set_precision(args.precision)
+    settings = configure(args.strategy, args.precision, xla=args.xla)
     out = resolve_out_dir(args.out, "heatmap_loss", f"{args.preset}_exp{args.experiment}")
     report = run_experiment(config, experiment=args.experiment, out_dir=out,
                             store_url=resolve_store_url(args.store), seed=args.seed,
-                            progress=not args.no_progress)
+                            progress=not args.no_progress,
+                            strategy=None if args.strategy == "default" else settings.strategy,
+                            jit_compile=settings.jit_compile)
     print(f"Report: {report}")
     return 0
 

@@ -39,7 +39,8 @@ def experiment_name(experiment: int) -> str:
     return f"heatmap_loss_exp{experiment}"
 
 
-def build_model(config: HeatmapLossConfig, group: str, learning_rate: float) -> HeatmapLossModel:
+def build_model(config: HeatmapLossConfig, group: str, learning_rate: float, *,
+                jit_compile=False) -> HeatmapLossModel:
     """A compiled model of one group: "cce" (weight 0, cross-entropy) or "heatmap"."""
     if group not in GROUPS:
         raise ValueError(f"group must be one of {GROUPS}. Received: group={group!r}")
@@ -54,7 +55,7 @@ def build_model(config: HeatmapLossConfig, group: str, learning_rate: float) -> 
         model = HeatmapLossModel(classifier, cam_layer=config.cam_layer,
                                  weight=config.heatmap_weight, method=config.method,
                                  classification_loss=config.heatmap_classification_loss)
-    model.compile(optimizer=keras.optimizers.Adam(learning_rate))
+    model.compile(optimizer=keras.optimizers.Adam(learning_rate), jit_compile=jit_compile)
     return model
 
 
@@ -133,7 +134,7 @@ class GroupHyperModel(keras_tuner.HyperModel):
     record per model to `records` (the trial id is read from the running tuner).
     """
 
-    def __init__(self, config, group, test, experiment, figure_dir):
+    def __init__(self, config, group, test, experiment, figure_dir, jit_compile=False):
         super().__init__(name=f"heatmap_loss_{group}")
         self.config, self.group, self.test = config, group, test
         self.experiment = experiment
@@ -141,12 +142,14 @@ class GroupHyperModel(keras_tuner.HyperModel):
         self.tuner = None
         self.records = []
         self._model = None
+        self.jit_compile = jit_compile
 
     def build(self, hp):
         low, high = self.config.lr_cce if self.group == "cce" else self.config.lr_heatmap
         learning_rate = hp.Float("learning_rate", low, high, sampling="log")
         if self._model is None:
-            self._model = build_model(self.config, self.group, learning_rate)
+            self._model = build_model(self.config, self.group, learning_rate,
+                                      jit_compile=self.jit_compile)
             return self._model
         return reinitialise(self._model, learning_rate)
 
@@ -203,7 +206,7 @@ def _record_evaluations(store, name, record):
 
 
 def run_experiment(config: HeatmapLossConfig, *, experiment: int, out_dir, store_url, seed=0,
-                   progress=True) -> Path:
+                   progress=True, strategy=None, jit_compile=False) -> Path:
     """Runs experiment 1 or 2 and writes its run folder; returns the path of report.md.
 
     Args:
@@ -213,6 +216,9 @@ def run_experiment(config: HeatmapLossConfig, *, experiment: int, out_dir, store
         store_url: str. Results store URL.
         seed: int, default 0. Seeds the data (seed, seed+1, seed+2), the tuner and Keras.
         progress: bool. Show Keras progress bars (per model) when True.
+        strategy: tf.distribute.Strategy, optional. Models are built and trained
+            under it (Keras Tuner's `distribution_strategy`).
+        jit_compile: bool, default False. Compile the training steps with XLA.
     """
     from shared.report import write_comparison_report
     from shared.seeding import set_global_seed
@@ -245,12 +251,14 @@ def run_experiment(config: HeatmapLossConfig, *, experiment: int, out_dir, store
     records = []
     train, val = splits["train"], splits["val"]
     for group in GROUPS:
-        hypermodel = GroupHyperModel(config, group, splits["test"], experiment, out / "figures")
+        hypermodel = GroupHyperModel(config, group, splits["test"], experiment, out / "figures",
+                                     jit_compile=jit_compile)
+        extra = {} if strategy is None else {"distribution_strategy": strategy}
         tuner = make_tuner(
             "bayesian", hypermodel, objective=config.objective,
             max_trials=config.models_per_group, store=store, experiment=name,
             search_name=f"{name}_{config.preset}_s{seed}_{group}", group=group,
-            directory=out / "tuner", seed=seed, overwrite=True, keep_best=1,
+            directory=out / "tuner", seed=seed, overwrite=True, keep_best=1, **extra,
         )
         hypermodel.tuner = tuner
         stop = keras.callbacks.EarlyStopping(monitor="val_loss", patience=config.patience,

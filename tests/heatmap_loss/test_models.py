@@ -183,3 +183,14 @@ def test_bad_constructor_arguments():
             HeatmapLossModel(clf, cam_layer="cam", **kwargs)
     with pytest.raises(ValueError, match="no_such_layer"):
         HeatmapLossModel(clf, cam_layer="no_such_layer")
+
+
+@pytest.mark.slow
+def test_one_and_two_replicas_agree():
+    from shared.testing.distribution import compare_single_and_mirrored
+
+    result = compare_single_and_mirrored("tests.heatmap_loss.dist_models:build",
+                                         "tests.heatmap_loss.dist_models:data", steps=2)
+    assert result["replicas"] == 2 and result["finite"]
+    assert result["max_weight_diff"] < 1e-5
+    np.testing.assert_allclose(result["single"]["loss"], result["mirrored"]["loss"], rtol=1e-4)
