@@ -1,0 +1,90 @@
+import numpy as np
+import pytest
+
+import keras
+import tensorflow as tf
+
+from lge_qa import models
+from shared.losses import SupConLoss
+
+SIZE = 32
+KW = dict(filters=(4, 8, 8), blocks=(1, 1, 1))
+
+
+def _encoder():
+    return models.build_encoder(SIZE, **KW)
+
+
+def test_baseline_outputs_and_qa_module_reads_the_attribute_latents():
+    model = models.build_qa_model(_encoder(), latent_dim=6, dropout=0.0)
+    out = model(np.zeros((2, SIZE, SIZE, 1), "float32"))
+    assert sorted(out) == sorted(models.OUTPUTS)
+    assert all(tuple(v.shape) == (2, 1) for v in out.values())
+    concat = model.get_layer("qa_concat")
+    assert concat.output.shape[-1] == 3 * 6
+    assert {t.name for t in concat.input} == {model.get_layer(f"{n}_latent").output.name
+                                              for n in models.ATTRIBUTE_OUTPUTS}
+
+
+def test_multitask_adds_a_full_resolution_mask_sharing_the_encoder():
+    enc = _encoder()
+    assert models.decoder_skip_names(enc) == ["conv1_relu", "conv2_block1_out", "conv3_block1_out"]
+    model = models.build_qa_model(enc, latent_dim=4, decoder=True)
+    out = model(np.zeros((2, SIZE, SIZE, 1), "float32"))
+    assert tuple(out[models.MASK_OUTPUT].shape) == (2, SIZE, SIZE, 1)
+    assert model.get_layer("conv1_conv") is enc.get_layer("conv1_conv")
+    assert models.embedding_model(model).output_shape == (None, 8)
+
+
+def test_frozen_encoder_for_the_contrastive_step():
+    enc = _encoder()
+    model = models.build_frozen_qa_model(enc, latent_dim=4)
+    trainable = {v.path.split("/")[0] for v in model.trainable_variables}
+    assert not any(n.startswith("conv") for n in trainable)
+    assert "qa" in trainable
+
+
+def test_la_detector_shape():
+    det = models.build_la_detector(SIZE, filters=(4, 8))
+    assert det.output_shape == (None, SIZE, SIZE, 1)
+
+
+def test_supcon_pretrainer_loss_is_the_sum_of_four_supcon_losses():
+    """Eq. 5: one SupCon term per binary label, same embeddings."""
+    keras.utils.set_random_seed(0)
+    pre = models.SupConPretrainer(_encoder(), projection_dim=5, temperature=0.1)
+    views = tf.random.uniform((6, 2, SIZE, SIZE, 1), seed=1)
+    labels = tf.constant([[0, 1, 1, 0], [1, 1, 0, 0], [0, 0, 1, 1], [1, 0, 0, 1], [0, 1, 0, 1], [1, 1, 1, 0]])
+    got = float(pre.contrastive_loss(views, labels, training=False))
+    z = tf.reshape(pre(tf.reshape(views, (12, SIZE, SIZE, 1))), (6, 2, -1))
+    loss = SupConLoss(temperature=0.1, base_temperature=0.1)
+    want = sum(float(loss(labels[:, k], z)) for k in range(4))
+    assert got == pytest.approx(want, rel=1e-5)
+
+
+def test_supcon_pretrainer_trains_and_round_trips(tmp_path):
+    from shared.optimizers import LARS
+
+    keras.utils.set_random_seed(0)
+    pre = models.SupConPretrainer(_encoder(), projection_dim=4)
+    pre.compile(optimizer=LARS(learning_rate=0.5, eta=0.01))
+    views = np.random.default_rng(0).random((8, 2, SIZE, SIZE, 1)).astype("float32")
+    labels = np.random.default_rng(1).integers(0, 2, (8, 4)).astype("int32")
+    before = [w.numpy().copy() for w in pre.encoder.trainable_weights[:1]]
+    hist = pre.fit(views, labels, batch_size=8, epochs=1, verbose=0)
+    assert np.isfinite(hist.history["loss"][0])
+    assert not np.allclose(before[0], pre.encoder.trainable_weights[0].numpy())
+    config = pre.get_config()
+    clone = models.SupConPretrainer.from_config(config)
+    assert clone.projection_dim == 4 and clone.encoder.name == pre.encoder.name
+
+
+def test_qa_model_saves_and_loads(tmp_path):
+    model = models.build_qa_model(_encoder(), latent_dim=4, decoder=True)
+    x = np.random.default_rng(0).random((2, SIZE, SIZE, 1)).astype("float32")
+    path = tmp_path / "qa.keras"
+    model.save(path)
+    loaded = keras.saving.load_model(path)
+    a, b = model.predict(x, verbose=0), loaded.predict(x, verbose=0)
+    for k in a:
+        np.testing.assert_allclose(a[k], b[k], rtol=1e-5, atol=1e-6)
