@@ -1,0 +1,109 @@
+"""Presets of the HR-pQCT motion-grading experiment.
+
+`paper` holds the settings the thesis and Walle et al. give (XtremeCT II scans
+of 512 x 512 x 168 voxels, 8 equally spaced slices per scan, an ensemble of 10
+graders, the thesis' 611 radius and 499 tibia scans with its grade frequencies,
+750 views over 180 degrees so the neighbouring view is 0.24 degrees away).
+Simulating and training at that size takes many hours of CPU time. `quick` is a
+CPU run of the same protocol in about two minutes of CPU time on two cores: 64 x 64
+slices, 8-slice stacks, 120 views, 60 scans per site, narrow networks, 2-model
+ensembles, 3 seeds per arm. `tiny` takes seconds (tests, the notebook in CI).
+"""
+
+import dataclasses
+
+
+@dataclasses.dataclass(frozen=True)
+class HrpqctConfig:
+    """Every setting of one run.
+
+    Attributes:
+        preset: str. Name of the preset.
+        image_size: int. Reconstructed slice grid (pixels; paper 512).
+        oversample: int. The phantom is drawn this many times finer than the
+            reconstruction grid (keeps the projector free of aliasing).
+        stack_slices: int. Slices simulated per scan (paper stack: 168).
+        slices_per_scan: int. Equally spaced slices graded per scan (thesis: 8).
+        n_projections: int. Views over 180 degrees (XtremeCT: 750, step 0.24 deg).
+        field_of_view_mm: float. Width of the reconstructed field (mm).
+        projection_noise: float. Gaussian noise on the line integrals.
+        fbp_window: str. Apodisation of the ramp filter.
+        scans_per_site: dict site -> int (thesis: radius 611, tibia 499).
+        grade_counts: "thesis" (per-site frequencies of the thesis' table) or
+            "uniform".
+        rater_noise: float. Log-normal perception noise of the simulated raters.
+        prefilter_sigma: float. Gaussian prefilter before grading (Walle: 0.8).
+        baseline_filters: 5 ints. Widths of Walle's five conv + pool stages.
+        proposed_filters: ints. Widths of the proposed network's residual stages.
+        dense_units: int. Hidden dense layer of both networks.
+        activation: "relu" or "elu" (proposed network).
+        ensemble_size: int. Models per ensemble (Walle: 10).
+        seeds: int. Repetitions (independent ensembles) per arm for the comparison.
+        epochs, patience, batch_size, learning_rate: training (Adam, early stopping
+            on the validation loss).
+        class_weight_cap: float. Largest class weight (rare grades 4-5).
+        rotation_p, rotation_deg, noise_p, noise_stddev: augmentation.
+        val_fraction, test_fraction: scan-level split fractions.
+        confidence_threshold: float. Scans below it go to manual review (Walle: 0.75).
+        gradcam_slices: int. Slices shown in the Grad-CAM figure.
+    """
+
+    preset: str
+    image_size: int = 512
+    oversample: int = 2
+    stack_slices: int = 168
+    slices_per_scan: int = 8
+    n_projections: int = 750
+    field_of_view_mm: float = 80.0
+    projection_noise: float = 0.002
+    fbp_window: str = "shepp-logan"
+    scans_per_site: tuple = (("radius", 611), ("tibia", 499))
+    grade_counts: str = "thesis"
+    rater_noise: float = 0.3
+    prefilter_sigma: float = 0.8
+    baseline_filters: tuple = (32, 64, 128, 256, 256)
+    proposed_filters: tuple = (32, 64, 128, 256)
+    dense_units: int = 128
+    activation: str = "relu"
+    ensemble_size: int = 10
+    seeds: int = 5
+    epochs: int = 100
+    patience: int = 10
+    batch_size: int = 32
+    learning_rate: float = 1e-4
+    class_weight_cap: float = 10.0
+    rotation_p: float = 0.5
+    rotation_deg: float = 10.0
+    noise_p: float = 0.5
+    noise_stddev: float = 0.02
+    val_fraction: float = 0.15
+    test_fraction: float = 0.25
+    confidence_threshold: float = 0.75
+    gradcam_slices: int = 8
+
+    @property
+    def sites(self) -> dict:
+        return dict(self.scans_per_site)
+
+
+PRESETS = {
+    "paper": HrpqctConfig(preset="paper"),
+    "quick": HrpqctConfig(
+        preset="quick", image_size=64, stack_slices=8, n_projections=120,
+        scans_per_site=(("radius", 60), ("tibia", 60)), baseline_filters=(8, 16, 32, 32, 32),
+        proposed_filters=(8, 16, 32), dense_units=32, ensemble_size=2, seeds=3, epochs=12,
+        patience=4, batch_size=32, learning_rate=2e-3),
+    "tiny": HrpqctConfig(
+        preset="tiny", image_size=32, stack_slices=8, n_projections=48,
+        scans_per_site=(("radius", 12), ("tibia", 12)), grade_counts="uniform",
+        baseline_filters=(4, 4, 8, 8, 8), proposed_filters=(4, 8), dense_units=8,
+        ensemble_size=2, seeds=2, epochs=2, patience=1, batch_size=16, learning_rate=2e-3,
+        gradcam_slices=4),
+}
+
+
+def get_config(preset: str, **overrides) -> HrpqctConfig:
+    """The named preset with fields replaced by `overrides`."""
+    if preset not in PRESETS:
+        raise ValueError(f"preset must be one of {sorted(PRESETS)}. Received: preset={preset!r}")
+    return dataclasses.replace(PRESETS[preset], **overrides)
