@@ -60,6 +60,7 @@ class LgeQaConfig:
     repetitions: int = 5
     strategies: tuple = STRATEGIES
     cam_scans: int = 2
+    projection: str = "umap"  # Fig. 3: "umap" (PCA when umap-learn is missing) or "pca"
     seed: int = 0
 
     def to_dict(self) -> dict:
@@ -118,6 +119,7 @@ def tiny() -> LgeQaConfig:
         projection_dim=8,
         repetitions=2,
         cam_scans=1,
+        projection="pca",
     )
 
 

@@ -343,12 +343,14 @@ def save_cam_figure(models_by_strategy, x, case_index, scan_labels, slice_prob, 
     return path
 
 
-def project_2d(embeddings, *, seed):
-    """UMAP (umap-learn) when installed, else PCA. Returns ([N, 2], method name)."""
-    try:
-        import umap  # noqa: F401
-    except ImportError:
-        umap = None
+def project_2d(embeddings, *, seed, method="umap"):
+    """UMAP (umap-learn) when asked for and installed, else PCA. Returns ([N, 2], method name)."""
+    umap = None
+    if method == "umap":
+        try:
+            import umap
+        except ImportError:
+            umap = None
     if umap is not None and len(embeddings) > 10:
         reducer = umap.UMAP(n_components=2, random_state=seed, n_neighbors=min(15, len(embeddings) - 1))
         return reducer.fit_transform(embeddings), "UMAP"
@@ -357,7 +359,7 @@ def project_2d(embeddings, *, seed):
     return centred @ vt[:2].T, "PCA"
 
 
-def save_embedding_figure(models_by_strategy, x, qa_labels, path, *, seed):
+def save_embedding_figure(models_by_strategy, x, qa_labels, path, *, seed, method="umap"):
     """Fig. 3: 2D projection of each strategy's encoder embedding, coloured by QA label."""
     import matplotlib
 
@@ -366,21 +368,21 @@ def save_embedding_figure(models_by_strategy, x, qa_labels, path, *, seed):
 
     strategies = [s for s in STRATEGIES if s in models_by_strategy]
     fig, axes = plt.subplots(1, len(strategies), figsize=(4 * len(strategies), 4), squeeze=False)
-    method = "PCA"
+    used = "PCA"
     for ax, strategy in zip(axes[0], strategies):
         emb = models.embedding_model(models_by_strategy[strategy]).predict(x, verbose=0)
-        xy, method = project_2d(np.asarray(emb, dtype="float64"), seed=seed)
+        xy, used = project_2d(np.asarray(emb, dtype="float64"), seed=seed, method=method)
         for label, colour, name in ((0, "tab:red", "non-diagnostic"), (1, "tab:blue", "diagnostic")):
             sel = qa_labels == label
             ax.scatter(xy[sel, 0], xy[sel, 1], s=6, c=colour, label=name, alpha=0.7)
-        ax.set_title(f"{STRATEGY_TITLES[strategy]} ({method})")
+        ax.set_title(f"{STRATEGY_TITLES[strategy]} ({used})")
         ax.set_xticks([])
         ax.set_yticks([])
     axes[0][0].legend(loc="best", fontsize=8)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
-    return path, method
+    return path, used
 
 
 # ----------------------------------------------------------------------------- driver
@@ -499,7 +501,8 @@ def run_experiment(cfg: LgeQaConfig, *, out_dir, store_url=None, data_root=None,
             keep_models, x_test, ci_test, {i: int(labels[i, 3]) for i in range(n_scans)}, keep_probs,
             fig_dir / "fig2_hirescam.png", n_scans=cfg.cam_scans, layer_name=layer)
     figures["embedding"], projection = save_embedding_figure(
-        keep_models, x_test, labels[ci_test, 3], fig_dir / "fig3_embedding.png", seed=cfg.seed)
+        keep_models, x_test, labels[ci_test, 3], fig_dir / "fig3_embedding.png", seed=cfg.seed,
+        method=cfg.projection)
 
     stats_paths = {}
     if len(strategies) > 1 and cfg.repetitions > 1:
@@ -570,7 +573,7 @@ def _write_report(out, cfg, strategies, summary, det, figures, projection, stats
                   f"![HiResCAM]({Path(figures['hirescam']).relative_to(out)})", ""]
     lines += [f"## Fig. 3: encoder embeddings ({projection})", "",
               f"![embeddings]({Path(figures['embedding']).relative_to(out)})", ""]
-    if projection != "UMAP":
+    if projection != "UMAP" and cfg.projection == "umap":
         lines += ["umap-learn is not installed; PCA is shown instead (`pip install umap-learn`).", ""]
     path = out / "report.md"
     path.write_text("\n".join(lines))
