@@ -97,7 +97,7 @@ PRESETS = {
         preset="tiny", image_size=32, stack_slices=8, n_projections=48,
         scans_per_site=(("radius", 12), ("tibia", 12)), grade_counts="uniform",
         baseline_filters=(4, 4, 8, 8, 8), proposed_filters=(4, 8), dense_units=8,
-        ensemble_size=2, seeds=2, epochs=2, patience=1, batch_size=16, learning_rate=2e-3,
+        ensemble_size=1, seeds=2, epochs=1, patience=1, batch_size=16, learning_rate=2e-3,
         gradcam_slices=4),
 }
 
