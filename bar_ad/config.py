@@ -175,7 +175,7 @@ PRESETS = {
     ),
     "tiny": BarConfig(
         preset="tiny", grid=16, gen_voxel_mm=8.0, n_ad=3, n_cn=5, scans_per_subject=(1, 2),
-        n_folds=2, val_fraction=0.0, patch_size=8, width=16, depth=1, num_heads=2, mlp_dim=32,
+        n_folds=2, folds_run=1, val_fraction=0.0, patch_size=8, width=16, depth=1, num_heads=2, mlp_dim=32,
         head_units=(16, 8), pretrain_epochs=1, finetune_epochs=1, pretrain_batch=4,
         finetune_batch=4, pretrain_lr=1e-3, finetune_lr=1e-3, scratch_lr=1e-3,
         shuffle_blocks=1, frameworks=("scratch", "bar_recon"),
