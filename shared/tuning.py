@@ -11,7 +11,8 @@ extended by `StoreLoggingMixin`:
 * resumable: the tuner reloads its project folder (`overwrite=False`), re-runs the
   trial that was interrupted (same trial id, so the upsert keeps one row), and on
   start-up writes any finished trial the store is missing (a process killed between
-  the oracle's save and the store write);
+  the oracle's save and the store write); the oracle's and trials' JSON files are
+  written atomically, so a SIGKILL never leaves a file that cannot be reloaded;
 * the Keras session is cleared (which also runs the garbage collector) after every
   trial, so
   memory does not grow with the number of trials;
@@ -33,6 +34,7 @@ A tiny built-in search (`demo_hypermodel`, `demo_data`, `run_demo_search`) serve
 from __future__ import annotations
 
 import datetime as _dt
+import json
 import logging
 import math
 import os
@@ -140,8 +142,44 @@ def _drop_custom_gradients(before) -> int:
     return len(stale)
 
 
+def _atomic_json(path, state) -> None:
+    """Writes JSON through a temporary file and a rename: a kill never leaves half a file."""
+    path = str(path)
+    text = json.dumps(state)
+    if "://" in path:  # remote file systems (gs://, ...): Keras Tuner's own writer
+        from keras_tuner.src import utils
+
+        utils.save_json(path, state)
+        return
+    tmp = f"{path}.tmp-{os.getpid()}"
+    with open(tmp, "w", encoding="utf-8") as handle:
+        handle.write(text)
+    os.replace(tmp, path)
+
+
+def _make_oracle_saves_atomic(oracle) -> None:
+    """Keras Tuner writes oracle.json and trial.json in place; a SIGKILL during such a
+    write would leave a file that cannot be reloaded, so this oracle writes them
+    atomically instead (same content, same paths)."""
+    def save():
+        _atomic_json(oracle._get_oracle_fname(), oracle.get_state())
+
+    def save_trial(trial):
+        _atomic_json(os.path.join(oracle._get_trial_dir(trial.trial_id), "trial.json"),
+                     trial.get_state())
+
+    oracle.save = save
+    oracle._save_trial = save_trial
+
+
 class StoreLoggingMixin:
     """Mixed in front of a Keras Tuner class by `make_tuner`; see the module docstring."""
+
+    def save(self):
+        """Saves the oracle (unless a worker) and this tuner's state, atomically."""
+        if not self._is_worker():
+            self.oracle.save()
+        _atomic_json(self._get_tuner_fname(), self.get_state())
 
     def _setup_tracking(self, *, store, store_url, experiment, search_name, group, search_id,
                         search_config, keep_best, spool_path, record_running):
@@ -402,6 +440,8 @@ def make_tuner(kind, hypermodel, *, objective, max_trials, store, experiment, se
     else:
         keep_best = None
     tuner = tuner_cls(**kwargs)
+    if not tuner._is_worker():
+        _make_oracle_saves_atomic(tuner.oracle)
     if kind == "hyperband" and max_trials is not None:
         tuner.oracle.max_trials = int(max_trials) if not tuner._is_worker() else None
     tuner._setup_tracking(

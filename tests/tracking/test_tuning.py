@@ -1,5 +1,6 @@
 """Keras Tuner searches recorded in the store: every kind, failures, pruning, outages."""
 
+import json
 import warnings
 from pathlib import Path
 
@@ -38,6 +39,9 @@ def test_every_kind_records_each_trial_once(kind, tmp_path):
         assert "val_accuracy" in row["metrics"] and "units" in row["hyperparameters"]
         assert row["host"] and row["package_version"]
         assert Path(row["model_path"]).exists()
+    project = tmp_path / "tuner" / f"s_{kind}"
+    assert json.loads((project / "oracle.json").read_text())["end_order"] == oracle_ids
+    assert not list(project.rglob("*.tmp-*"))  # atomic writes left no temporary file
     # The per-trial gradient registrations (which keep graphs alive) were dropped.
     assert _custom_gradient_keys() == gradients_before
 
