@@ -113,7 +113,12 @@ def reinitialise(model: keras.Model, learning_rate: float) -> keras.Model:
     compiled training and evaluation functions are kept: tracing a graph that holds
     the second-order attribution terms costs more than training a small model.
     """
-    for layer in model._flatten_layers(include_self=False, recursive=True):
+    def walk(layer):
+        yield layer
+        for sub in getattr(layer, "layers", []):
+            yield from walk(sub)
+
+    for layer in walk(model):
         for attr, init in (("kernel", "kernel_initializer"), ("bias", "bias_initializer")):
             variable = getattr(layer, attr, None)
             initializer = getattr(layer, init, None)
