@@ -213,7 +213,7 @@ def _is_connection_error(err) -> bool:
         markers = ("connect", "connection", "server closed", "terminating", "unable to open",
                    "could not translate host", "timeout expired", "no such host",
                    "the database system is shutting down", "starting up", "readonly",
-                   "disk i/o error")
+                   "disk i/o error", "database is locked")
         return any(m in text for m in markers)
     return False
 
@@ -228,7 +228,7 @@ class ResultsStore:
         url: str. SQLAlchemy URL: `sqlite:///path.sqlite` or
             `postgresql://user:password@host:port/db`.
         connect_timeout: float. Seconds to wait for a PostgreSQL connection, and
-            for a SQLite lock held by another writer (busy timeout).
+            for a SQLite lock held by another writer (busy timeout, at least 30 s).
     """
 
     def __init__(self, url: str, *, connect_timeout: float = 10.0):
@@ -247,7 +247,8 @@ class ResultsStore:
         self._env = None
         self._env_lock = threading.Lock()
         if self.dialect == "sqlite":
-            self.engine = self._sqlite_engine(parsed, connect_timeout)
+            # Writers queue on SQLite's lock; a long wait is better than a lost row.
+            self.engine = self._sqlite_engine(parsed, max(30.0, float(connect_timeout)))
         else:
             if parsed.drivername == "postgresql":
                 parsed = parsed.set(drivername="postgresql+psycopg2")
