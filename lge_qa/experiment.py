@@ -15,8 +15,6 @@
    plot (UMAP, or PCA without umap-learn, Fig. 3) and `report.md`.
 """
 
-import dataclasses
-import json
 import logging
 import time
 import warnings
