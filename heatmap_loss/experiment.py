@@ -274,6 +274,10 @@ def run_experiment(config: HeatmapLossConfig, *, experiment: int, out_dir, store
                      verbose=1 if progress else 0)
         for record in hypermodel.records:
             _record_evaluations(store, name, record)
+        store.record_evaluation(
+            name, f"{group}-all", "group_training_time_s",
+            float(sum(r["training_time_s"] for r in hypermodel.records)), split="train",
+            group=group, extra={"models": len(hypermodel.records)})
         records += hypermodel.records
 
     elapsed = time.perf_counter() - started
