@@ -1,0 +1,71 @@
+import numpy as np
+import pytest
+
+from hrpqct import aim, data
+
+SMALL = dict(image_size=16, oversample=2, stack_slices=9, n_projections=24, field_of_view_mm=80.0,
+             projection_noise=0.001, fbp_window="shepp-logan", grade_counts="uniform", rater_noise=0.3)
+
+
+@pytest.fixture(scope="module")
+def dataset(tmp_path_factory):
+    root = tmp_path_factory.mktemp("hrpqct") / "d"
+    return data.generate_dataset(root, scans_per_site={"radius": 3, "tibia": 2}, seed=0, **SMALL)
+
+
+def test_generate_and_load(dataset):
+    assert sorted(p.name for p in (dataset / "aim").iterdir())[:2] == ["rad0000.AIM", "rad0001.AIM"]
+    img = aim.read_aim(dataset / "aim" / "rad0000.AIM")
+    assert img.data.shape == (9, 16, 16) and img.data.dtype == np.int16
+    assert img.log["Mu_Scaling"] == "8192" and img.log["Site"] == "radius"
+    d = data.load_dataset(dataset, image_size=16)
+    assert d["images"].shape == (5, 8, 16, 16)
+    # Slices 0, 1, 2, 3, 5, 6, 7, 8 of 9, in 1/cm: soft tissue about 0.2, bone up to about 0.9.
+    np.testing.assert_array_equal(data.equally_spaced(9, 8), [0, 1, 2, 3, 5, 6, 7, 8])
+    np.testing.assert_allclose(d["images"][0, 4], img.data[5] / 8192.0, atol=1e-6)
+    assert 0.3 < d["images"].max() < 1.5
+    assert set(d["sites"]) == {"radius", "tibia"}
+    assert d["rater_grades"].shape == (5, 3) and np.all((d["consensus"] >= 1) & (d["consensus"] <= 5))
+    assert d["qme_ssd"].shape == (5,) and np.all(np.isfinite(d["qme_ssd"]))
+    with np.load(dataset / "projections" / "rad0000.npz") as z:
+        assert z["views"].shape[0] == 25 and z["views"].shape[1] == 9
+    assert d["true_grade"].shape == (5,)
+
+
+def test_grades_table_errors(tmp_path):
+    path = tmp_path / "grades.csv"
+    path.write_text("scan_id,site,rater1,rater2,rater3\na,radius,1,2,\nb,tibia,3,6,3\n")
+    with pytest.raises(ValueError, match=r"grades.csv, line 3 \(scan 'b'\), column 'rater2'.*1-5.*'6'"):
+        data.read_grades(path)
+    path.write_text("scan_id,site,rater1\na,femur,1\n")
+    with pytest.raises(ValueError, match="grades.csv, line 2.*site"):
+        data.read_grades(path)
+    path.write_text("scan_id,site,rater1\na,radius,2.5\n")
+    with pytest.raises(ValueError, match="integers 1-5"):
+        data.read_grades(path)
+    path.write_text("scan_id,rater1\na,1\n")
+    with pytest.raises(ValueError, match="missing column 'site'"):
+        data.read_grades(path)
+    with pytest.raises(FileNotFoundError, match="nothing.csv"):
+        data.read_grades(tmp_path / "nothing.csv")
+    path.write_text("scan_id,site,rater1,rater2\na,Radius,2,\n")
+    rows = data.read_grades(path)
+    assert rows[0]["site"] == "radius" and rows[0]["grades"][0] == 2 and np.isnan(rows[0]["grades"][1])
+
+
+def test_scan_errors_name_the_file(tmp_path):
+    few = aim.write_aim(tmp_path / "few.AIM", np.zeros((5, 16, 16), np.int16), 0.1)
+    with pytest.raises(ValueError, match="few.AIM: expected at least 8 slices. Received: 5"):
+        data.load_scan_slices(few)
+    mask = aim.write_aim(tmp_path / "mask.AIM", np.zeros((8, 16, 16), np.int8), 0.1)
+    with pytest.raises(ValueError, match="mask.AIM: expected a grey-value scan.*int8"):
+        data.load_scan_slices(mask)
+    flat = aim.write_aim(tmp_path / "flat.AIM", np.zeros((8, 16, 12), np.int16), 0.1)
+    with pytest.raises(ValueError, match="flat.AIM: expected square slices"):
+        data.load_scan_slices(flat)
+    ok = aim.write_aim(tmp_path / "ok.AIM", np.ones((8, 16, 16), np.float32), 0.1)
+    with pytest.raises(ValueError, match="ok.AIM: expected 32 x 32 slices"):
+        data.load_scan_slices(ok, image_size=32)
+    assert data.load_scan_slices(ok).shape == (8, 16, 16)
+    with pytest.raises(FileNotFoundError, match="gone.AIM"):
+        data.load_scan_slices(tmp_path / "gone.AIM")

@@ -1,0 +1,42 @@
+import keras
+import numpy as np
+import pytest
+
+from hrpqct import models
+
+
+def test_graders_shapes_and_round_trip(tmp_path):
+    x = np.random.default_rng(0).random((2, 32, 32, 1)).astype("float32")
+    for model in (models.build_baseline_grader((32, 32, 1), filters=(4, 4, 8, 8, 8), dense_units=8),
+                  models.build_proposed_grader((32, 32, 1), filters=(4, 8), dense_units=8, activation="elu")):
+        y = model(x)
+        assert y.shape == (2, 5)
+        np.testing.assert_allclose(np.sum(y, axis=-1), 1.0, rtol=1e-5)
+        assert model.get_layer(models.CAM_LAYER) is not None
+        model.save(tmp_path / "m.keras")
+        again = keras.saving.load_model(tmp_path / "m.keras")
+        np.testing.assert_allclose(again(x), y, atol=1e-6)
+    assert isinstance(models.PAPER_INPUT_SHAPE, tuple) and models.PAPER_INPUT_SHAPE == (512, 512, 1)
+
+
+def test_cbam_attention_by_hand():
+    layer = models.CBAM(reduction=2, kernel_size=1)
+    x = np.ones((1, 4, 4, 4), "float32")
+    y = layer(x)
+    assert y.shape == x.shape
+    # Constant input and a 1 x 1 spatial kernel (no padding effects): both attention maps are
+    # constant, so the output is the input times one number.
+    np.testing.assert_allclose(y, np.full_like(x, float(y[0, 0, 0, 0])), rtol=1e-5)
+    again = models.CBAM.from_config(layer.get_config())
+    assert again.reduction == 2 and again.kernel_size == 1
+    with pytest.raises(ValueError, match="reduction"):
+        models.CBAM(reduction=0)
+
+
+def test_builder_errors():
+    with pytest.raises(ValueError, match="five stages"):
+        models.build_baseline_grader((32, 32, 1), filters=(4, 4))
+    with pytest.raises(ValueError, match="activation"):
+        models.build_proposed_grader((32, 32, 1), filters=(4,), activation="tanh")
+    with pytest.raises(ValueError, match="arm"):
+        models.build_grader("vgg", (32, 32, 1), baseline_filters=(4,) * 5, proposed_filters=(4,), dense_units=4)
