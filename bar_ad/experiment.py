@@ -104,12 +104,25 @@ class ModelBank:
 
     Args:
         config: `BarConfig`.
+        seed: int, default 0. Each model's initialisation is seeded from `seed` and the
+            model's kind alone, so a framework's result does not depend on which other
+            frameworks ran before it.
     """
 
-    def __init__(self, config):
+    CONTRASTIVE_KINDS = ("none", "infonce", "continuous", "supcon")
+
+    def __init__(self, config, seed=0):
+        if seed is None:
+            raise ValueError("ModelBank needs an explicit seed. Received: seed=None")
         self.config = config
+        self.seed = int(seed)
         self._classifiers = {}
         self._pretrainers = {}
+
+    def _seed_build(self, offset):
+        import keras
+
+        keras.utils.set_random_seed(self.seed * 100 + offset)
 
     def _encoder(self, name):
         c = self.config
@@ -138,6 +151,7 @@ class ModelBank:
 
         key = framework.freeze_encoder
         if key not in self._classifiers:
+            self._seed_build(1 + int(key))
             model = build_classifier(self._encoder(f"vit3d_clf_{int(key)}"),
                                      head_units=self.config.head_units, freeze_encoder=key)
             model.compile(optimizer=keras.optimizers.Adam(lr), loss="binary_crossentropy",
@@ -157,6 +171,8 @@ class ModelBank:
         c = self.config
         key = (framework.contrastive, framework.recon)
         if key not in self._pretrainers:
+            self._seed_build(10 + 2 * self.CONTRASTIVE_KINDS.index(framework.contrastive)
+                             + int(framework.recon))
             decoder = (build_decoder(c.grid, patch_size=c.patch_size, width=c.width,
                                      hidden_channels=c.decoder_hidden)
                        if framework.recon else None)
@@ -419,7 +435,7 @@ def run_experiment(config: BarConfig, out_dir, *, store_url=None, frameworks=Non
 
     keras.backend.clear_session()
     set_global_seed(seed)
-    bank = ModelBank(config)
+    bank = ModelBank(config, seed=seed)
     for fw, k in bar(jobs, desc="bar-ad", enabled=progress, unit="fold"):
         train_idx, test_idx = folds[k]
         fold_seed = seed * 1000 + 10 * k
