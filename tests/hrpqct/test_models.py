@@ -24,9 +24,17 @@ def test_cbam_attention_by_hand():
     x = np.ones((1, 4, 4, 4), "float32")
     y = layer(x)
     assert y.shape == x.shape
-    # Constant input and a 1 x 1 spatial kernel (no padding effects): both attention maps are
-    # constant, so the output is the input times one number.
-    np.testing.assert_allclose(y, np.full_like(x, float(y[0, 0, 0, 0])), rtol=1e-5)
+    # Constant input, 1 x 1 spatial kernel: worked out from the weights (Woo et al. Eqs. 2-3).
+    def sig(v):
+        return 1 / (1 + np.exp(-v))
+
+    w1, b1 = [np.asarray(v) for v in layer.mlp_hidden.weights]
+    w2, b2 = [np.asarray(v) for v in layer.mlp_out.weights]
+    mlp = np.maximum(np.ones(4) @ w1 + b1, 0) @ w2 + b2
+    channel = sig(2 * mlp)  # average- and max-pooled descriptors are equal here
+    k, b = [np.asarray(v) for v in layer.spatial.weights]
+    spatial = sig(k[0, 0, 0, 0] * channel.mean() + k[0, 0, 1, 0] * channel.max() + b[0])
+    np.testing.assert_allclose(y, np.broadcast_to(channel * spatial, x.shape), rtol=1e-5)
     again = models.CBAM.from_config(layer.get_config())
     assert again.reduction == 2 and again.kernel_size == 1
     with pytest.raises(ValueError, match="reduction"):
