@@ -264,8 +264,11 @@ def launch_local(command, *, workers, ip="127.0.0.1", port=None, startup_timeout
         chief_gone = None
         while any(p.poll() is None for p in procs):
             if chief.poll() is not None and chief.returncode != 0:
-                raise RuntimeError(f"tune-local: the chief exited with code {chief.returncode}"
-                                   + (f" (see {Path(log_dir) / 'chief.log'})" if log_dir else ""))
+                # Without the oracle the workers cannot go on: stop them (finally below).
+                print(f"tune-local: the chief exited with code {chief.returncode}"
+                      + (f" (see {Path(log_dir) / 'chief.log'})" if log_dir else "")
+                      + "; stopping the workers", file=sys.stderr)
+                return chief.returncode
             if chief.poll() is not None:
                 # A chief that ends while workers still run: they may wait for it forever.
                 chief_gone = chief_gone or time.monotonic()
@@ -294,7 +297,7 @@ def launch_local(command, *, workers, ip="127.0.0.1", port=None, startup_timeout
                     proc.wait(timeout=30)
                 except subprocess.TimeoutExpired:
                     proc.kill()
-    for code in [chief_code, *codes]:
+    for code in [*codes, chief_code]:
         if code != 0:
             return code
     return 0
