@@ -64,7 +64,8 @@ def write_adni_cohort(root, scans, atlas: Atlas, *, collection="bar_ad_collectio
     rows = []
     baseline = {}
     iterator = progress(scans) if progress is not None else scans
-    today = _dt.date.today().strftime("%-m/%d/%Y")
+    now = _dt.date.today()
+    today = f"{now.month}/{now.day:02d}/{now.year}"
     for scan in iterator:
         if scan.subject not in baseline:
             baseline[scan.subject] = _dt.datetime(2006, 1, 1) + _dt.timedelta(
