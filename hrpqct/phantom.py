@@ -67,7 +67,8 @@ def _site_shapes(site: str, rng: np.random.Generator):
     if site == "radius":
         limb = dict(axes=(0.80 * scale, 0.56 * scale), angle=turn)
         main = BoneShape(center=(-0.22 * scale, 0.0), radius=0.30 * scale,
-                         harmonics=[(2, rng.uniform(0.15, 0.25), turn), (3, rng.uniform(0.0, 0.06), rng.uniform(0, 6.28))],
+                         harmonics=[(2, rng.uniform(0.15, 0.25), turn),
+                                    (3, rng.uniform(0.0, 0.06), rng.uniform(0, 6.28))],
                          cortical_thickness=rng.uniform(0.025, 0.04) * scale, bv_tv=rng.uniform(0.15, 0.25))
         side = BoneShape(center=(0.42 * scale, 0.04), radius=0.11 * scale,
                          harmonics=[(2, rng.uniform(0.05, 0.12), turn)],

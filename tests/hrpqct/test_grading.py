@@ -50,4 +50,5 @@ def test_qme_threshold_grader_and_helpers():
     assert len(tr) == 12 and len(va) == 6 and len(te) == 6
     assert not set(tr) & set(te) and not set(va) & set(te)
     agree = experiment.rater_agreement(np.array([[1, 1, 1], [2, 2, 3], [3, 3, 3]], float), [1, 2, 3])
-    assert agree["kappa_rater1_rater2"] == pytest.approx(1.0) and agree["any_disagreement_fraction"] == pytest.approx(1 / 3)
+    assert agree["kappa_rater1_rater2"] == pytest.approx(1.0)
+    assert agree["any_disagreement_fraction"] == pytest.approx(1 / 3)
