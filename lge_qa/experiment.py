@@ -214,7 +214,11 @@ def compile_qa_model(model, cfg: LgeQaConfig, steps_per_epoch, *, multitask):
 
 def fit_qa_model(model, cfg: LgeQaConfig, train, val, *, multitask, seed, verbose=0):
     """Trains a QA model: `cfg.epochs` epochs, early stopping on the validation MSE of the
-    QA output (Section 4.3), best weights restored. `train` / `val`: (x, y dict)."""
+    QA output (Section 4.3). `train` / `val`: (x, y dict).
+
+    The weights of the last epoch are kept (Keras' default; the paper does not say it
+    restores the best epoch): with a validation split of a few scans, the lowest MSE
+    tends to be the near-constant, all-diagnostic model of the first epochs."""
     import keras
 
     from shared.pipeline import dataset_from_arrays
@@ -226,7 +230,7 @@ def fit_qa_model(model, cfg: LgeQaConfig, train, val, *, multitask, seed, verbos
                              augment=_qa_augment_fn(cfg, multitask), drop_remainder=True)
     val_ds = dataset_from_arrays(val[0], val[1], batch_size=cfg.batch_size, shuffle=False)
     stop = keras.callbacks.EarlyStopping(monitor=f"val_{models.QA_OUTPUT}_mse", patience=cfg.patience,
-                                         mode="min", restore_best_weights=True)
+                                         mode="min", restore_best_weights=False)
     history = model.fit(ds, validation_data=val_ds, epochs=cfg.epochs, callbacks=[stop], verbose=verbose)
     return history.history
 
