@@ -30,7 +30,7 @@ import numpy as np
 from scipy import stats as sstats
 
 from hrpqct.data import generate_dataset, load_dataset
-from hrpqct.grading import ensemble_scan_grades, predict_votes, prefilter
+from hrpqct.grading import ensemble_scan_grades, predict_votes, prefilter, standardize
 from hrpqct.models import CAM_LAYER, NUM_GRADES, build_grader
 from shared.metrics import classification_metrics, confusion_matrix, per_class_accuracy, quadratic_weighted_kappa
 from shared.progress import progress as progress_bar

@@ -52,3 +52,14 @@ def test_qme_threshold_grader_and_helpers():
     agree = experiment.rater_agreement(np.array([[1, 1, 1], [2, 2, 3], [3, 3, 3]], float), [1, 2, 3])
     assert agree["kappa_rater1_rater2"] == pytest.approx(1.0)
     assert agree["any_disagreement_fraction"] == pytest.approx(1 / 3)
+
+
+def test_standardize_uses_reference_statistics():
+    # reference (0, 2): mean 1, std 1, so 1 -> 0 and 3 -> 2, whatever the images' own statistics.
+    out = grading.standardize(np.array([[1.0, 3.0]]), np.array([0.0, 2.0]))
+    np.testing.assert_allclose(out, [[0.0, 2.0]])
+    assert out.dtype == np.float32
+    # A constant reference does not divide by zero.
+    assert np.all(np.isfinite(grading.standardize(np.ones((2, 2)), np.ones(3))))
+    with pytest.raises(ValueError, match="reference"):
+        grading.standardize(np.ones(2), np.array([]))
