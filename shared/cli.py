@@ -3,10 +3,15 @@
 import argparse
 import importlib
 import logging
+import os
 import sys
-import time
 import traceback
 from pathlib import Path
+
+# TensorFlow's C++ start-up lines (CPU instruction sets, a failed CUDA probe on
+# machines without a GPU) say nothing a user can act on; `medrepro doctor` reports
+# the devices. Set TF_CPP_MIN_LOG_LEVEL yourself to see them.
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
 from shared import __version__
 
