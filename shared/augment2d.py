@@ -256,6 +256,24 @@ def _geometric(images, masks, matrices, applied, fill_mode, fill_value, mask_fil
 # public transforms
 
 
+def _random_warp(images, seed, p, masks, fill_mode, fill_value, make_matrices):
+    """Checks inputs, draws per-sample matrices and warps the chosen samples (and masks).
+
+    `make_matrices(images, seed)` returns the [B, 8] projective transforms.
+    """
+    images = _check_images(images)
+    p = _check_p(p)
+    seed = _check_seed(seed)
+    squeeze = False
+    if masks is not None:
+        masks, squeeze = _check_masks(masks, images)
+    s_apply, s_params = tf.unstack(_split(seed, 2))
+    applied = _apply_mask(s_apply, tf.shape(images)[0], p)
+    matrices = make_matrices(images, s_params)
+    images, masks = _geometric(images, masks, matrices, applied, fill_mode, fill_value)
+    return _return(images, masks, squeeze)
+
+
 @_no_autograph
 def random_flip(images, seed, *, p=0.5, horizontal=True, vertical=False, masks=None):
     """Flips each sample left-right and/or up-down with probability ``p``.
@@ -324,17 +342,8 @@ def random_shift_scale_rotate(
     Returns:
         The images, or ``(images, masks)`` when masks are given.
     """
-    images = _check_images(images)
-    p = _check_p(p)
-    seed = _check_seed(seed)
-    squeeze = False
-    if masks is not None:
-        masks, squeeze = _check_masks(masks, images)
-    s_apply, s_params = tf.unstack(_split(seed, 2))
-    applied = _apply_mask(s_apply, tf.shape(images)[0], p)
-    matrices = _ssr_matrix(images, s_params, float(shift), float(scale), float(rotate_deg))
-    images, masks = _geometric(images, masks, matrices, applied, fill_mode, fill_value)
-    return _return(images, masks, squeeze)
+    return _random_warp(images, seed, p, masks, fill_mode, fill_value,
+                        lambda imgs, s: _ssr_matrix(imgs, s, float(shift), float(scale), float(rotate_deg)))
 
 
 @_no_autograph
@@ -359,19 +368,10 @@ def random_perspective(
     Returns:
         The images, or ``(images, masks)`` when masks are given.
     """
-    images = _check_images(images)
-    p = _check_p(p)
-    seed = _check_seed(seed)
     if not 0.0 <= float(distortion) < 1.0:
         raise ValueError(f"distortion must lie in [0, 1). Received: distortion={distortion}")
-    squeeze = False
-    if masks is not None:
-        masks, squeeze = _check_masks(masks, images)
-    s_apply, s_params = tf.unstack(_split(seed, 2))
-    applied = _apply_mask(s_apply, tf.shape(images)[0], p)
-    matrices = _perspective_matrix(images, s_params, float(distortion))
-    images, masks = _geometric(images, masks, matrices, applied, fill_mode, fill_value)
-    return _return(images, masks, squeeze)
+    return _random_warp(images, seed, p, masks, fill_mode, fill_value,
+                        lambda imgs, s: _perspective_matrix(imgs, s, float(distortion)))
 
 
 @_no_autograph
@@ -392,17 +392,8 @@ def random_rotation(
     Returns:
         The images, or ``(images, masks)`` when masks are given.
     """
-    images = _check_images(images)
-    p = _check_p(p)
-    seed = _check_seed(seed)
-    squeeze = False
-    if masks is not None:
-        masks, squeeze = _check_masks(masks, images)
-    s_apply, s_params = tf.unstack(_split(seed, 2))
-    applied = _apply_mask(s_apply, tf.shape(images)[0], p)
-    matrices = _rotation_matrix(images, s_params, float(max_deg))
-    images, masks = _geometric(images, masks, matrices, applied, fill_mode, fill_value)
-    return _return(images, masks, squeeze)
+    return _random_warp(images, seed, p, masks, fill_mode, fill_value,
+                        lambda imgs, s: _rotation_matrix(imgs, s, float(max_deg)))
 
 
 @_no_autograph
