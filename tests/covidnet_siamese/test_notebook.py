@@ -1,6 +1,5 @@
 """The Colab notebook runs end to end at the tiny size."""
 
-import os
 from pathlib import Path
 
 import pytest
@@ -13,10 +12,7 @@ NOTEBOOK = ROOT / "notebooks" / "covidnet_siamese.ipynb"
 
 @pytest.mark.slow
 def test_notebook_runs_tiny(tmp_path):
-    # The repository root on PYTHONPATH lets the kernel import the paper package from a
-    # source checkout whatever the installed package lists.
-    path = os.pathsep.join(p for p in (str(ROOT), os.environ.get("PYTHONPATH")) if p)
-    nb = execute_notebook(NOTEBOOK, env={"MEDREPRO_NOTEBOOK_PRESET": "tiny", "PYTHONPATH": path}, cwd=tmp_path)
+    nb = execute_notebook(NOTEBOOK, env={"MEDREPRO_NOTEBOOK_PRESET": "tiny"}, cwd=tmp_path)
     outputs = [o for cell in nb.cells if cell.cell_type == "code" for o in cell.get("outputs", [])]
     assert not [o for o in outputs if o.get("output_type") == "error"]
     assert any(o.get("output_type") == "display_data" for o in outputs)
