@@ -9,6 +9,11 @@ Three builders cover the suite's needs:
   COVID-Net (all samples of the minority class plus an equal random draw from
   every other class, redrawn every epoch).
 
+Data that does not fit in memory is written to TFRecord shards and read back
+with :func:`shared.shards.dataset_from_shards` (same batching and augmentation
+contract). :func:`distribute_dataset` hands any of these datasets to the
+devices: split over the replicas of a strategy, or prefetched onto a single GPU.
+
 Every builder batches first and then augments whole batches in graph mode
 (``augment(x_batch, y_batch, seed)``), so the augmentation functions of
 :mod:`shared.augment2d` / :mod:`shared.augment3d` run vectorised over the batch
@@ -45,6 +50,8 @@ __all__ = [
     "balanced_dataset",
     "balanced_steps_per_epoch",
     "batch_seeds",
+    "per_replica_batch_size",
+    "distribute_dataset",
 ]
 
 
@@ -536,3 +543,142 @@ def balanced_dataset(
             _apply_augment(augment, True), num_parallel_calls=AUTOTUNE, deterministic=True
         )
     return _resident_options(ds.prefetch(AUTOTUNE))
+
+
+# ----------------------------------------------------------------------------
+# feeding devices
+
+
+def per_replica_batch_size(global_batch_size: int, strategy: tf.distribute.Strategy) -> int:
+    """The batch each replica receives when a global batch is split evenly.
+
+    Args:
+        global_batch_size: int. Samples per step over all replicas (the batch
+            size the dataset is built with).
+        strategy: ``tf.distribute.Strategy``.
+
+    Returns:
+        ``global_batch_size // strategy.num_replicas_in_sync``.
+
+    Raises:
+        ValueError: the global batch does not divide evenly over the replicas.
+    """
+    if global_batch_size is None or int(global_batch_size) != global_batch_size or global_batch_size < 1:
+        raise ValueError(
+            f"global_batch_size must be a positive integer. Received: global_batch_size={global_batch_size}"
+        )
+    global_batch_size = int(global_batch_size)
+    replicas = strategy.num_replicas_in_sync
+    if global_batch_size % replicas:
+        raise ValueError(
+            f"The global batch of {global_batch_size} does not split evenly over "
+            f"{replicas} replicas; use a multiple of {replicas}. "
+            f"Received: global_batch_size={global_batch_size}"
+        )
+    return global_batch_size // replicas
+
+
+def _num_workers(strategy: tf.distribute.Strategy) -> int:
+    # Only multi-worker strategies span several hosts; they record the count.
+    return int(getattr(strategy.extended, "_num_workers", 1) or 1)
+
+
+def _shard_options(num_files: int | None, workers: int) -> tf.data.Options:
+    """Auto-shard policy across workers: by file when every worker gets a file."""
+    policy = tf.data.experimental.AutoShardPolicy.DATA
+    if num_files is not None:
+        if num_files >= workers:
+            policy = tf.data.experimental.AutoShardPolicy.FILE
+        else:
+            logger.warning(
+                "%d file(s) for %d workers: sharding by batch (DATA) instead of by file; "
+                "write at least as many shards as workers so each reads only its own files.",
+                num_files, workers,
+            )
+    options = tf.data.Options()
+    options.experimental_distribute.auto_shard_policy = policy
+    return options
+
+
+def _is_default_strategy(strategy: tf.distribute.Strategy) -> bool:
+    # The default (no-op) strategy is a private class; it is what
+    # tf.distribute.get_strategy() returns outside any scope.
+    return type(strategy).__name__ == "_DefaultDistributionStrategy"
+
+
+def distribute_dataset(
+    dataset: tf.data.Dataset,
+    strategy: tf.distribute.Strategy | None = None,
+    *,
+    global_batch_size: int,
+    num_files: int | None = None,
+    device: str | None = None,
+    buffer_size: int = 2,
+):
+    """Feeds a dataset batched by the global batch to the devices of a strategy.
+
+    * Under a real strategy (mirrored, multi-worker, one-device) the dataset
+      goes through ``strategy.experimental_distribute_dataset``: each global
+      batch is split into per-replica batches of
+      ``global_batch_size / replicas`` (a last partial batch is split as
+      evenly as it goes) and prefetched onto every replica's device. Across
+      workers the auto-shard policy is ``FILE`` for data read from at least
+      as many files as there are workers (each worker reads its own shard
+      files), and ``DATA`` otherwise (in-memory arrays: every worker builds
+      the whole pipeline and keeps its share of the batches).
+    * Under the default strategy the dataset is copied ahead onto ``device``
+      (``tf.data.experimental.prefetch_to_device``), by default the first GPU;
+      with no GPU it is returned unchanged, since batches already sit in host
+      memory.
+
+    Call it last, after batching, augmentation and ``prefetch``. The result
+    goes straight to ``model.fit`` (which does not distribute it again) or to
+    a custom loop (``for batch in dist: strategy.run(step, (batch,))``).
+
+    Args:
+        dataset: ``tf.data.Dataset`` yielding global batches.
+        strategy: ``tf.distribute.Strategy``; default: the current one
+            (``tf.distribute.get_strategy()``).
+        global_batch_size: int. Batch size the dataset was built with; must
+            divide evenly over the replicas.
+        num_files: int or None (default). Number of files the dataset reads
+            through a file reader (``len(manifest["shards"])`` for
+            :func:`shared.shards.dataset_from_shards`); None for in-memory or
+            generated data.
+        device: str or None. Target of the single-device prefetch (default:
+            the first logical GPU, if any).
+        buffer_size: int, default 2. Batches held on the device ahead of the
+            step (single-device case).
+
+    Returns:
+        A ``tf.distribute.DistributedDataset`` under a real strategy, else a
+        ``tf.data.Dataset``.
+
+    Raises:
+        ValueError: ``global_batch_size`` does not divide over the replicas,
+            or bad ``num_files`` / ``buffer_size``.
+
+    Example:
+        >>> strategy = make_strategy("mirrored")
+        >>> ds = dataset_from_shards(manifest, batch_size=64, seed=0)
+        >>> dist = distribute_dataset(ds, strategy, global_batch_size=64,
+        ...                           num_files=len(load_manifest(manifest)["shards"]))
+    """
+    if strategy is None:
+        strategy = tf.distribute.get_strategy()
+    per_replica_batch_size(global_batch_size, strategy)
+    if num_files is not None and (int(num_files) != num_files or num_files < 1):
+        raise ValueError(f"num_files must be a positive integer or None. Received: num_files={num_files}")
+    if buffer_size is None or int(buffer_size) != buffer_size or buffer_size < 1:
+        raise ValueError(f"buffer_size must be a positive integer. Received: buffer_size={buffer_size}")
+
+    if _is_default_strategy(strategy):
+        if device is None:
+            gpus = tf.config.list_logical_devices("GPU")
+            if not gpus:
+                return dataset
+            device = gpus[0].name
+        return dataset.apply(tf.data.experimental.prefetch_to_device(device, int(buffer_size)))
+
+    options = _shard_options(num_files, _num_workers(strategy))
+    return strategy.experimental_distribute_dataset(dataset.with_options(options))
