@@ -14,8 +14,37 @@ import tensorflow as tf
 from keras import layers, ops
 
 from shared.backbones.vit3d import vit3d_decoder, vit3d_encoder
+from shared.scale import as_float32, gather_across_replicas, scale_for_replicas
 
 LABEL_MODES = ("soft", "hard", "instance")
+
+
+def _replica_id():
+    """Index of the current replica (0 outside a strategy)."""
+    ctx = tf.distribute.get_replica_context()
+    if ctx is None:
+        return 0
+    return tf.cast(ctx.replica_id_in_sync_group, "int32")
+
+
+def _skip_together(grads):
+    """Makes every replica's gradients non-finite when one replica's are.
+
+    Under mixed_float16 Keras's `LossScaleOptimizer` (Keras 3.15, TensorFlow, mirrored
+    strategy) decides whether to skip a step from the first replica's gradients alone,
+    before they are summed; a float16 overflow on another replica then reaches the
+    weights as NaN. With the decision shared, all replicas skip the step and the loss
+    scale is lowered, as on one device. Outside a strategy the gradients are unchanged.
+    """
+    ctx = tf.distribute.get_replica_context()
+    if ctx is None or ctx.num_replicas_in_sync == 1:
+        return grads
+    present = [g for g in grads if g is not None]
+    finite = tf.reduce_all(tf.stack([tf.reduce_all(tf.math.is_finite(g)) for g in present]))
+    overflows = ctx.all_reduce(tf.distribute.ReduceOp.SUM, 1.0 - tf.cast(finite, tf.float32))
+    all_finite = overflows < 0.5
+    return [g if g is None else tf.where(all_finite, g, tf.constant(float("nan"), g.dtype))
+            for g in grads]
 
 
 @keras.saving.register_keras_serializable(package="medrepro")
@@ -67,30 +96,64 @@ class SiamesePretrainer(keras.Model):
         recon = self.decoder(tokens2, training=training) if self.decoder is not None else None
         return cls1, cls2, recon
 
-    def _contrastive_labels(self, labels, batch):
+    def _contrastive_labels(self, labels, batch, offset=0):
         if self.label_mode == "soft":
             return ops.cast(labels, "float32")
         if self.label_mode == "hard":
             return ops.cast(ops.round(labels), "int32")
-        return ops.arange(batch, dtype="int32")
+        return offset + ops.arange(batch, dtype="int32")
 
-    def compute_losses(self, inputs, labels, training):
-        """(total, contrastive, recon) losses of one batch (Eqs. 4-5)."""
+    def loss_terms(self, inputs, labels, training):
+        """The losses of one batch (Eqs. 4-5), in float32, on one replica or on all.
+
+        Under a distribution strategy every replica sees its share of the global batch.
+        The [cls] tokens of both views and the labels of all replicas are gathered
+        (`gather_across_replicas`), so that Eq. 4's anchors meet the candidates of the
+        whole global batch; each replica evaluates the global contrastive loss, divided
+        by the replica count for its gradient: the gather's gradient sums the replicas'
+        contributions and keeps each replica's own rows, so the optimizer's sum over
+        replicas is the gradient of the global loss. The L1 reconstruction (Eq. 5) is
+        summed over the local samples and divided by the global batch size. Without a
+        strategy both reduce to the batch means.
+
+        Returns:
+            dict with `total`, `contrastive`, `recon` (the values to report: global
+            contrastive loss, local mean L1) and `objective` (what the gradient is taken
+            of on this replica).
+        """
         zero = ops.zeros((), "float32")
-        contrastive, recon = zero, zero
+        contrastive, recon, objective = zero, zero, zero
         if self.contrastive_loss is not None:
             cls1, _ = self.encoder(inputs["view1"], training=training)
         cls2, tokens2 = self.encoder(inputs["view2"], training=training)
+        local_batch = ops.shape(cls2)[0]
+        global_batch = ops.shape(gather_across_replicas(ops.ones_like(cls2[:, :1])))[0]
         if self.contrastive_loss is not None:
-            z = ops.stack([cls1, cls2], axis=1)
-            y = self._contrastive_labels(labels, ops.shape(z)[0])
-            contrastive = ops.cast(self.contrastive_loss(y, z), "float32")
+            # Logits in float32 whatever the policy: float16 cosine / temperature loses the
+            # small differences the soft-label kernel weights.
+            z = gather_across_replicas(as_float32(ops.stack([cls1, cls2], axis=1)))
+            z = ops.reshape(z, (-1, 2, cls2.shape[-1]))  # the gather drops static shapes
+            offset = 0
+            if self.label_mode == "instance":
+                offset = _replica_id() * local_batch
+            y = gather_across_replicas(self._contrastive_labels(labels, local_batch, offset))
+            y = ops.reshape(y, (-1,))
+            contrastive = as_float32(self.contrastive_loss(y, z))
+            objective = objective + self.contrastive_weight * scale_for_replicas(contrastive)
         if self.decoder is not None:
             recon_out = self.decoder(tokens2, training=training)
-            recon = ops.mean(ops.abs(ops.cast(recon_out, "float32") -
-                                     ops.cast(inputs["anchor"], "float32")))
+            per_sample = ops.mean(ops.abs(as_float32(recon_out) - as_float32(inputs["anchor"])),
+                                  axis=(1, 2, 3, 4))
+            recon = ops.mean(per_sample)
+            objective = objective + self.recon_weight * (
+                ops.sum(per_sample) / ops.cast(global_batch, "float32"))
         total = self.contrastive_weight * contrastive + self.recon_weight * recon
-        return total, contrastive, recon
+        return dict(total=total, contrastive=contrastive, recon=recon, objective=objective)
+
+    def compute_losses(self, inputs, labels, training):
+        """(total, contrastive, recon) losses of one batch (Eqs. 4-5)."""
+        terms = self.loss_terms(inputs, labels, training)
+        return terms["total"], terms["contrastive"], terms["recon"]
 
     def _update(self, total, contrastive, recon):
         self.loss_tracker.update_state(total)
@@ -101,13 +164,15 @@ class SiamesePretrainer(keras.Model):
     def train_step(self, data):
         inputs, labels = data
         with tf.GradientTape() as tape:
-            total, contrastive, recon = self.compute_losses(inputs, labels, training=True)
-            scaled = self.optimizer.scale_loss(total) if hasattr(self.optimizer, "scale_loss") \
-                else total
+            terms = self.loss_terms(inputs, labels, training=True)
+            # Loss scaling of mixed_float16 (a no-op for other policies); `apply` unscales.
+            scaled = self.optimizer.scale_loss(terms["objective"])
         variables = self.trainable_variables
         grads = tape.gradient(scaled, variables)
+        if isinstance(self.optimizer, keras.optimizers.LossScaleOptimizer):
+            grads = _skip_together(grads)
         self.optimizer.apply(grads, variables)
-        return self._update(total, contrastive, recon)
+        return self._update(terms["total"], terms["contrastive"], terms["recon"])
 
     def test_step(self, data):
         inputs, labels = data
@@ -173,5 +238,6 @@ def build_classifier(encoder, *, head_units=(128, 64), dropout=0.0, freeze_encod
         if dropout:
             x = layers.Dropout(dropout, name=f"head_dropout_{i}")(x)
         x = layers.Dense(units, activation="relu", name=f"head_{i}")(x)
-    out = layers.Dense(1, activation="sigmoid", name="ad_probability")(x)
+    # float32 output under a mixed policy: the BCE of probabilities near 0 or 1.
+    out = layers.Dense(1, activation="sigmoid", dtype="float32", name="ad_probability")(x)
     return keras.Model(inputs, out, name=name)
