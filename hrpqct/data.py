@@ -5,7 +5,7 @@ Layout of a dataset folder (what real data must look like to be graded here)::
     <root>/grades.csv            scan_id,site,rater1,rater2,rater3  (grades 1-5, blank = missing)
     <root>/aim/<scan_id>.AIM     reconstructed stack [z, y, x], int16, Mu_Scaling in the log
     <root>/projections/<scan_id>.npz   views [A, z, D] over 0..180 degrees inclusive (simulation only)
-    <root>/simulation.csv        ground truth of the simulation: true grade, motion size, events, QMEs
+    <root>/simulation.csv        ground truth of the simulation: true grade, motion size (mm), events, QMEs
 
 Simulation of one scan (`simulate_scan`): a radius or tibia phantom
 (`hrpqct.phantom`), drawn on a grid `oversample` times finer than the
@@ -55,23 +55,24 @@ def simulate_scan(site, grade, *, image_size, oversample, stack_slices, n_projec
 
     Returns:
         dict: ``volume`` [z, n, n] float32 (1/cm), ``sinogram`` [A+1, z, D]
-        float32, ``motion_size`` (voxels), ``events`` (list of str), the QMEs.
+        float32, ``motion_size`` (mm, RMS outline displacement, see
+        `hrpqct.motion.motion_size`), ``events`` (list of str), the QMEs.
     """
     rng = numpy_rng(seed)
     fine = image_size * oversample
     pixel_cm = field_of_view_mm / 10.0 / image_size
     obj = phantom.bone_phantom(site, fine, n_slices=stack_slices, seed=rng)
     size = motion.sample_motion_size(int(grade), seed=rng)
-    angles = tomography.acquisition_angles(n_projections)
     # The limb pivots about the middle of the field; the bone outline sits about a
-    # third of the field's half-width away from it.
-    lever = 0.35 * image_size / 2.0
-    traj = motion.sample_trajectory(len(angles), size=size, lever_arm=lever, seed=rng)
+    # third of the field's half-width away from it. Trajectories are in mm, so
+    # the same grade moves the limb by more pixels on a finer grid.
+    lever_mm = 0.35 * field_of_view_mm / 2.0
+    traj = motion.sample_trajectory(n_projections + 1, size=size, lever_arm=lever_mm, seed=rng)
     n_det = tomography.default_detector_bins(fine, pixel_cm / oversample, pixel_cm)
-    chunk = max(1, int(4e6 // (fine * fine)))
-    sino = tomography.forward_project(
-        obj, angles, pixel_size=pixel_cm / oversample, n_detector=n_det, detector_pitch=pixel_cm,
-        shift=traj.shift * pixel_cm, rot=traj.rot, chunk=chunk)
+    sino = tomography.forward_project_rigid(
+        obj, n_projections, pixel_size=pixel_cm / oversample, n_detector=n_det, detector_pitch=pixel_cm,
+        shift=traj.shift / 10.0, rot=traj.rot)
+    angles = tomography.acquisition_angles(n_projections)
     if projection_noise > 0:
         sino = sino + rng.normal(0.0, projection_noise, size=sino.shape).astype(np.float32)
     volume = tomography.fbp(sino[:-1], n=image_size, pixel_size=pixel_cm, detector_pitch=pixel_cm,

@@ -13,10 +13,18 @@ of the three kinds patients produce:
 * **tremor**: an oscillation of random frequency during a random interval.
 
 Each scan draws one to three events with random sizes, directions and times;
-the trajectory is then scaled so that its *motion size* (the largest
-displacement of any point of the bone outline from its median position, in
-voxels) equals a target drawn for the scan's grade (Whittier et al.'s 1-5 scale:
-1 no visible motion, 5 severe streaks).
+the trajectory is then scaled so that its *motion size* equals a target drawn
+for the scan's grade (Whittier et al.'s 1-5 scale: 1 no visible motion, 5
+severe streaks). The motion size is the root mean square, over the views, of
+the displacement of the bone outline from its mean position, in millimetres
+(`motion_size`). It is the quantity the artefact grows with: to first order a
+displaced view differs from the still one by the projection's gradient times
+the displacement, filtered back-projection is linear, so the energy of the
+artefact is the sum over the views of the squared displacements. The largest
+displacement (the size of the worst twitch) is not: a spasm over two views
+moves the limb far and leaves almost no trace. Sizes and grade bands are in
+millimetres, so one grade means the same motion at every reconstruction grid;
+in pixels the motion grows with the grid's resolution.
 
 Raters: each of three simulated operators sees the motion size through
 multiplicative log-normal noise around a personal bias and grades it on the
@@ -35,10 +43,13 @@ import numpy as np
 from shared.seeding import numpy_rng
 
 GRADES = (1, 2, 3, 4, 5)
-# Motion-size band edges (voxels) between grades 1|2, 2|3, 3|4 and 4|5.
-DEFAULT_GRADE_EDGES = (0.5, 1.2, 2.5, 4.5)
-# Largest motion size drawn for grade 5 (voxels).
-DEFAULT_MAX_MOTION = 8.0
+# Motion-size band edges (RMS outline displacement, mm) between grades 1|2, 2|3,
+# 3|4 and 4|5.
+DEFAULT_GRADE_EDGES = (0.2, 0.5, 1.0, 2.0)
+# Largest motion size drawn for grade 5 (mm).
+DEFAULT_MAX_MOTION = 4.0
+# Smallest motion size drawn for a moving grade-1 scan (mm).
+DEFAULT_MIN_MOTION = 0.02
 # The thesis' table of rounded consensus grades (scans per grade 1..5).
 THESIS_GRADE_COUNTS = {"tibia": (334, 97, 42, 24, 2), "radius": (139, 169, 233, 62, 8)}
 
@@ -48,7 +59,7 @@ class Trajectory:
     """Rigid motion per view.
 
     Attributes:
-        shift: float array [V, 2]. Translation (x, y) in voxels.
+        shift: float array [V, 2]. Translation (x, y) in mm.
         rot: float array [V]. In-plane rotation (radians) about the pivot.
         events: list of str. The event kinds that made it.
     """
@@ -64,21 +75,36 @@ def round_half_up(x):
 
 
 def grade_from_motion(size, edges=DEFAULT_GRADE_EDGES):
-    """Grade 1-5 of a motion size (voxels): 1 + the number of band edges it reaches."""
+    """Grade 1-5 of a motion size (mm): 1 + the number of band edges it reaches."""
     return 1 + np.searchsorted(np.asarray(edges, dtype=float), np.asarray(size, dtype=float), side="right")
 
 
-def motion_size(traj: Trajectory, lever_arm: float) -> float:
-    """Largest displacement of a bone-outline point from its median position (voxels).
+def outline_displacement(traj: Trajectory, lever_arm: float) -> np.ndarray:
+    """Per view, the largest displacement of a bone-outline point from its mean position (mm).
 
     Args:
         traj: Trajectory.
-        lever_arm: float. Distance (voxels) from the pivot to the bone outline:
+        lever_arm: float. Distance (mm) from the pivot to the bone outline:
             a rotation by ``r`` radians moves the outline by ``r * lever_arm``.
+
+    Returns:
+        float array [V]: ``|shift - mean shift| + |rot - mean rot| * lever_arm``.
     """
-    d = traj.shift - np.median(traj.shift, axis=0)
-    r = traj.rot - np.median(traj.rot)
-    return float(np.max(np.hypot(d[:, 0], d[:, 1]) + np.abs(r) * lever_arm))
+    d = traj.shift - traj.shift.mean(axis=0)
+    r = traj.rot - traj.rot.mean()
+    return np.hypot(d[:, 0], d[:, 1]) + np.abs(r) * lever_arm
+
+
+def motion_size(traj: Trajectory, lever_arm: float) -> float:
+    """Root mean square over the views of `outline_displacement` (mm): what the grade is drawn from.
+
+    Example:
+        The limb jumps by 2 mm halfway through and stays: every view is 1 mm
+        from the mean position, so the motion size is 1 mm. A 2 mm jump for a
+        tenth of the views and back: displacements 1.8 mm (a tenth of the views)
+        and 0.2 mm, motion size sqrt(0.1 * 1.8^2 + 0.9 * 0.2^2) = 0.6 mm.
+    """
+    return float(np.sqrt(np.mean(outline_displacement(traj, lever_arm) ** 2)))
 
 
 def _smoothstep(x):
@@ -92,8 +118,8 @@ def sample_trajectory(n_views: int, *, size: float, lever_arm: float, seed,
 
     Args:
         n_views: int. Views of the acquisition (including the 180-degree view).
-        size: float. Target motion size in voxels (0 = no motion).
-        lever_arm: float. Pivot-to-outline distance (voxels), see `motion_size`.
+        size: float. Target motion size in mm (0 = no motion), see `motion_size`.
+        lever_arm: float. Pivot-to-outline distance (mm), see `outline_displacement`.
         seed: int or np.random.Generator.
         event_kinds: kinds to draw from.
 
@@ -118,8 +144,8 @@ def sample_trajectory(n_views: int, *, size: float, lever_arm: float, seed,
             t0 = rng.uniform(0.05, 0.95)
             width = rng.uniform(0.5, 3.0) / n_views + rng.uniform(0.0, 0.03)
             profile = _smoothstep((t - t0) / width)
-            if rng.random() < 0.5:  # the limb comes back
-                back = t0 + width + rng.uniform(0.0, 0.15)
+            if rng.random() < 0.5:  # the limb comes back after a spasm of 3-20 % of the scan
+                back = t0 + width + rng.uniform(0.03, 0.2)
                 profile = profile - _smoothstep((t - back) / width)
         elif kind == "drift":
             t0 = rng.uniform(0.0, 0.6)
@@ -170,13 +196,13 @@ def sample_grades(site: str, n: int, *, seed, counts=None) -> np.ndarray:
 
 
 def sample_motion_size(grade: int, *, seed, edges=DEFAULT_GRADE_EDGES,
-                       max_size=DEFAULT_MAX_MOTION, still_fraction=0.3) -> float:
-    """Motion size (voxels) for a grade: log-uniform inside the grade's band.
+                       max_size=DEFAULT_MAX_MOTION, min_size=DEFAULT_MIN_MOTION, still_fraction=0.3) -> float:
+    """Motion size (mm, see `motion_size`) for a grade: log-uniform inside the grade's band.
 
     Grade 1 scans are perfectly still with probability `still_fraction`.
     """
     rng = numpy_rng(seed)
-    lows = (0.05,) + tuple(edges)
+    lows = (float(min_size),) + tuple(edges)
     highs = tuple(edges) + (max_size,)
     if grade not in GRADES:
         raise ValueError(f"grade must be in 1..5. Received: {grade}")
@@ -191,21 +217,21 @@ def simulate_raters(sizes, *, seed, noise=0.35, biases=(-0.1, 0.0, 0.12),
     """Grades of simulated operators who perceive the motion size with noise.
 
     Rater ``r`` grades ``size * exp(bias_r + noise * N(0, 1))``; a still scan
-    (size 0) is perceived as a tiny motion, so it is graded 1 unless the noise
-    is very large.
+    (size 0) is perceived as a tiny motion (`DEFAULT_MIN_MOTION`), so it is
+    graded 1 unless the noise is very large.
 
     Args:
-        sizes: float array [n]. True motion sizes (voxels).
+        sizes: float array [n]. True motion sizes (mm).
         seed: int or np.random.Generator.
         noise: float, default 0.35. Log-normal perception noise.
         biases: floats, one per rater. Log-scale personal bias (strict or lenient).
-        edges: grade band edges (voxels).
+        edges: grade band edges (mm).
 
     Returns:
         int array [n, n_raters] of grades 1-5.
     """
     rng = numpy_rng(seed)
-    sizes = np.maximum(np.asarray(sizes, dtype=float), 0.05)
+    sizes = np.maximum(np.asarray(sizes, dtype=float), DEFAULT_MIN_MOTION)
     out = np.empty((len(sizes), len(biases)), dtype=int)
     for r, bias in enumerate(biases):
         seen = sizes * np.exp(bias + noise * rng.standard_normal(len(sizes)))

@@ -21,7 +21,6 @@ from __future__ import annotations
 import dataclasses
 
 import numpy as np
-from scipy import ndimage
 
 from shared.seeding import numpy_rng
 
@@ -92,10 +91,20 @@ def _site_shapes(site: str, rng: np.random.Generator):
     return limb, main, side
 
 
-def _trabecular_band(shape, bv_tv, feature_px, rng):
-    noise = rng.standard_normal(shape)
-    field = ndimage.gaussian_filter(noise, feature_px) - ndimage.gaussian_filter(noise, 2.0 * feature_px)
-    return np.abs(field), bv_tv
+def _trabecular_fields(n_slices, size, feature_px, rng):
+    """|band-pass Gaussian field| per slice: a difference of Gaussians (sigma, 2 sigma) of white noise.
+
+    Filtered in the Fourier domain (the field is periodic, which a random
+    texture does not mind); one field per slice serves both bones.
+    """
+    noise = rng.standard_normal((n_slices, size, size))
+    fy = np.fft.fftfreq(size)[:, None]
+    fx = np.fft.rfftfreq(size)[None, :]
+    f2 = fy * fy + fx * fx
+    sig = float(feature_px)
+    transfer = np.exp(-2.0 * np.pi ** 2 * sig ** 2 * f2) - np.exp(-2.0 * np.pi ** 2 * (2.0 * sig) ** 2 * f2)
+    field = np.fft.irfft2(np.fft.rfft2(noise) * transfer, s=(size, size))
+    return np.abs(field)
 
 
 def bone_phantom(site: str, size: int, *, n_slices: int, seed, trabecular_px=None) -> np.ndarray:
@@ -130,6 +139,7 @@ def bone_phantom(site: str, size: int, *, n_slices: int, seed, trabecular_px=Non
     u, v = lc * lx + ls * ly, -ls * lx + lc * ly
     rho = np.sqrt((u / limb["axes"][0]) ** 2 + (v / limb["axes"][1]) ** 2)
     fat_depth = rng.uniform(0.04, 0.09)
+    fields = _trabecular_fields(n_slices, size, feature, rng)
     for k in range(n_slices):
         grow = 1.0 + 0.06 * (k / max(n_slices - 1, 1) - 0.5)
         img = np.where(rho <= 1.0, MU_SOFT_TISSUE, 0.0)
@@ -140,7 +150,7 @@ def bone_phantom(site: str, size: int, *, n_slices: int, seed, trabecular_px=Non
             outer = bone.outer_radius(np.arctan2(by, bx)) * grow
             inside = r <= outer
             marrow = r <= outer - bone.cortical_thickness
-            band, bv_tv = _trabecular_band((size, size), bone.bv_tv, feature, rng)
+            band, bv_tv = fields[k], bone.bv_tv
             if marrow.any():
                 level = np.quantile(band[marrow], bv_tv)
                 trab = marrow & (band <= level)
