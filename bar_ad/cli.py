@@ -25,6 +25,9 @@ def register(subparsers):
                      help="run only the first N folds (default: the preset's)")
     run.add_argument("--epochs", type=int, nargs=2, default=None, metavar=("PRE", "FINE"),
                      help="pre-training and fine-tuning epochs (default: the preset's)")
+    run.add_argument("--set", action="append", default=[], metavar="FIELD=VALUE",
+                     help="override a preset field (repeatable), e.g. --set sigma=0.2 "
+                          "--set n_folds=4; fields: see bar_ad/config.py BarConfig")
     run.set_defaults(func=_cmd_run)
 
     gen = sub.add_parser("generate", help="write the synthetic AD/CN cohort in the ADNI layout")
@@ -63,10 +66,10 @@ def _cmd_run(args) -> int:
     from bar_ad.config import get_config
     from bar_ad.experiment import run_experiment
     from shared.cli_common import resolve_out_dir, resolve_store_url
-    from shared.scale import set_precision
+    from shared.scale import configure
 
-    set_precision(args.precision)
-    config = get_config(args.preset)
+    settings = configure(args.strategy, args.precision, xla=args.xla)
+    config = get_config(args.preset, **parse_overrides(args.set))
     if args.folds is not None:
         config = dataclasses.replace(config, folds_run=args.folds)
     if args.epochs is not None:
@@ -75,9 +78,55 @@ def _cmd_run(args) -> int:
     out = resolve_out_dir(args.out, "bar_ad", args.preset)
     report = run_experiment(config, out, store_url=resolve_store_url(args.store),
                             frameworks=_resolve_frameworks(args.framework), seed=args.seed,
-                            data_root=args.data, progress=not args.no_progress)
+                            data_root=args.data, progress=not args.no_progress,
+                            strategy=None if args.strategy == "default" else settings.strategy,
+                            jit_compile=settings.jit_compile, precision=args.precision)
     print(f"Report: {report}")
     return 0
+
+
+def _scalar(text):
+    import json
+
+    try:
+        return json.loads(text.strip())
+    except ValueError:
+        return text.strip()
+
+
+def parse_overrides(items):
+    """["sigma=0.2", "class_token=false", "head_units=16,8"] -> typed `BarConfig` overrides."""
+    import dataclasses
+
+    from bar_ad.config import BarConfig
+
+    fields = {f.name: f for f in dataclasses.fields(BarConfig)}
+    defaults = BarConfig()
+    out = {}
+    for item in items:
+        name, sep, text = item.partition("=")
+        name = name.strip().replace("-", "_")
+        if not sep or name not in fields:
+            raise ValueError(f"--set expects FIELD=VALUE with FIELD one of {sorted(fields)}. "
+                             f"Received: {item!r}")
+        current = getattr(defaults, name)
+        text = text.strip()
+        if isinstance(current, bool):
+            if text.lower() not in ("true", "false", "1", "0"):
+                raise ValueError(f"--set {name} expects true or false. Received: {text!r}")
+            value = text.lower() in ("true", "1")
+        elif isinstance(current, tuple):
+            value = tuple(_scalar(part) for part in text.split(",") if part.strip())
+        elif text.lower() == "none":
+            value = None
+        elif isinstance(current, (int, float)) or current is None:
+            value = _scalar(text)
+            if isinstance(value, str):
+                raise ValueError(f"--set {name} expects a number. Received: {text!r}")
+        else:
+            value = text
+        out[name] = value
+    return out
 
 
 def _cmd_generate(args) -> int:

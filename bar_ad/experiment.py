@@ -107,17 +107,27 @@ class ModelBank:
         seed: int, default 0. Each model's initialisation is seeded from `seed` and the
             model's kind alone, so a framework's result does not depend on which other
             frameworks ran before it.
+        strategy: tf.distribute.Strategy or None. Models are built and compiled in its
+            scope (None: the default strategy).
+        jit_compile: bool, default False. Compile the train steps with XLA.
     """
 
     CONTRASTIVE_KINDS = ("none", "infonce", "continuous", "supcon")
 
-    def __init__(self, config, seed=0):
+    def __init__(self, config, seed=0, *, strategy=None, jit_compile=False):
         if seed is None:
             raise ValueError("ModelBank needs an explicit seed. Received: seed=None")
         self.config = config
         self.seed = int(seed)
+        self.strategy = strategy
+        self.jit_compile = bool(jit_compile)
         self._classifiers = {}
         self._pretrainers = {}
+
+    def _scope(self):
+        import contextlib
+
+        return self.strategy.scope() if self.strategy is not None else contextlib.nullcontext()
 
     def _seed_build(self, offset):
         import keras
@@ -134,13 +144,18 @@ class ModelBank:
 
     @staticmethod
     def _reset(model, initial, lr):
+        import keras
+
         model.set_weights(initial)
         opt = model.optimizer
+        scaled = isinstance(opt, keras.optimizers.LossScaleOptimizer)
         for v in opt.variables:
-            if v is opt.iterations or "learning_rate" in v.path:
+            if "learning_rate" in v.path:
+                continue
+            if scaled and v is opt.dynamic_scale:
+                v.assign(opt.initial_scale)  # mixed_float16: restart the loss scale too
                 continue
             v.assign(np.zeros(v.shape, v.dtype))
-        opt.iterations.assign(0)
         opt.learning_rate = lr
 
     def classifier(self, framework, lr):
@@ -152,11 +167,12 @@ class ModelBank:
         key = framework.freeze_encoder
         if key not in self._classifiers:
             self._seed_build(1 + int(key))
-            model = build_classifier(self._encoder(f"vit3d_clf_{int(key)}"),
-                                     head_units=self.config.head_units, freeze_encoder=key)
-            model.compile(optimizer=keras.optimizers.Adam(lr), loss="binary_crossentropy",
-                          metrics=["accuracy"])
-            model.optimizer.build(model.trainable_variables)
+            with self._scope():
+                model = build_classifier(self._encoder(f"vit3d_clf_{int(key)}"),
+                                         head_units=self.config.head_units, freeze_encoder=key)
+                model.compile(optimizer=keras.optimizers.Adam(lr), loss="binary_crossentropy",
+                              metrics=["accuracy"], jit_compile=self.jit_compile)
+                model.optimizer.build(model.trainable_variables)
             self._classifiers[key] = (model, model.get_weights())
         model, initial = self._classifiers[key]
         self._reset(model, initial, lr)
@@ -173,16 +189,18 @@ class ModelBank:
         if key not in self._pretrainers:
             self._seed_build(10 + 2 * self.CONTRASTIVE_KINDS.index(framework.contrastive)
                              + int(framework.recon))
-            decoder = (build_decoder(c.grid, patch_size=c.patch_size, width=c.width,
-                                     hidden_channels=c.decoder_hidden)
-                       if framework.recon else None)
-            loss, label_mode = _contrastive_loss(framework, c)
-            model = SiamesePretrainer(self._encoder(f"vit3d_pre_{len(self._pretrainers)}"),
-                                      decoder, loss, label_mode=label_mode,
-                                      contrastive_weight=c.contrastive_weight,
-                                      recon_weight=c.recon_weight)
-            model.compile(optimizer=keras.optimizers.Adam(c.pretrain_lr))
-            model.optimizer.build(model.trainable_variables)
+            with self._scope():
+                decoder = (build_decoder(c.grid, patch_size=c.patch_size, width=c.width,
+                                         hidden_channels=c.decoder_hidden)
+                           if framework.recon else None)
+                loss, label_mode = _contrastive_loss(framework, c)
+                model = SiamesePretrainer(
+                    self._encoder(f"vit3d_pre_{len(self._pretrainers)}"), decoder, loss,
+                    label_mode=label_mode, contrastive_weight=c.contrastive_weight,
+                    recon_weight=c.recon_weight)
+                model.compile(optimizer=keras.optimizers.Adam(c.pretrain_lr),
+                              jit_compile=self.jit_compile)
+                model.optimizer.build(model.trainable_variables)
             self._pretrainers[key] = (model, model.get_weights())
         model, initial = self._pretrainers[key]
         self._reset(model, initial, c.pretrain_lr)
@@ -392,7 +410,8 @@ def _record(store_url, config, results, log_fn):
 
 
 def run_experiment(config: BarConfig, out_dir, *, store_url=None, frameworks=None, seed=0,
-                   data_root=None, progress=True) -> Path:
+                   data_root=None, progress=True, strategy=None, jit_compile=False,
+                   precision="float32") -> Path:
     """Runs the reproduction and writes `<out_dir>/report.md`.
 
     Args:
@@ -404,6 +423,10 @@ def run_experiment(config: BarConfig, out_dir, *, store_url=None, frameworks=Non
         data_root: str or Path, optional. An ADNI folder (real or synthetic) to use instead
             of generating the synthetic cohort into `<out_dir>/data`.
         progress: bool. Show progress bars.
+        strategy: tf.distribute.Strategy or None. Build and train every model under it.
+        jit_compile: bool, default False. XLA-compile the train steps.
+        precision: str. The dtype policy in force (set by the caller with
+            `shared.scale.set_precision`); recorded in the run folder.
 
     Returns:
         Path of report.md.
@@ -414,8 +437,10 @@ def run_experiment(config: BarConfig, out_dir, *, store_url=None, frameworks=Non
     frameworks = tuple(config.frameworks if frameworks is None else frameworks)
     for fw in frameworks:
         get_framework(fw)
+    replicas = 1 if strategy is None else int(strategy.num_replicas_in_sync)
     out = make_run_dir(out_dir, dict(config=dataclasses.asdict(config), frameworks=frameworks,
-                                     seed=seed, data_root=data_root))
+                                     seed=seed, data_root=data_root, replicas=replicas,
+                                     precision=precision, jit_compile=bool(jit_compile)))
     t0 = time.perf_counter()
     if data_root is None:
         data_root = out / "data"
@@ -435,7 +460,7 @@ def run_experiment(config: BarConfig, out_dir, *, store_url=None, frameworks=Non
 
     keras.backend.clear_session()
     set_global_seed(seed)
-    bank = ModelBank(config, seed=seed)
+    bank = ModelBank(config, seed=seed, strategy=strategy, jit_compile=jit_compile)
     for fw, k in bar(jobs, desc="bar-ad", enabled=progress, unit="fold"):
         train_idx, test_idx = folds[k]
         fold_seed = seed * 1000 + 10 * k

@@ -61,3 +61,41 @@ def test_cli_generate_writes_adni_layout(tmp_path):
     assert args.func(args) == 0
     assert len(list((tmp_path / "adni").glob("*.csv"))) == 1
     assert list((tmp_path / "adni" / "ADNI").glob("*/*/*/I*/ADNI_*_MR_*.nii"))
+
+
+def test_cli_run_honours_scale_flags_and_overrides(monkeypatch, tmp_path):
+    """`bar-ad run` passes --strategy/--precision/--xla and --set on to the experiment."""
+    import argparse
+
+    import keras
+
+    import bar_ad.experiment
+    from bar_ad.cli import parse_overrides
+
+    seen = {}
+
+    def fake_run(config, out, **kwargs):
+        seen.update(kwargs, config=config, policy=keras.mixed_precision.global_policy().name)
+        return tmp_path / "report.md"
+
+    monkeypatch.setattr(bar_ad.experiment, "run_experiment", fake_run)
+    parser = argparse.ArgumentParser()
+    register(parser.add_subparsers())
+    args = parser.parse_args(["bar-ad", "run", "--preset", "tiny", "--strategy", "mirrored",
+                              "--precision", "mixed_float16", "--xla", "--set", "sigma=0.2",
+                              "--set", "class_token=false", "--framework", "ablations",
+                              "--out", str(tmp_path), "--no-progress"])
+    try:
+        assert args.func(args) == 0
+    finally:
+        keras.mixed_precision.set_global_policy("float32")
+    assert seen["policy"] == "mixed_float16" and seen["precision"] == "mixed_float16"
+    assert seen["jit_compile"] is True
+    assert seen["strategy"] is not None and seen["strategy"].num_replicas_in_sync >= 1
+    assert seen["config"].sigma == 0.2 and seen["config"].class_token is False
+    assert seen["frameworks"] == ABLATIONS
+    assert parse_overrides(["head_units=16,8", "folds_run=none", "n_folds=4"]) == dict(
+        head_units=(16, 8), folds_run=None, n_folds=4)
+    for bad in (["sigmaa=1"], ["sigma"], ["class_token=maybe"], ["n_folds=many"]):
+        with pytest.raises(ValueError, match="--set"):
+            parse_overrides(bad)
