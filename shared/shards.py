@@ -362,29 +362,18 @@ def _flat_names(structure) -> list[str]:
 
 
 def _read_shard(path, records, compression: str):
-    """Records of one shard as ``(record, path)``; fails at its end on a short count.
+    """Records of one shard as ``(record, path)``, exactly ``records`` of them.
 
-    ``ignore_errors`` turns a failed checksum or a truncated record into the
-    end of the file; a sentinel after the last record then checks that the
-    file gave the number of records the manifest lists, and the assertion's
-    message names the file (TensorFlow's own read error does not).
+    TensorFlow's error for a failed checksum or a truncated record does not
+    name the file. ``ignore_errors`` ends the file's stream there instead, and
+    the stream is padded with empty records up to the count the manifest
+    lists; the parser rejects empty records and names the file. Every stage
+    here is a native dataset op (no function runs per record).
     """
     ds = tf.data.TFRecordDataset(path, compression_type=compression).ignore_errors()
-    ds = ds.map(lambda r: (r, tf.constant(False)))
-    ds = ds.concatenate(tf.data.Dataset.from_tensors((tf.constant(b""), tf.constant(True))))
-
-    def count(seen, element):
-        record, end = element
-        ok = tf.logical_or(tf.logical_not(end), tf.equal(seen, records))
-        check = tf.debugging.Assert(ok, [
-            "Shard file", path, "gave", seen, "of the", records,
-            "records its manifest lists: the file is corrupt or truncated",
-        ])
-        with tf.control_dependencies([check]):
-            return seen + 1, (tf.identity(record), end)
-
-    ds = ds.scan(tf.constant(0, tf.int64), count)
-    return ds.filter(lambda record, end: tf.logical_not(end)).map(lambda record, end: (record, path))
+    ds = ds.concatenate(tf.data.Dataset.from_tensors(tf.constant(b"")).repeat())
+    ds = tf.data.Dataset.zip((tf.data.Dataset.range(records), ds))
+    return ds.map(lambda index, record: (record, path))
 
 
 def _parser(manifest: dict) -> Callable:
@@ -408,7 +397,14 @@ def _parser(manifest: dict) -> Callable:
         return tf.ensure_shape(values, [None] + shape)
 
     def parse(records, paths):
-        parsed = tf.io.parse_example(records, features)
+        missing = tf.equal(tf.strings.length(records), 0)
+        short = tf.debugging.Assert(tf.logical_not(tf.reduce_any(missing)), [
+            "Shard file", tf.boolean_mask(paths, missing)[:1],
+            "gave fewer records than its manifest", manifest["manifest"],
+            "lists: the file is corrupt (a record failed its checksum) or truncated",
+        ])
+        with tf.control_dependencies([short]):
+            parsed = tf.io.parse_example(records, features)
         bad = tf.not_equal(parsed[_SPEC_KEY], fingerprint)
         check = tf.debugging.Assert(tf.logical_not(tf.reduce_any(bad)), [
             "Shard file", tf.boolean_mask(paths, bad)[:1],
