@@ -65,7 +65,8 @@ def _contrastive_loss(framework, config):
     if framework.contrastive == "none":
         return None, "soft"
     if framework.contrastive == "continuous":
-        return ContinuousInfoNCE(sigma=config.sigma, temperature=config.temperature,
+        sigma = config.sigma if framework.sigma is None else framework.sigma
+        return ContinuousInfoNCE(sigma=sigma, temperature=config.temperature,
                                  mode="cross_view"), "soft"
     if framework.contrastive == "infonce":
         # SupCon with one class per sample is SimCLR's InfoNCE (Eq. 1).
@@ -97,7 +98,7 @@ class ModelBank:
     Keras traces a model's train / predict step once; building fresh models for every
     framework and fold would trace again each time (seconds per trace on a CPU, more than
     the training itself in the quick preset). The bank keeps one classifier per encoder
-    freezing state and one pre-trainer per (contrastive kind, recon) pair, stores their
+    freezing state and one pre-trainer per (contrastive kind, recon, sigma), stores their
     initial weights, and before each fold restores those weights and zeroes the Adam
     state: every fold starts from the same initialisation, as a fresh model built with
     the run's seed would.
@@ -185,7 +186,7 @@ class ModelBank:
         from bar_ad.models import SiamesePretrainer, build_decoder
 
         c = self.config
-        key = (framework.contrastive, framework.recon)
+        key = (framework.contrastive, framework.recon, framework.sigma)
         if key not in self._pretrainers:
             self._seed_build(10 + 2 * self.CONTRASTIVE_KINDS.index(framework.contrastive)
                              + int(framework.recon))
