@@ -12,7 +12,11 @@
 2. `shard_reader_throughput` (context): the reader's samples/s.
 3. `shard_reader_nondeterministic_over_deterministic` (context): the same
    reader with `deterministic=False` over the default deterministic one.
-4. `train_step_fed_by_shards_over_in_memory` (context): wall time of training
+4. `shard_reader_over_unchecked_interleave` (context): the reader over the
+   same stages built on a bare `TFRecordDataset` interleave, without the
+   per-file record-count check (the padding that names a corrupt or
+   truncated file): the cost of that check.
+5. `train_step_fed_by_shards_over_in_memory` (context): wall time of training
    steps fed by the shard reader over steps on one resident batch, the reader
    prefetching concurrently. On a CPU-only machine both share the cores, so
    this is the cost of that sharing rather than a stall.
@@ -49,7 +53,7 @@ def bench(seed=0):
     import tensorflow as tf
 
     from benchmarks.bench_augment import _vgg_style
-    from shared.shards import dataset_from_shards, write_shards
+    from shared.shards import _parser, dataset_from_shards, load_manifest, write_shards
 
     keras.utils.set_random_seed(seed)
     rng = np.random.default_rng(seed)
@@ -82,7 +86,16 @@ def bench(seed=0):
         for _ in range(2):  # trace and warm up both sides
             train_step(xb, yb).numpy()
             next(fed)
-        datasets = {True: reader(True), False: reader(False)}
+        def unchecked():
+            meta = load_manifest(manifest)
+            files = tf.data.Dataset.from_tensor_slices(meta["paths"]).shuffle(NUM_SHARDS, seed=seed)
+            records = files.interleave(lambda p: tf.data.TFRecordDataset(p).map(lambda r: (r, p)),
+                                       cycle_length=CYCLE, num_parallel_calls=tf.data.AUTOTUNE)
+            records = records.shuffle(BUFFER, seed=seed + 1).batch(BATCH, drop_remainder=True)
+            return records.map(_parser(meta), num_parallel_calls=tf.data.AUTOTUNE).prefetch(
+                tf.data.AUTOTUNE)
+
+        datasets = {True: reader(True), False: reader(False), "bare": unchecked()}
 
         def reader_rate(deterministic):
             it = iter(datasets[deterministic])
@@ -91,10 +104,11 @@ def bench(seed=0):
                 next(it)[0].numpy()
             return READER_BATCHES * BATCH / (time.perf_counter() - t0)
 
-        det, nondet, train = [], [], []
+        det, nondet, bare, train = [], [], [], []
         for _ in range(WINDOWS):
             det.append(reader_rate(True))
             nondet.append(reader_rate(False))
+            bare.append(reader_rate("bare"))
             train.append(BATCH / np.median([_timed(lambda: train_step(xb, yb).numpy())
                                             for _ in range(TRAIN_STEPS)]))
 
@@ -106,12 +120,12 @@ def bench(seed=0):
         for _ in range(TRAIN_STEPS * 2):  # one step at a time: load drift hits both alike
             fed_t.append(_timed(fed_step))
             mem_t.append(_timed(lambda: train_step(xb, yb).numpy()))
-    return (float(np.median(det)), float(np.median(nondet)), float(np.median(train)),
-            float(np.median(fed_t)), float(np.median(mem_t)))
+    return (float(np.median(det)), float(np.median(nondet)), float(np.median(bare)),
+            float(np.median(train)), float(np.median(fed_t)), float(np.median(mem_t)))
 
 
 def run():
-    det, nondet, train, fed_t, mem_t = bench()
+    det, nondet, bare, train, fed_t, mem_t = bench()
     shapes = f"batch {BATCH} of {SIZE}x{SIZE}x1 float32 + int64 labels"
     return [
         {"name": "shard_reader_over_train_step", "value": det / train, "unit": "x",
@@ -123,6 +137,8 @@ def run():
                    f"deterministic, fresh iterator per window"},
         {"name": "shard_reader_nondeterministic_over_deterministic", "value": nondet / det,
          "unit": "x", "target": None, "detail": f"deterministic=False: {nondet:.0f} samples/s"},
+        {"name": "shard_reader_over_unchecked_interleave", "value": det / bare, "unit": "x",
+         "target": None, "detail": f"bare TFRecordDataset interleave: {bare:.0f} samples/s"},
         {"name": "train_step_fed_by_shards_over_in_memory", "value": fed_t / mem_t, "unit": "x",
          "target": None, "detail": f"{fed_t * 1e3:.0f} ms vs {mem_t * 1e3:.0f} ms per step"},
     ]
