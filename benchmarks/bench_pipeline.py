@@ -18,8 +18,9 @@
    truncated file): the cost of that check.
 5. `train_step_fed_by_shards_over_in_memory` (context): wall time of training
    steps fed by the shard reader over steps on one resident batch, the reader
-   prefetching concurrently. On a CPU-only machine both share the cores, so
-   this is the cost of that sharing rather than a stall.
+   prefetching concurrently; alternating blocks of 4 steps, the first of each
+   block not counted. On a CPU-only machine both share the cores, so this is
+   the cost of that sharing rather than a stall.
 
 The shards (512 samples, 33 MB) are written to a temporary directory, so the
 reads come from the page cache, as on a machine whose data fits its RAM; on
@@ -116,10 +117,12 @@ def bench(seed=0):
             b = next(fed)
             train_step(b[0], b[1]).numpy()
 
+        # Blocks of steps, alternating; the first step of each block is not
+        # counted, since the reader's refill after a fed block runs during it.
         fed_t, mem_t = [], []
-        for _ in range(TRAIN_STEPS * 2):  # one step at a time: load drift hits both alike
-            fed_t.append(_timed(fed_step))
-            mem_t.append(_timed(lambda: train_step(xb, yb).numpy()))
+        for _ in range(3):
+            fed_t += [_timed(fed_step) for _ in range(TRAIN_STEPS)][1:]
+            mem_t += [_timed(lambda: train_step(xb, yb).numpy()) for _ in range(TRAIN_STEPS)][1:]
     return (float(np.median(det)), float(np.median(nondet)), float(np.median(bare)),
             float(np.median(train)), float(np.median(fed_t)), float(np.median(mem_t)))
 
