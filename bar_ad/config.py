@@ -110,6 +110,8 @@ class BarConfig:
         folds_run: int or None. Run only the first k folds (None = all).
         val_fraction: float. Share of training subjects held out to pick the fine-tuning
             epoch (paper: a fold selects the parameters; share not stated).
+        center_inputs: bool. Subtract the training scans' mean volume and divide by their
+            std before pre-training and fine-tuning (not in the paper; see the README).
     Attributes (model): patch_size, width, depth, num_heads, mlp_dim, class_token,
         dropout, decoder_hidden, head_units (paper: 16, 768, 10, 12, 3072, True, 0, 16,
         (128, 64)).
@@ -140,6 +142,7 @@ class BarConfig:
     n_folds: int = 5
     folds_run: object = None
     val_fraction: float = 0.15
+    center_inputs: bool = False
     patch_size: int = 16
     width: int = 768
     depth: int = 10
@@ -174,15 +177,16 @@ PRESETS = {
     "paper": BarConfig(),
     "quick": BarConfig(
         preset="quick", grid=32, gen_voxel_mm=5.0, n_ad=24, n_cn=58, scans_per_subject=(2, 3),
-        n_folds=2, val_fraction=0.0, patch_size=8, width=64, depth=2, num_heads=4,
-        mlp_dim=128, pretrain_epochs=10, finetune_epochs=20, pretrain_batch=8,
+        n_folds=2, val_fraction=0.0, center_inputs=True, patch_size=8, width=64, depth=2,
+        num_heads=4, mlp_dim=128, pretrain_epochs=10, finetune_epochs=20, pretrain_batch=8,
         finetune_batch=12, pretrain_lr=1e-3, finetune_lr=5e-4, scratch_lr=1e-3,
         shuffle_blocks=4,
         frameworks=("scratch", "ssl_contrastive_recon", "cutmix_recon", "bar_recon"),
     ),
     "tiny": BarConfig(
         preset="tiny", grid=16, gen_voxel_mm=8.0, n_ad=3, n_cn=5, scans_per_subject=(1, 2),
-        n_folds=2, folds_run=1, val_fraction=0.0, patch_size=8, width=16, depth=1, num_heads=2, mlp_dim=32,
+        n_folds=2, folds_run=1, val_fraction=0.0, center_inputs=True, patch_size=8, width=16,
+        depth=1, num_heads=2, mlp_dim=32,
         head_units=(16, 8), pretrain_epochs=1, finetune_epochs=1, pretrain_batch=4,
         finetune_batch=4, pretrain_lr=1e-3, finetune_lr=1e-3, scratch_lr=1e-3,
         shuffle_blocks=1, frameworks=("scratch", "bar_recon"),

@@ -284,9 +284,27 @@ def evaluate(model, x, y, *, batch_size=16):
     return {m: 100.0 * scores[m] for m in METRICS}
 
 
+def center_volumes(x, train_idx):
+    """Subtracts the training scans' voxel-wise mean volume and divides by their std.
+
+    For pixel-wise aligned scans the mean brain is shared by every input; removing it
+    leaves the subject's deviation from it (anatomy, atrophy). Only training scans
+    enter the statistics.
+
+    Returns:
+        float32 array like `x`.
+    """
+    ref = x[train_idx].astype(np.float32)
+    mean = ref.mean(axis=0, keepdims=True)
+    std = float((ref - mean).std())
+    return ((x - mean) / max(std, 1e-6)).astype(np.float32)
+
+
 def run_fold(framework, config, atlas, data, train_idx, test_idx, *, seed, bank=None):
     """Pre-train (if any), fine-tune and test one framework on one fold."""
     x, y = data["x"], data["y"]
+    if config.center_inputs:
+        x = center_volumes(x, train_idx)
     tr, val = train_idx, np.array([], int)
     if config.val_fraction > 0:
         tr, val = subject_holdout(train_idx, data["subjects"], y,

@@ -99,3 +99,20 @@ def test_cli_run_honours_scale_flags_and_overrides(monkeypatch, tmp_path):
     for bad in (["sigmaa=1"], ["sigma"], ["class_token=maybe"], ["n_folds=many"]):
         with pytest.raises(ValueError, match="--set"):
             parse_overrides(bad)
+
+
+def test_center_volumes_uses_training_scans_only():
+    import numpy as np
+
+    from bar_ad.experiment import center_volumes
+
+    x = np.stack([np.full((2, 2, 2, 1), v, np.float32) for v in (1.0, 3.0, 5.0)])
+    x[1, 0, 0, 0, 0] = 5.0  # one voxel of the second training scan differs
+    out = center_volumes(x, np.array([0, 1]))
+    # Mean volume 2 (3 at the odd voxel); deviations +-1 everywhere (+-2 at the odd voxel):
+    # std = sqrt((14 * 1 + 2 * 4) / 16).
+    std = np.sqrt(22 / 16)
+    np.testing.assert_allclose(out[2, 1, 1, 1, 0], (5 - 2) / std, rtol=1e-6)
+    np.testing.assert_allclose(out[2, 0, 0, 0, 0], (5 - 3) / std, rtol=1e-6)
+    np.testing.assert_allclose(out[0, 0, 0, 0, 0], (1 - 3) / std, rtol=1e-6)
+    assert out.dtype == np.float32 and out.shape == x.shape
