@@ -6,6 +6,7 @@ from pathlib import Path
 from shared.cli_common import add_run_args, add_store_arg, resolve_out_dir, resolve_store_url
 
 PAPER = "lge-qa"
+DISTRIBUTE_CHOICES = ("default", "mirrored", "multi-worker")  # shared.scale.STRATEGIES
 
 
 def register(subparsers) -> None:
@@ -18,11 +19,18 @@ def register(subparsers) -> None:
     run = sub.add_parser("run", help="end-to-end reproduction (Table 2, Figs. 2-3)",
                          conflict_handler="resolve")
     add_run_args(run, presets=("tiny", "quick", "paper"), default_preset="quick")
-    # Here --strategy names the paper's QA training strategy; it replaces the shared
-    # tf.distribute flag, which this single-device reproduction does not use.
+    # --strategy names the paper's QA training strategy here (the paper's word for its
+    # three methods); it replaces the shared tf.distribute flag, which is --distribute.
     run.add_argument("--strategy", dest="qa_strategy", default="all",
                      choices=["baseline", "multitask", "contrastive", "all"],
-                     help="QA training strategy (default: all three)")
+                     help="the paper's QA training strategy (default: all three). Not the "
+                          "tf.distribute strategy: that one is --distribute in this command")
+    run.add_argument("--distribute", choices=list(DISTRIBUTE_CHOICES), default="default",
+                     help="tf.distribute strategy every network is built and compiled under: "
+                          "default (one device), mirrored (all local GPUs, or the CPUs), "
+                          "multi-worker (reads TF_CONFIG). Other papers' run commands call this "
+                          "flag --strategy; here --strategy is the paper's QA strategy "
+                          "(default: default)")
     run.add_argument("--data", type=Path, default=None,
                      help="dataset root in the challenge layout (<root>/segmentation/<CASE>/, "
                           "<root>/quality/<CASE>/, <root>/quality_scores.csv); default: a phantom "
@@ -52,7 +60,7 @@ def _strategy_args(name):
 def _cmd_run(args) -> int:
     from lge_qa.config import get_config
     from lge_qa.experiment import run_experiment
-    from shared.scale import set_precision
+    from shared.scale import configure
 
     overrides = {"seed": args.seed}
     if args.repetitions is not None:
@@ -60,10 +68,12 @@ def _cmd_run(args) -> int:
     if args.threshold is not None:
         overrides["detection_threshold"] = args.threshold
     cfg = get_config(args.preset, **overrides)
-    set_precision(args.precision)
+    scale = configure(args.distribute, args.precision, args.xla)
+    distribute = None if args.distribute == "default" else scale.strategy
     out = resolve_out_dir(args.out, PAPER, args.preset)
     result = run_experiment(cfg, out_dir=out, store_url=resolve_store_url(args.store), data_root=args.data,
-                            strategies=_strategy_args(args.qa_strategy), progress=not args.no_progress)
+                            strategies=_strategy_args(args.qa_strategy), progress=not args.no_progress,
+                            distribute=distribute, jit_compile=scale.jit_compile)
     from lge_qa.experiment import table_markdown
 
     print(table_markdown(result["summary"]))

@@ -40,10 +40,12 @@ class LgeQaConfig:
     encoder_weights: str = None
     latent_dim: int = 128
     dropout: float = 0.2
+    bn_momentum: float = 0.99  # BatchNormalization moving-average momentum (Keras default)
     epochs: int = 40
     batch_size: int = 128
     learning_rate: float = 1e-3
     patience: int = 7
+    restore_best: bool = True  # early stopping restores the lowest-validation-MSE epoch
     test_scans: int = 20
     val_fraction: float = 0.1
     augment_p: float = 0.5
@@ -90,6 +92,7 @@ def quick() -> LgeQaConfig:
         encoder_filters=(8, 16, 32, 48),
         encoder_blocks=(1, 1, 1, 1),
         latent_dim=32,
+        bn_momentum=0.9,
         epochs=20,
         batch_size=16,
         patience=7,
@@ -115,6 +118,7 @@ def tiny() -> LgeQaConfig:
         encoder_filters=(4, 8),
         encoder_blocks=(1, 1),
         latent_dim=8,
+        bn_momentum=0.9,
         epochs=1,
         batch_size=64,
         patience=1,

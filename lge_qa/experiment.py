@@ -15,6 +15,7 @@
    plot (UMAP, or PCA without umap-learn, Fig. 3) and `report.md`.
 """
 
+import contextlib
 import logging
 import time
 import warnings
@@ -93,11 +94,19 @@ def even_batch_size(n_samples, batch_size) -> int:
     return b
 
 
+def strategy_scope(strategy):
+    """`strategy.scope()`, or a no-op context for None (the default strategy)."""
+    return contextlib.nullcontext() if strategy is None else strategy.scope()
+
+
 # ----------------------------------------------------------------------------- stage 1
 
 
-def train_la_detector(cfg: LgeQaConfig, seg, *, seed, verbose=0):
-    """Trains the stage-1 U-Net (Adam, BCE + Dice) on masks-only slices. Returns the model."""
+def train_la_detector(cfg: LgeQaConfig, seg, *, seed, verbose=0, strategy=None, jit_compile=False):
+    """Trains the stage-1 U-Net (Adam, BCE + Dice) on masks-only slices. Returns the model.
+
+    `strategy` (a tf.distribute.Strategy, None for the default one) scopes the model's
+    construction and compilation; `jit_compile` compiles the train step with XLA."""
     import keras
 
     from shared.losses import DiceLoss
@@ -107,13 +116,16 @@ def train_la_detector(cfg: LgeQaConfig, seg, *, seed, verbose=0):
     if cfg.unet_max_slices and len(x) > cfg.unet_max_slices:
         pick = np.random.default_rng(seed).choice(len(x), cfg.unet_max_slices, replace=False)
         x, m = x[pick], m[pick]
-    model = models.build_la_detector(cfg.image_size, filters=cfg.unet_filters)
     dice = DiceLoss()
 
     def loss(y_true, y_pred):
         return keras.losses.binary_crossentropy(y_true, y_pred, axis=(1, 2, 3)) + dice(y_true, y_pred)
 
-    model.compile(optimizer=keras.optimizers.Adam(cfg.unet_learning_rate), loss=loss)
+    with strategy_scope(strategy):
+        model = models.build_la_detector(cfg.image_size, filters=cfg.unet_filters)
+        models.set_batchnorm_momentum(model, cfg.bn_momentum)
+        model.compile(optimizer=keras.optimizers.Adam(cfg.unet_learning_rate), loss=loss,
+                      jit_compile=jit_compile)
     ds = dataset_from_arrays(x, m, batch_size=even_batch_size(len(x), cfg.unet_batch_size), seed=seed,
                              drop_remainder=True)
     model.fit(ds, epochs=cfg.unet_epochs, verbose=verbose)
@@ -194,7 +206,7 @@ def _two_view_fn(cfg):
     return augment
 
 
-def compile_qa_model(model, cfg: LgeQaConfig, steps_per_epoch, *, multitask):
+def compile_qa_model(model, cfg: LgeQaConfig, steps_per_epoch, *, multitask, jit_compile=False):
     """Adam + cosine annealing; Eq. 1 (mean BCE over the four outputs), plus Dice (Eq. 3)."""
     import keras
 
@@ -208,42 +220,52 @@ def compile_qa_model(model, cfg: LgeQaConfig, steps_per_epoch, *, multitask):
         losses[models.MASK_OUTPUT] = DiceLoss()
         weights[models.MASK_OUTPUT] = 1.0
     model.compile(optimizer=keras.optimizers.Adam(schedule), loss=losses, loss_weights=weights,
-                  metrics={models.QA_OUTPUT: [keras.metrics.MeanSquaredError(name="mse")]})
+                  metrics={models.QA_OUTPUT: [keras.metrics.MeanSquaredError(name="mse")]},
+                  jit_compile=jit_compile)
     return model
 
 
-def fit_qa_model(model, cfg: LgeQaConfig, train, val, *, multitask, seed, verbose=0):
+def fit_qa_model(model, cfg: LgeQaConfig, train, val, *, multitask, seed, verbose=0, strategy=None,
+                 jit_compile=False):
     """Trains a QA model: `cfg.epochs` epochs, early stopping on the validation MSE of the
     QA output (Section 4.3). `train` / `val`: (x, y dict).
 
-    The weights of the last epoch are kept (Keras' default; the paper does not say it
-    restores the best epoch): with a validation split of a few scans, the lowest MSE
-    tends to be the near-constant, all-diagnostic model of the first epochs."""
+    With `cfg.restore_best` the weights of the epoch with the lowest validation MSE
+    are restored at the end (the model the validation selects); otherwise the last
+    epoch's weights are kept. The model is compiled under `strategy`'s scope (that it
+    was built in)."""
     import keras
 
     from shared.pipeline import dataset_from_arrays
 
     batch = even_batch_size(len(train[0]), cfg.batch_size)
     steps = len(train[0]) // batch
-    compile_qa_model(model, cfg, steps, multitask=multitask)
+    with strategy_scope(strategy):
+        compile_qa_model(model, cfg, steps, multitask=multitask, jit_compile=jit_compile)
     ds = dataset_from_arrays(train[0], train[1], batch_size=batch, seed=seed,
                              augment=_qa_augment_fn(cfg, multitask), drop_remainder=True)
     val_ds = dataset_from_arrays(val[0], val[1], batch_size=cfg.batch_size, shuffle=False)
     stop = keras.callbacks.EarlyStopping(monitor=f"val_{models.QA_OUTPUT}_mse", patience=cfg.patience,
-                                         mode="min", restore_best_weights=False)
+                                         mode="min", restore_best_weights=cfg.restore_best)
     history = model.fit(ds, validation_data=val_ds, epochs=cfg.epochs, callbacks=[stop], verbose=verbose)
     return history.history
 
 
-def pretrain_contrastive(encoder, cfg: LgeQaConfig, x, labels, *, seed, verbose=0):
-    """Step 1 of QA & Contrastive: SupCon pre-training of `encoder` with LARS (Eqs. 4-5)."""
+def pretrain_contrastive(encoder, cfg: LgeQaConfig, x, labels, *, seed, verbose=0, strategy=None,
+                         jit_compile=False):
+    """Step 1 of QA & Contrastive: SupCon pre-training of `encoder` with LARS (Eqs. 4-5).
+
+    Under a multi-replica `strategy` the anchors of each replica are contrasted with the
+    projections of the whole global batch (`models.SupConPretrainer`)."""
     from shared.optimizers import LARS
     from shared.pipeline import dataset_from_arrays
 
-    pretrainer = models.SupConPretrainer(encoder, projection_dim=cfg.projection_dim,
-                                         temperature=cfg.temperature)
-    pretrainer.compile(optimizer=LARS(learning_rate=cfg.lars_learning_rate, momentum=cfg.lars_momentum,
-                                      weight_decay=cfg.lars_weight_decay, eta=cfg.lars_eta))
+    with strategy_scope(strategy):
+        pretrainer = models.SupConPretrainer(encoder, projection_dim=cfg.projection_dim,
+                                             temperature=cfg.temperature)
+        pretrainer.compile(optimizer=LARS(learning_rate=cfg.lars_learning_rate, momentum=cfg.lars_momentum,
+                                          weight_decay=cfg.lars_weight_decay, eta=cfg.lars_eta),
+                           jit_compile=jit_compile)
     ds = dataset_from_arrays(x, labels.astype("int32"), batch_size=even_batch_size(len(x), cfg.pretrain_batch_size),
                              seed=seed, augment=_two_view_fn(cfg), drop_remainder=True)
     history = pretrainer.fit(ds, epochs=cfg.pretrain_epochs, verbose=verbose)
@@ -254,23 +276,32 @@ def build_strategy_model(strategy, cfg: LgeQaConfig):
     """A fresh encoder + heads for one strategy (the contrastive encoder still untrained)."""
     encoder = models.build_encoder(cfg.image_size, filters=cfg.encoder_filters, blocks=cfg.encoder_blocks,
                                    weights=cfg.encoder_weights)
+    models.set_batchnorm_momentum(encoder, cfg.bn_momentum)
     if strategy == "baseline":
-        return models.build_qa_model(encoder, latent_dim=cfg.latent_dim, dropout=cfg.dropout,
-                                     name="qa_baseline"), encoder
-    if strategy == "multitask":
-        return models.build_qa_model(encoder, latent_dim=cfg.latent_dim, dropout=cfg.dropout, decoder=True,
-                                     name="qa_multitask"), encoder
-    if strategy == "contrastive":
+        model = models.build_qa_model(encoder, latent_dim=cfg.latent_dim, dropout=cfg.dropout,
+                                      name="qa_baseline")
+    elif strategy == "multitask":
+        model = models.build_qa_model(encoder, latent_dim=cfg.latent_dim, dropout=cfg.dropout, decoder=True,
+                                      name="qa_multitask")
+    elif strategy == "contrastive":
         return None, encoder
-    raise ValueError(f"strategy must be one of {STRATEGIES}. Received: strategy={strategy!r}")
+    else:
+        raise ValueError(f"strategy must be one of {STRATEGIES}. Received: strategy={strategy!r}")
+    models.set_batchnorm_momentum(model, cfg.bn_momentum)  # the decoder's too
+    return model, encoder
 
 
-def train_strategy(strategy, cfg: LgeQaConfig, data, split_slices, *, seed, verbose=0):
-    """Builds and trains one strategy on the selected slices. Returns (model, history)."""
+def train_strategy(strategy, cfg: LgeQaConfig, data, split_slices, *, seed, verbose=0, distribute=None,
+                   jit_compile=False):
+    """Builds and trains one QA strategy on the selected slices. Returns (model, history).
+
+    `strategy` is the paper's QA training strategy (STRATEGIES); `distribute` the
+    tf.distribute.Strategy the models are built and compiled under (None: default)."""
     from shared.seeding import set_global_seed
 
     set_global_seed(seed)
-    model, encoder = build_strategy_model(strategy, cfg)
+    with strategy_scope(distribute):
+        model, encoder = build_strategy_model(strategy, cfg)
     multitask = strategy == "multitask"
     x, labels, case_index, masks = data["images"], data["labels"], data["case_index"], data["masks"]
 
@@ -282,10 +313,12 @@ def train_strategy(strategy, cfg: LgeQaConfig, data, split_slices, *, seed, verb
     if strategy == "contrastive":
         idx = split_slices["train"]
         history["pretrain"] = pretrain_contrastive(encoder, cfg, x[idx], labels[case_index[idx]],
-                                                   seed=seed, verbose=verbose)
-        model = models.build_frozen_qa_model(encoder, latent_dim=cfg.latent_dim, dropout=cfg.dropout)
+                                                   seed=seed, verbose=verbose, strategy=distribute,
+                                                   jit_compile=jit_compile)
+        with strategy_scope(distribute):
+            model = models.build_frozen_qa_model(encoder, latent_dim=cfg.latent_dim, dropout=cfg.dropout)
     history["qa"] = fit_qa_model(model, cfg, subset("train"), subset("val"), multitask=multitask,
-                                 seed=seed, verbose=verbose)
+                                 seed=seed, verbose=verbose, strategy=distribute, jit_compile=jit_compile)
     return model, history
 
 
@@ -416,7 +449,7 @@ def table_markdown(summary) -> str:
 
 
 def run_experiment(cfg: LgeQaConfig, *, out_dir, store_url=None, data_root=None, strategies=None,
-                   progress=True, verbose=0) -> dict:
+                   progress=True, verbose=0, distribute=None, jit_compile=False) -> dict:
     """Runs the whole reproduction and writes its run folder.
 
     Args:
@@ -428,6 +461,10 @@ def run_experiment(cfg: LgeQaConfig, *, out_dir, store_url=None, data_root=None,
         strategies: sequence of str, optional. Subset of STRATEGIES (default cfg.strategies).
         progress: bool, default True. Progress bars.
         verbose: int, default 0. Keras fit verbosity.
+        distribute: tf.distribute.Strategy, optional. Every network is built and
+            compiled in its scope (None: the default strategy). Set the dtype policy
+            before calling (`shared.scale.configure`).
+        jit_compile: bool, default False. Compile the train steps with XLA.
 
     Returns:
         dict with "summary", "results", "detector", "report" (path of report.md), "figures".
@@ -451,7 +488,8 @@ def run_experiment(cfg: LgeQaConfig, *, out_dir, store_url=None, data_root=None,
     seg = io.load_cohort(data_root / phantom.SEG_SPLIT, size=cfg.image_size)
     scores = io.read_scores_csv(data_root / phantom.SCORES_FILE)
     qa = io.load_cohort(data_root / phantom.QA_SPLIT, size=cfg.image_size, scores=scores, require_mask=False)
-    detector = train_la_detector(cfg, seg, seed=cfg.seed, verbose=verbose)
+    detector = train_la_detector(cfg, seg, seed=cfg.seed, verbose=verbose, strategy=distribute,
+                                 jit_compile=jit_compile)
     prob = detector.predict(qa["images"], batch_size=256, verbose=0)
     selected = detect_slices(prob, qa["case_index"], qa["case_ids"], cfg.detection_threshold)
     det = detector_metrics(prob, qa["masks"], selected, cfg.detection_threshold)
@@ -476,7 +514,8 @@ def run_experiment(cfg: LgeQaConfig, *, out_dir, store_url=None, data_root=None,
                             seed=cfg.seed + 1000 * r)
         split_slices = {k: np.flatnonzero(np.isin(data["case_index"], v)) for k, v in split.items()}
         ts = time.time()
-        model, history = train_strategy(strategy, cfg, data, split_slices, seed=cfg.seed + r, verbose=verbose)
+        model, history = train_strategy(strategy, cfg, data, split_slices, seed=cfg.seed + r, verbose=verbose,
+                                        distribute=distribute, jit_compile=jit_compile)
         test_idx = split_slices["test"]
         metrics, slice_prob, _ = evaluate_scans(model, data["images"][test_idx], data["case_index"][test_idx],
                                                 {i: int(labels[i, 3]) for i in split["test"]})

@@ -23,12 +23,14 @@ from keras import layers
 
 from shared.backbones.resnet import resnet34_backbone
 from shared.backbones.unet import unet2d, unet_decoder
+from shared.scale import as_float32, gather_across_replicas, local_slice
 
 ATTRIBUTE_OUTPUTS = ("nulling", "sharpness", "enhancement")
 QA_OUTPUT = "qa"
 OUTPUTS = ATTRIBUTE_OUTPUTS + (QA_OUTPUT,)
 MASK_OUTPUT = "mask"
 EMBEDDING_LAYER = "embedding"
+_MASK_VALUE = -1e9  # self-similarity logit: exp() underflows to 0, 0 * value stays finite
 
 
 def build_la_detector(image_size, *, filters=(64, 128, 256, 512), name="la_detector") -> keras.Model:
@@ -42,6 +44,25 @@ def build_encoder(image_size, *, filters=(64, 128, 256, 512), blocks=(3, 4, 6, 3
     """The ResNet34 image encoder (single-channel input, feature map output)."""
     return resnet34_backbone((image_size, image_size, 1), filters=filters, blocks=blocks,
                              weights=weights, name=name)
+
+
+def set_batchnorm_momentum(model, momentum) -> int:
+    """Sets the moving-average momentum of every BatchNormalization layer in `model`
+    (nested models included). Returns the number of layers changed.
+
+    Keras' default (0.99) averages the batch statistics over about 100 updates; a
+    schedule with only a few hundred updates leaves the inference-mode statistics
+    far from the data, so the trained network predicts a constant at test time.
+    0.9 (PyTorch's default, written there as momentum 0.1) averages over about 10.
+    """
+    if not 0.0 <= momentum < 1.0:
+        raise ValueError(f"momentum must be in [0, 1). Received: momentum={momentum}")
+    n = 0
+    for layer in model._flatten_layers(include_self=False, recursive=True):
+        if isinstance(layer, layers.BatchNormalization):
+            layer.momentum = float(momentum)
+            n += 1
+    return n
 
 
 def decoder_skip_names(encoder) -> list:
@@ -125,6 +146,64 @@ def build_projection_head(input_dim, projection_dim, *, name="projection") -> ke
     return keras.Model(inputs, out, name=name)
 
 
+def supcon_replica_share(labels, z, *, temperature, base_temperature):
+    """This replica's share of the supervised contrastive loss of the global batch.
+
+    Eq. 4 (`shared.losses.SupConLoss`, "all" contrast mode) over the global batch:
+    the projections `z` [b, V, D] and labels [b] of every replica are gathered
+    (`shared.scale.gather_across_replicas`) into [B, V, D] and [B]; this replica's own
+    rows (`local_slice`) are the anchors, contrasted against all V * B views. The
+    share is the sum of its anchors' terms divided by the number of anchors with a
+    positive in the global batch, so the shares of all replicas add up to the
+    single-device loss, and the gradients (the gather's gradient returns each
+    replica's rows their part of every replica's loss) add up to its gradient.
+    Outside a strategy, or with one replica, it is the loss itself. Computed in
+    float32 whatever the dtype policy.
+
+    Args:
+        labels: int [b] (or [b, 1]) labels of this replica's samples.
+        z: [b, V, D] projections of V views of each sample (any float dtype).
+        temperature, base_temperature: floats, as `SupConLoss`.
+
+    Returns:
+        scalar float32.
+    """
+    z = tf.math.l2_normalize(as_float32(z), axis=-1)
+    labels = tf.reshape(tf.cast(labels, tf.int32), [-1])
+    local_b = tf.shape(z)[0]
+    z_all = gather_across_replicas(z)
+    labels_all = gather_across_replicas(labels)
+    batch, views = tf.shape(z_all)[0], tf.shape(z_all)[1]
+    # View-major order, as SupConLoss: all first views, then all second views.
+    contrast = tf.reshape(tf.transpose(z_all, [1, 0, 2]), [batch * views, -1])
+    contrast_labels = tf.tile(labels_all, [views])
+    rows = local_slice(tf.range(batch), local_b)  # this replica's samples in the global batch
+    anchor_index = tf.reshape(rows[None, :] + batch * tf.range(views)[:, None], [-1])
+    anchors = tf.gather(contrast, anchor_index)
+    anchor_labels = tf.gather(contrast_labels, anchor_index)
+
+    logits = tf.matmul(anchors, contrast, transpose_b=True) / temperature
+    self_mask = tf.cast(tf.one_hot(anchor_index, batch * views), tf.bool)
+    logits = tf.where(self_mask, _MASK_VALUE, logits)
+    log_prob = logits - tf.reduce_logsumexp(logits, axis=1, keepdims=True)
+    positives = tf.logical_and(tf.equal(anchor_labels[:, None], contrast_labels[None, :]),
+                               tf.logical_not(self_mask))
+    n_pos = tf.reduce_sum(tf.cast(positives, tf.float32), axis=1)
+    mean_log_prob_pos = tf.reduce_sum(tf.where(positives, log_prob, 0.0), axis=1) / tf.maximum(n_pos, 1.0)
+    per_anchor = -(temperature / base_temperature) * mean_log_prob_pos
+    local_sum = tf.reduce_sum(tf.where(n_pos > 0, per_anchor, 0.0))
+    # Anchors of the global batch with at least one positive: views of a label seen more than once.
+    same = tf.equal(contrast_labels[:, None], contrast_labels[None, :])
+    n_anchors = tf.reduce_sum(tf.cast(tf.reduce_sum(tf.cast(same, tf.int32), axis=1) > 1, tf.float32))
+    return local_sum / tf.maximum(n_anchors, 1.0)
+
+
+def replicas_in_sync() -> int:
+    """Replicas of the current distribution strategy (1 outside one)."""
+    ctx = tf.distribute.get_replica_context()
+    return 1 if ctx is None else int(ctx.num_replicas_in_sync)
+
+
 @keras.saving.register_keras_serializable(package="medrepro")
 class SupConPretrainer(keras.Model):
     """Encoder + projection head trained with Eq. 5: the sum of four SupCon losses (Eq. 4).
@@ -133,6 +212,12 @@ class SupConPretrainer(keras.Model):
     image), labels int [B, K] (K binary labels: three attributes and QA). Both views
     go through the encoder and the head in one [2B] batch; the loss is
     `sum_k SupConLoss(labels[:, k], z)` with z [B, 2, D].
+
+    Under a distribution strategy every replica contrasts its anchors against the
+    projections and labels of the whole global batch (`supcon_replica_share`), so the
+    loss and the update equal the single-device ones (up to per-replica batch-norm
+    statistics). Logits and loss are float32; under `mixed_float16` the loss is
+    scaled with `self.optimizer.scale_loss` before the gradients.
 
     Args:
         encoder: keras.Model mapping images to a feature map or vector.
@@ -143,42 +228,54 @@ class SupConPretrainer(keras.Model):
 
     def __init__(self, encoder, projection_dim=128, temperature=0.1, projection=None, **kwargs):
         super().__init__(**kwargs)
-        from shared.losses import SupConLoss
-
         self.encoder = encoder
         self.projection_dim = int(projection_dim)
         self.temperature = float(temperature)
         self.pool = layers.GlobalAveragePooling2D(name="pool") if len(encoder.output.shape) == 4 else None
         width = int(encoder.output.shape[-1])
         self.projection = projection if projection is not None else build_projection_head(width, self.projection_dim)
-        self.supcon = SupConLoss(temperature=self.temperature, base_temperature=self.temperature)
         self.loss_tracker = keras.metrics.Mean(name="loss")
 
     def call(self, images, training=False):
+        """Images [N, H, W, C] -> projections [N, D]; views [B, V, H, W, C] -> [B, V, D]."""
+        if len(images.shape) == 5:
+            shape = tf.shape(images)
+            flat = tf.reshape(images, tf.concat([[shape[0] * shape[1]], shape[2:]], axis=0))
+            return tf.reshape(self.call(flat, training=training), [shape[0], shape[1], -1])
         h = self.encoder(images, training=training)
         if self.pool is not None:
             h = self.pool(h)
         return self.projection(h, training=training)
 
-    def contrastive_loss(self, views, labels, training=True):
-        shape = tf.shape(views)
-        flat = tf.reshape(views, tf.concat([[shape[0] * 2], shape[2:]], axis=0))
-        z = self(flat, training=training)
-        z = tf.reshape(z, [shape[0], 2, -1])
+    def project_views(self, views, training=True):
+        """[B, V, H, W, C] views -> [B, V, D] projections (one forward pass over B * V images)."""
+        return self(views, training=training)
+
+    def replica_loss(self, views, labels, training=True):
+        """This replica's share of Eq. 5 over the global batch (the whole loss on one device)."""
+        z = self.project_views(views, training=training)
         labels = tf.cast(labels, tf.int32)
-        total = 0.0
+        total = tf.constant(0.0, tf.float32)
         for k in range(labels.shape[-1]):
-            total += self.supcon(labels[:, k], z)
+            total += supcon_replica_share(labels[:, k], z, temperature=self.temperature,
+                                          base_temperature=self.temperature)
         return total
+
+    def contrastive_loss(self, views, labels, training=True):
+        """Eq. 5 over the global batch (on every replica)."""
+        return self.replica_loss(views, labels, training=training) * float(replicas_in_sync())
 
     def train_step(self, data):
         views, labels = data
         with tf.GradientTape() as tape:
-            loss = self.contrastive_loss(views, labels, training=True)
+            share = self.replica_loss(views, labels, training=True)
+            # The optimizer sums the replicas' gradients; the shares sum to the loss.
+            scaled = self.optimizer.scale_loss(share)
         variables = self.trainable_variables
-        grads = tape.gradient(loss, variables)
+        grads = tape.gradient(scaled, variables)
         self.optimizer.apply(grads, variables)
-        self.loss_tracker.update_state(loss)
+        # The tracker averages over replicas: replicas * share averages to the global loss.
+        self.loss_tracker.update_state(share * float(replicas_in_sync()))
         return {"loss": self.loss_tracker.result()}
 
     def test_step(self, data):

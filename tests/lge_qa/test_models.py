@@ -88,3 +88,34 @@ def test_qa_model_saves_and_loads(tmp_path):
     a, b = model.predict(x, verbose=0), loaded.predict(x, verbose=0)
     for k in a:
         np.testing.assert_allclose(a[k], b[k], rtol=1e-5, atol=1e-6)
+
+
+def test_replica_share_is_the_supcon_loss_on_one_device():
+    """Outside a strategy the share of the only replica is the whole Eq. 4 loss."""
+    rng = np.random.default_rng(3)
+    z = tf.constant(rng.normal(size=(6, 2, 4)), tf.float32)
+    labels = tf.constant([0, 1, 1, 0, 2, 0])  # label 2 alone: its two views are each other's positive
+    got = float(models.supcon_replica_share(labels, z, temperature=0.2, base_temperature=0.1))
+    want = float(SupConLoss(temperature=0.2, base_temperature=0.1)(labels, z))
+    assert got == pytest.approx(want, rel=1e-6)
+    # A float16 projection gives the float32 loss of the same values.
+    half = models.supcon_replica_share(labels, tf.cast(z, tf.float16), temperature=0.2, base_temperature=0.1)
+    assert half.dtype == tf.float32 and float(half) == pytest.approx(want, rel=1e-2)
+
+
+@pytest.mark.slow
+def test_supcon_pretrainer_same_on_one_device_and_two_replicas():
+    """Each replica's anchors see the other replica's projections and labels (gathered), so
+    two replicas give the single-device loss and update; mixed_float16 stays finite."""
+    from shared.testing.distribution import compare_single_and_mirrored
+
+    result = compare_single_and_mirrored("tests.lge_qa.dist_models:build", "tests.lge_qa.dist_models:data",
+                                         steps=3)
+    assert result["replicas"] == 2 and result["finite"]
+    # Without the gather each replica would contrast 4 of the 8 samples: another loss.
+    np.testing.assert_allclose(result["mirrored"]["loss"], result["single"]["loss"], rtol=1e-5)
+    assert result["max_weight_diff"] < 1e-5
+    mixed = compare_single_and_mirrored("tests.lge_qa.dist_models:build", "tests.lge_qa.dist_models:data",
+                                        steps=3, precision="mixed_float16")
+    assert mixed["finite"]
+    np.testing.assert_allclose(mixed["mirrored"]["loss"], mixed["single"]["loss"], rtol=2e-2)
