@@ -634,6 +634,11 @@ def distribute_dataset(
     Call it last, after batching, augmentation and ``prefetch``. The result
     goes straight to ``model.fit`` (which does not distribute it again) or to
     a custom loop (``for batch in dist: strategy.run(step, (batch,))``).
+    The copy onto a single device hides the dataset's length from Keras:
+    build the dataset with ``repeat=True`` and pass ``steps_per_epoch``, or
+    let ``fit`` find the end of each epoch (it then warns that the input ran
+    out of data and counts one extra ``optimizer.iterations`` per epoch; the
+    weights are unaffected).
 
     Args:
         dataset: ``tf.data.Dataset`` yielding global batches.

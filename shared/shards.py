@@ -99,6 +99,12 @@ def _rebuild(skeleton, values: dict):
     return values[skeleton]
 
 
+def _element(structure: dict, values: dict):
+    """One sample (or batch): ``x``, or ``(x, y)`` when labels were stored."""
+    x = _rebuild(structure["x"], values)
+    return x if "y" not in structure else (x, _rebuild(structure["y"], values))
+
+
 def _field_dtype(name: str, arr: np.ndarray) -> str:
     """TensorFlow dtype name stored for a field (text becomes ``string``)."""
     if arr.dtype.kind in "USO":
@@ -122,9 +128,8 @@ def _fingerprint(fields: list[dict]) -> int:
 def _encode(value: np.ndarray, dtype: str) -> bytes:
     """Bytes of one sample of one field (little-endian raw, or a TensorProto for text)."""
     if dtype == "string":
-        text = np.vectorize(lambda v: v.encode() if isinstance(v, str) else v, otypes=[object])(value)
-        return tf.io.serialize_tensor(tf.constant(text.astype(bytes) if text.size else text, tf.string)
-                                      ).numpy()
+        flat = [v.encode() if isinstance(v, str) else bytes(v) for v in value.flat]
+        return tf.io.serialize_tensor(tf.constant(flat, tf.string, shape=value.shape)).numpy()
     return np.ascontiguousarray(value, dtype=value.dtype.newbyteorder("<")).tobytes()
 
 
@@ -317,8 +322,7 @@ def _check_element_spec(manifest: dict, element_spec) -> None:
     fields = {f["name"]: f for f in manifest["fields"]}
     structure = manifest["structure"]
     stored = {key: tf.TensorSpec(f["shape"], tf.as_dtype(f["dtype"])) for key, f in fields.items()}
-    stored = (_rebuild(structure["x"], stored) if "y" not in structure
-              else (_rebuild(structure["x"], stored), _rebuild(structure["y"], stored)))
+    stored = _element(structure, stored)
     try:
         tf.nest.assert_same_structure(element_spec, stored)
     except (ValueError, TypeError) as exc:
@@ -326,35 +330,14 @@ def _check_element_spec(manifest: dict, element_spec) -> None:
             f"element_spec does not match the structure stored in {manifest['manifest']}. "
             f"Expected (element_spec): {element_spec!r}; stored: {stored!r}"
         ) from exc
-    for key, want, have in zip(_flat_names(structure), tf.nest.flatten(element_spec),
+    names = tf.nest.flatten(_element(structure, {key: key for key in fields}))
+    for key, want, have in zip(names, tf.nest.flatten(element_spec),
                                tf.nest.flatten(stored)):
         if want.dtype != have.dtype or not want.shape.is_compatible_with(have.shape):
             raise ValueError(
                 f"Field {key} in {manifest['manifest']}: expected {want.dtype.name} "
                 f"{want.shape}, the shards hold {have.dtype.name} {have.shape}."
             )
-
-
-def _flat_names(structure) -> list[str]:
-    """Field names in ``tf.nest.flatten`` order of the rebuilt element."""
-    names = {}
-
-    def collect(skeleton):
-        if isinstance(skeleton, dict) and "dict" in skeleton:
-            for _, sub in skeleton["dict"]:
-                collect(sub)
-        elif isinstance(skeleton, dict) and "tuple" in skeleton:
-            for sub in skeleton["tuple"]:
-                collect(sub)
-        else:
-            names[skeleton] = skeleton
-
-    collect(structure["x"])
-    if "y" in structure:
-        collect(structure["y"])
-    rebuilt = (_rebuild(structure["x"], names) if "y" not in structure
-               else (_rebuild(structure["x"], names), _rebuild(structure["y"], names)))
-    return tf.nest.flatten(rebuilt)
 
 
 # ----------------------------------------------------------------------------
@@ -415,10 +398,7 @@ def _parser(manifest: dict) -> Callable:
         batch = tf.shape(records)[0]
         with tf.control_dependencies([check]):
             values = {f["name"]: decode(parsed[f["name"]], f, batch) for f in fields}
-        x = _rebuild(manifest["structure"]["x"], values)
-        if "y" not in manifest["structure"]:
-            return x
-        return x, _rebuild(manifest["structure"]["y"], values)
+        return _element(manifest["structure"], values)
 
     return parse
 

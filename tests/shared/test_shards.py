@@ -15,7 +15,13 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from shared.pipeline import _shard_options, batch_seeds, dataset_from_arrays, distribute_dataset
+from shared.pipeline import (
+    _shard_options,
+    batch_seeds,
+    dataset_from_arrays,
+    distribute_dataset,
+    per_replica_batch_size,
+)
 from shared.shards import dataset_from_shards, load_manifest, write_shards
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -237,6 +243,8 @@ def test_two_replicas_each_get_their_share(tmp_path):
     assert result["prefetched_device"] == "CPU:1"
     assert result["prefetched_ids"] == list(range(20))
     assert result["fit_steps"] == 3 and result["fit_loss_finite"]
+    assert result["prefetched_fit_weight_diff"] == 0.0
+    assert result["per_replica"] == 4 and "does not split evenly" in result["uneven"]
 
 
 def _child(directory):
@@ -283,6 +291,24 @@ def _child(directory):
     history = model.fit(dist, epochs=1, steps_per_epoch=3, verbose=0)
     out["fit_steps"] = int(model.optimizer.iterations.numpy())
     out["fit_loss_finite"] = bool(np.isfinite(history.history["loss"]).all())
+    out["per_replica"] = per_replica_batch_size(8, strategy)
+    try:
+        per_replica_batch_size(7, strategy)
+        out["uneven"] = "accepted"
+    except ValueError as exc:
+        out["uneven"] = str(exc)
+
+    # model.fit on batches prefetched onto another device (the single-GPU path)
+    # trains exactly as on the host dataset.
+    weights = []
+    for ds in (on_device, dataset_from_shards(manifest, batch_size=8, shuffle=False)):
+        keras.utils.set_random_seed(0)
+        single = keras.Sequential([keras.Input((2, 3, 2)), keras.layers.Flatten(),
+                                   keras.layers.Dense(1)])
+        single.compile("sgd", "mse")
+        single.fit(ds, epochs=2, verbose=0)
+        weights.append(single.get_weights()[0])
+    out["prefetched_fit_weight_diff"] = float(np.abs(weights[0] - weights[1]).max())
     print(json.dumps(out))
 
 
