@@ -1,7 +1,9 @@
 """TFRecord shards for data that does not fit in memory.
 
 :func:`write_shards` stores arrays (or tuples / dicts of arrays) and their
-labels, of any dtype and shape, as ``N`` TFRecord files plus a JSON manifest;
+labels, of any dtype and shape, as ``N`` TFRecord files plus a JSON manifest
+(:class:`ShardWriter` does the same chunk by chunk, for data that is read
+piece by piece and never held in memory at once);
 :func:`dataset_from_shards` reads them back as a batched ``tf.data`` pipeline:
 
     shuffle shard files -> parallel interleave (cycle_length files at a time)
@@ -54,7 +56,7 @@ from shared.pipeline import (
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["write_shards", "load_manifest", "dataset_from_shards"]
+__all__ = ["ShardWriter", "write_shards", "load_manifest", "dataset_from_shards"]
 
 FORMAT = "medrepro-shards/1"
 MANIFEST_SUFFIX = ".shards.json"
@@ -141,6 +143,183 @@ def _shard_name(prefix: str, index: int, count: int) -> str:
 # writer
 
 
+class ShardWriter:
+    """Writes samples to TFRecord shards chunk by chunk, for data larger than memory.
+
+    Open it with the shard count, call :meth:`write` with successive chunks
+    of samples (arrays ``[k, ...]``, or tuples / dicts of them, and their
+    labels), and :meth:`close` it (or use it as a context manager). Sample
+    ``i`` of the whole stream goes to shard ``i % num_shards``, so the files
+    do not depend on how the samples were split into chunks. Files are
+    written under temporary names and renamed on :meth:`close`, which writes
+    the manifest last; leaving the ``with`` block on an exception removes
+    them and writes no manifest.
+
+    Args:
+        directory: str or path. Created if missing.
+        num_shards: int >= 1. Number of files; at most the number of samples.
+        prefix: str, default "shard". File name prefix.
+        compression: None (default), "GZIP" or "ZLIB".
+        overwrite: bool, default False. Replace an existing manifest of the
+            same prefix.
+
+    Raises:
+        ValueError: bad ``num_shards`` / ``compression`` / ``prefix``.
+        FileExistsError: the manifest exists and ``overwrite`` is False.
+
+    Example:
+        >>> with ShardWriter("data/train", num_shards=64) as writer:
+        ...     for volumes, labels in load_in_chunks():
+        ...         writer.write(volumes, labels)
+        >>> ds = dataset_from_shards("data/train", batch_size=4, seed=0)
+    """
+
+    def __init__(self, directory, *, num_shards: int, prefix: str = "shard",
+                 compression: str | None = None, overwrite: bool = False):
+        if num_shards is None or int(num_shards) != num_shards or num_shards < 1:
+            raise ValueError(f"num_shards must be a positive integer. Received: num_shards={num_shards}")
+        if compression not in _COMPRESSION:
+            raise ValueError(
+                f"compression must be one of {_COMPRESSION}. Received: compression={compression!r}"
+            )
+        if not prefix or os.sep in prefix:
+            raise ValueError(f"prefix must be a non-empty file name part. Received: prefix={prefix!r}")
+        self.num_shards = int(num_shards)
+        self.compression = compression
+        self.directory = Path(directory)
+        self.directory.mkdir(parents=True, exist_ok=True)
+        self.manifest_path = self.directory / f"{prefix}{MANIFEST_SUFFIX}"
+        if self.manifest_path.exists() and not overwrite:
+            raise FileExistsError(
+                f"{self.manifest_path} already exists; pass overwrite=True to replace it, "
+                f"or use another prefix."
+            )
+        self.paths = [self.directory / _shard_name(prefix, s, self.num_shards)
+                      for s in range(self.num_shards)]
+        options = tf.io.TFRecordOptions(compression_type=compression or "")
+        self._writers = [tf.io.TFRecordWriter(str(self._tmp(p)), options) for p in self.paths]
+        self._counts = [0] * self.num_shards
+        self._skeleton = self._fields = self._fingerprint = None
+        self.num_samples = 0
+
+    @staticmethod
+    def _tmp(path: Path) -> Path:
+        return path.with_name(path.name + ".tmp")
+
+    def write(self, x, y=None) -> None:
+        """Appends a chunk of samples.
+
+        Args:
+            x: array ``[k, ...]`` or tuple / dict of such arrays, any dtype
+                (numeric, bool, str / bytes).
+            y: optional labels / targets, ``k`` along axis 0. Every chunk
+                has the structure, dtypes and per-sample shapes of the first.
+
+        Raises:
+            ValueError: as :func:`shared.pipeline.dataset_from_arrays` (empty,
+                mismatched lengths, NaN, scalars; the message gives the
+                chunk's first sample and the index within the chunk),
+                non-string dict keys, an unsupported dtype, or a chunk whose
+                fields differ from the first chunk's (named).
+        """
+        if self._writers is None:
+            raise ValueError(f"The writer of {self.manifest_path} is closed.")
+        x = _to_arrays(x)
+        y = None if y is None else _to_arrays(y)
+        try:
+            k = _check_arrays(x, y)
+        except ValueError as exc:
+            raise ValueError(f"Chunk starting at sample {self.num_samples}: {exc}") from exc
+        skeleton = {"x": _skeleton(x, "x")}
+        leaves = _leaves(x, "x")
+        if y is not None:
+            skeleton["y"] = _skeleton(y, "y")
+            leaves += _leaves(y, "y")
+        fields = [{"name": key, "dtype": _field_dtype(key, arr), "shape": list(arr.shape[1:])}
+                  for key, arr in leaves]
+        if self._fields is None:
+            self._skeleton, self._fields = skeleton, fields
+            self._fingerprint = _fingerprint(fields)
+        elif (skeleton, fields) != (self._skeleton, self._fields):
+            first = {f["name"]: f for f in self._fields}
+            diff = [f"{f['name']}: {f['dtype']} {f['shape']} (first chunk: "
+                    f"{first[f['name']]['dtype']} {first[f['name']]['shape']})"
+                    for f in fields if f["name"] in first and f != first[f["name"]]]
+            raise ValueError(
+                f"Chunk starting at sample {self.num_samples} does not match the fields of the "
+                f"first chunk written to {self.manifest_path}: "
+                f"{diff or f'structure {skeleton} instead of {self._skeleton}'}"
+            )
+        spec = tf.train.Feature(int64_list=tf.train.Int64List(value=[self._fingerprint]))
+        for j in range(k):
+            feature = {_SPEC_KEY: spec}
+            for (key, arr), field in zip(leaves, fields):
+                feature[key] = tf.train.Feature(
+                    bytes_list=tf.train.BytesList(value=[_encode(arr[j], field["dtype"])]))
+            example = tf.train.Example(features=tf.train.Features(feature=feature))
+            shard = self.num_samples % self.num_shards
+            self._writers[shard].write(example.SerializeToString(deterministic=True))
+            self._counts[shard] += 1
+            self.num_samples += 1
+
+    def _discard(self) -> None:
+        for writer in self._writers or []:
+            writer.close()
+        for path in self.paths:
+            self._tmp(path).unlink(missing_ok=True)
+        self._writers = None
+
+    def close(self) -> Path:
+        """Renames the shards into place and writes the manifest.
+
+        Returns:
+            ``Path`` of the manifest, ``<directory>/<prefix>.shards.json``.
+
+        Raises:
+            ValueError: nothing was written, or fewer samples than shards
+                (the temporary files are removed).
+        """
+        if self._writers is None:
+            return self.manifest_path
+        if self.num_samples < self.num_shards:
+            self._discard()
+            raise ValueError(
+                f"num_shards must be between 1 and the number of samples ({self.num_samples}). "
+                f"Received: num_shards={self.num_shards}"
+            )
+        for writer in self._writers:
+            writer.close()
+        self._writers = None
+        shards = []
+        for path, count in zip(self.paths, self._counts):
+            os.replace(self._tmp(path), path)
+            shards.append({"file": path.name, "records": count, "bytes": path.stat().st_size})
+        manifest = {
+            "format": FORMAT,
+            "num_samples": self.num_samples,
+            "compression": self.compression,
+            "fingerprint": self._fingerprint,
+            "structure": self._skeleton,
+            "fields": self._fields,
+            "shards": shards,
+        }
+        tmp = self._tmp(self.manifest_path)
+        tmp.write_text(json.dumps(manifest, indent=1) + "\n")
+        os.replace(tmp, self.manifest_path)
+        logger.info("Wrote %d samples to %d shards under %s", self.num_samples, self.num_shards,
+                    self.directory)
+        return self.manifest_path
+
+    def __enter__(self) -> "ShardWriter":
+        return self
+
+    def __exit__(self, exc_type, exc, tb) -> None:
+        if exc_type is None:
+            self.close()
+        else:
+            self._discard()
+
+
 def write_shards(
     directory,
     x,
@@ -151,14 +330,14 @@ def write_shards(
     compression: str | None = None,
     overwrite: bool = False,
 ) -> Path:
-    """Writes samples to ``num_shards`` TFRecord files and a manifest.
+    """Writes in-memory samples to ``num_shards`` TFRecord files and a manifest.
 
     Every field (each array of ``x`` and ``y``) is stored per sample as raw
     little-endian bytes (text as a serialised string tensor), with its dtype
     and per-sample shape in the manifest. Sample ``i`` goes to shard
     ``i % num_shards``, in order, so the same input always gives the same
-    files. Files are written under temporary names and renamed when complete;
-    the manifest is written last.
+    files. For data larger than memory, write it chunk by chunk with
+    :class:`ShardWriter` (this function is one :meth:`ShardWriter.write`).
 
     Args:
         directory: str or path. Created if missing.
@@ -193,64 +372,10 @@ def write_shards(
             f"num_shards must be an integer between 1 and the number of samples ({n}). "
             f"Received: num_shards={num_shards}"
         )
-    num_shards = int(num_shards)
-    if compression not in _COMPRESSION:
-        raise ValueError(f"compression must be one of {_COMPRESSION}. Received: compression={compression!r}")
-    if not prefix or os.sep in prefix:
-        raise ValueError(f"prefix must be a non-empty file name part. Received: prefix={prefix!r}")
-
-    skeleton = {"x": _skeleton(x, "x")}
-    leaves = _leaves(x, "x")
-    if y is not None:
-        skeleton["y"] = _skeleton(y, "y")
-        leaves += _leaves(y, "y")
-    fields = [
-        {"name": key, "dtype": _field_dtype(key, arr), "shape": list(arr.shape[1:])}
-        for key, arr in leaves
-    ]
-    fingerprint = _fingerprint(fields)
-
-    directory = Path(directory)
-    directory.mkdir(parents=True, exist_ok=True)
-    manifest_path = directory / f"{prefix}{MANIFEST_SUFFIX}"
-    if manifest_path.exists() and not overwrite:
-        raise FileExistsError(
-            f"{manifest_path} already exists; pass overwrite=True to replace it, or use another prefix."
-        )
-
-    options = tf.io.TFRecordOptions(compression_type=compression or "")
-    shards = []
-    for s in range(num_shards):
-        path = directory / _shard_name(prefix, s, num_shards)
-        tmp = path.with_name(path.name + ".tmp")
-        count = 0
-        with tf.io.TFRecordWriter(str(tmp), options) as writer:
-            for i in range(s, n, num_shards):
-                feature = {_SPEC_KEY: tf.train.Feature(int64_list=tf.train.Int64List(value=[fingerprint]))}
-                for (key, arr), field in zip(leaves, fields):
-                    feature[key] = tf.train.Feature(
-                        bytes_list=tf.train.BytesList(value=[_encode(arr[i], field["dtype"])])
-                    )
-                example = tf.train.Example(features=tf.train.Features(feature=feature))
-                writer.write(example.SerializeToString(deterministic=True))
-                count += 1
-        os.replace(tmp, path)
-        shards.append({"file": path.name, "records": count, "bytes": path.stat().st_size})
-
-    manifest = {
-        "format": FORMAT,
-        "num_samples": n,
-        "compression": compression,
-        "fingerprint": fingerprint,
-        "structure": skeleton,
-        "fields": fields,
-        "shards": shards,
-    }
-    tmp = manifest_path.with_name(manifest_path.name + ".tmp")
-    tmp.write_text(json.dumps(manifest, indent=1) + "\n")
-    os.replace(tmp, manifest_path)
-    logger.info("Wrote %d samples to %d shards under %s", n, num_shards, directory)
-    return manifest_path
+    with ShardWriter(directory, num_shards=num_shards, prefix=prefix, compression=compression,
+                     overwrite=overwrite) as writer:
+        writer.write(x, y)
+    return writer.manifest_path
 
 
 # ----------------------------------------------------------------------------

@@ -22,7 +22,7 @@ from shared.pipeline import (
     distribute_dataset,
     per_replica_batch_size,
 )
-from shared.shards import dataset_from_shards, load_manifest, write_shards
+from shared.shards import ShardWriter, dataset_from_shards, load_manifest, write_shards
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -77,6 +77,29 @@ def test_files_are_deterministic_and_gzip_round_trips(tmp_path):
     with pytest.raises(FileExistsError, match="overwrite"):
         write_shards(tmp_path / "a", x, y, num_shards=3)
     write_shards(tmp_path / "a", x, y, num_shards=3, overwrite=True)
+
+
+def test_chunked_writer_gives_the_same_files_and_checks_chunks(tmp_path):
+    x, y = _data()
+    whole = write_shards(tmp_path / "whole", {"a": x}, y, num_shards=4)
+    with ShardWriter(tmp_path / "chunks", num_shards=4) as writer:
+        for start, stop in ((0, 5), (5, 6), (6, 23)):  # chunking does not change the files
+            writer.write({"a": x[start:stop]}, y[start:stop])
+        with pytest.raises(ValueError, match=r"sample 23 .*x\['a'\]: int32"):
+            writer.write({"a": x[:2].astype(np.int32)}, y[:2])
+        with pytest.raises(ValueError, match="Chunk starting at sample 23: .*NaN at sample index 1"):
+            writer.write({"a": np.where(np.arange(2)[:, None, None, None] == 1, np.nan, x[:2])}, y[:2])
+    for name in sorted(p.name for p in whole.parent.iterdir()):
+        assert (whole.parent / name).read_bytes() == (tmp_path / "chunks" / name).read_bytes(), name
+    # An exception inside the block leaves no manifest and no partial files.
+    with pytest.raises(RuntimeError):
+        with ShardWriter(tmp_path / "failed", num_shards=2) as writer:
+            writer.write(x[:4], y[:4])
+            raise RuntimeError("loader failed")
+    assert list((tmp_path / "failed").iterdir()) == []
+    with pytest.raises(ValueError, match="num_shards"):
+        with ShardWriter(tmp_path / "few", num_shards=5) as writer:
+            writer.write(x[:3], y[:3])
 
 
 def test_every_sample_once_per_epoch_seeded_and_reshuffled(tmp_path):
