@@ -396,6 +396,7 @@ def load_manifest(source) -> dict:
     Raises:
         FileNotFoundError: no manifest, or a shard file it lists is missing
             (every missing file is named).
+        PermissionError: a shard file that cannot be read (named).
         ValueError: several manifests in the directory, an unreadable or
             foreign manifest, or a shard file whose size differs from the
             one recorded (truncated or rewritten; the file is named).
@@ -430,6 +431,9 @@ def load_manifest(source) -> dict:
         raise FileNotFoundError(
             f"{len(missing)} of {len(paths)} shard file(s) listed in {source} are missing: {missing}"
         )
+    unreadable = [str(p) for p in paths if not os.access(p, os.R_OK)]
+    if unreadable:
+        raise PermissionError(f"Shard file(s) listed in {source} cannot be read: {unreadable}")
     for path, shard in zip(paths, manifest["shards"]):
         size = path.stat().st_size
         if size != shard["bytes"]:
