@@ -39,6 +39,7 @@ class CovidNetSiameseConfig:
         depths: PEPX modules per stage (COVID-Net: 3, 4, 6, 3).
         fc_units: units of the first fully connected layer.
         embedding_dim: length of the siamese feature vector.
+        bn_momentum: momentum of the batch-norm moving statistics (see the README).
         search_learning_rates / search_batch_sizes: the grid of Section 3.3.
         search_epochs_single / search_epochs_siamese: epochs per grid point.
         search_pairs_per_epoch: siamese training pairs per epoch in the search (5,000).
@@ -64,6 +65,7 @@ class CovidNetSiameseConfig:
     depths: Tuple[int, ...] = (3, 4, 6, 3)
     fc_units: int = 1024
     embedding_dim: int = 1024
+    bn_momentum: float = 0.99
     search_learning_rates: Tuple[float, ...] = (1e-3, 1e-4, 1e-5)
     search_batch_sizes: Tuple[int, ...] = (8, 16, 32)
     search_epochs_single: int = 100

@@ -154,7 +154,7 @@ class WeightedL1Distance(layers.Layer):
 
 
 def build_trunk(input_shape=(224, 224, 1), *, nf=128, depths=(3, 4, 6, 3), batch_norm=True,
-                name="covidnet_trunk"):
+                bn_momentum=0.99, name="covidnet_trunk"):
     """The COVID-Net-like convolutional trunk.
 
     Args:
@@ -178,7 +178,7 @@ def build_trunk(input_shape=(224, 224, 1), *, nf=128, depths=(3, 4, 6, 3), batch
     x = layers.Conv2D(nf, 7, strides=2, padding="same", activation="relu",
                       kernel_initializer="he_normal", name="stem_conv")(inputs)
     if batch_norm:
-        x = layers.BatchNormalization(name="stem_bn")(x)
+        x = layers.BatchNormalization(momentum=bn_momentum, name="stem_bn")(x)
     for s, depth in enumerate(depths, start=1):
         width = nf * 2 ** (s - 1)
         x = layers.MaxPooling2D(2, name=f"stage{s}_pool")(x)
@@ -189,7 +189,8 @@ def build_trunk(input_shape=(224, 224, 1), *, nf=128, depths=(3, 4, 6, 3), batch
             last = i == depth and not batch_norm
             total = layers.Add(name=f"stage{s}_out" if last else f"stage{s}_sum{i}")([total, y])
             block_input = total
-        x = layers.BatchNormalization(name=f"stage{s}_out")(total) if batch_norm else total
+        x = (layers.BatchNormalization(momentum=bn_momentum, name=f"stage{s}_out")(total)
+             if batch_norm else total)
     return keras.Model(inputs, x, name=name)
 
 
@@ -199,7 +200,8 @@ def gradcam_layer_name(depths) -> str:
 
 
 def build_single_net(input_shape=(224, 224, 1), *, nf=128, depths=(3, 4, 6, 3), fc_units=1024,
-                     dropout=(0.5, 0.2, 0.2), num_classes=len(CLASS_NAMES), batch_norm=True, name="single_net"):
+                     dropout=(0.5, 0.2, 0.2), num_classes=len(CLASS_NAMES), batch_norm=True, bn_momentum=0.99,
+                     name="single_net"):
     """The single net: trunk, flatten, three dense layers with dropout, softmax.
 
     Args:
@@ -208,7 +210,7 @@ def build_single_net(input_shape=(224, 224, 1), *, nf=128, depths=(3, 4, 6, 3), 
             have fc_units // 4 (COVID-Net's 1024 -> 256).
         dropout: three rates, default (0.5, 0.2, 0.2) (Section 3.2).
         num_classes: int, default 3.
-        batch_norm: bool, default True. See `build_trunk`.
+        batch_norm, bn_momentum: see `build_trunk`.
 
     Returns:
         keras.Model (not compiled) with the trunk's layers inline (no nesting), so the
@@ -216,39 +218,46 @@ def build_single_net(input_shape=(224, 224, 1), *, nf=128, depths=(3, 4, 6, 3), 
     """
     if len(dropout) != 3:
         raise ValueError(f"dropout needs three rates. Received: dropout={dropout}")
-    trunk = build_trunk(input_shape, nf=nf, depths=depths, batch_norm=batch_norm)
+    trunk = build_trunk(input_shape, nf=nf, depths=depths, batch_norm=batch_norm, bn_momentum=bn_momentum)
     x = layers.Flatten(name="flatten")(trunk.output)
     units = (fc_units, max(1, fc_units // 4), max(1, fc_units // 4))
     for i, (u, rate) in enumerate(zip(units, dropout), start=1):
         x = layers.Dense(u, activation="relu", name=f"fc{i}")(x)
         x = layers.Dropout(rate, name=f"dropout{i}")(x)
-    outputs = layers.Dense(num_classes, activation="softmax", name="softmax")(x)
+    # The softmax runs in float32 under a mixed policy (probabilities near 0 and 1).
+    outputs = layers.Dense(num_classes, activation="softmax", dtype="float32", name="softmax")(x)
     return keras.Model(trunk.input, outputs, name=name)
 
 
 def build_twin(input_shape=(224, 224, 1), *, nf=128, depths=(3, 4, 6, 3), embedding_dim=1024, batch_norm=True,
-               name="twin"):
+               bn_momentum=0.99, name="twin"):
     """One branch of the siamese net: trunk, flatten, sigmoid feature layer (Koch et al.)."""
-    trunk = build_trunk(input_shape, nf=nf, depths=depths, batch_norm=batch_norm)
+    trunk = build_trunk(input_shape, nf=nf, depths=depths, batch_norm=batch_norm, bn_momentum=bn_momentum)
     x = layers.Flatten(name="flatten")(trunk.output)
     emb = layers.Dense(embedding_dim, activation="sigmoid", name="embedding")(x)
     return keras.Model(trunk.input, emb, name=name)
 
 
 def build_siamese_net(input_shape=(224, 224, 1), *, nf=128, depths=(3, 4, 6, 3), embedding_dim=1024,
-                      batch_norm=True, name="siamese_net"):
+                      batch_norm=True, bn_momentum=0.99, name="siamese_net"):
     """The siamese net: shared twin, weighted L1 distance (Eq. 1), sigmoid similarity.
 
     Inputs: a list [image_a, image_b]. Output [B, 1]: probability that both show the
     same class (label convention: 1 = same; see the module docstring). The twin is the
-    nested model `model.get_layer("twin")`.
+    nested model `model.get_layer("twin")`. Under a mixed dtype policy the distance and
+    the sigmoid output stay float32.
     """
-    twin = build_twin(input_shape, nf=nf, depths=depths, embedding_dim=embedding_dim, batch_norm=batch_norm)
+    twin = build_twin(input_shape, nf=nf, depths=depths, embedding_dim=embedding_dim, batch_norm=batch_norm,
+                      bn_momentum=bn_momentum)
     a = keras.Input(input_shape, name="image_a")
     b = keras.Input(input_shape, name="image_b")
-    distance = WeightedL1Distance(name="weighted_l1")([twin(a), twin(b)])
+    # Distance and sigmoid in float32 under a mixed policy: the sum over all features
+    # and a similarity near 0 or 1 lose too much in float16 (the twin runs in the
+    # policy's compute dtype; these layers cast its embeddings up).
+    distance = WeightedL1Distance(dtype="float32", name="weighted_l1")([twin(a), twin(b)])
     similarity = layers.Dense(1, activation="sigmoid", kernel_initializer=keras.initializers.Constant(-4.0),
-                              bias_initializer=keras.initializers.Constant(1.0), name="similarity")(distance)
+                              bias_initializer=keras.initializers.Constant(1.0), dtype="float32",
+                              name="similarity")(distance)
     return keras.Model([a, b], similarity, name=name)
 
 

@@ -283,15 +283,16 @@ def compile_siamese(model, learning_rate, jit_compile=False):
 def new_single(config, learning_rate):
     """A compiled single net for `config` (a `CovidNetSiameseConfig`)."""
     s = config.image_size
-    return compile_single(build_single_net((s, s, 1), nf=config.nf, depths=config.depths,
-                                           fc_units=config.fc_units), learning_rate, config.jit_compile)
+    return compile_single(build_single_net((s, s, 1), nf=config.nf, depths=config.depths, fc_units=config.fc_units,
+                                           bn_momentum=config.bn_momentum), learning_rate, config.jit_compile)
 
 
 def new_siamese(config, learning_rate):
     """A compiled siamese net for `config`."""
     s = config.image_size
     return compile_siamese(build_siamese_net((s, s, 1), nf=config.nf, depths=config.depths,
-                                             embedding_dim=config.embedding_dim), learning_rate, config.jit_compile)
+                                             embedding_dim=config.embedding_dim, bn_momentum=config.bn_momentum),
+                           learning_rate, config.jit_compile)
 
 
 def fit_single(model, data, *, batch_size, epochs, seed, callbacks=(), keep_best=True, verbose=0):
