@@ -23,6 +23,8 @@ def register(subparsers) -> None:
     run.add_argument("--seeds", type=int, default=None, help="override the ensembles per arm")
     run.add_argument("--ensemble-size", type=int, default=None, help="override the models per ensemble")
     run.add_argument("--epochs", type=int, default=None, help="override the maximum epochs")
+    run.add_argument("--workers", type=int, default=None,
+                     help="processes simulating the cohort (default: up to 4, one per CPU core)")
     run.set_defaults(func=_cmd_run)
 
     gen = sub.add_parser("generate", help="write simulated AIM files, grades.csv and projections")
@@ -33,6 +35,8 @@ def register(subparsers) -> None:
     gen.add_argument("--no-projections", action="store_true", help="do not keep the projections")
     gen.add_argument("--out", type=Path, required=True, help="output folder")
     gen.add_argument("--seed", type=int, default=0)
+    gen.add_argument("--workers", type=int, default=None,
+                     help="processes simulating the cohort (default: up to 4, one per CPU core)")
     gen.set_defaults(func=_cmd_generate)
 
     info = sub.add_parser("info", help="load a dataset folder and print grades, agreement and QME")
@@ -40,6 +44,12 @@ def register(subparsers) -> None:
     info.add_argument("--slices", type=int, default=8, help="equally spaced slices per scan (default 8)")
     info.set_defaults(func=_cmd_info)
     parser.set_defaults(func=lambda args: parser.print_help() or 0)
+
+
+def _workers(value) -> int:
+    import os
+
+    return value if value is not None else max(1, min(4, os.cpu_count() or 1))
 
 
 def _cmd_run(args) -> int:
@@ -60,7 +70,7 @@ def _cmd_run(args) -> int:
     report = run_experiment(config, out_dir=out, store_url=resolve_store_url(args.store), seed=args.seed,
                             progress=not args.no_progress, data_dir=args.data,
                             strategy=None if args.strategy == "default" else settings.strategy,
-                            jit_compile=settings.jit_compile)
+                            jit_compile=settings.jit_compile, workers=_workers(args.workers))
     print(f"Report: {report}")
     return 0
 
@@ -85,7 +95,7 @@ def _cmd_generate(args) -> int:
                             n_projections=c.n_projections, field_of_view_mm=c.field_of_view_mm,
                             projection_noise=c.projection_noise, fbp_window=c.fbp_window,
                             grade_counts=c.grade_counts, rater_noise=c.rater_noise, seed=args.seed,
-                            keep_projections=not args.no_projections)
+                            keep_projections=not args.no_projections, workers=_workers(args.workers))
     print(f"Wrote {sum(sites.values())} scans in {time.perf_counter() - start:.1f} s to {root}")
     return 0
 

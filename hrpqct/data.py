@@ -91,10 +91,30 @@ def _draw_grades(site, n, grade_counts, rng):
     raise ValueError(f"grade_counts must be 'thesis' or 'uniform'. Received: {grade_counts!r}")
 
 
+def _simulate_and_write(job) -> dict:
+    """Simulates one scan and writes its AIM file (and views); returns its simulation.csv row."""
+    root, scan_id, site, grade, seed, keep_projections, kw = job
+    scan = simulate_scan(site, grade, seed=seed, **kw)
+    vol = np.clip(np.round(scan["volume"] * MU_SCALING), -32768, 32767).astype(np.int16)
+    aim.write_aim(root / "aim" / f"{scan_id}.AIM", vol, scan["pixel_mm"],
+                  log={"Mu_Scaling": f"{MU_SCALING:.0f}", "Site": site,
+                       "Orig-ISQ-Dim-p": f"{kw['image_size']} {kw['image_size']} {kw['stack_slices']}"})
+    if keep_projections:
+        np.savez_compressed(root / "projections" / f"{scan_id}.npz", views=scan["sinogram"],
+                            angles=scan["angles"], detector_pitch_mm=scan["pixel_mm"])
+    return {"scan_id": scan_id, "site": site, "true_grade": grade,
+            "motion_size": round(scan["motion_size"], 4), "events": "+".join(scan["events"]),
+            "qme_ssd": scan["qme_ssd"], "qme_ncc": scan["qme_ncc"]}
+
+
 def generate_dataset(out_dir, *, scans_per_site, image_size, oversample, stack_slices,
                      n_projections, field_of_view_mm, projection_noise, fbp_window,
-                     grade_counts, rater_noise, seed, keep_projections=True, progress=None) -> Path:
+                     grade_counts, rater_noise, seed, keep_projections=True, progress=None,
+                     workers=1) -> Path:
     """Writes a simulated cohort in the layout of the module docstring.
+
+    Every scan gets its own seed drawn from `seed`, so the cohort is the same
+    whatever the number of workers.
 
     Args:
         out_dir: str or Path. Dataset folder (created).
@@ -106,36 +126,41 @@ def generate_dataset(out_dir, *, scans_per_site, image_size, oversample, stack_s
         seed: int.
         keep_projections: bool, default True. Write the views of every scan.
         progress: callable wrapping an iterable (a progress bar), optional.
+        workers: int, default 1. Processes simulating scans in parallel.
 
     Returns:
         The dataset folder.
     """
+    if workers < 1:
+        raise ValueError(f"workers must be >= 1. Received: workers={workers}")
     root = Path(out_dir)
     (root / "aim").mkdir(parents=True, exist_ok=True)
+    if keep_projections:
+        (root / "projections").mkdir(exist_ok=True)
     rng = numpy_rng(seed)
     plan = []
     for site, n in dict(scans_per_site).items():
         for k, g in enumerate(_draw_grades(site, int(n), grade_counts, rng)):
             plan.append((f"{site[:3]}{k:04d}", site, int(g)))
-    items = plan if progress is None else progress(plan)
-    sim_rows, sizes = [], []
-    for scan_id, site, grade in items:
-        scan = simulate_scan(site, grade, image_size=image_size, oversample=oversample,
-                             stack_slices=stack_slices, n_projections=n_projections,
-                             field_of_view_mm=field_of_view_mm, projection_noise=projection_noise,
-                             fbp_window=fbp_window, seed=rng)
-        vol = np.clip(np.round(scan["volume"] * MU_SCALING), -32768, 32767).astype(np.int16)
-        aim.write_aim(root / "aim" / f"{scan_id}.AIM", vol, scan["pixel_mm"],
-                      log={"Mu_Scaling": f"{MU_SCALING:.0f}", "Site": site,
-                           "Orig-ISQ-Dim-p": f"{image_size} {image_size} {stack_slices}"})
-        if keep_projections:
-            (root / "projections").mkdir(exist_ok=True)
-            np.savez_compressed(root / "projections" / f"{scan_id}.npz", views=scan["sinogram"],
-                                angles=scan["angles"], detector_pitch_mm=scan["pixel_mm"])
-        sizes.append(scan["motion_size"])
-        sim_rows.append({"scan_id": scan_id, "site": site, "true_grade": grade,
-                         "motion_size": round(scan["motion_size"], 4), "events": "+".join(scan["events"]),
-                         "qme_ssd": scan["qme_ssd"], "qme_ncc": scan["qme_ncc"]})
+    scan_seeds = rng.integers(0, 2 ** 63 - 1, size=len(plan))
+    kw = dict(image_size=image_size, oversample=oversample, stack_slices=stack_slices,
+              n_projections=n_projections, field_of_view_mm=field_of_view_mm,
+              projection_noise=projection_noise, fbp_window=fbp_window)
+    jobs = [(root, scan_id, site, grade, int(s), keep_projections, kw)
+            for (scan_id, site, grade), s in zip(plan, scan_seeds)]
+    if workers == 1 or len(jobs) < 2:
+        rows = map(_simulate_and_write, jobs)
+        sim_rows = list(rows if progress is None else progress(rows))
+    else:
+        import concurrent.futures
+        import multiprocessing
+
+        # Spawned (not forked) workers: the caller may already run TensorFlow threads.
+        with concurrent.futures.ProcessPoolExecutor(
+                max_workers=int(workers), mp_context=multiprocessing.get_context("spawn")) as pool:
+            rows = pool.map(_simulate_and_write, jobs, chunksize=max(1, len(jobs) // (8 * workers)))
+            sim_rows = list(rows if progress is None else progress(rows))
+    sizes = [r["motion_size"] for r in sim_rows]
     raters = motion.simulate_raters(np.asarray(sizes), seed=rng, noise=rater_noise)
     with open(root / GRADES_FILE, "w", newline="") as fh:
         w = csv.writer(fh)

@@ -30,7 +30,7 @@ import numpy as np
 from scipy import stats as sstats
 
 from hrpqct.data import generate_dataset, load_dataset
-from hrpqct.grading import ensemble_scan_grades, predict_votes, prefilter, standardize
+from hrpqct.grading import air_streak_rms, ensemble_scan_grades, predict_votes, prefilter, standardize
 from hrpqct.models import CAM_LAYER, NUM_GRADES, build_grader
 from shared.metrics import classification_metrics, confusion_matrix, per_class_accuracy, quadratic_weighted_kappa
 from shared.progress import progress as progress_bar
@@ -134,25 +134,34 @@ def _augment(config):
                      noise_stddev=config.noise_stddev).pipeline_fn()
 
 
-def train_grader(arm, x_train, y_train, x_val, y_val, *, config, seed, jit_compile=False):
+def train_grader(arm, x_train, y_train, x_val, y_val, *, config, seed, strategy=None, jit_compile=False):
     """Trains one slice grader; returns (model, history dict).
+
+    The model is built and compiled inside `strategy.scope()` (one device when
+    None) under the global Keras dtype policy; its softmax computes in float32
+    (`hrpqct.models`), and under ``mixed_float16`` Keras' `fit` scales the loss.
 
     Args:
         arm: "baseline" or "proposed".
-        x_train, x_val: float arrays [N, H, W, 1] (prefiltered slices).
+        x_train, x_val: float arrays [N, H, W, 1] (prefiltered, standardised slices).
         y_train, y_val: int arrays [N] of grade indices 0-4.
         config: HrpqctConfig (architecture and training fields).
         seed: int. Weight initialisation and batch order.
+        strategy: tf.distribute.Strategy, optional. `config.batch_size` is the
+            global batch, split over its replicas.
         jit_compile: bool. XLA for the train step.
     """
+    import contextlib
+
     from shared.pipeline import dataset_from_arrays
 
     set_global_seed(seed)
-    model = build_grader(arm, x_train.shape[1:], baseline_filters=config.baseline_filters,
-                         proposed_filters=config.proposed_filters, dense_units=config.dense_units,
-                         activation=config.activation)
-    model.compile(optimizer=keras.optimizers.Adam(config.learning_rate),
-                  loss="sparse_categorical_crossentropy", metrics=["accuracy"], jit_compile=jit_compile)
+    with strategy.scope() if strategy is not None else contextlib.nullcontext():
+        model = build_grader(arm, x_train.shape[1:], baseline_filters=config.baseline_filters,
+                             proposed_filters=config.proposed_filters, dense_units=config.dense_units,
+                             activation=config.activation)
+        model.compile(optimizer=keras.optimizers.Adam(config.learning_rate),
+                      loss="sparse_categorical_crossentropy", metrics=["accuracy"], jit_compile=jit_compile)
     train = dataset_from_arrays(x_train, y_train, batch_size=config.batch_size, seed=seed,
                                 augment=_augment(config))
     val = dataset_from_arrays(x_val, y_val, batch_size=config.batch_size, shuffle=False)
@@ -206,7 +215,7 @@ def _fmt(x):
 
 
 def run_experiment(config, *, out_dir, store_url=None, seed=0, progress=True, data_dir=None,
-                   strategy=None, jit_compile=False) -> Path:
+                   strategy=None, jit_compile=False, workers=1) -> Path:
     """Runs the whole protocol at `config`; returns the path of report.md.
 
     Args:
@@ -219,6 +228,7 @@ def run_experiment(config, *, out_dir, store_url=None, seed=0, progress=True, da
             `hrpqct.data` (real or simulated); default: simulate into out_dir/data.
         strategy: tf.distribute.Strategy, optional. Models are built in its scope.
         jit_compile: bool. XLA train steps.
+        workers: int, default 1. Processes simulating the cohort.
     """
     from shared.plotting import save_confusion_matrix, save_image_grid
     from shared.report import write_comparison_report
@@ -237,18 +247,23 @@ def run_experiment(config, *, out_dir, store_url=None, seed=0, progress=True, da
                              n_projections=config.n_projections, field_of_view_mm=config.field_of_view_mm,
                              projection_noise=config.projection_noise, fbp_window=config.fbp_window,
                              grade_counts=config.grade_counts, rater_noise=config.rater_noise, seed=seed,
-                             progress=bar)
+                             progress=bar, workers=workers)
     data = load_dataset(data_dir, slices_per_scan=config.slices_per_scan, image_size=config.image_size)
     t_data = time.perf_counter() - t_start
-    images = prefilter(data["images"], config.prefilter_sigma)
     consensus = data["consensus"]
     train_idx, val_idx, test_idx = stratified_split(consensus, val_fraction=config.val_fraction,
                                                     test_fraction=config.test_fraction, seed=seed)
+    # Walle's prefilter, then the training slices' mean and standard deviation for all.
+    images = prefilter(data["images"], config.prefilter_sigma)
+    images = standardize(images, images[train_idx])
     results = {"n_scans": int(len(consensus)), "n_train": int(len(train_idx)), "n_val": int(len(val_idx)),
                "n_test": int(len(test_idx)),
                "grade_counts": {s: np.bincount(consensus[data["sites"] == s], minlength=6)[1:].tolist()
                                 for s in np.unique(data["sites"])}}
     results["raters"] = rater_agreement(data["rater_grades"], consensus)
+    results["scale"] = {"strategy": "default" if strategy is None else type(strategy).__name__,
+                        "replicas": 1 if strategy is None else int(strategy.num_replicas_in_sync),
+                        "precision": keras.mixed_precision.global_policy().name, "jit_compile": bool(jit_compile)}
 
     # QME: correlation with the grade, and the threshold grader.
     if "qme_ssd" in data:
@@ -263,6 +278,19 @@ def run_experiment(config, *, out_dir, store_url=None, seed=0, progress=True, da
         qres["test"] = scan_metrics(consensus[test_idx], qme_grades(data["qme_ssd"][test_idx], thr))
         results["qme"] = qres
         _scatter_qme(data["qme_ssd"], consensus, fig_dir / "qme_ssd_vs_grade.png", "QME_SSD")
+
+    # The streaks in the air around the limb: an image statistic the graders could learn from.
+    streak = air_streak_rms(data["images"])
+    rho, p = sstats.spearmanr(streak, consensus)
+    fit_idx = np.concatenate([train_idx, val_idx])
+    thr = fit_qme_thresholds(streak[fit_idx], consensus[fit_idx])
+    results["streak"] = {
+        "spearman": float(rho), "spearman_p": float(p),
+        "median_per_grade": [float(np.median(streak[consensus == g])) if (consensus == g).any() else float("nan")
+                             for g in range(1, 6)],
+        "thresholds": thr.tolist(), "test": scan_metrics(consensus[test_idx], qme_grades(streak[test_idx], thr))}
+    if "motion_size" in data:
+        results["streak"]["spearman_motion_size"] = float(sstats.spearmanr(streak, data["motion_size"])[0])
 
     # Example slices, one per grade where present.
     ex_idx = [int(np.flatnonzero(consensus == g)[0]) for g in range(1, 6) if (consensus == g).any()]
@@ -285,13 +313,8 @@ def run_experiment(config, *, out_dir, store_url=None, seed=0, progress=True, da
         members, histories = [], []
         for k in range(config.ensemble_size):
             member_seed = seed * 100_003 + rep * 1_009 + k
-            if strategy is not None:
-                with strategy.scope():
-                    model, hist = train_grader(arm, x_tr, y_tr, x_va, y_va, config=config, seed=member_seed,
-                                               jit_compile=jit_compile)
-            else:
-                model, hist = train_grader(arm, x_tr, y_tr, x_va, y_va, config=config, seed=member_seed,
-                                           jit_compile=jit_compile)
+            model, hist = train_grader(arm, x_tr, y_tr, x_va, y_va, config=config, seed=member_seed,
+                                       strategy=strategy, jit_compile=jit_compile)
             members.append(model)
             histories.append(hist)
         votes = predict_votes(members, images[test_idx])
@@ -369,6 +392,8 @@ def _write_report(out, config, results, comparison) -> Path:
         m = item["mean"]
         lines.append(f"| {arm} (mean of {len(item['runs'])} ensembles) | "
                      + " | ".join(_fmt(m.get(k)) for k in metric_keys) + f" | {_fmt(m.get('review_fraction'))} |")
+    st = r["streak"]["test"]
+    lines.append("| air-streak RMS thresholds | " + " | ".join(_fmt(st.get(k)) for k in metric_keys) + " | n/a |")
     if "qme" in r:
         q = r["qme"]["test"]
         lines.append("| QME_SSD thresholds | " + " | ".join(_fmt(q.get(k)) for k in metric_keys) + " | n/a |")
@@ -377,6 +402,14 @@ def _write_report(out, config, results, comparison) -> Path:
                   f"rho = {r['qme']['spearman_qme_ssd']:.3f} (p = {r['qme']['spearman_qme_ssd_p']:.2g}), "
                   f"QME_NCC rho = {r['qme']['spearman_qme_ncc']:.3f} (p = {r['qme']['spearman_qme_ncc_p']:.2g}).",
                   "", "![QME vs grade](figures/qme_ssd_vs_grade.png)"]
+    lines += ["", "## Streaks in the air around the limb", "",
+              "Root mean square of the reconstruction where the smoothed slice is air (`air_streak_rms`), "
+              "median per consensus grade 1-5: "
+              + ", ".join(_fmt(v) for v in r["streak"]["median_per_grade"])
+              + f" / cm; Spearman with the consensus rho = {r['streak']['spearman']:.3f} "
+              f"(p = {r['streak']['spearman_p']:.2g})"
+              + (f", with the simulated motion size rho = {r['streak']['spearman_motion_size']:.3f}."
+                 if "spearman_motion_size" in r["streak"] else ".")]
     lines += ["", "## Figures", "", "![examples](figures/example_slices.png)", ""]
     for arm in r.get("confusion", {}):
         lines += [f"![confusion {arm}](figures/confusion_{arm}.png)",

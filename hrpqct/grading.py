@@ -55,6 +55,38 @@ def standardize(images, reference) -> np.ndarray:
     return ((np.asarray(images, dtype=np.float64) - reference.mean()) / max(std, 1e-6)).astype(np.float32)
 
 
+def air_streak_rms(images, *, air_level=0.05, sigma=3.0) -> np.ndarray:
+    """Root mean square of the reconstruction in the air around the limb, per scan (1/cm).
+
+    A non-learned image statistic of the motion streaks: air has zero
+    attenuation, so what a still scan shows there is noise and view-sampling
+    error, and motion adds the streaks that filtered back-projection spreads
+    across the field. Air pixels are those whose Gaussian-smoothed (`sigma`
+    pixels) value is below `air_level`; smoothing averages the streaks (they
+    alternate in sign) so the limb's outline alone decides.
+
+    Args:
+        images: float array [scans, slices, H, W] of attenuation (1/cm).
+        air_level: float, default 0.05 (soft tissue is about 0.2 / cm).
+        sigma: float, default 3.0.
+
+    Returns:
+        float array [scans]: RMS over the air pixels of all slices of the scan.
+
+    Example:
+        A scan whose air pixels hold +0.01 and -0.01 in equal numbers -> 0.01.
+    """
+    images = np.asarray(images, dtype=np.float32)
+    if images.ndim != 4:
+        raise ValueError(f"images must be [scans, slices, H, W]. Received: shape={images.shape}")
+    smooth = ndimage.gaussian_filter(images, (0.0, 0.0, float(sigma), float(sigma)))
+    out = np.empty(len(images))
+    for i in range(len(images)):
+        air = smooth[i] < air_level
+        out[i] = float(np.sqrt(np.mean(images[i][air].astype(np.float64) ** 2))) if air.any() else float("nan")
+    return out
+
+
 def ensemble_scan_grades(votes, *, threshold=0.75) -> dict:
     """Combines the slice votes of an ensemble into scan grades.
 

@@ -8,8 +8,9 @@ Both map one reconstructed slice [H, W, 1] to probabilities of grades 1-5
   stages, global average pooling, a fully connected ReLU layer and a softmax.
   Kernel sizes and widths are not given in the thesis: 3 x 3 kernels and the
   widths of the presets are our choice.
-* `build_proposed_grader` (thesis, sections 2.3.x): a convolution stem and
-  residual stages (two 3 x 3 convolutions with batch normalisation and ReLU or
+* `build_proposed_grader` (thesis, sections 2.3.x): a convolution stem (5 x 5,
+  stride 2, then 2 x 2 max pooling, as ResNet's stem reduces the input 4-fold)
+  and residual stages (two 3 x 3 convolutions with batch normalisation and ReLU or
   ELU, a 1 x 1 projection on the shortcut when the shape changes) each followed
   by a CBAM attention module (Woo et al. 2018: channel attention from average-
   and max-pooled descriptors through a shared MLP, then spatial attention from
@@ -17,7 +18,9 @@ Both map one reconstructed slice [H, W, 1] to probabilities of grades 1-5
   stages, global average pooling, a dense layer and a softmax.
 
 The last feature map of each network is the layer named ``cam_features``, the
-layer Grad-CAM reads.
+layer Grad-CAM reads. The output layer computes in float32 whatever the global
+dtype policy (under ``mixed_float16`` a float16 softmax rounds small
+probabilities to zero and the cross-entropy to infinity).
 """
 
 from __future__ import annotations
@@ -111,34 +114,38 @@ def build_baseline_grader(input_shape, *, filters=(32, 64, 128, 256, 256), dense
         x = layers.MaxPooling2D(2, name=f"pool{i + 1}")(x)
     x = layers.GlobalAveragePooling2D(name="gap")(x)
     x = layers.Dense(int(dense_units), activation="relu", name="fc")(x)
-    outputs = layers.Dense(NUM_GRADES, activation="softmax", name="grade")(x)
+    outputs = layers.Dense(NUM_GRADES, activation="softmax", dtype="float32", name="grade")(x)
     return keras.Model(inputs, outputs, name=name)
 
 
-def _residual_block(x, filters, activation, prefix):
+def _residual_block(x, filters, activation, prefix, bn_momentum):
     shortcut = x
     y = layers.Conv2D(filters, 3, padding="same", use_bias=False, name=f"{prefix}_conv1")(x)
-    y = layers.BatchNormalization(name=f"{prefix}_bn1")(y)
+    y = layers.BatchNormalization(momentum=bn_momentum, name=f"{prefix}_bn1")(y)
     y = layers.Activation(activation, name=f"{prefix}_act1")(y)
     y = layers.Conv2D(filters, 3, padding="same", use_bias=False, name=f"{prefix}_conv2")(y)
-    y = layers.BatchNormalization(name=f"{prefix}_bn2")(y)
+    y = layers.BatchNormalization(momentum=bn_momentum, name=f"{prefix}_bn2")(y)
     y = CBAM(name=f"{prefix}_cbam")(y)
     if shortcut.shape[-1] != filters:
         shortcut = layers.Conv2D(filters, 1, use_bias=False, name=f"{prefix}_proj")(shortcut)
-        shortcut = layers.BatchNormalization(name=f"{prefix}_proj_bn")(shortcut)
+        shortcut = layers.BatchNormalization(momentum=bn_momentum, name=f"{prefix}_proj_bn")(shortcut)
     return layers.Add(name=f"{prefix}_add")([y, shortcut])
 
 
 def build_proposed_grader(input_shape, *, filters=PAPER_PROPOSED_FILTERS, dense_units=PAPER_DENSE_UNITS,
-                          activation="relu", dropout=0.3, name="proposed_grader") -> keras.Model:
+                          activation="relu", dropout=0.3, bn_momentum=0.9, name="proposed_grader") -> keras.Model:
     """The thesis' network: BN, ReLU/ELU, residual blocks with CBAM attention.
 
     Args:
-        input_shape: (H, W, 1). H and W divisible by 2 ** len(filters).
+        input_shape: (H, W, 1). H and W divisible by 2 ** (len(filters) + 1).
         filters: ints. One residual stage per entry; max pooling after each but the last.
         dense_units: int. Hidden dense layer.
         activation: "relu" (with batch norm, as the thesis recommends) or "elu".
         dropout: float, default 0.3. Before the output layer.
+        bn_momentum: float, default 0.9. Momentum of the batch-norm moving
+            statistics (PyTorch's default; Keras' 0.99 leaves them far from the
+            data's after the few hundred steps of a small training set, and the
+            network then grades validation slices with the wrong statistics).
         name: str.
 
     Returns:
@@ -149,10 +156,11 @@ def build_proposed_grader(input_shape, *, filters=PAPER_PROPOSED_FILTERS, dense_
         raise ValueError(f"activation must be 'relu' or 'elu'. Received: activation={activation!r}")
     inputs = keras.Input(input_shape, name="slice")
     x = layers.Conv2D(int(filters[0]), 5, strides=2, padding="same", use_bias=False, name="stem_conv")(inputs)
-    x = layers.BatchNormalization(name="stem_bn")(x)
+    x = layers.BatchNormalization(momentum=bn_momentum, name="stem_bn")(x)
     x = layers.Activation(activation, name="stem_act")(x)
+    x = layers.MaxPooling2D(2, name="stem_pool")(x)
     for i, f in enumerate(filters):
-        x = _residual_block(x, int(f), activation, f"stage{i + 1}")
+        x = _residual_block(x, int(f), activation, f"stage{i + 1}", float(bn_momentum))
         last = i == len(filters) - 1
         x = layers.Activation(activation, name=CAM_LAYER if last else f"stage{i + 1}_out")(x)
         if not last:
@@ -161,7 +169,7 @@ def build_proposed_grader(input_shape, *, filters=PAPER_PROPOSED_FILTERS, dense_
     x = layers.Dense(int(dense_units), activation=activation, name="fc")(x)
     if dropout:
         x = layers.Dropout(float(dropout), name="dropout")(x)
-    outputs = layers.Dense(NUM_GRADES, activation="softmax", name="grade")(x)
+    outputs = layers.Dense(NUM_GRADES, activation="softmax", dtype="float32", name="grade")(x)
     return keras.Model(inputs, outputs, name=name)
 
 

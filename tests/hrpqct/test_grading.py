@@ -63,3 +63,15 @@ def test_standardize_uses_reference_statistics():
     assert np.all(np.isfinite(grading.standardize(np.ones((2, 2)), np.ones(3))))
     with pytest.raises(ValueError, match="reference"):
         grading.standardize(np.ones(2), np.array([]))
+
+
+def test_air_streak_rms_by_hand():
+    # A disc of soft tissue (0.2 / cm) in air; the air outside carries +-0.01 stripes.
+    yy, xx = np.mgrid[:32, :32]
+    disc = np.hypot(yy - 15.5, xx - 15.5) < 8
+    stripes = np.where(xx % 2 == 0, 0.01, -0.01)
+    scan = np.where(disc, 0.2, stripes)[None, None].astype(np.float32)
+    rms = grading.air_streak_rms(np.concatenate([scan, np.where(disc, 0.2, 0.0)[None, None]]))
+    np.testing.assert_allclose(rms, [0.01, 0.0], atol=1e-6)
+    with pytest.raises(ValueError, match="scans, slices"):
+        grading.air_streak_rms(np.zeros((2, 8, 8)))

@@ -48,3 +48,27 @@ def test_builder_errors():
         models.build_proposed_grader((32, 32, 1), filters=(4,), activation="tanh")
     with pytest.raises(ValueError, match="arm"):
         models.build_grader("vgg", (32, 32, 1), baseline_filters=(4,) * 5, proposed_filters=(4,), dense_units=4)
+
+
+def test_proposed_grader_trains_under_mixed_float16():
+    from hrpqct.config import get_config
+    from hrpqct.experiment import train_grader
+
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((16, 32, 32, 1)).astype("float32")
+    y = np.arange(16) % 5
+    config = get_config("tiny", epochs=1, batch_size=8, rotation_p=0.0, noise_p=0.0)
+    previous = keras.mixed_precision.global_policy().name
+    keras.mixed_precision.set_global_policy("mixed_float16")
+    try:
+        model, hist = train_grader("proposed", x, y, x[:8], y[:8], config=config, seed=0)
+        assert model.get_layer("stem_conv").compute_dtype == "float16"
+        assert isinstance(model.optimizer, keras.optimizers.LossScaleOptimizer)
+        probs = model.predict(x[:4], verbose=0)
+    finally:
+        keras.mixed_precision.set_global_policy(previous)
+    # The softmax stays in float32: probabilities sum to 1 and the loss is finite.
+    assert probs.dtype == np.float32
+    np.testing.assert_allclose(probs.sum(axis=-1), 1.0, rtol=1e-5)
+    assert np.isfinite(hist["loss"][0]) and np.isfinite(hist["val_loss"][0])
+    assert all(np.all(np.isfinite(np.asarray(w, dtype=np.float32))) for w in model.weights)
