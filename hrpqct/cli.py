@@ -125,4 +125,5 @@ def demo(out_dir, store_url, progress=True) -> Path:
     from hrpqct.config import get_config
     from hrpqct.experiment import run_experiment
 
-    return run_experiment(get_config("quick"), out_dir=out_dir, store_url=store_url, seed=0, progress=progress)
+    return run_experiment(get_config("quick"), out_dir=out_dir, store_url=store_url, seed=0, progress=progress,
+                          workers=_workers(None))
