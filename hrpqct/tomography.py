@@ -140,7 +140,7 @@ def _still_matrix(n, pixel_size, n_views, n_detector, detector_pitch):
 
 
 def forward_project_rigid(volume, n_projections, *, pixel_size, n_detector, detector_pitch, shift=None,
-                          rot=None) -> np.ndarray:
+                          rot=None, max_cached_entries=1e8) -> np.ndarray:
     """The acquisition of `acquisition_angles(n_projections)` with rigid motion, from the still views.
 
     With the object moved as ``x' = R(rot) x + shift`` (pivot at the rotation
@@ -165,6 +165,10 @@ def forward_project_rigid(volume, n_projections, *, pixel_size, n_detector, dete
         detector_pitch: float. Bin width (cm).
         shift: array [n_projections + 1, 2], optional. Translation (x, y) in cm.
         rot: array [n_projections + 1], optional. Rotation (radians) about the axis.
+        max_cached_entries: float, default 1e8. The still-view matrix (2 entries
+            per pixel and view, 8 bytes each) is cached when it has at most this
+            many entries (the quick preset: 3e7); larger ones (the paper preset's
+            1024^2 pixels x 750 views: 1.6e9) are built in chunks for every scan.
 
     Returns:
         float32 array [n_projections + 1, S, n_detector].
@@ -180,8 +184,12 @@ def forward_project_rigid(volume, n_projections, *, pixel_size, n_detector, dete
     if shift.shape != (n_acq, 2) or rot.shape != (n_acq,):
         raise ValueError(f"shift must be [{n_acq}, 2] and rot [{n_acq}] for n_projections={a}. "
                          f"Received: shift {shift.shape}, rot {rot.shape}")
-    mat = _still_matrix(n, float(pixel_size), a, int(n_detector), float(detector_pitch))
-    still = (mat @ volume.reshape(n_slices, n * n).T).reshape(a, n_detector, n_slices).transpose(0, 2, 1)
+    if 2 * n * n * a <= max_cached_entries:
+        mat = _still_matrix(n, float(pixel_size), a, int(n_detector), float(detector_pitch))
+        still = (mat @ volume.reshape(n_slices, n * n).T).reshape(a, n_detector, n_slices).transpose(0, 2, 1)
+    else:  # the paper preset's matrix would not fit in memory: build it chunk by chunk for this scan
+        still = forward_project(volume, np.arange(a) * (np.pi / a), pixel_size=pixel_size, n_detector=n_detector,
+                                detector_pitch=detector_pitch, chunk=max(1, int(4e6 // (n * n))))
     step = np.pi / a
     angles = np.arange(n_acq) * step
     pos = np.arange(n_acq) - rot / step  # fractional index into the still views

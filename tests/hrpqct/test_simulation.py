@@ -80,6 +80,11 @@ def test_rigid_projector_matches_the_exact_one(obj):
     exact, fast = _project(obj, traj), _project_rigid(obj, traj)
     change = np.sqrt(np.mean((exact - still) ** 2))
     assert np.sqrt(np.mean((fast - exact) ** 2)) < 0.2 * change
+    # Too large to cache (the paper preset): the still views come from the chunked projector, same result.
+    n_det = tomography.default_detector_bins(N * OS, PX / OS, PX)
+    uncached = tomography.forward_project_rigid(obj, VIEWS, pixel_size=PX / OS, n_detector=n_det, detector_pitch=PX,
+                                                shift=traj.shift / 10.0, rot=traj.rot, max_cached_entries=0)
+    np.testing.assert_allclose(uncached, fast, atol=1e-4)
     with pytest.raises(ValueError, match="shift must be"):
         tomography.forward_project_rigid(obj, VIEWS, pixel_size=PX / OS, n_detector=80, detector_pitch=PX,
                                          shift=np.zeros((VIEWS, 2)))
