@@ -225,6 +225,28 @@ def compile_qa_model(model, cfg: LgeQaConfig, steps_per_epoch, *, multitask, jit
     return model
 
 
+def batchnorm_recalibration(images, *, batch_size=256):
+    """Keras callback: `models.recalibrate_batchnorm` on `images` before every validation
+    and at the end of training.
+
+    Training uses batch statistics of augmented batches; validation and testing use the
+    moving averages, which after a short schedule (and under the geometric
+    augmentation's zero padding) differ from the statistics of un-augmented slices.
+    Re-estimating them before each validation makes the validation MSE, the epoch
+    early stopping keeps and the test predictions use the same statistics. Training
+    itself is unchanged (its forward passes use batch statistics)."""
+    import keras
+
+    class BatchNormRecalibration(keras.callbacks.Callback):
+        def on_test_begin(self, logs=None):
+            models.recalibrate_batchnorm(self.model, images, batch_size=batch_size)
+
+        def on_train_end(self, logs=None):
+            models.recalibrate_batchnorm(self.model, images, batch_size=batch_size)
+
+    return BatchNormRecalibration()
+
+
 def fit_qa_model(model, cfg: LgeQaConfig, train, val, *, multitask, seed, verbose=0, strategy=None,
                  jit_compile=False):
     """Trains a QA model: `cfg.epochs` epochs, early stopping on the validation MSE of the
@@ -232,8 +254,10 @@ def fit_qa_model(model, cfg: LgeQaConfig, train, val, *, multitask, seed, verbos
 
     With `cfg.restore_best` the weights of the epoch with the lowest validation MSE
     are restored at the end (the model the validation selects); otherwise the last
-    epoch's weights are kept. The model is compiled under `strategy`'s scope (that it
-    was built in)."""
+    epoch's weights are kept. With `cfg.recalibrate_bn` the batch-norm statistics are
+    re-estimated on the un-augmented training slices before each validation and after
+    the last epoch (`batchnorm_recalibration`). The model is compiled under
+    `strategy`'s scope (that it was built in)."""
     import keras
 
     from shared.pipeline import dataset_from_arrays
@@ -247,7 +271,11 @@ def fit_qa_model(model, cfg: LgeQaConfig, train, val, *, multitask, seed, verbos
     val_ds = dataset_from_arrays(val[0], val[1], batch_size=cfg.batch_size, shuffle=False)
     stop = keras.callbacks.EarlyStopping(monitor=f"val_{models.QA_OUTPUT}_mse", patience=cfg.patience,
                                          mode="min", restore_best_weights=cfg.restore_best)
-    history = model.fit(ds, validation_data=val_ds, epochs=cfg.epochs, callbacks=[stop], verbose=verbose)
+    callbacks = [stop]
+    if cfg.recalibrate_bn:
+        # The weights EarlyStopping keeps after a validation carry that validation's statistics.
+        callbacks.append(batchnorm_recalibration(train[0]))
+    history = model.fit(ds, validation_data=val_ds, epochs=cfg.epochs, callbacks=callbacks, verbose=verbose)
     return history.history
 
 
@@ -315,6 +343,9 @@ def train_strategy(strategy, cfg: LgeQaConfig, data, split_slices, *, seed, verb
         history["pretrain"] = pretrain_contrastive(encoder, cfg, x[idx], labels[case_index[idx]],
                                                    seed=seed, verbose=verbose, strategy=distribute,
                                                    jit_compile=jit_compile)
+        if cfg.recalibrate_bn:
+            # The frozen encoder's statistics: un-augmented slices, not the two-view batches.
+            models.recalibrate_batchnorm(encoder, x[idx])
         with strategy_scope(distribute):
             model = models.build_frozen_qa_model(encoder, latent_dim=cfg.latent_dim, dropout=cfg.dropout)
     history["qa"] = fit_qa_model(model, cfg, subset("train"), subset("val"), multitask=multitask,

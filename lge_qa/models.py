@@ -65,6 +65,34 @@ def set_batchnorm_momentum(model, momentum) -> int:
     return n
 
 
+def recalibrate_batchnorm(model, images, *, batch_size=256) -> int:
+    """Re-estimates the moving statistics of every trainable BatchNormalization layer
+    of `model` from `images` (training-mode forward passes, no weight update).
+
+    After training, the moving averages describe the augmented training batches of
+    the last updates; inference sees un-augmented slices. This sets each layer's
+    moving mean and variance to the average of its batch statistics over `images`
+    (the population statistics for `batch_size >= len(images)`), all layers in one
+    training-mode forward pass per batch. Frozen layers (inference-mode BN) are left
+    alone. Returns the number of layers re-estimated.
+    """
+    bns = [layer for layer in model._flatten_layers(include_self=False, recursive=True)
+           if isinstance(layer, layers.BatchNormalization) and layer.trainable]
+    if not bns:
+        return 0
+    saved = [layer.momentum for layer in bns]
+    try:
+        for k, start in enumerate(range(0, len(images), batch_size)):
+            # Running average over batches: moving <- (k * moving + batch) / (k + 1).
+            for layer in bns:
+                layer.momentum = k / (k + 1.0)
+            model(images[start:start + batch_size], training=True)
+    finally:
+        for layer, momentum in zip(bns, saved):
+            layer.momentum = momentum
+    return len(bns)
+
+
 def decoder_skip_names(encoder) -> list:
     """Encoder layers feeding the multi-task decoder: the stem (stride 2) and every
     ResNet stage output but the last (which is the decoder's input)."""

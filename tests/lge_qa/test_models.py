@@ -119,3 +119,28 @@ def test_supcon_pretrainer_same_on_one_device_and_two_replicas():
                                         steps=3, precision="mixed_float16")
     assert mixed["finite"]
     np.testing.assert_allclose(mixed["mirrored"]["loss"], mixed["single"]["loss"], rtol=2e-2)
+
+
+def test_batchnorm_momentum_and_recalibration_by_hand():
+    inputs = keras.Input((1,))
+    h = keras.layers.BatchNormalization(name="bn_a")(inputs)
+    out = keras.layers.BatchNormalization(name="bn_frozen")(h)
+    model = keras.Model(inputs, out)
+    assert models.set_batchnorm_momentum(model, 0.9) == 2
+    assert model.get_layer("bn_a").momentum == 0.9
+    with pytest.raises(ValueError, match="momentum"):
+        models.set_batchnorm_momentum(model, 1.0)
+    model.get_layer("bn_frozen").trainable = False
+    # Two batches of two: means 2 and 6, variances 1 and 1 -> moving mean 4, variance 1.
+    x = np.array([[1.0], [3.0], [5.0], [7.0]], "float32")
+    assert models.recalibrate_batchnorm(model, x, batch_size=2) == 1
+    bn = model.get_layer("bn_a")
+    assert float(bn.moving_mean[0]) == pytest.approx(4.0)
+    assert float(bn.moving_variance[0]) == pytest.approx(1.0)
+    assert bn.momentum == 0.9  # restored
+    frozen = model.get_layer("bn_frozen")
+    assert float(frozen.moving_mean[0]) == 0.0 and float(frozen.moving_variance[0]) == 1.0
+    # One batch holding all samples: the population statistics (biased variance).
+    models.recalibrate_batchnorm(model, x, batch_size=8)
+    assert float(bn.moving_mean[0]) == pytest.approx(4.0)
+    assert float(bn.moving_variance[0]) == pytest.approx(5.0)
