@@ -338,6 +338,10 @@ def _write_report(out, config, best, results, counts, figures, stats, *, synthet
         f"{config.image_size} x {config.image_size}; PEPX trunk nf = {config.nf}, depths {list(config.depths)}; "
         f"{n} seed(s) per arm; {seconds / 60:.1f} min.",
         "",
+        f"Precision policy `{keras.mixed_precision.global_policy().name}`, "
+        f"{tf.distribute.get_strategy().num_replicas_in_sync} replica(s) "
+        f"(`{type(tf.distribute.get_strategy()).__name__}`), XLA {'on' if config.jit_compile else 'off'}.",
+        "",
         "| split | " + " | ".join(CLASS_NAMES) + " |",
         "| --- | " + " | ".join("---:" for _ in CLASS_NAMES) + " |",
     ]

@@ -49,6 +49,7 @@ def test_tiny_end_to_end_through_cli(tmp_path, monkeypatch):
                  "--data", str(data), "--no-progress"]) == 0
     report = (out / "report.md").read_text()
     assert "Test accuracy" in report and "Claims" in report
+    assert "Precision policy `float32`, 1 replica(s)" in report and "XLA off" in report
     results = json.loads((out / "results.json").read_text())
     for arm in ("siamese", "single", "single_cropped"):
         acc = results[arm][0]["accuracy"]
@@ -77,3 +78,30 @@ def test_summary_claims_from_hand_made_results():
     assert summary["attention"]["single_cropped"]["artefact"] == 0.0  # NaN (no artefact left) ignored
     assert summary["claims"] == {"siamese_above_single": True, "single_better_on_covid": True,
                                  "cropping_reduces_artefact_attention": True}
+
+
+def test_run_honours_strategy_precision_and_xla(tmp_path, monkeypatch):
+    import keras
+    import tensorflow as tf
+
+    from covidnet_siamese import experiment
+    from shared.cli import main
+
+    seen = {}
+
+    def fake_run(config, out_dir, **kwargs):
+        strategy = tf.distribute.get_strategy()
+        seen.update(jit=config.jit_compile, search=config.run_search,
+                    policy=keras.mixed_precision.global_policy().name,
+                    strategy=type(strategy).__name__, replicas=strategy.num_replicas_in_sync)
+        return tmp_path / "report.md"
+
+    monkeypatch.setattr(experiment, "run_experiment", fake_run)
+    try:
+        assert main(["covidnet-siamese", "run", "--preset", "tiny", "--out", str(tmp_path), "--no-progress",
+                     "--store", f"sqlite:///{tmp_path / 's.sqlite'}", "--strategy", "mirrored",
+                     "--precision", "mixed_float16", "--xla", "--no-search"]) == 0
+    finally:
+        keras.mixed_precision.set_global_policy("float32")
+    assert seen == {"jit": True, "search": False, "policy": "mixed_float16", "strategy": "MirroredStrategy",
+                    "replicas": len(tf.config.list_logical_devices("CPU"))}
