@@ -32,6 +32,9 @@ def test_trunk_stages_downsample_and_widen():
     names = [layer.name for layer in trunk.layers]
     assert {"pepx1_1", "pepx1_2", "pepx2_1", "stage1_out", "stage2_out"} <= set(names)
     assert gradcam_layer_name((2, 1)) == "stage2_out"
+    bn = [layer for layer in build_trunk((32, 32, 1), nf=4, depths=(1,), bn_momentum=0.9).layers
+          if isinstance(layer, keras.layers.BatchNormalization)]
+    assert len(bn) == 2 and all(layer.momentum == 0.9 for layer in bn)  # stem and stage 1
     with pytest.raises(ValueError, match="depths"):
         build_trunk((32, 32, 1), nf=4, depths=())
 
