@@ -14,7 +14,8 @@ import tensorflow as tf
 from keras import layers, ops
 
 from shared.backbones.vit3d import vit3d_decoder, vit3d_encoder
-from shared.scale import as_float32, gather_across_replicas, scale_for_replicas
+from shared.scale import (as_float32, gather_across_replicas, scale_for_replicas,
+                          skip_together)
 
 LABEL_MODES = ("soft", "hard", "instance")
 
@@ -25,26 +26,6 @@ def _replica_id():
     if ctx is None:
         return 0
     return tf.cast(ctx.replica_id_in_sync_group, "int32")
-
-
-def _skip_together(grads):
-    """Makes every replica's gradients non-finite when one replica's are.
-
-    Under mixed_float16 Keras's `LossScaleOptimizer` (Keras 3.15, TensorFlow, mirrored
-    strategy) decides whether to skip a step from the first replica's gradients alone,
-    before they are summed; a float16 overflow on another replica then reaches the
-    weights as NaN. With the decision shared, all replicas skip the step and the loss
-    scale is lowered, as on one device. Outside a strategy the gradients are unchanged.
-    """
-    ctx = tf.distribute.get_replica_context()
-    if ctx is None or ctx.num_replicas_in_sync == 1:
-        return grads
-    present = [g for g in grads if g is not None]
-    finite = tf.reduce_all(tf.stack([tf.reduce_all(tf.math.is_finite(g)) for g in present]))
-    overflows = ctx.all_reduce(tf.distribute.ReduceOp.SUM, 1.0 - tf.cast(finite, tf.float32))
-    all_finite = overflows < 0.5
-    return [g if g is None else tf.where(all_finite, g, tf.constant(float("nan"), g.dtype))
-            for g in grads]
 
 
 @keras.saving.register_keras_serializable(package="medrepro")
@@ -169,8 +150,7 @@ class SiamesePretrainer(keras.Model):
             scaled = self.optimizer.scale_loss(terms["objective"])
         variables = self.trainable_variables
         grads = tape.gradient(scaled, variables)
-        if isinstance(self.optimizer, keras.optimizers.LossScaleOptimizer):
-            grads = _skip_together(grads)
+        grads = skip_together(self.optimizer, grads)
         self.optimizer.apply(grads, variables)
         return self._update(terms["total"], terms["contrastive"], terms["recon"])
 

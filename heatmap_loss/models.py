@@ -29,7 +29,7 @@ import tensorflow as tf
 from heatmap_loss.losses import MODES, attribution_penalty
 from shared.backbones.vgg import VGG16_FILTERS, vgg16_backbone
 from shared.explain import METHODS, feature_model, forward_with_maps
-from shared.scale import scale_for_replicas
+from shared.scale import scale_for_replicas, skip_together
 
 CLASSIFICATION_LOSSES = ("mse", "cce")
 
@@ -264,7 +264,8 @@ class HeatmapLossModel(keras.Model):
             # The optimizer sums the replicas' gradients under a distribution strategy;
             # scale_loss applies the loss scale of mixed precision.
             scaled = self.optimizer.scale_loss(scale_for_replicas(total))
-        gradients = tape.gradient(scaled, self.trainable_variables)
+        gradients = skip_together(self.optimizer,
+                                  tape.gradient(scaled, self.trainable_variables))
         self.optimizer.apply(gradients, self.trainable_variables)
         return self._log_step(total, cls_mean, pen_mean, y, probabilities, sw)
 

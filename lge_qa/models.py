@@ -23,7 +23,7 @@ from keras import layers
 
 from shared.backbones.resnet import resnet34_backbone
 from shared.backbones.unet import unet2d, unet_decoder
-from shared.scale import as_float32, gather_across_replicas, local_slice
+from shared.scale import as_float32, gather_across_replicas, local_slice, skip_together
 
 ATTRIBUTE_OUTPUTS = ("nulling", "sharpness", "enhancement")
 QA_OUTPUT = "qa"
@@ -300,7 +300,7 @@ class SupConPretrainer(keras.Model):
             # The optimizer sums the replicas' gradients; the shares sum to the loss.
             scaled = self.optimizer.scale_loss(share)
         variables = self.trainable_variables
-        grads = tape.gradient(scaled, variables)
+        grads = skip_together(self.optimizer, tape.gradient(scaled, variables))
         self.optimizer.apply(grads, variables)
         # The tracker averages over replicas: replicas * share averages to the global loss.
         self.loss_tracker.update_state(share * float(replicas_in_sync()))

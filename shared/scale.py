@@ -9,7 +9,9 @@ Custom `train_step`s stay correct under these settings when they:
 - compute losses in float32 (`as_float32`) even under a mixed policy: attribution
   maps and contrastive logits lose too much precision in float16;
 - let `model.optimizer` handle float16 loss scaling (Keras wraps the optimizer in a
-  `LossScaleOptimizer` under `mixed_float16`, and `self.optimizer.apply` unscales);
+  `LossScaleOptimizer` under `mixed_float16`, and `self.optimizer.apply` unscales),
+  passing the gradients through `skip_together` first so that every replica skips an
+  overflowing step;
 - gather the embeddings of every replica before a contrastive loss
   (`gather_across_replicas`), so each anchor sees the negatives of the global batch;
 - divide per-example losses by the global batch size, which Keras's `compile` losses
@@ -134,3 +136,26 @@ def scale_for_replicas(loss):
     if replicas == 1:
         return loss
     return loss * tf.cast(1.0 / replicas, loss.dtype)
+
+
+def skip_together(optimizer, grads):
+    """Makes every replica's gradients non-finite when one replica's are.
+
+    Under mixed_float16, Keras's `LossScaleOptimizer` (Keras 3.15, TensorFlow, mirrored
+    strategy) decides whether to skip a step from the first replica's gradients alone,
+    before they are summed; a float16 overflow on another replica then reaches the
+    weights as NaN. With the decision shared, all replicas skip the step and the loss
+    scale is lowered, as on one device. Gradients are returned unchanged outside a
+    strategy, with one replica, or when `optimizer` does not scale the loss.
+    """
+    if not isinstance(optimizer, keras.optimizers.LossScaleOptimizer):
+        return grads
+    ctx = tf.distribute.get_replica_context()
+    if ctx is None or ctx.num_replicas_in_sync == 1:
+        return grads
+    present = [g for g in grads if g is not None]
+    finite = tf.reduce_all(tf.stack([tf.reduce_all(tf.math.is_finite(g)) for g in present]))
+    overflows = ctx.all_reduce(tf.distribute.ReduceOp.SUM, 1.0 - tf.cast(finite, tf.float32))
+    all_finite = overflows < 0.5
+    return [g if g is None else tf.where(all_finite, g, tf.constant(float("nan"), g.dtype))
+            for g in grads]

@@ -44,3 +44,21 @@ def test_mixed_float16_stays_finite_on_two_replicas():
                                          precision="mixed_float16")
     assert result["finite"]
     assert result["single"]["loss"] == pytest.approx(result["mirrored"]["loss"], rel=2e-2)
+
+
+@pytest.mark.slow
+def test_overflow_on_one_replica_skips_the_step_on_all():
+    import json
+    import subprocess
+    import sys
+
+    out = subprocess.run([sys.executable, "-m", "tests.shared.skip_check"], check=True,
+                         capture_output=True, text=True, timeout=120).stdout
+    result = json.loads(out.strip().splitlines()[-1])
+    # With the decision shared, the step is skipped: the weight keeps its value and the
+    # loss scale halves (1024 -> 512), as on one device with an overflow.
+    assert result["shared"] == {"var": 1.0, "scale": 512.0}
+    # Without it the optimizer looks at the first replica only, applies the step, and
+    # the second replica's infinite gradient reaches the weight.
+    assert result["first_replica_only"]["var"] == float("-inf")
+    assert result["first_replica_only"]["scale"] == 1024.0
