@@ -44,21 +44,10 @@ def _vgg_style(keras, size=SIZE, filters=(8, 16, 32, 64), classes=4):
     return keras.Model(inp, out, name="vgg_style")
 
 
-def bench_2d(seed=0):
+def vgg_train_step():
+    """A compiled Adam training step on a fresh VGG-style model: `step(x, y) -> loss`."""
     import keras
     import tensorflow as tf
-
-    from shared.augment2d import Augment2D
-    from shared.pipeline import dataset_from_arrays
-
-    keras.utils.set_random_seed(seed)
-    rng = np.random.default_rng(seed)
-    x = rng.random((N_IMAGES, SIZE, SIZE, 1), dtype=np.float32)
-    y = rng.integers(0, 4, N_IMAGES)
-    aug = Augment2D(flip=0.5, shift_scale_rotate=0.5, perspective=0.5, noise=0.5, rotation=0.5)
-    ds = dataset_from_arrays(x, y, batch_size=BATCH, seed=seed, augment=aug.pipeline_fn(),
-                             repeat=True, drop_remainder=True)
-    it = iter(ds)
 
     model = _vgg_style(keras)
     loss_fn = keras.losses.SparseCategoricalCrossentropy()
@@ -72,6 +61,26 @@ def bench_2d(seed=0):
         grads = tape.gradient(loss, model.trainable_variables)
         opt.apply(grads, model.trainable_variables)
         return loss
+
+    return train_step
+
+
+def bench_2d(seed=0):
+    import keras
+
+    from shared.augment2d import Augment2D
+    from shared.pipeline import dataset_from_arrays
+
+    keras.utils.set_random_seed(seed)
+    rng = np.random.default_rng(seed)
+    x = rng.random((N_IMAGES, SIZE, SIZE, 1), dtype=np.float32)
+    y = rng.integers(0, 4, N_IMAGES)
+    aug = Augment2D(flip=0.5, shift_scale_rotate=0.5, perspective=0.5, noise=0.5, rotation=0.5)
+    ds = dataset_from_arrays(x, y, batch_size=BATCH, seed=seed, augment=aug.pipeline_fn(),
+                             repeat=True, drop_remainder=True)
+    it = iter(ds)
+
+    train_step = vgg_train_step()
 
     xb, yb = next(it)
     for _ in range(2):  # trace and warm up both sides

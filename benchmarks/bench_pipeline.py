@@ -62,7 +62,7 @@ def bench(seed=0):
     import keras
     import tensorflow as tf
 
-    from benchmarks.bench_augment import _vgg_style
+    from benchmarks.bench_augment import vgg_train_step
     from shared.shards import _parser, dataset_from_shards, load_manifest, write_shards
 
     keras.utils.set_random_seed(seed)
@@ -78,18 +78,7 @@ def bench(seed=0):
                                        cycle_length=CYCLE, deterministic=deterministic,
                                        drop_remainder=True)
 
-        model = _vgg_style(keras)
-        loss_fn = keras.losses.SparseCategoricalCrossentropy()
-        opt = keras.optimizers.Adam(1e-4)
-        opt.build(model.trainable_variables)
-
-        @tf.function
-        def train_step(xb, yb):
-            with tf.GradientTape() as tape:
-                loss = loss_fn(yb, model(xb, training=True))
-            grads = tape.gradient(loss, model.trainable_variables)
-            opt.apply(grads, model.trainable_variables)
-            return loss
+        train_step = vgg_train_step()
 
         xb, yb = next(iter(reader()))
         for _ in range(2):  # trace and warm up
