@@ -10,6 +10,8 @@ Each module exposes `run() -> list[dict]`, one dict per figure with keys `name`,
 figure without a target) and optionally `detail` (str). Ratios are measured side by side
 inside one run of the module, so machine load affects both sides alike. The table and a
 JSON file with the machine description go to stdout and `benchmarks/results.json`.
+With `--only`, the rows of the modules that were not run are kept in that file (each row
+carries the time it was measured), so one module can be re-measured on its own.
 Each module runs in its own interpreter, so no TensorFlow state or memory carries over
 from one benchmark to the next.
 """
@@ -143,6 +145,25 @@ def format_table(rows):
     return "\n".join(out)
 
 
+def kept_rows(path: Path, modules_run: set) -> list:
+    """Rows of an earlier results file whose module was not run this time.
+
+    Rows written before rows carried their own time get the file's `created` time.
+    An unreadable or missing file keeps nothing.
+    """
+    try:
+        earlier = json.loads(Path(path).read_text())
+    except (OSError, ValueError):
+        return []
+    kept = []
+    for row in earlier.get("results", []):
+        if row.get("module") in modules_run:
+            continue
+        row.setdefault("measured", earlier.get("created"))
+        kept.append(row)
+    return kept
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(prog="python -m benchmarks.run", description=__doc__.split("\n")[0])
     parser.add_argument("--only", help="run only modules whose name contains this text")
@@ -166,8 +187,11 @@ def main(argv=None):
         return 2
     rows = run_all(modules, in_process=args.in_process)
     print(format_table(rows))
-    payload = {"created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
-               "machine": machine_info(), "results": rows}
+    now = _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
+    for row in rows:
+        row["measured"] = now
+    kept = kept_rows(args.json, {r["module"] for r in rows}) if args.only else []
+    payload = {"created": now, "machine": machine_info(), "results": kept + rows}
     args.json.parent.mkdir(parents=True, exist_ok=True)
     args.json.write_text(json.dumps(payload, indent=2, default=str) + "\n")
     print(f"\nwrote {args.json}")
