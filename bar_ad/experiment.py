@@ -126,9 +126,9 @@ class ModelBank:
         self._pretrainers = {}
 
     def _scope(self):
-        import contextlib
+        from shared.scale import strategy_scope
 
-        return self.strategy.scope() if self.strategy is not None else contextlib.nullcontext()
+        return strategy_scope(self.strategy)
 
     def _seed_build(self, offset):
         import keras
@@ -473,11 +473,10 @@ def run_experiment(config: BarConfig, out_dir, *, store_url=None, frameworks=Non
         folds = folds[: int(config.folds_run)]
     results = {fw: [] for fw in frameworks}
     jobs = [(fw, k) for fw in frameworks for k in range(len(folds))]
-    import keras
-
+    from shared.scale import clear_session
     from shared.seeding import set_global_seed
 
-    keras.backend.clear_session()
+    clear_session()  # keeps the --precision policy
     set_global_seed(seed)
     bank = ModelBank(config, seed=seed, strategy=strategy, jit_compile=jit_compile)
     for fw, k in bar(jobs, desc="bar-ad", enabled=progress, unit="fold"):

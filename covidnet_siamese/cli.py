@@ -7,7 +7,7 @@ PAPER = "covidnet-siamese"
 
 def register(subparsers):
     """Adds `covidnet-siamese` with its `run`, `generate` and `search` subcommands."""
-    from shared.cli_common import add_run_args, add_store_arg
+    from shared.cli_common import add_run_args, add_scale_args, add_store_arg
 
     parser = subparsers.add_parser(PAPER, help="Siamesifying the COVID-Net: siamese vs single COVID-Net")
     sub = parser.add_subparsers(dest="covidnet_command", metavar="SUBCOMMAND")
@@ -38,6 +38,7 @@ def register(subparsers):
     search.add_argument("--out", type=Path, default=None, help="tuner folder (default: runs/covidnet_siamese/search)")
     search.add_argument("--seed", type=int, default=0)
     add_store_arg(search)
+    add_scale_args(search)
     search.set_defaults(func=_cmd_search)
     parser.set_defaults(func=lambda args: (parser.print_help(), 0)[1])
 
@@ -55,10 +56,11 @@ def _cmd_run(args) -> int:
     if args.no_search:
         config = dataclasses.replace(config, run_search=False)
     out = resolve_out_dir(args.out, "covidnet_siamese", args.preset)
-    # Models are built inside the strategy's scope, so their variables follow it.
-    with make_strategy(args.strategy).scope():
-        report = run_experiment(config, out, store_url=resolve_store_url(args.store), seed=args.seed,
-                                data_root=args.data, show_progress=not args.no_progress)
+    # Every model is built and trained inside the strategy's scope (not the whole run:
+    # Keras sessions are cleared between models, which would drop an enclosing scope).
+    strategy = None if args.strategy == "default" else make_strategy(args.strategy)
+    report = run_experiment(config, out, store_url=resolve_store_url(args.store), seed=args.seed,
+                            data_root=args.data, show_progress=not args.no_progress, strategy=strategy)
     print(f"Report: {report}")
     return 0
 
@@ -77,6 +79,7 @@ def _cmd_generate(args) -> int:
 
 
 def _cmd_search(args) -> int:
+    import dataclasses
     import json
 
     from covidnet_siamese.config import get_preset
@@ -84,12 +87,15 @@ def _cmd_search(args) -> int:
     from covidnet_siamese.experiment import EXPERIMENT
     from covidnet_siamese.search import grid_search
     from shared.cli_common import resolve_store_url
+    from shared.scale import make_strategy, set_precision
 
-    config = get_preset(args.preset)
+    set_precision(args.precision)
+    config = dataclasses.replace(get_preset(args.preset), jit_compile=bool(args.xla))
     data = load_covidx(args.data, size=config.image_size, val_fraction=config.val_fraction, seed=args.seed)
     out = args.out or Path("runs") / "covidnet_siamese" / "search"
-    result = grid_search(args.net, config, data, store=resolve_store_url(args.store), experiment=EXPERIMENT,
-                         directory=out, seed=args.seed)
+    strategy = None if args.strategy == "default" else make_strategy(args.strategy)
+    result = grid_search(args.net, config, data, store=resolve_store_url(args.store),
+                         experiment=EXPERIMENT, directory=out, seed=args.seed, strategy=strategy)
     print(json.dumps(result, indent=2))
     return 0
 

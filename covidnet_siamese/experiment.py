@@ -31,6 +31,7 @@ from covidnet_siamese.training import (class_templates, embed, fit_siamese, fit_
                                        new_single, predict_siamese)
 from shared.progress import progress
 from shared.runs import make_run_dir, write_json
+from shared.scale import clear_session, strategy_scope
 from shared.seeding import numpy_rng, set_global_seed
 
 log = logging.getLogger(__name__)
@@ -134,7 +135,8 @@ def _record(store, arm, seed, preset, metrics, shares):
                                     group=arm, extra={"seed": seed, "preset": preset})
 
 
-def run_experiment(config, out_dir, *, store_url=None, seed=0, data_root=None, show_progress=True):
+def run_experiment(config, out_dir, *, store_url=None, seed=0, data_root=None, show_progress=True,
+                   strategy=None):
     """Runs the whole reproduction and writes `report.md` into `out_dir`.
 
     Args:
@@ -146,6 +148,8 @@ def run_experiment(config, out_dir, *, store_url=None, seed=0, data_root=None, s
         data_root: str or Path, optional. A COVIDx folder; None generates synthetic
             data into `<out_dir>/covidx`.
         show_progress: bool, default True.
+        strategy: tf.distribute.Strategy, optional. Every model (search trials and
+            final runs) is built, trained and evaluated under it; None: the default.
 
     Returns:
         Path of the Markdown report.
@@ -183,7 +187,7 @@ def run_experiment(config, out_dir, *, store_url=None, seed=0, data_root=None, s
     for net in ("single", "siamese"):
         if config.run_search:
             best[net] = grid_search(net, config, data, store=store, experiment=EXPERIMENT,
-                                    directory=out / "tuner", seed=seed)
+                                    directory=out / "tuner", seed=seed, strategy=strategy)
         else:
             best[net] = {"learning_rate": config.default_learning_rate, "batch_size": config.default_batch_size,
                          "best_val_accuracy": None, "trials": []}
@@ -202,21 +206,23 @@ def run_experiment(config, out_dir, *, store_url=None, seed=0, data_root=None, s
             net = "siamese" if arm == "siamese" else "single"
             lr, batch = best[net]["learning_rate"], best[net]["batch_size"]
             t_arm = time.perf_counter()
-            if arm == "siamese":
-                model = new_siamese(config, lr)
-                hist, kb = fit_siamese(model, arm_data, batch_size=batch, epochs=config.final_epochs_siamese,
-                                       n_pairs=config.final_pairs_per_epoch, n_trials=config.three_way_trials,
-                                       seed=run_seed)
-                templates = class_templates(embed(model, arm_data.x_train), arm_data.y_train)
-                pred, _ = predict_siamese(model, arm_data.x_test, templates)
-                maps = siamese_gradcam(model, arm_data.x_test, pred, templates, layer_name=layer)
-            else:
-                model = new_single(config, lr)
-                hist, kb = fit_single(model, arm_data, batch_size=batch, epochs=config.final_epochs_single,
-                                      seed=run_seed)
-                pred = np.argmax(model.predict(arm_data.x_test, batch_size=64, verbose=0), axis=1)
-                maps = single_gradcam(model, arm_data.x_test, pred, layer_name=layer)
-                templates = None
+            with strategy_scope(strategy):  # the session is cleared outside it, below
+                if arm == "siamese":
+                    model = new_siamese(config, lr)
+                    hist, kb = fit_siamese(model, arm_data, batch_size=batch,
+                                           epochs=config.final_epochs_siamese,
+                                           n_pairs=config.final_pairs_per_epoch,
+                                           n_trials=config.three_way_trials, seed=run_seed)
+                    templates = class_templates(embed(model, arm_data.x_train), arm_data.y_train)
+                    pred, _ = predict_siamese(model, arm_data.x_test, templates)
+                    maps = siamese_gradcam(model, arm_data.x_test, pred, templates, layer_name=layer)
+                else:
+                    model = new_single(config, lr)
+                    hist, kb = fit_single(model, arm_data, batch_size=batch,
+                                          epochs=config.final_epochs_single, seed=run_seed)
+                    pred = np.argmax(model.predict(arm_data.x_test, batch_size=64, verbose=0), axis=1)
+                    maps = single_gradcam(model, arm_data.x_test, pred, layer_name=layer)
+                    templates = None
             metrics = _evaluate(arm_data.y_test, pred)
             mk = masks.get("cropped" if arm == "single_cropped" else "full")
             shares = map_shares(maps, border=border, artefacts=mk[1] if mk else None,
@@ -231,7 +237,7 @@ def run_experiment(config, out_dir, *, store_url=None, seed=0, data_root=None, s
                              "templates": templates, "data": arm_data}
                 model.save(out / f"{arm}.keras")
             else:
-                keras.backend.clear_session()
+                clear_session()  # keeps the --precision policy
             bar.update(1)
     write_json(out / "results.json", results)
 
@@ -241,7 +247,8 @@ def run_experiment(config, out_dir, *, store_url=None, seed=0, data_root=None, s
     bar.update(1)
     bar.close()
     report = _write_report(out, config, best, results, counts, figures, stats,
-                           synthetic=synthetic, seconds=time.perf_counter() - start, store=store)
+                           synthetic=synthetic, seconds=time.perf_counter() - start, store=store,
+                           strategy=strategy or tf.distribute.get_strategy())
     return report
 
 
@@ -327,7 +334,8 @@ def summarize(results):
     }
 
 
-def _write_report(out, config, best, results, counts, figures, stats, *, synthetic, seconds, store):
+def _write_report(out, config, best, results, counts, figures, stats, *, synthetic, seconds, store,
+                  strategy):
     summary = summarize(results)
     write_json(out / "summary.json", summary)
     n = len(config.seeds)
@@ -339,8 +347,8 @@ def _write_report(out, config, best, results, counts, figures, stats, *, synthet
         f"{n} seed(s) per arm; {seconds / 60:.1f} min.",
         "",
         f"Precision policy `{keras.mixed_precision.global_policy().name}`, "
-        f"{tf.distribute.get_strategy().num_replicas_in_sync} replica(s) "
-        f"(`{type(tf.distribute.get_strategy()).__name__}`), XLA {'on' if config.jit_compile else 'off'}.",
+        f"{strategy.num_replicas_in_sync} replica(s) "
+        f"(`{type(strategy).__name__}`), XLA {'on' if config.jit_compile else 'off'}.",
         "",
         "| split | " + " | ".join(CLASS_NAMES) + " |",
         "| --- | " + " | ".join("---:" for _ in CLASS_NAMES) + " |",

@@ -58,7 +58,7 @@ class CovidNetHyperModel(kt.HyperModel):
         return hist
 
 
-def grid_search(net, config, data, *, store, experiment, directory, seed, overwrite=True):
+def grid_search(net, config, data, *, store, experiment, directory, seed, overwrite=True, strategy=None):
     """Runs the grid search of one net and returns its best point and the trial table.
 
     Args:
@@ -70,6 +70,8 @@ def grid_search(net, config, data, *, store, experiment, directory, seed, overwr
         directory: str or Path. Keras Tuner folder.
         seed: int.
         overwrite: bool, default True. Start the search afresh.
+        strategy: tf.distribute.Strategy, optional. Keras Tuner builds and trains each
+            trial's model under it (`distribution_strategy`); None: the default.
 
     Returns:
         dict with "learning_rate", "batch_size", "best_val_accuracy" and "trials"
@@ -79,7 +81,8 @@ def grid_search(net, config, data, *, store, experiment, directory, seed, overwr
     tuner = make_tuner(
         "grid", CovidNetHyperModel(net, config, data, seed), objective=OBJECTIVES[net], max_trials=grid,
         store=store, experiment=experiment, search_name=f"{experiment}_{net}_grid_{config.name}",
-        group=net, directory=directory, seed=seed, overwrite=overwrite)
+        group=net, directory=directory, seed=seed, overwrite=overwrite,
+        **({} if strategy is None else {"distribution_strategy": strategy}))
     tuner.search()
     trials = []
     for trial in tuner.oracle.trials.values():

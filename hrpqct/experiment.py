@@ -35,6 +35,7 @@ from hrpqct.models import CAM_LAYER, NUM_GRADES, build_grader
 from shared.metrics import classification_metrics, confusion_matrix, per_class_accuracy, quadratic_weighted_kappa
 from shared.progress import progress as progress_bar
 from shared.runs import make_run_dir, write_json
+from shared.scale import clear_session
 from shared.seeding import numpy_rng, set_global_seed
 
 log = logging.getLogger(__name__)
@@ -339,7 +340,7 @@ def run_experiment(config, *, out_dir, store_url=None, seed=0, progress=True, da
             first[arm] = {"models": members, "graded": graded, "histories": histories}
         else:
             del members
-        keras.backend.clear_session(free_memory=False)
+        clear_session(free_memory=False)
 
     # Figures of the first ensemble per arm.
     test_cons = consensus[test_idx]

@@ -27,12 +27,17 @@ def add_run_args(parser, *, presets=("quick", "paper"), default_preset="quick") 
                         help="run folder (default: runs/<paper>/<preset>)")
     add_store_arg(parser)
     parser.add_argument("--seed", type=int, default=0, help="base random seed (default: 0)")
+    add_scale_args(parser)
+    parser.add_argument("--no-progress", action="store_true", help="hide progress bars")
+
+
+def add_scale_args(parser) -> None:
+    """Adds --strategy, --precision and --xla (see docs/scaling.md)."""
     parser.add_argument("--strategy", choices=["default", "mirrored", "multi-worker"],
                         default="default", help="tf.distribute strategy (default: default)")
     parser.add_argument("--precision", choices=["float32", "mixed_float16", "mixed_bfloat16"],
                         default="float32", help="Keras dtype policy (default: float32)")
     parser.add_argument("--xla", action="store_true", help="compile train steps with XLA")
-    parser.add_argument("--no-progress", action="store_true", help="hide progress bars")
 
 
 def resolve_store_url(cli_value) -> str:

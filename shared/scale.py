@@ -18,6 +18,7 @@ Custom `train_step`s stay correct under these settings when they:
   already do under a strategy.
 """
 
+import contextlib
 import dataclasses
 import os
 
@@ -94,6 +95,27 @@ def configure(strategy: str = "default", precision: str = "float32", xla: bool =
     """
     set_precision(precision)
     return ScaleSettings(make_strategy(strategy, devices), precision, bool(xla))
+
+
+def clear_session(free_memory: bool = True) -> None:
+    """`keras.backend.clear_session`, keeping the global dtype policy.
+
+    Keras keeps the dtype policy in the state that `clear_session` resets, so a run
+    started with `--precision mixed_float16` would silently train every model after
+    the first clear in float32. Call this between models instead.
+    """
+    policy = keras.mixed_precision.global_policy()
+    keras.backend.clear_session(free_memory=free_memory)
+    keras.mixed_precision.set_global_policy(policy)
+
+
+def strategy_scope(strategy):
+    """`strategy.scope()`, or a no-op context for None (the default strategy).
+
+    Enter it around each model's build, fit and evaluation, not around a whole run:
+    `keras.backend.clear_session()` between models would drop an enclosing scope.
+    """
+    return contextlib.nullcontext() if strategy is None else strategy.scope()
 
 
 def as_float32(x):

@@ -196,6 +196,17 @@ class StoreLoggingMixin:
         self._trial_started = {}
         self._local_trials = set()
         self._store_down = False
+        import keras
+
+        self._dtype_policy = keras.mixed_precision.global_policy().name
+
+    def _build_hypermodel(self, hp):
+        # Keras Tuner clears the Keras session before every build, which resets the
+        # dtype policy: each trial is built under the policy in force at creation.
+        import keras
+
+        keras.mixed_precision.set_global_policy(self._dtype_policy)
+        return super()._build_hypermodel(hp)
 
     @property
     def results_store(self):
@@ -323,12 +334,13 @@ class StoreLoggingMixin:
         self._local_trials.add(trial.trial_id)
         self._record(trial.trial_id, self._finished_fields(final, started, ended))
         self._prune_checkpoints()
-        import keras
+        from shared.scale import clear_session
 
         # Frees the trial's graph and model; also runs Python's garbage collector
         # (free_memory=True), so no separate gc.collect() is needed.
         _drop_custom_gradients(getattr(self, "_gradient_keys", None))
-        keras.backend.clear_session(free_memory=True)
+        # Keeps the dtype policy: trials after the first run under the same precision.
+        clear_session(free_memory=True)
 
     def _prune_checkpoints(self):
         if self._keep_best is None:

@@ -41,15 +41,16 @@ def test_tiny_end_to_end_through_cli(tmp_path, monkeypatch):
     data = tmp_path / "covidx"
     assert main(["covidnet-siamese", "generate", "--out", str(data), "--preset", "tiny"]) == 0
     assert (data / "train_split.txt").is_file()
-    # One seed keeps the test short; the notebook test covers the statistics over seeds.
-    monkeypatch.setitem(config.PRESETS, "tiny", lambda: dataclasses.replace(tiny(), seeds=(0,), run_search=True))
+    # Two seeds: the second run clears the Keras session between models, which must not
+    # lose the strategy (the search's trials clear it too).
+    monkeypatch.setitem(config.PRESETS, "tiny", lambda: dataclasses.replace(tiny(), seeds=(0, 1), run_search=True))
     store = f"sqlite:///{tmp_path / 'store.sqlite'}"
     out = tmp_path / "run"
     assert main(["covidnet-siamese", "run", "--preset", "tiny", "--out", str(out), "--store", store,
-                 "--data", str(data), "--no-progress"]) == 0
+                 "--data", str(data), "--no-progress", "--strategy", "mirrored"]) == 0
     report = (out / "report.md").read_text()
     assert "Test accuracy" in report and "Claims" in report
-    assert "Precision policy `float32`, 1 replica(s)" in report and "XLA off" in report
+    assert "Precision policy `float32`, 1 replica(s) (`MirroredStrategy`)" in report and "XLA off" in report
     results = json.loads((out / "results.json").read_text())
     for arm in ("siamese", "single", "single_cropped"):
         acc = results[arm][0]["accuracy"]
@@ -90,7 +91,7 @@ def test_run_honours_strategy_precision_and_xla(tmp_path, monkeypatch):
     seen = {}
 
     def fake_run(config, out_dir, **kwargs):
-        strategy = tf.distribute.get_strategy()
+        strategy = kwargs["strategy"]
         seen.update(jit=config.jit_compile, search=config.run_search,
                     policy=keras.mixed_precision.global_policy().name,
                     strategy=type(strategy).__name__, replicas=strategy.num_replicas_in_sync)
@@ -105,3 +106,25 @@ def test_run_honours_strategy_precision_and_xla(tmp_path, monkeypatch):
         keras.mixed_precision.set_global_policy("float32")
     assert seen == {"jit": True, "search": False, "policy": "mixed_float16", "strategy": "MirroredStrategy",
                     "replicas": len(tf.config.list_logical_devices("CPU"))}
+
+
+@pytest.mark.slow
+def test_search_command_takes_the_scale_switches(tmp_path, capsys):
+    import keras
+
+    from shared.cli import main
+    from shared.store import open_store
+
+    data = tmp_path / "covidx"
+    assert main(["covidnet-siamese", "generate", "--out", str(data), "--preset", "tiny"]) == 0
+    store = f"sqlite:///{tmp_path / 'store.sqlite'}"
+    assert main(["covidnet-siamese", "search", "--net", "single", "--preset", "tiny",
+                 "--data", str(data), "--out", str(tmp_path / "search"), "--store", store,
+                 "--strategy", "mirrored", "--precision", "mixed_float16"]) == 0
+    # The policy was set for the trials (the autouse fixture resets it afterwards).
+    assert keras.mixed_precision.global_policy().name == "mixed_float16"
+    out = capsys.readouterr().out
+    result = json.loads(out[out.index('{\n  "learning_rate"'):])
+    assert result["learning_rate"] == 1e-3 and result["batch_size"] == 8
+    trials = open_store(store).trials("covidnet_siamese")
+    assert len(trials) == 1 and trials[0]["status"] == "completed"

@@ -62,3 +62,27 @@ def test_overflow_on_one_replica_skips_the_step_on_all():
     # the second replica's infinite gradient reaches the weight.
     assert result["first_replica_only"]["var"] == float("-inf")
     assert result["first_replica_only"]["scale"] == 1024.0
+
+
+def test_clear_session_keeps_the_dtype_policy():
+    import keras
+
+    scale.set_precision("mixed_float16")
+    # Keras's own clear_session resets the policy to float32 ...
+    keras.backend.clear_session()
+    assert keras.mixed_precision.global_policy().name == "float32"
+    # ... the shared one keeps it, so later models train under --precision.
+    scale.set_precision("mixed_bfloat16")
+    scale.clear_session()
+    assert keras.mixed_precision.global_policy().name == "mixed_bfloat16"
+    assert keras.layers.Dense(2).dtype_policy.name == "mixed_bfloat16"
+
+
+def test_strategy_scope_of_none_is_the_default_strategy():
+    import tensorflow as tf
+
+    with scale.strategy_scope(None):
+        assert not tf.distribute.has_strategy()
+    mirrored = scale.make_strategy("mirrored")
+    with scale.strategy_scope(mirrored):
+        assert tf.distribute.get_strategy() is mirrored

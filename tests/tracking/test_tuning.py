@@ -46,6 +46,28 @@ def test_every_kind_records_each_trial_once(kind, tmp_path):
     assert _custom_gradient_keys() == gradients_before
 
 
+def test_every_trial_is_built_under_the_policy_in_force_at_creation(tmp_path):
+    from shared.scale import set_precision
+
+    built = []
+
+    def hypermodel(hp):
+        model = demo_hypermodel(hp)
+        built.append(model.layers[-1].dtype_policy.name)
+        return model
+
+    set_precision("mixed_float16")
+    tuner = make_tuner("random", hypermodel, objective="val_accuracy", max_trials=3,
+                       store=f"sqlite:///{tmp_path / 'r.sqlite'}", experiment="exp",
+                       search_name="policy", directory=tmp_path / "tuner", seed=1)
+    _search(tuner)
+    # Keras Tuner clears the session before each build, and Keras's clear_session
+    # resets the dtype policy: without the tuner restoring it, trials after the first
+    # were float32. (Keras Tuner also builds one model up front for its summary.)
+    assert len(built) >= 3 and set(built) == {"mixed_float16"}
+    assert keras.mixed_precision.global_policy().name == "mixed_float16"
+
+
 def test_failed_trials_are_recorded_with_their_error(tmp_path):
     class Broken(keras_tuner.HyperModel):
         def build(self, hp):
