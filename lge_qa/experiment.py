@@ -552,6 +552,9 @@ def run_experiment(cfg: LgeQaConfig, *, out_dir, store_url=None, data_root=None,
                                                 {i: int(labels[i, 3]) for i in split["test"]})
         metrics["epochs"] = len(history["qa"].get("loss", []))
         metrics["seconds"] = time.time() - ts
+        if "pretrain" in history:
+            # Eq. 5 per pre-training epoch (mean over its batches), for metrics.json.
+            metrics["pretrain_loss"] = [float(v) for v in history["pretrain"].get("loss", [])]
         results[strategy].append(metrics)
         log.info("repetition %d %s: %s", r, strategy, metrics)
         if r == 0:

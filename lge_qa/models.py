@@ -226,6 +226,77 @@ def supcon_replica_share(labels, z, *, temperature, base_temperature):
     return local_sum / tf.maximum(n_anchors, 1.0)
 
 
+def supcon_bounds(labels, *, views=2, temperature=0.1) -> dict:
+    """Chance level and minimum of one SupCon term (Eq. 4, mean over anchors, scale
+    `temperature / base_temperature` = 1) for a batch with binary labels.
+
+    With V views of B samples every anchor has 2N - 1 = V * B - 1 others. If all
+    projections coincide (a collapsed embedding) every logit is equal and each
+    anchor's loss is log(V * B - 1): the "chance" level. For an anchor of a class
+    with n samples, n_pos = V * n - 1 positives and n_neg = V * (B - n) negatives,
+    Jensen's inequality and -1 <= z_i . z_a <= 1 give
+
+        L_i >= log(n_pos + n_neg * exp(-2 / temperature)),
+
+    reached when each class sits at one point and the two points are antipodal.
+    The minimum is the mean of this bound over the anchors.
+
+    Args:
+        labels: [B] binary (or any two-valued) labels of the batch.
+        views: int, default 2.
+        temperature: float, default 0.1.
+
+    Returns:
+        dict with "chance" and "minimum" (floats).
+    """
+    import numpy as np
+
+    labels = np.asarray(labels).reshape(-1)
+    classes, counts = np.unique(labels, return_counts=True)
+    if len(classes) > 2:
+        raise ValueError(f"labels must take at most two values. Received: {classes.tolist()}")
+    batch = len(labels)
+    total = 0.0
+    for n in counts:
+        n_pos, n_neg = views * n - 1, views * (batch - n)
+        if n_pos > 0:
+            total += views * n * np.log(n_pos + n_neg * np.exp(-2.0 / temperature))
+    anchors = sum(views * n for n in counts if views * n > 1)
+    return {"chance": float(np.log(views * batch - 1)), "minimum": float(total / max(anchors, 1))}
+
+
+def supcon_sum_free_minimum(labels, *, views=2, temperature=0.1, dim=32, steps=1500, learning_rate=0.02,
+                            seed=0) -> float:
+    """The lowest Eq. 5 (sum of one SupCon term per label column) that any embedding of
+    the batch reaches: the projections [B, V, dim] themselves are optimised (Adam) with
+    the labels [B, K] fixed. All K terms share one embedding, so with several labels
+    this lies above the sum of the per-label minima of `supcon_bounds`; it is what a
+    perfect encoder could reach on that batch (a numerical estimate, from above)."""
+    from shared.losses.supcon import supervised_contrastive_loss
+
+    labels = tf.constant(labels)
+    if len(labels.shape) == 1:
+        labels = labels[:, None]
+    z = tf.Variable(tf.random.stateless_normal([labels.shape[0], views, dim], seed=[seed, 0]))
+    opt = keras.optimizers.Adam(learning_rate)
+
+    def loss():
+        return tf.add_n([supervised_contrastive_loss(labels[:, k], z, temperature=temperature,
+                                                     base_temperature=temperature)
+                         for k in range(labels.shape[1])])
+
+    @tf.function
+    def step():
+        with tf.GradientTape() as tape:
+            value = loss()
+        opt.apply([tape.gradient(value, z)], [z])
+        return value
+
+    for _ in range(int(steps)):
+        step()
+    return float(loss())
+
+
 def replicas_in_sync() -> int:
     """Replicas of the current distribution strategy (1 outside one)."""
     ctx = tf.distribute.get_replica_context()

@@ -103,6 +103,42 @@ def test_replica_share_is_the_supcon_loss_on_one_device():
     assert half.dtype == tf.float32 and float(half) == pytest.approx(want, rel=1e-2)
 
 
+def test_supcon_bounds_worked_by_hand():
+    """Labels (0, 0, 1), two views: 6 views, each anchor has 5 others. Class 0: 4 anchors
+    with 3 positives and 2 negatives; class 1: 2 anchors with 1 positive and 4 negatives.
+    Collapsed: log 5 per anchor. Antipodal classes at tau = 0.1: (4 log(3 + 2 e^-20) +
+    2 log(1 + 4 e^-20)) / 6 = 2/3 log 3 + ~1e-9. SupConLoss agrees at both embeddings."""
+    got = models.supcon_bounds([0, 0, 1], views=2, temperature=0.1)
+    assert got["chance"] == pytest.approx(np.log(5.0), rel=1e-12)
+    assert got["minimum"] == pytest.approx(2.0 / 3.0 * np.log(3.0), rel=1e-8)
+    loss = SupConLoss(temperature=0.1, base_temperature=0.1)
+    labels = np.array([0, 0, 1])
+    collapsed = np.ones((3, 2, 4), "float32")
+    antipodal = np.zeros((3, 2, 4), "float32")
+    antipodal[:, :, 0] = np.where(labels == 0, 1.0, -1.0)[:, None]
+    assert float(loss(labels, collapsed)) == pytest.approx(got["chance"], rel=1e-5)
+    assert float(loss(labels, antipodal)) == pytest.approx(got["minimum"], rel=1e-5)
+    # No embedding goes below the bound.
+    z = np.random.default_rng(0).normal(size=(3, 2, 4)).astype("float32")
+    assert float(loss(labels, z)) > got["minimum"]
+    with pytest.raises(ValueError, match="two values"):
+        models.supcon_bounds([0, 1, 2])
+
+
+def test_supcon_free_minimum_one_label_reaches_the_bound_shared_labels_do_not():
+    """One label: the optimised embedding reaches `supcon_bounds`' minimum. Two
+    independent labels on one embedding cannot both be antipodally split, so their
+    joint minimum lies above the sum of the per-label minima."""
+    one = np.array([0, 0, 1, 1, 1, 0, 1, 1])
+    want = models.supcon_bounds(one)["minimum"]
+    assert models.supcon_sum_free_minimum(one, steps=400) == pytest.approx(want, abs=5e-3)
+    two = np.array([[0, 0], [0, 1], [1, 0], [1, 1]] * 2)
+    per_label = sum(models.supcon_bounds(two[:, k])["minimum"] for k in range(2))
+    chance = 2 * models.supcon_bounds(two[:, 0])["chance"]
+    joint = models.supcon_sum_free_minimum(two, steps=400)
+    assert per_label + 0.1 < joint < chance
+
+
 @pytest.mark.slow
 def test_supcon_pretrainer_same_on_one_device_and_two_replicas():
     """Each replica's anchors see the other replica's projections and labels (gathered), so
