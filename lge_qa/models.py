@@ -7,6 +7,8 @@
   encoder's stages that segments the LA blood pool (Multi-Task QA, Eqs. 2-3).
 - `SupConPretrainer`: the encoder plus a projection head trained with the sum of
   four supervised contrastive losses, one per binary label (Section 3.2.3, Eqs. 4-5).
+- `supcon_bounds`, `supcon_sum_free_minimum`: how far Eq. 4 / Eq. 5 can fall below
+  the collapsed-embedding level for a batch's labels (to read the pre-training loss).
 
 The attribute classifiers each project the pooled embedding to a latent vector
 (`<name>_latent`) and predict their attribute from it; the QA module reads the
