@@ -35,7 +35,7 @@ from hrpqct.models import CAM_LAYER, NUM_GRADES, build_grader
 from shared.metrics import classification_metrics, confusion_matrix, per_class_accuracy, quadratic_weighted_kappa
 from shared.progress import progress as progress_bar
 from shared.runs import make_run_dir, write_json
-from shared.scale import clear_session
+from shared.scale import clear_session, strategy_scope
 from shared.seeding import numpy_rng, set_global_seed
 
 log = logging.getLogger(__name__)
@@ -152,12 +152,11 @@ def train_grader(arm, x_train, y_train, x_val, y_val, *, config, seed, strategy=
             global batch, split over its replicas.
         jit_compile: bool. XLA for the train step.
     """
-    import contextlib
-
+    
     from shared.pipeline import dataset_from_arrays
 
     set_global_seed(seed)
-    with strategy.scope() if strategy is not None else contextlib.nullcontext():
+    with strategy_scope(strategy):
         model = build_grader(arm, x_train.shape[1:], baseline_filters=config.baseline_filters,
                              proposed_filters=config.proposed_filters, dense_units=config.dense_units,
                              activation=config.activation)

@@ -15,7 +15,6 @@
    plot (UMAP, or PCA without umap-learn, Fig. 3) and `report.md`.
 """
 
-import contextlib
 import logging
 import time
 import warnings
@@ -25,6 +24,7 @@ import numpy as np
 
 from lge_qa import io, models, phantom
 from lge_qa.config import STRATEGIES, LgeQaConfig
+from shared.scale import strategy_scope
 
 log = logging.getLogger(__name__)
 
@@ -92,11 +92,6 @@ def even_batch_size(n_samples, batch_size) -> int:
     if b < 2:
         raise ValueError(f"need at least 2 training samples. Received: {n_samples}")
     return b
-
-
-def strategy_scope(strategy):
-    """`strategy.scope()`, or a no-op context for None (the default strategy)."""
-    return contextlib.nullcontext() if strategy is None else strategy.scope()
 
 
 # ----------------------------------------------------------------------------- stage 1
