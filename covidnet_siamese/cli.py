@@ -43,22 +43,33 @@ def register(subparsers):
     parser.set_defaults(func=lambda args: (parser.print_help(), 0)[1])
 
 
-def _cmd_run(args) -> int:
+def _scaled(args):
+    """The preset with `--xla` applied, after setting `--precision`; and the `--strategy`.
+
+    The strategy (None for the default) is handed to the run, which builds and trains
+    each model inside its scope: a scope around the whole run would be dropped by the
+    Keras session clears between models.
+    """
     import dataclasses
 
     from covidnet_siamese.config import get_preset
-    from covidnet_siamese.experiment import run_experiment
-    from shared.cli_common import resolve_out_dir, resolve_store_url
     from shared.scale import make_strategy, set_precision
 
     set_precision(args.precision)
     config = dataclasses.replace(get_preset(args.preset), jit_compile=bool(args.xla))
+    return config, (None if args.strategy == "default" else make_strategy(args.strategy))
+
+
+def _cmd_run(args) -> int:
+    import dataclasses
+
+    from covidnet_siamese.experiment import run_experiment
+    from shared.cli_common import resolve_out_dir, resolve_store_url
+
+    config, strategy = _scaled(args)
     if args.no_search:
         config = dataclasses.replace(config, run_search=False)
     out = resolve_out_dir(args.out, "covidnet_siamese", args.preset)
-    # Every model is built and trained inside the strategy's scope (not the whole run:
-    # Keras sessions are cleared between models, which would drop an enclosing scope).
-    strategy = None if args.strategy == "default" else make_strategy(args.strategy)
     report = run_experiment(config, out, store_url=resolve_store_url(args.store), seed=args.seed,
                             data_root=args.data, show_progress=not args.no_progress, strategy=strategy)
     print(f"Report: {report}")
@@ -79,21 +90,16 @@ def _cmd_generate(args) -> int:
 
 
 def _cmd_search(args) -> int:
-    import dataclasses
     import json
 
-    from covidnet_siamese.config import get_preset
     from covidnet_siamese.data import load_covidx
     from covidnet_siamese.experiment import EXPERIMENT
     from covidnet_siamese.search import grid_search
     from shared.cli_common import resolve_store_url
-    from shared.scale import make_strategy, set_precision
 
-    set_precision(args.precision)
-    config = dataclasses.replace(get_preset(args.preset), jit_compile=bool(args.xla))
+    config, strategy = _scaled(args)
     data = load_covidx(args.data, size=config.image_size, val_fraction=config.val_fraction, seed=args.seed)
     out = args.out or Path("runs") / "covidnet_siamese" / "search"
-    strategy = None if args.strategy == "default" else make_strategy(args.strategy)
     result = grid_search(args.net, config, data, store=resolve_store_url(args.store),
                          experiment=EXPERIMENT, directory=out, seed=args.seed, strategy=strategy)
     print(json.dumps(result, indent=2))

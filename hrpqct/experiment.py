@@ -152,7 +152,6 @@ def train_grader(arm, x_train, y_train, x_val, y_val, *, config, seed, strategy=
             global batch, split over its replicas.
         jit_compile: bool. XLA for the train step.
     """
-    
     from shared.pipeline import dataset_from_arrays
 
     set_global_seed(seed)

@@ -166,7 +166,7 @@ def skip_together(optimizer, grads):
     Under mixed_float16, Keras's `LossScaleOptimizer` (Keras 3.15, TensorFlow, mirrored
     strategy) decides whether to skip a step from the first replica's gradients alone,
     before they are summed; a float16 overflow on another replica then reaches the
-    weights as NaN. With the decision shared, all replicas skip the step and the loss
+    weights as an infinity or NaN. With the decision shared, all replicas skip the step and the loss
     scale is lowered, as on one device. Gradients are returned unchanged outside a
     strategy, with one replica, or when `optimizer` does not scale the loss.
     """
@@ -177,7 +177,7 @@ def skip_together(optimizer, grads):
         return grads
     present = [g for g in grads if g is not None]
     finite = tf.reduce_all(tf.stack([tf.reduce_all(tf.math.is_finite(g)) for g in present]))
-    overflows = ctx.all_reduce(tf.distribute.ReduceOp.SUM, 1.0 - tf.cast(finite, tf.float32))
+    overflows = ctx.all_reduce("SUM", 1.0 - tf.cast(finite, tf.float32))
     all_finite = overflows < 0.5
     return [g if g is None else tf.where(all_finite, g, tf.constant(float("nan"), g.dtype))
             for g in grads]

@@ -339,7 +339,8 @@ class StoreLoggingMixin:
         # Frees the trial's graph and model; also runs Python's garbage collector
         # (free_memory=True), so no separate gc.collect() is needed.
         _drop_custom_gradients(getattr(self, "_gradient_keys", None))
-        # Keeps the dtype policy: trials after the first run under the same precision.
+        # Keeps the dtype policy for whatever runs after the search (the trials
+        # themselves get it back in `_build_hypermodel`).
         clear_session(free_memory=True)
 
     def _prune_checkpoints(self):
