@@ -7,7 +7,7 @@ PAPER = "bar-ad"
 
 def register(subparsers):
     """Adds `bar-ad` with its `run`, `generate` and `frameworks` subcommands."""
-    from shared.cli_common import add_run_args
+    from shared.cli.options import add_run_args
 
     parser = subparsers.add_parser(
         PAPER, help="Brain-Aware Replacements + continuous supervised contrastive pre-training (AD vs CN)")
@@ -65,8 +65,8 @@ def _cmd_run(args) -> int:
 
     from bar_ad.config import get_config
     from bar_ad.experiment import run_experiment
-    from shared.cli_common import resolve_out_dir, resolve_store_url
-    from shared.scale import configure
+    from shared.cli.options import resolve_out_dir, resolve_store_url
+    from shared.training.scale import configure
 
     settings = configure(args.strategy, args.precision, xla=args.xla)
     config = get_config(args.preset, **parse_overrides(args.set))
@@ -134,7 +134,7 @@ def _cmd_generate(args) -> int:
 
     from bar_ad.config import get_config
     from bar_ad.experiment import generate_cohort
-    from shared.progress import progress
+    from shared.cli.progress import progress
 
     config = get_config(args.preset)
     if args.n_ad is not None:

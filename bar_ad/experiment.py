@@ -126,7 +126,7 @@ class ModelBank:
         self._pretrainers = {}
 
     def _scope(self):
-        from shared.scale import strategy_scope
+        from shared.training.scale import strategy_scope
 
         return strategy_scope(self.strategy)
 
@@ -220,7 +220,7 @@ def pretrain_encoder(framework, config, atlas, x, y, *, seed, bank=None):
     Returns:
         (encoder weights list or None when the framework has no pre-training, history dict)
     """
-    from shared.pipeline import dataset_from_arrays
+    from shared.data.pipeline import dataset_from_arrays
 
     if not framework.pretrain:
         return None, {}
@@ -252,7 +252,7 @@ def finetune(encoder_weights, framework, config, x, y, *, seed, x_val=None, y_va
     """
     import keras
 
-    from shared.pipeline import dataset_from_arrays
+    from shared.data.pipeline import dataset_from_arrays
 
     bank = ModelBank(config) if bank is None else bank
     lr = config.finetune_lr if framework.pretrain else config.scratch_lr
@@ -326,7 +326,7 @@ def mixing_figure(atlas, data, config, path, *, seed=0):
     """Grid of axial mid-slices: anchor, partner, BAR mix and CutMix mix with soft labels."""
     import tensorflow as tf
 
-    from shared.plotting import save_image_grid
+    from shared.report.figures import save_image_grid
 
     y = data["y"]
     ad, cn = np.flatnonzero(y == 1)[:2], np.flatnonzero(y == 0)[:2]
@@ -357,7 +357,7 @@ def mixing_figure(atlas, data, config, path, *, seed=0):
 
 
 def _curves_figure(result, path, title):
-    from shared.plotting import plot_history
+    from shared.report.figures import plot_history
 
     hist = {}
     for key, vals in result["pretrain_history"].items():
@@ -409,7 +409,7 @@ def claim_checks(table):
 
 
 def _record(store_url, config, results, log_fn):
-    from shared.store import StoreUnreachableError, open_store
+    from shared.tracking.store import StoreUnreachableError, open_store
 
     try:
         store = open_store(store_url)
@@ -450,8 +450,8 @@ def run_experiment(config: BarConfig, out_dir, *, store_url=None, frameworks=Non
     Returns:
         Path of report.md.
     """
-    from shared.progress import progress as bar
-    from shared.runs import make_run_dir, write_json
+    from shared.cli.progress import progress as bar
+    from shared.tracking.runs import make_run_dir, write_json
 
     frameworks = tuple(config.frameworks if frameworks is None else frameworks)
     for fw in frameworks:
@@ -473,8 +473,8 @@ def run_experiment(config: BarConfig, out_dir, *, store_url=None, frameworks=Non
         folds = folds[: int(config.folds_run)]
     results = {fw: [] for fw in frameworks}
     jobs = [(fw, k) for fw in frameworks for k in range(len(folds))]
-    from shared.scale import clear_session
-    from shared.seeding import set_global_seed
+    from shared.training.scale import clear_session
+    from shared.training.seeding import set_global_seed
 
     clear_session()  # keeps the --precision policy
     set_global_seed(seed)

@@ -14,13 +14,13 @@ whole batch is mixed with a handful of vectorised ops.
   a cube partition (`cube_partition`) it is the paper's multi-patch CutMix.
 * `bam` fills `fraction` (20 %) of the regions left untouched by the swap with noise.
 * `cut_and_shuffle`: inner or outer coarse dropout (equal probability, per sample),
-  then local pixel shuffling (`shared.augment3d`), the paper's second view t2.
+  then local pixel shuffling (`shared.data.augment3d`), the paper's second view t2.
 """
 
 import numpy as np
 import tensorflow as tf
 
-# Grid of the paper's hole sizes (Sec. 3 "Implementation Details", `shared.augment3d`).
+# Grid of the paper's hole sizes (Sec. 3 "Implementation Details", `shared.data.augment3d`).
 PAPER_GRID = 96
 BETA_SETTINGS = {"default": (0.8, 0.8), "left_skewed": (0.2, 0.8), "uniform": (1.0, 1.0)}
 
@@ -164,7 +164,7 @@ def scaled_sizes(grid):
     Returns:
         dict inner/outer -> (holes, min size, max size), shuffle -> (blocks, size).
     """
-    from shared.augment3d import INNER_CUT, OUTER_CUT, PIXEL_SHUFFLE
+    from shared.data.augment3d import INNER_CUT, OUTER_CUT, PIXEL_SHUFFLE
 
     scale = grid / PAPER_GRID
 
@@ -191,7 +191,7 @@ def cut_and_shuffle(x, seed, *, grid, mode="random", shuffle=True, shuffle_block
         shuffle_blocks: int or None. Shuffled blocks per sample (None: the paper's 10;
             fewer trace faster in tiny runs).
     """
-    from shared.augment3d import coarse_dropout_3d, local_pixel_shuffle_3d
+    from shared.data.augment3d import coarse_dropout_3d, local_pixel_shuffle_3d
 
     sizes = scaled_sizes(grid)
     s = _split(seed, 4)

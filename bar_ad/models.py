@@ -14,7 +14,7 @@ import tensorflow as tf
 from keras import layers, ops
 
 from shared.backbones.vit3d import vit3d_decoder, vit3d_encoder
-from shared.scale import (as_float32, gather_across_replicas, scale_for_replicas,
+from shared.training.scale import (as_float32, gather_across_replicas, scale_for_replicas,
                           skip_together)
 
 LABEL_MODES = ("soft", "hard", "instance")

@@ -105,6 +105,7 @@ def bench_batched_hirescam(seed=0, reps=5):
     import tensorflow as tf
 
     from shared import explain
+    from shared.explain import attribution
 
     keras.utils.set_random_seed(seed)
     model = _vgg_style(keras)
@@ -126,7 +127,7 @@ def bench_batched_hirescam(seed=0, reps=5):
 
     def eager_loop():
         return np.concatenate([
-            explain._maps_fn(fm, x[i: i + 1], y[i: i + 1], "hirescam", None, False, True,
+            attribution._maps_fn(fm, x[i: i + 1], y[i: i + 1], "hirescam", None, False, True,
                              (SIZE, SIZE), False).numpy()
             for i in range(N_IMAGES)
         ])

@@ -68,8 +68,8 @@ def vgg_train_step():
 def bench_2d(seed=0):
     import keras
 
-    from shared.augment2d import Augment2D
-    from shared.pipeline import dataset_from_arrays
+    from shared.data.augment2d import Augment2D
+    from shared.data.pipeline import dataset_from_arrays
 
     keras.utils.set_random_seed(seed)
     rng = np.random.default_rng(seed)
@@ -124,7 +124,7 @@ def bench_2d(seed=0):
 def bench_3d(seed=0, reps=3):
     import tensorflow as tf
 
-    from shared.augment3d import Augment3D
+    from shared.data.augment3d import Augment3D
 
     aug = Augment3D()
     volumes = tf.random.stateless_uniform([VOLUME_BATCH] + [VOLUME_SIZE] * 3 + [1], [seed, 1])

@@ -63,7 +63,7 @@ def bench(seed=0):
     import tensorflow as tf
 
     from benchmarks.bench_augment import vgg_train_step
-    from shared.shards import _parser, dataset_from_shards, load_manifest, write_shards
+    from shared.data.shards import _parser, dataset_from_shards, load_manifest, write_shards
 
     keras.utils.set_random_seed(seed)
     rng = np.random.default_rng(seed)

@@ -35,8 +35,8 @@ def measure(trials=TRIALS, warmup=WARMUP_TRIALS, seed=0):
     """Runs the search; returns (rss per trial start in MiB, rss at the end, seconds)."""
     import keras_tuner
 
-    from shared.seeding import set_global_seed
-    from shared.tuning import demo_data, demo_hypermodel, make_tuner
+    from shared.training.seeding import set_global_seed
+    from shared.tracking.tuning import demo_data, demo_hypermodel, make_tuner
 
     class Recording(keras_tuner.HyperModel):
         def __init__(self):

@@ -7,7 +7,7 @@ PAPER = "covidnet-siamese"
 
 def register(subparsers):
     """Adds `covidnet-siamese` with its `run`, `generate` and `search` subcommands."""
-    from shared.cli_common import add_run_args, add_scale_args, add_store_arg
+    from shared.cli.options import add_run_args, add_scale_args, add_store_arg
 
     parser = subparsers.add_parser(PAPER, help="Siamesifying the COVID-Net: siamese vs single COVID-Net")
     sub = parser.add_subparsers(dest="covidnet_command", metavar="SUBCOMMAND")
@@ -53,7 +53,7 @@ def _scaled(args):
     import dataclasses
 
     from covidnet_siamese.config import get_preset
-    from shared.scale import make_strategy, set_precision
+    from shared.training.scale import make_strategy, set_precision
 
     set_precision(args.precision)
     config = dataclasses.replace(get_preset(args.preset), jit_compile=bool(args.xla))
@@ -64,7 +64,7 @@ def _cmd_run(args) -> int:
     import dataclasses
 
     from covidnet_siamese.experiment import run_experiment
-    from shared.cli_common import resolve_out_dir, resolve_store_url
+    from shared.cli.options import resolve_out_dir, resolve_store_url
 
     config, strategy = _scaled(args)
     if args.no_search:
@@ -95,7 +95,7 @@ def _cmd_search(args) -> int:
     from covidnet_siamese.data import load_covidx
     from covidnet_siamese.experiment import EXPERIMENT
     from covidnet_siamese.search import grid_search
-    from shared.cli_common import resolve_store_url
+    from shared.cli.options import resolve_store_url
 
     config, strategy = _scaled(args)
     data = load_covidx(args.data, size=config.image_size, val_fraction=config.val_fraction, seed=args.seed)

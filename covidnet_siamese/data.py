@@ -24,7 +24,7 @@ import numpy as np
 
 from covidnet_siamese.config import CLASS_NAMES
 from covidnet_siamese.phantom import MASK_ARTEFACT, MASK_LUNG, SPLIT_FILES, generate_covidx  # noqa: F401
-from shared.seeding import numpy_rng
+from shared.training.seeding import numpy_rng
 
 log = logging.getLogger(__name__)
 

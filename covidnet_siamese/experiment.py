@@ -29,10 +29,10 @@ from covidnet_siamese.models import gradcam_layer_name, similarity_from_embeddin
 from covidnet_siamese.search import grid_search
 from covidnet_siamese.training import (class_templates, embed, fit_siamese, fit_single, new_siamese,
                                        new_single, predict_siamese)
-from shared.progress import progress
-from shared.runs import make_run_dir, write_json
-from shared.scale import clear_session, strategy_scope
-from shared.seeding import numpy_rng, set_global_seed
+from shared.cli.progress import progress
+from shared.tracking.runs import make_run_dir, write_json
+from shared.training.scale import clear_session, strategy_scope
+from shared.training.seeding import numpy_rng, set_global_seed
 
 log = logging.getLogger(__name__)
 
@@ -154,7 +154,7 @@ def run_experiment(config, out_dir, *, store_url=None, seed=0, data_root=None, s
     Returns:
         Path of the Markdown report.
     """
-    from shared.store import open_store
+    from shared.tracking.store import open_store
 
     start = time.perf_counter()
     out = make_run_dir(out_dir, config)
@@ -253,7 +253,7 @@ def run_experiment(config, out_dir, *, store_url=None, seed=0, data_root=None, s
 
 
 def _figures(config, keep, results, fig_dir, seed):
-    from shared.plotting import plot_history, save_confusion_matrix, save_overlay_grid
+    from shared.report.figures import plot_history, save_confusion_matrix, save_overlay_grid
 
     figures = {}
     for arm, k in keep.items():

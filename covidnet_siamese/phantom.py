@@ -30,7 +30,7 @@ import cv2
 import numpy as np
 
 from covidnet_siamese.config import CLASS_NAMES
-from shared.seeding import numpy_rng
+from shared.training.seeding import numpy_rng
 
 log = logging.getLogger(__name__)
 

@@ -13,7 +13,7 @@ import logging
 import keras_tuner as kt
 
 from covidnet_siamese.training import fit_siamese, fit_single, new_siamese, new_single
-from shared.tuning import make_tuner
+from shared.tracking.tuning import make_tuner
 
 log = logging.getLogger(__name__)
 

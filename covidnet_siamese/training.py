@@ -23,7 +23,7 @@ import numpy as np
 
 from covidnet_siamese.config import CLASS_NAMES
 from covidnet_siamese.models import build_siamese_net, build_single_net, similarity_from_embeddings
-from shared.seeding import numpy_rng
+from shared.training.seeding import numpy_rng
 
 log = logging.getLogger(__name__)
 
@@ -36,7 +36,7 @@ COVID = CLASS_NAMES.index("COVID-19")
 # ---------------------------------------------------------------------------
 def epoch_indices(labels, rng):
     """All COVID-19 images plus an equal random draw of each other class, shuffled."""
-    from shared.pipeline import balanced_indices
+    from shared.data.pipeline import balanced_indices
 
     return balanced_indices(labels, rng=rng, minority_class=COVID)
 

@@ -3,7 +3,7 @@
 import logging
 from pathlib import Path
 
-from shared.cli_common import add_run_args, resolve_out_dir, resolve_store_url
+from shared.cli.options import add_run_args, resolve_out_dir, resolve_store_url
 
 log = logging.getLogger(__name__)
 
@@ -51,7 +51,7 @@ def register(subparsers) -> None:
 def _cmd_run(args) -> int:
     from heatmap_loss.config import get_config
     from heatmap_loss.experiment import run_experiment
-    from shared.scale import configure
+    from shared.training.scale import configure
 
     overrides = {}
     if args.models_per_group is not None:

@@ -100,7 +100,7 @@ def model_arrays(data: SyntheticMRI, size=None) -> dict:
 
 def save_sample_sheet(data: SyntheticMRI, path, *, per_class=4) -> Path:
     """A PNG grid: `per_class` images of each class, titled class/subtype, sex, size."""
-    from shared.plotting import save_image_grid
+    from shared.report.figures import save_image_grid
 
     images, titles = [], []
     for k, name in enumerate(CLASSES):

@@ -28,7 +28,7 @@ from heatmap_loss.data import model_arrays, save_sample_sheet
 from heatmap_loss.models import HeatmapLossModel, build_classifier, validate_training_arrays
 from heatmap_loss.phantom import CLASSES, generate
 from shared.explain import feature_model, forward_with_maps, mass_inside
-from shared.runs import make_run_dir, write_json
+from shared.tracking.runs import make_run_dir, write_json
 
 log = logging.getLogger(__name__)
 
@@ -94,7 +94,7 @@ def save_class_overlays(model: HeatmapLossModel, images, labels, path, *, per_cl
                         method="hirescam") -> Path:
     """Normalised HiResCAM overlays of `per_class` test images of each class (rows)."""
     from shared.explain import attribution_maps
-    from shared.plotting import save_overlay_grid
+    from shared.report.figures import save_overlay_grid
 
     index = np.concatenate([np.flatnonzero(labels == k)[:per_class] for k in range(len(CLASSES))])
     maps = attribution_maps(feature_model(model.classifier, model.cam_layer),
@@ -226,9 +226,9 @@ def run_experiment(config: HeatmapLossConfig, *, experiment: int, out_dir, store
         jit_compile: bool, default False. Compile the training steps with XLA.
     """
     from shared.report import write_comparison_report
-    from shared.seeding import set_global_seed
-    from shared.store import open_store
-    from shared.tuning import make_tuner
+    from shared.training.seeding import set_global_seed
+    from shared.tracking.store import open_store
+    from shared.tracking.tuning import make_tuner
 
     if experiment not in (1, 2):
         raise ValueError(f"experiment must be 1 or 2. Received: experiment={experiment!r}")

@@ -29,7 +29,7 @@ import tensorflow as tf
 from heatmap_loss.losses import MODES, attribution_penalty
 from shared.backbones.vgg import VGG16_FILTERS, vgg16_backbone
 from shared.explain import METHODS, feature_model, forward_with_maps
-from shared.scale import scale_for_replicas, skip_together
+from shared.training.scale import scale_for_replicas, skip_together
 
 CLASSIFICATION_LOSSES = ("mse", "cce")
 

@@ -38,7 +38,7 @@ import dataclasses
 
 import numpy as np
 
-from shared.seeding import numpy_rng
+from shared.training.seeding import numpy_rng
 
 HEIGHT, WIDTH = 105, 135
 CLASSES = ("NOR", "RV", "HCM", "DCM")

@@ -3,7 +3,7 @@
 import logging
 from pathlib import Path
 
-from shared.cli_common import add_run_args, resolve_out_dir, resolve_store_url
+from shared.cli.options import add_run_args, resolve_out_dir, resolve_store_url
 
 log = logging.getLogger(__name__)
 
@@ -55,7 +55,7 @@ def _workers(value) -> int:
 def _cmd_run(args) -> int:
     from hrpqct.config import get_config
     from hrpqct.experiment import run_experiment
-    from shared.scale import configure
+    from shared.training.scale import configure
 
     overrides = {}
     if args.seeds is not None:

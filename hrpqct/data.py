@@ -27,7 +27,7 @@ from pathlib import Path
 import numpy as np
 
 from hrpqct import aim, motion, phantom, qme, tomography
-from shared.seeding import numpy_rng
+from shared.training.seeding import numpy_rng
 
 log = logging.getLogger(__name__)
 

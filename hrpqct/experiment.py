@@ -33,10 +33,10 @@ from hrpqct.data import generate_dataset, load_dataset
 from hrpqct.grading import air_streak_rms, ensemble_scan_grades, predict_votes, prefilter, standardize
 from hrpqct.models import CAM_LAYER, NUM_GRADES, build_grader
 from shared.metrics import classification_metrics, confusion_matrix, per_class_accuracy, quadratic_weighted_kappa
-from shared.progress import progress as progress_bar
-from shared.runs import make_run_dir, write_json
-from shared.scale import clear_session, strategy_scope
-from shared.seeding import numpy_rng, set_global_seed
+from shared.cli.progress import progress as progress_bar
+from shared.tracking.runs import make_run_dir, write_json
+from shared.training.scale import clear_session, strategy_scope
+from shared.training.seeding import numpy_rng, set_global_seed
 
 log = logging.getLogger(__name__)
 
@@ -126,7 +126,7 @@ def rater_agreement(rater_grades, consensus) -> dict:
 
 
 def _augment(config):
-    from shared.augment2d import Augment2D
+    from shared.data.augment2d import Augment2D
 
     if config.rotation_p <= 0 and config.noise_p <= 0:
         return None
@@ -152,7 +152,7 @@ def train_grader(arm, x_train, y_train, x_val, y_val, *, config, seed, strategy=
             global batch, split over its replicas.
         jit_compile: bool. XLA for the train step.
     """
-    from shared.pipeline import dataset_from_arrays
+    from shared.data.pipeline import dataset_from_arrays
 
     set_global_seed(seed)
     with strategy_scope(strategy):
@@ -198,7 +198,7 @@ def _gradcam_figure(model, images, grades, path, n, title_prefix):
     import tensorflow as tf
 
     from shared.explain import attribution_maps
-    from shared.plotting import save_overlay_grid
+    from shared.report.figures import save_overlay_grid
 
     x = images[:n].astype(np.float32)
     probs = model.predict(x, verbose=0)
@@ -229,9 +229,9 @@ def run_experiment(config, *, out_dir, store_url=None, seed=0, progress=True, da
         jit_compile: bool. XLA train steps.
         workers: int, default 1. Processes simulating the cohort.
     """
-    from shared.plotting import save_confusion_matrix, save_image_grid
+    from shared.report.figures import save_confusion_matrix, save_image_grid
     from shared.report import write_comparison_report
-    from shared.store import open_store
+    from shared.tracking.store import open_store
 
     t_start = time.perf_counter()
     out = make_run_dir(out_dir, config)

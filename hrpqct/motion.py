@@ -40,7 +40,7 @@ import dataclasses
 
 import numpy as np
 
-from shared.seeding import numpy_rng
+from shared.training.seeding import numpy_rng
 
 GRADES = (1, 2, 3, 4, 5)
 # Motion-size band edges (RMS outline displacement, mm) between grades 1|2, 2|3,

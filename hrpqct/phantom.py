@@ -22,7 +22,7 @@ import dataclasses
 
 import numpy as np
 
-from shared.seeding import numpy_rng
+from shared.training.seeding import numpy_rng
 
 SITES = ("radius", "tibia")
 # Linear attenuation coefficients in 1/cm (order of magnitude at ~60 keV).

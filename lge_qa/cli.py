@@ -3,7 +3,7 @@
 import logging
 from pathlib import Path
 
-from shared.cli_common import add_run_args, add_store_arg, resolve_out_dir, resolve_store_url
+from shared.cli.options import add_run_args, add_store_arg, resolve_out_dir, resolve_store_url
 
 PAPER = "lge-qa"
 DISTRIBUTE_CHOICES = ("default", "mirrored", "multi-worker")  # shared.scale.STRATEGIES
@@ -60,7 +60,7 @@ def _strategy_args(name):
 def _cmd_run(args) -> int:
     from lge_qa.config import get_config
     from lge_qa.experiment import run_experiment
-    from shared.scale import configure
+    from shared.training.scale import configure
 
     overrides = {"seed": args.seed}
     if args.repetitions is not None:
@@ -84,7 +84,7 @@ def _cmd_run(args) -> int:
 def _cmd_generate(args) -> int:
     from lge_qa.config import get_config
     from lge_qa.experiment import ensure_dataset
-    from shared.progress import progress
+    from shared.cli.progress import progress
 
     overrides = {"seed": args.seed}
     if args.n_segmentation is not None:

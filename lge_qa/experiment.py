@@ -24,7 +24,7 @@ import numpy as np
 
 from lge_qa import io, models, phantom
 from lge_qa.config import STRATEGIES, LgeQaConfig
-from shared.scale import strategy_scope
+from shared.training.scale import strategy_scope
 
 log = logging.getLogger(__name__)
 
@@ -105,7 +105,7 @@ def train_la_detector(cfg: LgeQaConfig, seg, *, seed, verbose=0, strategy=None, 
     import keras
 
     from shared.losses import DiceLoss
-    from shared.pipeline import dataset_from_arrays
+    from shared.data.pipeline import dataset_from_arrays
 
     x, m = seg["images"], seg["masks"].astype("float32")
     if cfg.unet_max_slices and len(x) > cfg.unet_max_slices:
@@ -169,7 +169,7 @@ def detector_metrics(probabilities, masks, selected, threshold) -> dict:
 
 
 def _augmenter(cfg):
-    from shared.augment2d import Augment2D
+    from shared.data.augment2d import Augment2D
 
     p = cfg.augment_p
     return Augment2D(flip=p, shift_scale_rotate=p, perspective=p)
@@ -255,7 +255,7 @@ def fit_qa_model(model, cfg: LgeQaConfig, train, val, *, multitask, seed, verbos
     `strategy`'s scope (that it was built in)."""
     import keras
 
-    from shared.pipeline import dataset_from_arrays
+    from shared.data.pipeline import dataset_from_arrays
 
     batch = even_batch_size(len(train[0]), cfg.batch_size)
     steps = len(train[0]) // batch
@@ -280,8 +280,8 @@ def pretrain_contrastive(encoder, cfg: LgeQaConfig, x, labels, *, seed, verbose=
 
     Under a multi-replica `strategy` the anchors of each replica are contrasted with the
     projections of the whole global batch (`models.SupConPretrainer`)."""
-    from shared.optimizers import LARS
-    from shared.pipeline import dataset_from_arrays
+    from shared.training.lars import LARS
+    from shared.data.pipeline import dataset_from_arrays
 
     with strategy_scope(strategy):
         pretrainer = models.SupConPretrainer(encoder, projection_dim=cfg.projection_dim,
@@ -320,7 +320,7 @@ def train_strategy(strategy, cfg: LgeQaConfig, data, split_slices, *, seed, verb
 
     `strategy` is the paper's QA training strategy (STRATEGIES); `distribute` the
     tf.distribute.Strategy the models are built and compiled under (None: default)."""
-    from shared.seeding import set_global_seed
+    from shared.training.seeding import set_global_seed
 
     set_global_seed(seed)
     with strategy_scope(distribute):
@@ -375,7 +375,7 @@ def save_cam_figure(models_by_strategy, x, case_index, scan_labels, slice_prob, 
     import tensorflow as tf
 
     from shared.explain import attribution_maps
-    from shared.plotting import save_overlay_grid
+    from shared.report.figures import save_overlay_grid
 
     scans = sorted(set(case_index.tolist()))[:n_scans]
     picks = []
@@ -495,9 +495,9 @@ def run_experiment(cfg: LgeQaConfig, *, out_dir, store_url=None, data_root=None,
     Returns:
         dict with "summary", "results", "detector", "report" (path of report.md), "figures".
     """
-    from shared.progress import progress as pbar
-    from shared.runs import make_run_dir, write_json
-    from shared.seeding import set_global_seed
+    from shared.cli.progress import progress as pbar
+    from shared.tracking.runs import make_run_dir, write_json
+    from shared.training.seeding import set_global_seed
 
     strategies = tuple(cfg.strategies if strategies is None else strategies)
     for s in strategies:
@@ -591,7 +591,7 @@ def run_experiment(cfg: LgeQaConfig, *, out_dir, store_url=None, data_root=None,
 
 
 def _record(store_url, cfg, results, det, strategies):
-    from shared.store import open_store
+    from shared.tracking.store import open_store
 
     store = open_store(store_url)
     try:

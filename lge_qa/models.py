@@ -25,7 +25,7 @@ from keras import layers
 
 from shared.backbones.resnet import resnet34_backbone
 from shared.backbones.unet import unet2d, unet_decoder
-from shared.scale import as_float32, gather_across_replicas, local_slice, skip_together
+from shared.training.scale import as_float32, gather_across_replicas, local_slice, skip_together
 
 ATTRIBUTE_OUTPUTS = ("nulling", "sharpness", "enhancement")
 QA_OUTPUT = "qa"

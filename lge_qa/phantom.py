@@ -35,7 +35,7 @@ import numpy as np
 from scipy import ndimage, special
 
 from lge_qa import io
-from shared.seeding import numpy_rng
+from shared.training.seeding import numpy_rng
 
 BLUR_MAX = 2.5  # voxels, for a 64-voxel field of view; scaled with the in-plane size
 GHOST_MAX = 0.45

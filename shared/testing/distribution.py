@@ -24,7 +24,7 @@ def _train_once(build, data, strategy, precision, steps):
     import keras
     import numpy as np
 
-    from shared.scale import set_precision
+    from shared.training.scale import set_precision
 
     set_precision(precision)
     keras.utils.set_random_seed(0)
@@ -47,7 +47,7 @@ def main(argv):
     import numpy as np
     import tensorflow as tf
 
-    from shared.scale import make_strategy, split_cpu
+    from shared.training.scale import make_strategy, split_cpu
 
     split_cpu(2)
     build, data = _load(build_spec), _load(data_spec)

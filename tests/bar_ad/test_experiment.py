@@ -11,7 +11,7 @@ from bar_ad.experiment import claim_checks, run_experiment
 
 @pytest.mark.slow
 def test_tiny_run_end_to_end(tmp_path):
-    from shared.store import open_store
+    from shared.tracking.store import open_store
 
     config = get_config("tiny", folds_run=1)
     url = f"sqlite:///{tmp_path / 'results.sqlite'}"

@@ -35,8 +35,8 @@ def test_siamese_gradcam_is_class_discriminative():
 @pytest.mark.slow
 def test_tiny_end_to_end_through_cli(tmp_path, monkeypatch):
     from covidnet_siamese import config
-    from shared.cli import main
-    from shared.store import open_store
+    from shared.cli.app import main
+    from shared.tracking.store import open_store
 
     data = tmp_path / "covidx"
     assert main(["covidnet-siamese", "generate", "--out", str(data), "--preset", "tiny"]) == 0
@@ -86,7 +86,7 @@ def test_run_honours_strategy_precision_and_xla(tmp_path, monkeypatch):
     import tensorflow as tf
 
     from covidnet_siamese import experiment
-    from shared.cli import main
+    from shared.cli.app import main
 
     seen = {}
 
@@ -112,8 +112,8 @@ def test_run_honours_strategy_precision_and_xla(tmp_path, monkeypatch):
 def test_search_command_takes_the_scale_switches(tmp_path, capsys):
     import keras
 
-    from shared.cli import main
-    from shared.store import open_store
+    from shared.cli.app import main
+    from shared.tracking.store import open_store
 
     data = tmp_path / "covidx"
     assert main(["covidnet-siamese", "generate", "--out", str(data), "--preset", "tiny"]) == 0

@@ -2,7 +2,7 @@ import argparse
 
 from heatmap_loss import cli
 from heatmap_loss.data import load_dataset
-from shared.cli import main
+from shared.cli.app import main
 
 
 def test_register_adds_subcommands():

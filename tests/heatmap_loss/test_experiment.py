@@ -5,7 +5,7 @@ import pytest
 
 from heatmap_loss.config import PRESETS, get_config
 from heatmap_loss.experiment import run_experiment
-from shared.store import open_store
+from shared.tracking.store import open_store
 
 
 def test_presets():

@@ -33,7 +33,7 @@ def test_cli_arguments_and_generate(tmp_path, capsys):
 
 @pytest.mark.slow
 def test_tiny_end_to_end(tmp_path):
-    from shared.store import open_store
+    from shared.tracking.store import open_store
 
     url = f"sqlite:///{tmp_path / 'r.sqlite'}"
     from hrpqct.experiment import run_experiment

@@ -17,7 +17,7 @@ def _plain_encoder():
 
 def build(precision):
     from lge_qa.models import SupConPretrainer
-    from shared.optimizers import LARS
+    from shared.training.lars import LARS
 
     model = SupConPretrainer(_plain_encoder(), projection_dim=5, temperature=0.1)
     model.compile(optimizer=keras.optimizers.SGD(0.002))
@@ -27,7 +27,7 @@ def build(precision):
 def build_resnet(precision):
     """The QA encoder (ResNet basic blocks with batch norm), as the experiment pre-trains it."""
     from lge_qa.models import SupConPretrainer, build_encoder
-    from shared.optimizers import LARS
+    from shared.training.lars import LARS
 
     model = SupConPretrainer(build_encoder(SIZE, filters=(4, 8), blocks=(1, 1)), projection_dim=5,
                              temperature=0.1)

@@ -54,7 +54,7 @@ def test_summary_and_table():
 
 @pytest.mark.slow
 def test_tiny_end_to_end(tmp_path):
-    from shared.store import open_store
+    from shared.tracking.store import open_store
 
     cfg = get_config("tiny")
     store_url = f"sqlite:///{tmp_path / 'store.sqlite'}"

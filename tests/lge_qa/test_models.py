@@ -63,7 +63,7 @@ def test_supcon_pretrainer_loss_is_the_sum_of_four_supcon_losses():
 
 
 def test_supcon_pretrainer_trains_and_round_trips(tmp_path):
-    from shared.optimizers import LARS
+    from shared.training.lars import LARS
 
     keras.utils.set_random_seed(0)
     pre = models.SupConPretrainer(_encoder(), projection_dim=4)

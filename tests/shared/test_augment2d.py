@@ -4,8 +4,8 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from shared import augment2d
-from shared.augment2d import (
+from shared.data import augment2d
+from shared.data.augment2d import (
     Augment2D,
     random_flip,
     random_gaussian_noise,

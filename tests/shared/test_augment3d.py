@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from shared.augment3d import (
+from shared.data.augment3d import (
     INNER_CUT,
     OUTER_CUT,
     PIXEL_SHUFFLE,

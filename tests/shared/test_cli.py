@@ -3,8 +3,8 @@ import json
 import pytest
 
 from shared import cli
-from shared.runs import make_run_dir, to_jsonable
-from shared.seeding import numpy_rng
+from shared.tracking.runs import make_run_dir, to_jsonable
+from shared.training.seeding import numpy_rng
 
 
 def test_help_lists_core_commands(capsys):
@@ -39,3 +39,19 @@ def test_to_jsonable_handles_numpy():
     import numpy as np
 
     assert to_jsonable({"a": np.float32(1.5), "b": np.arange(2)}) == {"a": 1.5, "b": [0, 1]}
+
+
+def test_doctor_warns_when_another_distribution_provides_shared():
+    from shared.cli.doctor import import_name_warnings
+
+    clash = import_name_warnings(lambda: {"shared": ["medrepro", "shared"], "keras": ["keras"]})
+    assert len(clash) == 1 and "also provided by shared" in clash[0]
+    assert import_name_warnings(lambda: {"shared": ["medrepro"]}) == []
+
+
+def test_doctor_prints_no_import_warning_for_this_installation(capsys):
+    from shared.cli.doctor import run_doctor
+
+    run_doctor("sqlite:///:memory:")
+    out = capsys.readouterr().out
+    assert "tensorflow" in out and "warning" not in out

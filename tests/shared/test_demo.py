@@ -2,6 +2,7 @@ import sys
 import types
 
 from shared import cli
+from shared.cli import papers
 
 
 def _fake_paper(name, fail=False):
@@ -25,7 +26,7 @@ def _fake_paper(name, fail=False):
 def test_demo_runs_every_paper_and_survives_a_failure(tmp_path, monkeypatch):
     monkeypatch.setitem(sys.modules, "fake_ok.cli", _fake_paper("fake_ok"))
     monkeypatch.setitem(sys.modules, "fake_bad.cli", _fake_paper("fake_bad", fail=True))
-    monkeypatch.setattr(cli, "PAPERS", {"fake-ok": "fake_ok.cli", "fake-bad": "fake_bad.cli"})
+    monkeypatch.setattr(papers, "PAPERS", {"fake-ok": "fake_ok.cli", "fake-bad": "fake_bad.cli"})
 
     code = cli.main(["demo", "--out", str(tmp_path), "--no-progress",
                      "--store", f"sqlite:///{tmp_path}/r.sqlite"])

@@ -3,7 +3,7 @@ import pytest
 
 import keras
 
-from shared.optimizers import LARS
+from shared.training.lars import LARS
 
 
 def _numpy_lars(w, g, v, *, lr, momentum, wd, eta, excluded):

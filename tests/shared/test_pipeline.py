@@ -4,8 +4,8 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from shared.augment2d import Augment2D
-from shared.pipeline import (
+from shared.data.augment2d import Augment2D
+from shared.data.pipeline import (
     balanced_dataset,
     balanced_indices,
     balanced_steps_per_epoch,

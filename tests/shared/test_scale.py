@@ -1,6 +1,6 @@
 import pytest
 
-from shared import scale
+from shared.training import scale
 from shared.testing.distribution import compare_single_and_mirrored
 
 

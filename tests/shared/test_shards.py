@@ -15,14 +15,14 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from shared.pipeline import (
+from shared.data.pipeline import (
     _shard_options,
     batch_seeds,
     dataset_from_arrays,
     distribute_dataset,
     per_replica_batch_size,
 )
-from shared.shards import ShardWriter, dataset_from_shards, load_manifest, write_shards
+from shared.data.shards import ShardWriter, dataset_from_shards, load_manifest, write_shards
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -272,7 +272,7 @@ def test_two_replicas_each_get_their_share(tmp_path):
 
 def _child(directory):
     """Runs in a fresh process: mirrored strategy over two logical CPUs."""
-    from shared.scale import make_strategy, split_cpu
+    from shared.training.scale import make_strategy, split_cpu
 
     split_cpu(2)
     import keras

@@ -12,8 +12,8 @@ from pathlib import Path
 import pytest
 
 from shared import cli
-from shared.store import open_store
-from shared.tuning import run_demo_search
+from shared.tracking.store import open_store
+from shared.tracking.tuning import run_demo_search
 
 pytestmark = pytest.mark.slow
 
@@ -22,7 +22,7 @@ ROOT = Path(__file__).resolve().parents[2]
 WRITER = textwrap.dedent("""
     import sys, time
     from pathlib import Path
-    from shared.store import open_store
+    from shared.tracking.store import open_store
     url, worker, go = sys.argv[1], int(sys.argv[2]), Path(sys.argv[3])
     store = open_store(url)
     search = store.start_search("concurrency", "shared_search", group="g")
@@ -131,7 +131,7 @@ def test_chief_and_two_workers_finish_a_four_trial_search(postgres_server, tmp_p
 
 
 def test_tune_local_reports_a_failing_command(tmp_path):
-    from shared.tracking_cli import launch_local
+    from shared.cli.tracking import launch_local
 
     code = launch_local([sys.executable, "-c", "import sys; sys.exit(3)"], workers=2,
                         log_dir=tmp_path / "logs", env=_env(), chief_grace_s=1)

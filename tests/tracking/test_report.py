@@ -8,7 +8,7 @@ from scipy import stats
 
 from shared import cli
 from shared.report import parse_where, report_from_store, select_values, write_comparison_report
-from shared.store import open_store
+from shared.tracking.store import open_store
 
 
 def _fill(store):

@@ -5,8 +5,8 @@ import json
 import sqlalchemy as sa
 import pytest
 
-from shared.store import (SchemaVersionError, StoreUnreachableError, mask_url, open_store,
-                          read_spool, append_spool, sync_spool)
+from shared.tracking.spool import append_spool, read_spool, sync_spool
+from shared.tracking.store import SchemaVersionError, StoreUnreachableError, mask_url, open_store
 
 ENV = {"host": "testhost", "package_version": "0.0", "git_revision": "abc"}
 

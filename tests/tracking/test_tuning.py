@@ -9,9 +9,10 @@ import keras_tuner
 import pytest
 
 from shared import cli
-from shared.store import StoreUnreachableError, open_store, read_spool
+from shared.tracking.spool import read_spool
+from shared.tracking.store import StoreUnreachableError, open_store
 from shared.testing.postgres import PostgresServer, find_binaries
-from shared.tuning import _custom_gradient_keys, demo_data, demo_hypermodel, make_tuner
+from shared.tracking.tuning import _custom_gradient_keys, demo_data, demo_hypermodel, make_tuner
 
 
 def _search(tuner, epochs=1, callbacks=None):
@@ -47,7 +48,7 @@ def test_every_kind_records_each_trial_once(kind, tmp_path):
 
 
 def test_every_trial_is_built_under_the_policy_in_force_at_creation(tmp_path):
-    from shared.scale import set_precision
+    from shared.training.scale import set_precision
 
     built = []
 

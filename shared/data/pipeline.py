@@ -16,7 +16,7 @@ devices: split over the replicas of a strategy, or prefetched onto a single GPU.
 
 Every builder batches first and then augments whole batches in graph mode
 (``augment(x_batch, y_batch, seed)``), so the augmentation functions of
-:mod:`shared.augment2d` / :mod:`shared.augment3d` run vectorised over the batch
+:mod:`shared.data.augment2d` / :mod:`shared.data.augment3d` run vectorised over the batch
 with stateless random ops. Each batch receives its own ``seed`` tensor (shape
 ``[2]``, int32), derived from the builder's ``seed``; it differs between batches
 and between epochs (passes over the dataset), and the whole sequence repeats
@@ -37,7 +37,7 @@ from typing import Any, Callable, Mapping, Sequence
 import numpy as np
 import tensorflow as tf
 
-from shared.seeding import numpy_rng
+from shared.training.seeding import numpy_rng
 
 logger = logging.getLogger(__name__)
 

@@ -12,9 +12,7 @@
   `figures/<metric>_histograms.png`.
 
 `report_from_store` collects the values from the results store: the evaluations of
-one experiment and metric, grouped by a field (`group`, `split`, `model_id` or a key
-of `extra`), optionally filtered by a `where` expression such as
-`"val_accuracy > 0.95 and split == 'test'"` (see `parse_where`).
+one experiment and metric, grouped and filtered by `shared.report.selection`.
 """
 
 from __future__ import annotations
@@ -22,296 +20,16 @@ from __future__ import annotations
 import base64
 import html
 import json
-import math
 import re
 from pathlib import Path
 
 import numpy as np
 
-from shared.runs import to_jsonable
+from shared.tracking.runs import to_jsonable
+from shared.report.selection import select_values
 from shared.stats import TEST_NAMES, compare_groups
 
-# --------------------------------------------------------------------------- where
-_TOKEN = re.compile(r"""
-    \s*(?:
-      (?P<number>[-+]?(?:\d+\.\d*|\.\d+|\d+)(?:[eE][-+]?\d+)?)
-    | (?P<string>'(?:[^'\\]|\\.)*'|"(?:[^"\\]|\\.)*")
-    | (?P<op>==|!=|<=|>=|<|>|=)
-    | (?P<paren>[()])
-    | (?P<quoted>`[^`]+`)
-    | (?P<name>[A-Za-z_][A-Za-z0-9_.@/-]*)
-    )""", re.VERBOSE)
-_KEYWORDS = {"and", "or", "not", "true", "false", "null", "none"}
-_OPS = {"==": lambda a, b: a == b, "=": lambda a, b: a == b, "!=": lambda a, b: a != b,
-        "<": lambda a, b: a < b, "<=": lambda a, b: a <= b,
-        ">": lambda a, b: a > b, ">=": lambda a, b: a >= b}
 
-
-class WhereExpression:
-    """A parsed `where` filter; call it with a name resolver to evaluate it.
-
-    Grammar (keywords case-insensitive)::
-
-        expr       := and_expr ("or" and_expr)*
-        and_expr   := not_expr ("and" not_expr)*
-        not_expr   := "not" not_expr | "(" expr ")" | comparison
-        comparison := operand OP operand        OP: == = != < <= > >=
-        operand    := NAME | `quoted name` | NUMBER | 'string' | "string" | true | false | null
-
-    Names refer to fields of the row (`value`, `group`, `split`, `model_id`),
-    keys of its `extra` JSON (also as `extra.KEY`), or other metrics of the same
-    model. Numbers compare numerically, strings as text (a number compared with a
-    string is compared as text); a missing value equals only `null`, and any
-    other comparison with it is false. Nothing is ever passed to `eval` or into SQL.
-    """
-
-    def __init__(self, text: str):
-        self.text = text
-        self._tokens = self._tokenise(text)
-        self._pos = 0
-        self.tree = self._expr()
-        if self._pos != len(self._tokens):
-            kind, value, offset = self._tokens[self._pos]
-            raise ValueError(f"where {text!r}: unexpected {value!r} at character {offset}")
-        self.names = sorted(self._collect_names(self.tree))
-
-    @staticmethod
-    def _tokenise(text):
-        if not isinstance(text, str) or not text.strip():
-            raise ValueError(f"where: expected a non-empty expression, got {text!r}")
-        tokens, pos = [], 0
-        while pos < len(text):
-            if text[pos:].strip() == "":
-                break
-            match = _TOKEN.match(text, pos)
-            if match is None or match.end() == pos:
-                bad = text[pos:].lstrip()[:1]
-                raise ValueError(f"where {text!r}: unexpected character {bad!r} at "
-                                 f"character {len(text) - len(text[pos:].lstrip())}")
-            kind = match.lastgroup
-            value = match.group(kind)
-            offset = match.start(kind)
-            if kind == "name" and value.lower() in _KEYWORDS:
-                kind = "keyword"
-                value = value.lower()
-            tokens.append((kind, value, offset))
-            pos = match.end()
-        return tokens
-
-    def _peek(self):
-        return self._tokens[self._pos] if self._pos < len(self._tokens) else (None, None, None)
-
-    def _take(self):
-        token = self._peek()
-        if token[0] is None:
-            raise ValueError(f"where {self.text!r}: unexpected end of expression")
-        self._pos += 1
-        return token
-
-    def _expr(self):
-        node = self._and()
-        while self._peek()[:2] == ("keyword", "or"):
-            self._take()
-            node = ("or", node, self._and())
-        return node
-
-    def _and(self):
-        node = self._not()
-        while self._peek()[:2] == ("keyword", "and"):
-            self._take()
-            node = ("and", node, self._not())
-        return node
-
-    def _not(self):
-        kind, value, _ = self._peek()
-        if (kind, value) == ("keyword", "not"):
-            self._take()
-            return ("not", self._not())
-        if (kind, value) == ("paren", "("):
-            self._take()
-            node = self._expr()
-            kind, value, offset = self._take()
-            if (kind, value) != ("paren", ")"):
-                raise ValueError(f"where {self.text!r}: expected ')' at character {offset}")
-            return node
-        left = self._operand()
-        kind, op, offset = self._take()
-        if kind != "op":
-            raise ValueError(f"where {self.text!r}: expected a comparison operator "
-                             f"(== != < <= > >=) at character {offset}, got {op!r}")
-        right = self._operand()
-        return ("cmp", op, left, right)
-
-    def _operand(self):
-        kind, value, offset = self._take()
-        if kind == "number":
-            return ("const", float(value))
-        if kind == "string":
-            return ("const", re.sub(r"\\(.)", r"\1", value[1:-1]))
-        if kind == "quoted":
-            return ("name", value[1:-1])
-        if kind == "name":
-            return ("name", value)
-        if kind == "keyword" and value in ("true", "false"):
-            return ("const", value == "true")
-        if kind == "keyword" and value in ("null", "none"):
-            return ("const", None)
-        raise ValueError(f"where {self.text!r}: expected a name, number or string at "
-                         f"character {offset}, got {value!r}")
-
-    def _collect_names(self, node):
-        if node[0] == "name":
-            return {node[1]}
-        if node[0] == "const":
-            return set()
-        if node[0] == "cmp":
-            return self._collect_names(node[2]) | self._collect_names(node[3])
-        return set().union(*(self._collect_names(n) for n in node[1:]))
-
-    def evaluate(self, resolve) -> bool:
-        """Evaluates the expression; `resolve(name)` returns the value or None."""
-        return bool(self._eval(self.tree, resolve))
-
-    def _eval(self, node, resolve):
-        tag = node[0]
-        if tag == "or":
-            return self._eval(node[1], resolve) or self._eval(node[2], resolve)
-        if tag == "and":
-            return self._eval(node[1], resolve) and self._eval(node[2], resolve)
-        if tag == "not":
-            return not self._eval(node[1], resolve)
-        if tag == "cmp":
-            a = self._value(node[2], resolve)
-            b = self._value(node[3], resolve)
-            if a is None or b is None:
-                if node[1] in ("==", "="):
-                    return a is None and b is None
-                return node[1] == "!=" and (a is None) != (b is None)
-            a, b = _coerce(a, b)
-            if a is None:
-                return False
-            try:
-                return _OPS[node[1]](a, b)
-            except TypeError:
-                return False
-        raise AssertionError(tag)  # pragma: no cover
-
-    @staticmethod
-    def _value(node, resolve):
-        return node[1] if node[0] == "const" else resolve(node[1])
-
-
-def _coerce(a, b):
-    """Numbers compare as floats, booleans as booleans, anything else as strings."""
-    if isinstance(a, bool) or isinstance(b, bool):
-        return (a, b) if isinstance(a, bool) and isinstance(b, bool) else (None, None)
-    na, nb = _number(a), _number(b)
-    if na is not None and nb is not None:
-        return na, nb
-    if isinstance(a, str) and isinstance(b, str):
-        return a, b
-    if na is not None and isinstance(b, str) or nb is not None and isinstance(a, str):
-        return str(a if na is None else _fmt_num(na)), str(b if nb is None else _fmt_num(nb))
-    return None, None
-
-
-def _number(x):
-    if isinstance(x, (int, float)) and not isinstance(x, bool):
-        return float(x)
-    return None
-
-
-def _fmt_num(x):
-    return str(int(x)) if float(x).is_integer() else repr(float(x))
-
-
-def parse_where(text: str) -> WhereExpression:
-    """Parses a `where` filter (see `WhereExpression` for the grammar)."""
-    return WhereExpression(text)
-
-
-ROW_FIELDS = ("value", "group", "split", "model_id", "metric")
-
-
-def _row_field(row, name):
-    """A row's field / extra key (`extra.KEY` or `KEY`); (found, value)."""
-    if name in ROW_FIELDS:
-        return True, row.get(name)
-    extra = row.get("extra") or {}
-    key = name[len("extra."):] if name.startswith("extra.") else name
-    if isinstance(extra, dict) and key in extra:
-        return True, extra[key]
-    return False, None
-
-
-def select_values(rows, metric, *, by="group", where=None, split=None):
-    """Groups the values of `metric` in evaluation rows by a field, after a filter.
-
-    Args:
-        rows: list of dicts as returned by `ResultsStore.evaluations(experiment)`
-            (all metrics of the experiment, so that `where` can refer to them).
-        metric: str. The metric compared.
-        by: str. Field that defines the groups: `group`, `split`, `model_id` or a key
-            of `extra`.
-        where: str or WhereExpression, optional. Filter (see `WhereExpression`);
-            names that are not row fields or extra keys are other metrics of the
-            same model (same split preferred).
-        split: str, optional. Only rows of this split.
-
-    Returns:
-        dict group value -> list of floats (groups in order of first appearance,
-        sorted by name), and the list of model ids used.
-    """
-    expression = parse_where(where) if isinstance(where, str) else where
-    by_model = {}
-    for row in rows:
-        by_model.setdefault(row["model_id"], []).append(row)
-    candidates = [r for r in rows if r["metric"] == metric
-                  and (split is None or r["split"] == split)]
-    if not candidates:
-        known = sorted({r["metric"] for r in rows})
-        raise ValueError(f"metric {metric!r}: no evaluations"
-                         + (f" in split {split!r}" if split is not None else "")
-                         + f"; metrics present: {known}")
-    if expression is not None:
-        metrics_present = {r["metric"] for r in rows}
-        for name in expression.names:
-            if name in ROW_FIELDS or name in metrics_present:
-                continue
-            if not any(_row_field(r, name)[0] for r in rows):
-                raise ValueError(
-                    f"where: unknown name {name!r}; expected a field {list(ROW_FIELDS)}, a key "
-                    f"of extra, or a metric of this experiment {sorted(metrics_present)}")
-
-    def resolver(row):
-        def resolve(name):
-            found, value = _row_field(row, name)
-            if found:
-                return value
-            others = [r for r in by_model.get(row["model_id"], []) if r["metric"] == name]
-            same_split = [r for r in others if r["split"] == row["split"]]
-            if same_split:
-                return same_split[0]["value"]
-            return others[0]["value"] if len(others) == 1 else None
-        return resolve
-
-    groups, models = {}, []
-    for row in candidates:
-        if row["value"] is None or not math.isfinite(row["value"]):
-            continue
-        if expression is not None and not expression.evaluate(resolver(row)):
-            continue
-        found, key = _row_field(row, by)
-        if not found:
-            raise ValueError(f"by: model {row['model_id']!r} has no field {by!r}; expected one "
-                             f"of {list(ROW_FIELDS)} or a key of its extra "
-                             f"{sorted((row.get('extra') or {}).keys())}")
-        groups.setdefault("(none)" if key is None else str(key), []).append(float(row["value"]))
-        models.append(row["model_id"])
-    return dict(sorted(groups.items())), models
-
-
-# --------------------------------------------------------------------------- figures
 def _figures(groups, metric, fig_dir):
     import matplotlib
 
@@ -370,7 +88,7 @@ def _n(x, digits=4):
 
 def _markdown_tables(result, metric):
     lines = ["## Groups", "",
-             f"| group | n | mean | SD | median | IQR | min | max | Shapiro-Wilk W | p | normal |",
+             "| group | n | mean | SD | median | IQR | min | max | Shapiro-Wilk W | p | normal |",
              "|---|---|---|---|---|---|---|---|---|---|---|"]
     for name, g in result["groups"].items():
         sw = g["shapiro"]
@@ -493,7 +211,7 @@ def write_comparison_report(groups, *, metric, out_dir, title, description="", e
     fig_paths = _figures(values, metric, out / "figures")
     rel = {k: p.relative_to(out).as_posix() for k, p in fig_paths.items()}
 
-    from shared.store import mask_url, run_environment
+    from shared.tracking.store import mask_url, run_environment
 
     env = run_environment()
     # A store URL handed in as provenance must not leak its password into the report.
@@ -553,7 +271,7 @@ def report_from_store(store, experiment, metric, *, by="group", where=None, out_
     Returns:
         Path of report.md.
     """
-    from shared.store import ResultsStore, open_store
+    from shared.tracking.store import ResultsStore, open_store
 
     if not isinstance(store, ResultsStore):
         store = open_store(store)

@@ -25,7 +25,7 @@ import sys
 import time
 from pathlib import Path
 
-from shared.cli_common import add_store_arg, resolve_store_url
+from shared.cli.options import add_store_arg, resolve_store_url
 
 
 def register(subparsers) -> None:
@@ -119,7 +119,7 @@ def register(subparsers) -> None:
 # ---------------------------------------------------------------------- report
 def _cmd_report(args) -> int:
     from shared.report import report_from_store
-    from shared.store import open_store
+    from shared.tracking.store import open_store
 
     store = open_store(resolve_store_url(args.store))
     out = args.out
@@ -138,7 +138,7 @@ def _cmd_report(args) -> int:
 
 # ---------------------------------------------------------------------- store
 def _cmd_store_info(args) -> int:
-    from shared.store import open_store
+    from shared.tracking.store import open_store
 
     store = open_store(resolve_store_url(args.store))
     info = {"store": store.masked_url, "schema_version": store.schema_version(),
@@ -157,7 +157,8 @@ def _cmd_store_info(args) -> int:
 
 
 def _cmd_store_sync(args) -> int:
-    from shared.store import open_store, sync_spool
+    from shared.tracking.spool import sync_spool
+    from shared.tracking.store import open_store
 
     store = open_store(resolve_store_url(args.store))
     total = 0
@@ -171,7 +172,7 @@ def _cmd_store_sync(args) -> int:
 
 
 def _cmd_store_trials(args) -> int:
-    from shared.store import open_store
+    from shared.tracking.store import open_store
 
     store = open_store(resolve_store_url(args.store))
     rows = store.trials(args.experiment, args.search)
@@ -189,7 +190,7 @@ def _cmd_store_trials(args) -> int:
 
 # ---------------------------------------------------------------------- tuning
 def _cmd_tune_demo(args) -> int:
-    from shared.tuning import is_chief, run_demo_search
+    from shared.tracking.tuning import is_chief, run_demo_search
 
     tuner = run_demo_search(resolve_store_url(args.store), directory=args.directory,
                             experiment=args.experiment, search_name=args.search_name,

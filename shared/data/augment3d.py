@@ -22,7 +22,7 @@ from typing import Sequence
 
 import tensorflow as tf
 
-from shared.augment2d import _apply_mask, _bcast, _check_p, _check_seed, _no_autograph, _split
+from shared.data.augment2d import _apply_mask, _bcast, _check_p, _check_seed, _no_autograph, _split
 
 __all__ = [
     "random_flip_3d",
@@ -357,7 +357,7 @@ class Augment3D:
         return volumes
 
     def pipeline_fn(self):
-        """An ``augment(x, y, seed) -> (x, y)`` function for :mod:`shared.pipeline` (y unchanged)."""
+        """An ``augment(x, y, seed) -> (x, y)`` function for :mod:`shared.data.pipeline` (y unchanged)."""
 
         def augment(x, y, seed):
             return self(x, seed), y

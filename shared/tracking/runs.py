@@ -13,7 +13,7 @@ from shared import __version__
 
 def git_revision(path=None) -> str:
     """The git revision of the source tree (with `+dirty` when modified), or ''."""
-    root = Path(path) if path is not None else Path(__file__).resolve().parent.parent
+    root = Path(path) if path is not None else Path(__file__).resolve().parents[2]
     try:
         rev = subprocess.run(
             ["git", "rev-parse", "--short=12", "HEAD"], cwd=root,

@@ -45,8 +45,8 @@ from pathlib import Path
 
 import numpy as np
 
-from shared.store import (ResultsStore, StoreUnreachableError, append_spool, open_store,
-                          read_spool, replay_record)
+from shared.tracking.spool import append_spool, read_spool, replay_record
+from shared.tracking.store import ResultsStore, StoreUnreachableError, open_store
 
 logger = logging.getLogger(__name__)
 
@@ -334,7 +334,7 @@ class StoreLoggingMixin:
         self._local_trials.add(trial.trial_id)
         self._record(trial.trial_id, self._finished_fields(final, started, ended))
         self._prune_checkpoints()
-        from shared.scale import clear_session
+        from shared.training.scale import clear_session
 
         # Frees the trial's graph and model; also runs Python's garbage collector
         # (free_memory=True), so no separate gc.collect() is needed.
@@ -507,7 +507,7 @@ def run_demo_search(store, *, directory, experiment="tuning_demo", search_name="
     Returns:
         The tuner after its search (on a distributed chief: after all workers finished).
     """
-    from shared.seeding import set_global_seed
+    from shared.training.seeding import set_global_seed
 
     set_global_seed(seed)
     tuner_kwargs = {"max_epochs": max(2, epochs)} if kind == "hyperband" else {}

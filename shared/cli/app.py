@@ -1,7 +1,6 @@
 """The `medrepro` command: doctor, demo, tracking commands and one group per paper."""
 
 import argparse
-import importlib
 import logging
 import os
 import sys
@@ -14,38 +13,8 @@ from pathlib import Path
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
 from shared import __version__
-
-# Paper subcommand name -> module exposing `register(subparsers)` and
-# `demo(out_dir, store_url, progress) -> Path` (the Markdown report it wrote).
-PAPERS = {
-    "heatmap-loss": "heatmap_loss.cli",
-    "covidnet-siamese": "covidnet_siamese.cli",
-    "lge-qa": "lge_qa.cli",
-    "hrpqct": "hrpqct.cli",
-    "bar-ad": "bar_ad.cli",
-}
-# Modules exposing `register(subparsers)` for suite-wide commands.
-SUITE_COMMANDS = ["shared.tracking_cli"]
-
-
-def _import_optional(module_name):
-    """Imports a command module; None only when the module itself does not exist."""
-    try:
-        return importlib.import_module(module_name)
-    except ModuleNotFoundError as err:
-        if err.name and module_name.startswith(err.name):
-            return None
-        raise
-
-
-def paper_modules() -> dict:
-    """The paper command modules that are installed, by subcommand name."""
-    found = {}
-    for name, module_name in PAPERS.items():
-        module = _import_optional(module_name)
-        if module is not None:
-            found[name] = module
-    return found
+from shared.cli import papers
+from shared.cli.options import add_store_arg, resolve_store_url
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -65,38 +34,32 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
 
     doctor = sub.add_parser("doctor", help="check TensorFlow, devices, optional readers, store")
-    from shared.cli_common import add_store_arg
-
     add_store_arg(doctor)
     doctor.set_defaults(func=_cmd_doctor)
 
     demo = sub.add_parser("demo", help="run every paper's quick reproduction, write runs/demo/index.md")
     demo.add_argument("--out", type=Path, default=Path("runs/demo"), help="demo folder (default: runs/demo)")
     demo.add_argument("--papers", nargs="*", default=None, metavar="PAPER",
-                      help=f"subset of papers (default: all of {', '.join(PAPERS)})")
+                      help=f"subset of papers (default: all of {', '.join(papers.PAPERS)})")
     add_store_arg(demo)
     demo.add_argument("--no-progress", action="store_true", help="hide progress bars")
     demo.set_defaults(func=_cmd_demo)
 
-    for module_name in SUITE_COMMANDS:
-        module = _import_optional(module_name)
-        if module is not None:
-            module.register(sub)
-    for module in paper_modules().values():
+    for module in papers.suite_command_modules():
+        module.register(sub)
+    for module in papers.paper_modules().values():
         module.register(sub)
     return parser
 
 
 def _cmd_doctor(args) -> int:
-    from shared.doctor import run_doctor
-    from shared.cli_common import resolve_store_url
+    from shared.cli.doctor import run_doctor
 
     return run_doctor(resolve_store_url(args.store))
 
 
 def _cmd_demo(args) -> int:
-    from shared.cli_common import resolve_store_url
-    from shared.demo import run_demo
+    from shared.cli.demo import run_demo
 
     return run_demo(args.out, resolve_store_url(args.store), papers=args.papers,
                     show_progress=not args.no_progress)

@@ -44,7 +44,7 @@ from typing import Callable
 import numpy as np
 import tensorflow as tf
 
-from shared.pipeline import (
+from shared.data.pipeline import (
     AUTOTUNE,
     _check_arrays,
     _finish,
@@ -558,7 +558,7 @@ def dataset_from_shards(
 
     Every sample is read exactly once per pass. With ``deterministic=True``
     (the default) the order depends only on ``seed`` (and TensorFlow's global
-    seed, see :mod:`shared.pipeline`), ``cycle_length`` and ``block_length``;
+    seed, see :mod:`shared.data.pipeline`), ``cycle_length`` and ``block_length``;
     ``deterministic=False`` lets the interleave hand out whichever record is
     ready first: faster when files arrive unevenly (network storage), but the
     order is no longer reproducible.

@@ -2,7 +2,7 @@
 
 Every function takes a batch ``images`` of shape ``[B, H, W, C]`` (float) and a
 ``seed`` of shape ``[2]`` (int32 / int64, e.g. the per-batch seed handed out by
-:mod:`shared.pipeline`), draws one set of random parameters *per sample* with
+:mod:`shared.data.pipeline`), draws one set of random parameters *per sample* with
 stateless ops (``tf.random.stateless_*``), and applies each transform to a
 sample with its own probability ``p``. The same seed gives a bit-identical
 batch; ``p=0`` returns the input unchanged and ``p=1`` always applies.
@@ -551,7 +551,7 @@ class Augment2D:
         return _return(images, masks, squeeze)
 
     def pipeline_fn(self, *, y_is_mask: bool = False):
-        """An ``augment(x, y, seed) -> (x, y)`` function for :mod:`shared.pipeline`.
+        """An ``augment(x, y, seed) -> (x, y)`` function for :mod:`shared.data.pipeline`.
 
         Args:
             y_is_mask: bool, default False. Treat ``y`` as segmentation masks

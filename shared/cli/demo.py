@@ -5,7 +5,8 @@ import time
 import traceback
 from pathlib import Path
 
-from shared.progress import progress
+from shared.cli import papers as registry
+from shared.cli.progress import progress
 
 log = logging.getLogger(__name__)
 
@@ -19,15 +20,14 @@ def run_demo(out_dir, store_url: str, papers=None, show_progress: bool = True) -
     Returns:
         0 when every paper succeeded, 1 otherwise.
     """
-    from shared.cli import PAPERS, paper_modules
-
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    available = paper_modules()
-    wanted = list(PAPERS) if papers is None else list(papers)
-    unknown = [p for p in wanted if p not in PAPERS]
+    available = registry.paper_modules()
+    known = registry.PAPERS
+    wanted = list(known) if papers is None else list(papers)
+    unknown = [p for p in wanted if p not in known]
     if unknown:
-        raise ValueError(f"Unknown paper(s) {unknown}; expected some of {list(PAPERS)}")
+        raise ValueError(f"Unknown paper(s) {unknown}; expected some of {list(known)}")
     rows = []
     bar = progress(wanted, desc="demo", enabled=show_progress, unit="paper")
     for name in bar:

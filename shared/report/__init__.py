@@ -1,0 +1,33 @@
+"""What a person reads: comparison reports and figures.
+
+* `comparison`: a comparison report (Markdown, self-contained HTML, JSON, figures)
+  from values or from the results store;
+* `selection`: `where` filters and grouping of store rows for a report;
+* `figures`: image grids, attribution overlays, training curves, confusion matrices.
+"""
+
+from shared.report.comparison import report_from_store, write_comparison_report
+from shared.report.selection import ROW_FIELDS, parse_where, select_values, WhereExpression
+from shared.report.figures import (
+    overlay,
+    plot_history,
+    resize_bilinear,
+    save_confusion_matrix,
+    save_image_grid,
+    save_overlay_grid,
+)
+
+__all__ = [
+    "ROW_FIELDS",
+    "WhereExpression",
+    "overlay",
+    "parse_where",
+    "plot_history",
+    "report_from_store",
+    "resize_bilinear",
+    "save_confusion_matrix",
+    "save_image_grid",
+    "save_overlay_grid",
+    "select_values",
+    "write_comparison_report",
+]

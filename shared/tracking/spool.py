@@ -1,0 +1,91 @@
+"""The spool: records that could not reach the results store, kept for later.
+
+Trial and evaluation records that cannot be written (the server went away
+mid-search) are appended to a local JSON-lines file (`append_spool`) and pushed
+later with `sync_spool` (`medrepro store sync --spool PATH --store URL`).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+from pathlib import Path
+
+from shared.tracking.runs import to_jsonable
+from shared.tracking.store import ResultsStore, _clean_json
+
+logger = logging.getLogger(__name__)
+
+
+def append_spool(path, record: dict) -> None:
+    """Appends one record (a JSON line) to a spool file, flushed and fsync'ed.
+
+    A record has `op` ("trial" or "evaluation") and the fields of
+    `ResultsStore.record_trial` / `record_evaluation`, with the search named by
+    `experiment` + `search_name` (+ `search_group`, `search_config`) instead of an id,
+    so that it can be replayed into any store.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    line = json.dumps(_clean_json(to_jsonable(record)), sort_keys=True) + "\n"
+    with open(path, "a", encoding="utf-8") as handle:
+        handle.write(line)
+        handle.flush()
+        os.fsync(handle.fileno())
+
+
+def read_spool(path) -> list[dict]:
+    """The records of a spool file, in order; a torn last line (crash) is skipped."""
+    path = Path(path)
+    if not path.exists():
+        raise FileNotFoundError(f"spool file {path} does not exist")
+    records = []
+    lines = path.read_text(encoding="utf-8").splitlines()
+    for number, line in enumerate(lines, start=1):
+        if not line.strip():
+            continue
+        try:
+            record = json.loads(line)
+        except json.JSONDecodeError as err:
+            if number == len(lines):
+                logger.warning("%s line %d is incomplete (interrupted write); skipped",
+                               path, number)
+                continue
+            raise ValueError(f"spool file {path} line {number}: not valid JSON ({err})") from err
+        if record.get("op") not in ("trial", "evaluation"):
+            raise ValueError(f"spool file {path} line {number}: field 'op' must be 'trial' or "
+                             f"'evaluation', got {record.get('op')!r}")
+        records.append(record)
+    return records
+
+
+def replay_record(store: ResultsStore, record: dict) -> None:
+    """Writes one spool record into `store` (idempotent upsert)."""
+    record = dict(record)
+    op = record.pop("op")
+    if op == "trial":
+        search_id = store.start_search(record.pop("experiment"), record.pop("search_name"),
+                                       group=record.pop("search_group", None),
+                                       config=record.pop("search_config", None))
+        trial_id = record.pop("trial_id")
+        store.record_trial(search_id, trial_id, **record)
+    elif op == "evaluation":
+        store.record_evaluation(record.pop("experiment"), record.pop("model_id"),
+                                record.pop("metric"), record.pop("value"), **record)
+    else:
+        raise ValueError(f"spool record: unknown op {op!r}")
+
+
+def sync_spool(store: ResultsStore, path, *, remove=False) -> int:
+    """Pushes every record of a spool file into `store`; returns how many.
+
+    Safe to run more than once (upserts). With `remove=True` the file is deleted
+    after all of its records were written.
+    """
+    records = read_spool(path)
+    for record in records:
+        replay_record(store, record)
+    if remove:
+        Path(path).unlink()
+    return len(records)
