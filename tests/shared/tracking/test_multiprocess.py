@@ -17,7 +17,7 @@ from shared.tracking.tuning import run_demo_search
 
 pytestmark = pytest.mark.slow
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[3]
 
 WRITER = textwrap.dedent("""
     import sys, time

@@ -4,7 +4,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from shared.scale import as_float32, gather_across_replicas, scale_for_replicas
+from shared.training.scale import as_float32, gather_across_replicas, scale_for_replicas
 
 
 class PenalisedRegressor(keras.Model):

@@ -1,6 +1,6 @@
 """Tests of the TFRecord shard writer / reader and of feeding datasets to devices.
 
-The two-replica check runs in a fresh process (``python -m tests.shared.test_shards
+The two-replica check runs in a fresh process (``python -m tests.shared.data.test_shards
 DIR``) because the logical CPU devices must be fixed before TensorFlow starts.
 """
 
@@ -24,7 +24,7 @@ from shared.data.pipeline import (
 )
 from shared.data.shards import ShardWriter, dataset_from_shards, load_manifest, write_shards
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[3]
 
 
 def _data(n=23):
@@ -251,7 +251,7 @@ def test_distribute_dataset_without_gpu_and_bad_batch():
 @pytest.mark.slow
 def test_two_replicas_each_get_their_share(tmp_path):
     env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2", KERAS_BACKEND="tensorflow")
-    proc = subprocess.run([sys.executable, "-m", "tests.shared.test_shards", str(tmp_path)],
+    proc = subprocess.run([sys.executable, "-m", "tests.shared.data.test_shards", str(tmp_path)],
                           cwd=ROOT, capture_output=True, text=True, timeout=300, env=env)
     assert proc.returncode == 0, proc.stderr[-3000:]
     result = json.loads(proc.stdout.strip().splitlines()[-1])

@@ -27,8 +27,8 @@ def test_outside_a_strategy_gather_and_scale_are_identity():
 
 @pytest.mark.slow
 def test_custom_train_step_same_on_two_replicas():
-    result = compare_single_and_mirrored("tests.shared.scale_models:build",
-                                         "tests.shared.scale_models:data", steps=3)
+    result = compare_single_and_mirrored("tests.shared.training.scale_models:build",
+                                         "tests.shared.training.scale_models:data", steps=3)
     assert result["replicas"] == 2
     # One global batch of 16 rows split over two replicas: each replica sees the
     # other's rows through the gather, and the update equals the single-device one.
@@ -39,8 +39,8 @@ def test_custom_train_step_same_on_two_replicas():
 
 @pytest.mark.slow
 def test_mixed_float16_stays_finite_on_two_replicas():
-    result = compare_single_and_mirrored("tests.shared.scale_models:build",
-                                         "tests.shared.scale_models:data", steps=3,
+    result = compare_single_and_mirrored("tests.shared.training.scale_models:build",
+                                         "tests.shared.training.scale_models:data", steps=3,
                                          precision="mixed_float16")
     assert result["finite"]
     assert result["single"]["loss"] == pytest.approx(result["mirrored"]["loss"], rel=2e-2)
@@ -52,7 +52,7 @@ def test_overflow_on_one_replica_skips_the_step_on_all():
     import subprocess
     import sys
 
-    out = subprocess.run([sys.executable, "-m", "tests.shared.skip_check"], check=True,
+    out = subprocess.run([sys.executable, "-m", "tests.shared.training.skip_check"], check=True,
                          capture_output=True, text=True, timeout=120).stdout
     result = json.loads(out.strip().splitlines()[-1])
     # With the decision shared, the step is skipped: the weight keeps its value and the

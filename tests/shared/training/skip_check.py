@@ -10,7 +10,7 @@ def step(share: bool):
     import keras
     import tensorflow as tf
 
-    from shared.scale import make_strategy, skip_together
+    from shared.training.scale import make_strategy, skip_together
 
     strategy = make_strategy("mirrored", ["/cpu:0", "/cpu:1"])
     with strategy.scope():
@@ -36,7 +36,7 @@ def step(share: bool):
 
 
 if __name__ == "__main__":
-    from shared.scale import split_cpu
+    from shared.training.scale import split_cpu
 
     split_cpu(2)
     print(json.dumps({"shared": step(True), "first_replica_only": step(False)}))
