@@ -77,6 +77,8 @@ ABLATIONS = ("ssl_bam_contrastive_recon", "bar_recon_beta_left", "bar_recon_beta
              "bar_recon_frozen", "supcon_hard_recon", "supcon_hard_recon_frozen",
              "bar_recon_sigma025")
 
+# The metrics of Table 1 (AD = positive class), in the order of PAPER_TABLE1's pairs.
+METRICS = ("precision", "recall", "accuracy")
 # Table 1 of the paper: precision, recall, accuracy (%), mean and std over 5 folds.
 PAPER_TABLE1 = {
     "scratch": ((74.38, 7.0), (85.6, 3.1), (80.83, 3.0)),

@@ -4,6 +4,7 @@ Modules: `aim` (Scanco AIM reader/writer), `phantom` (radius/tibia cross-section
 `tomography` (parallel-beam projection with rigid motion, filtered back-projection),
 `motion` (motion trajectories, grades and simulated raters), `data` (dataset
 generator and loader), `qme` (quantitative motion estimates), `models` (graders),
-`grading` (ensemble scan grading), `config` (presets), `experiment` (end-to-end
-reproduction), `cli` (`medrepro hrpqct run | generate | info`).
+`grading` (ensemble scan grading, threshold graders), `training` (training and scoring
+the graders), `report` (figures, report.md), `config` (presets), `experiment`
+(end-to-end reproduction), `cli` (`medrepro hrpqct run | generate | info`).
 """

@@ -16,6 +16,9 @@
 5. Statistical comparison of the arms' kappas over the seeds, Grad-CAM of the
    graders on streaked test slices, figures, rows in the results store,
    report.md.
+
+The graders are trained and scored in `hrpqct.training` and grade scans through
+`hrpqct.grading`; the figures and report.md are written by `hrpqct.report`.
 """
 
 from __future__ import annotations
@@ -30,13 +33,15 @@ import numpy as np
 from scipy import stats as sstats
 
 from hrpqct.data import generate_dataset, load_dataset
-from hrpqct.grading import air_streak_rms, ensemble_scan_grades, predict_votes, prefilter, standardize
-from hrpqct.models import CAM_LAYER, NUM_GRADES, build_grader
-from shared.metrics import classification_metrics, confusion_matrix, per_class_accuracy, quadratic_weighted_kappa
+from hrpqct.grading import (air_streak_rms, ensemble_scan_grades, fit_qme_thresholds, predict_votes, prefilter,
+                            qme_grades, standardize)
+from hrpqct.report import gradcam_figure, scatter_qme, write_report
+from hrpqct.training import scan_metrics, train_grader
+from shared.metrics import confusion_matrix, quadratic_weighted_kappa
 from shared.cli.progress import progress as progress_bar
 from shared.tracking.runs import make_run_dir, write_json
-from shared.training.scale import clear_session, strategy_scope
-from shared.training.seeding import numpy_rng, set_global_seed
+from shared.training.scale import clear_session
+from shared.training.seeding import numpy_rng
 
 log = logging.getLogger(__name__)
 
@@ -62,50 +67,6 @@ def stratified_split(labels, *, val_fraction, test_fraction, seed):
     return tuple(np.sort(np.asarray(p, dtype=int)) for p in parts)
 
 
-def class_weights(labels, *, num_classes=NUM_GRADES, cap=10.0) -> dict:
-    """Inverse-frequency class weights (mean 1 over the samples), capped; absent classes get the cap."""
-    counts = np.bincount(np.asarray(labels, dtype=int), minlength=num_classes).astype(float)
-    n, k = counts.sum(), np.count_nonzero(counts)
-    return {c: float(min(cap, n / (k * counts[c]))) if counts[c] else float(cap) for c in range(num_classes)}
-
-
-def scan_metrics(y_true, y_pred) -> dict:
-    """Accuracy, per-grade recall, quadratic weighted kappa, rescan (grade >= 4) sensitivity/specificity."""
-    y_true, y_pred = np.asarray(y_true, dtype=int), np.asarray(y_pred, dtype=int)
-    out = {"accuracy": float(np.mean(y_true == y_pred)),
-           "kappa": float(quadratic_weighted_kappa(y_true, y_pred, num_classes=5, min_label=1))}
-    present = np.bincount(y_true - 1, minlength=5) > 0
-    recall = per_class_accuracy(y_true - 1, y_pred - 1, num_classes=5)
-    for g in range(5):
-        out[f"recall_grade{g + 1}"] = float(recall[g]) if present[g] else float("nan")
-    rescan = classification_metrics((y_true >= 4).astype(int), (y_pred >= 4).astype(int), num_classes=2,
-                                    average="binary", positive=1)
-    out["rescan_sensitivity"] = rescan["recall"] if (y_true >= 4).any() else float("nan")
-    out["rescan_specificity"] = rescan["specificity"] if (y_true < 4).any() else float("nan")
-    return out
-
-
-def fit_qme_thresholds(qme, grades) -> np.ndarray:
-    """Four QME thresholds: sorted training QMEs cut so the grade frequencies match."""
-    qme, grades = np.asarray(qme, dtype=float), np.asarray(grades, dtype=int)
-    order = np.sort(qme)
-    cum = np.cumsum(np.bincount(grades - 1, minlength=5))[:4]
-    cuts = []
-    for c in cum:
-        if c <= 0:
-            cuts.append(-np.inf)
-        elif c >= len(order):
-            cuts.append(np.inf)
-        else:
-            cuts.append(0.5 * (order[c - 1] + order[c]))
-    return np.maximum.accumulate(np.asarray(cuts))
-
-
-def qme_grades(qme, thresholds) -> np.ndarray:
-    """Grade 1 + number of thresholds the QME exceeds."""
-    return 1 + np.searchsorted(np.asarray(thresholds), np.asarray(qme, dtype=float), side="left")
-
-
 def rater_agreement(rater_grades, consensus) -> dict:
     """Pairwise kappas between raters, each rater vs consensus, and the full-consensus fraction."""
     g = np.asarray(rater_grades, dtype=float)
@@ -125,92 +86,9 @@ def rater_agreement(rater_grades, consensus) -> dict:
     return out
 
 
-def _augment(config):
-    from shared.data.augment2d import Augment2D
-
-    if config.rotation_p <= 0 and config.noise_p <= 0:
-        return None
-    return Augment2D(flip=0.0, shift_scale_rotate=0.0, perspective=0.0, noise=config.noise_p,
-                     rotation=config.rotation_p, max_deg=config.rotation_deg,
-                     noise_stddev=config.noise_stddev).pipeline_fn()
-
-
-def train_grader(arm, x_train, y_train, x_val, y_val, *, config, seed, strategy=None, jit_compile=False):
-    """Trains one slice grader; returns (model, history dict).
-
-    The model is built and compiled inside `strategy.scope()` (one device when
-    None) under the global Keras dtype policy; its softmax computes in float32
-    (`hrpqct.models`), and under ``mixed_float16`` Keras' `fit` scales the loss.
-
-    Args:
-        arm: "baseline" or "proposed".
-        x_train, x_val: float arrays [N, H, W, 1] (prefiltered, standardised slices).
-        y_train, y_val: int arrays [N] of grade indices 0-4.
-        config: HrpqctConfig (architecture and training fields).
-        seed: int. Weight initialisation and batch order.
-        strategy: tf.distribute.Strategy, optional. `config.batch_size` is the
-            global batch, split over its replicas.
-        jit_compile: bool. XLA for the train step.
-    """
-    from shared.data.pipeline import dataset_from_arrays
-
-    set_global_seed(seed)
-    with strategy_scope(strategy):
-        model = build_grader(arm, x_train.shape[1:], baseline_filters=config.baseline_filters,
-                             proposed_filters=config.proposed_filters, dense_units=config.dense_units,
-                             activation=config.activation)
-        model.compile(optimizer=keras.optimizers.Adam(config.learning_rate),
-                      loss="sparse_categorical_crossentropy", metrics=["accuracy"], jit_compile=jit_compile)
-    train = dataset_from_arrays(x_train, y_train, batch_size=config.batch_size, seed=seed,
-                                augment=_augment(config))
-    val = dataset_from_arrays(x_val, y_val, batch_size=config.batch_size, shuffle=False)
-    stop = keras.callbacks.EarlyStopping(monitor="val_loss", patience=config.patience, restore_best_weights=True)
-    hist = model.fit(train, validation_data=val, epochs=config.epochs, verbose=0, callbacks=[stop],
-                     class_weight=class_weights(y_train, cap=config.class_weight_cap))
-    return model, {k: [float(v) for v in vals] for k, vals in hist.history.items()}
-
-
 def _slices(images, idx):
     x = images[idx]
     return x.reshape((-1,) + x.shape[2:] + (1,)).astype(np.float32)
-
-
-def _scatter_qme(qme_values, grades, path, label):
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(4.5, 3.5))
-    jitter = numpy_rng(0).uniform(-0.15, 0.15, len(grades))
-    ax.scatter(np.asarray(grades) + jitter, qme_values, s=12, alpha=0.7)
-    ax.set_xlabel("consensus grade")
-    ax.set_ylabel(label)
-    if np.all(np.asarray(qme_values) > 0):
-        ax.set_yscale("log")
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
-
-
-def _gradcam_figure(model, images, grades, path, n, title_prefix):
-    import tensorflow as tf
-
-    from shared.explain import attribution_maps
-    from shared.report.figures import save_overlay_grid
-
-    x = images[:n].astype(np.float32)
-    probs = model.predict(x, verbose=0)
-    pred = np.argmax(probs, axis=-1)
-    maps = attribution_maps(model, tf.constant(x), layer_name=CAM_LAYER, targets=tf.constant(pred, tf.int32),
-                            method="gradcam", upsample_to=x.shape[1:3], normalize=True)
-    titles = [f"{title_prefix} true {g} pred {p + 1}" for g, p in zip(grades[:n], pred)]
-    return save_overlay_grid(x[..., 0], np.asarray(maps), path, titles=titles, ncols=min(4, n))
-
-
-def _fmt(x):
-    return "n/a" if x is None or (isinstance(x, float) and np.isnan(x)) else f"{x:.3f}"
 
 
 def run_experiment(config, *, out_dir, store_url=None, seed=0, progress=True, data_dir=None,
@@ -276,7 +154,7 @@ def run_experiment(config, *, out_dir, store_url=None, seed=0, progress=True, da
         qres["thresholds_ssd"] = thr.tolist()
         qres["test"] = scan_metrics(consensus[test_idx], qme_grades(data["qme_ssd"][test_idx], thr))
         results["qme"] = qres
-        _scatter_qme(data["qme_ssd"], consensus, fig_dir / "qme_ssd_vs_grade.png", "QME_SSD")
+        scatter_qme(data["qme_ssd"], consensus, fig_dir / "qme_ssd_vs_grade.png", "QME_SSD")
 
     # The streaks in the air around the limb: an image statistic the graders could learn from.
     streak = air_streak_rms(data["images"])
@@ -350,8 +228,8 @@ def run_experiment(config, *, out_dir, store_url=None, seed=0, progress=True, da
         cam_x = _slices(images, streaked)[:: max(1, s // 2)][: config.gradcam_slices]
         cam_g = np.repeat(consensus[streaked], 2)[: len(cam_x)]
         try:
-            _gradcam_figure(item["models"][0], cam_x, cam_g, fig_dir / f"gradcam_{arm}.png",
-                            config.gradcam_slices, arm)
+            gradcam_figure(item["models"][0], cam_x, cam_g, fig_dir / f"gradcam_{arm}.png",
+                           config.gradcam_slices, arm)
         except Exception as err:  # a figure must not end the run
             log.warning("Grad-CAM figure of %s failed: %s", arm, err)
     results["arms"] = {arm: {"runs": runs, "mean": {k: float(np.nanmean([r[k] for r in runs]))
@@ -366,56 +244,5 @@ def run_experiment(config, *, out_dir, store_url=None, seed=0, progress=True, da
                      f"ensemble of {config.ensemble_size} ({config.seeds} seeds per arm, preset {config.preset})."))
     results["timing_s"] = {"data": t_data, "total": time.perf_counter() - t_start}
     write_json(out / "results.json", results)
-    report = _write_report(out, config, results, comparison)
+    report = write_report(out, config, results, comparison)
     return report
-
-
-def _write_report(out, config, results, comparison) -> Path:
-    r = results
-    lines = [f"# HR-pQCT motion grading ({config.preset} preset)", "",
-             f"Simulated cohort: {r['n_scans']} scans ({r['n_train']} train / {r['n_val']} val / "
-             f"{r['n_test']} test), {config.image_size} x {config.image_size} slices, "
-             f"{config.slices_per_scan} slices per scan, {config.n_projections} views over 180 degrees.", "",
-             "Consensus grade counts (grades 1-5): "
-             + "; ".join(f"{site}: {counts}" for site, counts in r["grade_counts"].items()), "",
-             "## Operator agreement (simulated raters)", "", "| pair | quadratic weighted kappa |", "|---|---|"]
-    lines += [f"| {k[6:].replace('_', ' vs ')} | {_fmt(v)} |" for k, v in r["raters"].items() if k.startswith("kappa")]
-    lines += ["", f"Scans where the raters disagree: {100 * r['raters']['any_disagreement_fraction']:.0f} % "
-              f"(thesis: up to 30 %); full agreement {100 * r['raters']['full_agreement_fraction']:.0f} %.", ""]
-    metric_keys = ["accuracy", "kappa", "recall_grade1", "recall_grade2", "recall_grade3", "recall_grade4",
-                   "recall_grade5", "rescan_sensitivity", "rescan_specificity"]
-    lines += ["## Scan-level grading on the test scans", "",
-              "| grader | " + " | ".join(metric_keys) + " | review fraction |",
-              "|---" * (len(metric_keys) + 2) + "|"]
-    for arm, item in r["arms"].items():
-        m = item["mean"]
-        lines.append(f"| {arm} (mean of {len(item['runs'])} ensembles) | "
-                     + " | ".join(_fmt(m.get(k)) for k in metric_keys) + f" | {_fmt(m.get('review_fraction'))} |")
-    st = r["streak"]["test"]
-    lines.append("| air-streak RMS thresholds | " + " | ".join(_fmt(st.get(k)) for k in metric_keys) + " | n/a |")
-    if "qme" in r:
-        q = r["qme"]["test"]
-        lines.append("| QME_SSD thresholds | " + " | ".join(_fmt(q.get(k)) for k in metric_keys) + " | n/a |")
-        lines += ["", "## Quantitative motion estimates (Sode et al.)", "",
-                  f"Spearman correlation with the consensus grade (all scans): QME_SSD "
-                  f"rho = {r['qme']['spearman_qme_ssd']:.3f} (p = {r['qme']['spearman_qme_ssd_p']:.2g}), "
-                  f"QME_NCC rho = {r['qme']['spearman_qme_ncc']:.3f} (p = {r['qme']['spearman_qme_ncc_p']:.2g}).",
-                  "", "![QME vs grade](figures/qme_ssd_vs_grade.png)"]
-    lines += ["", "## Streaks in the air around the limb", "",
-              "Root mean square of the reconstruction where the smoothed slice is air (`air_streak_rms`), "
-              "median per consensus grade 1-5: "
-              + ", ".join(_fmt(v) for v in r["streak"]["median_per_grade"])
-              + f" / cm; Spearman with the consensus rho = {r['streak']['spearman']:.3f} "
-              f"(p = {r['streak']['spearman_p']:.2g})"
-              + (f", with the simulated motion size rho = {r['streak']['spearman_motion_size']:.3f}."
-                 if "spearman_motion_size" in r["streak"] else ".")]
-    lines += ["", "## Figures", "", "![examples](figures/example_slices.png)", ""]
-    for arm in r.get("confusion", {}):
-        lines += [f"![confusion {arm}](figures/confusion_{arm}.png)",
-                  f"![Grad-CAM {arm}](figures/gradcam_{arm}.png)", ""]
-    lines += ["## Baseline vs proposed over seeds", "",
-              f"See [comparison/report.md]({Path(comparison).relative_to(out)}).", "",
-              f"Run time: {r['timing_s']['total']:.0f} s (data {r['timing_s']['data']:.0f} s).", ""]
-    path = out / "report.md"
-    path.write_text("\n".join(lines))
-    return path

@@ -10,6 +10,10 @@ scored by each network of an ensemble. Each network votes one grade per slice
   grade;
 * scans whose confidence is below the threshold (75 %) are flagged for manual
   review.
+
+The non-learned graders grade a scan by thresholds on one statistic, the QME
+(`hrpqct.qme`) or the air-streak RMS (`air_streak_rms`): `fit_qme_thresholds` cuts the
+training scans' sorted values so the grade frequencies match, `qme_grades` applies them.
 """
 
 from __future__ import annotations
@@ -85,6 +89,27 @@ def air_streak_rms(images, *, air_level=0.05, sigma=3.0) -> np.ndarray:
         air = smooth[i] < air_level
         out[i] = float(np.sqrt(np.mean(images[i][air].astype(np.float64) ** 2))) if air.any() else float("nan")
     return out
+
+
+def fit_qme_thresholds(qme, grades) -> np.ndarray:
+    """Four QME thresholds: sorted training QMEs cut so the grade frequencies match."""
+    qme, grades = np.asarray(qme, dtype=float), np.asarray(grades, dtype=int)
+    order = np.sort(qme)
+    cum = np.cumsum(np.bincount(grades - 1, minlength=5))[:4]
+    cuts = []
+    for c in cum:
+        if c <= 0:
+            cuts.append(-np.inf)
+        elif c >= len(order):
+            cuts.append(np.inf)
+        else:
+            cuts.append(0.5 * (order[c - 1] + order[c]))
+    return np.maximum.accumulate(np.asarray(cuts))
+
+
+def qme_grades(qme, thresholds) -> np.ndarray:
+    """Grade 1 + number of thresholds the QME exceeds."""
+    return 1 + np.searchsorted(np.asarray(thresholds), np.asarray(qme, dtype=float), side="left")
 
 
 def ensemble_scan_grades(votes, *, threshold=0.75) -> dict:

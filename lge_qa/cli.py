@@ -74,7 +74,7 @@ def _cmd_run(args) -> int:
     result = run_experiment(cfg, out_dir=out, store_url=resolve_store_url(args.store), data_root=args.data,
                             strategies=_strategy_args(args.qa_strategy), progress=not args.no_progress,
                             distribute=distribute, jit_compile=scale.jit_compile)
-    from lge_qa.experiment import table_markdown
+    from lge_qa.report import table_markdown
 
     print(table_markdown(result["summary"]))
     print(f"report: {result['report']}")

@@ -11,6 +11,8 @@ repetitions (Table 2).
 import dataclasses
 
 STRATEGIES = ("baseline", "multitask", "contrastive")
+# Table 2: scores of the fibrosis-quality label per scan, diagnostic = positive.
+METRICS = ("precision", "recall", "f1", "specificity")
 
 
 @dataclasses.dataclass

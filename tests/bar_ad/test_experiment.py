@@ -6,7 +6,8 @@ import pytest
 
 from bar_ad.cli import _resolve_frameworks, register
 from bar_ad.config import ABLATIONS, TABLE1, get_config
-from bar_ad.experiment import claim_checks, run_experiment
+from bar_ad.experiment import run_experiment
+from bar_ad.report import claim_checks
 
 
 @pytest.mark.slow

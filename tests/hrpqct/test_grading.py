@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 from scipy import ndimage
 
-from hrpqct import experiment, grading
+from hrpqct import experiment, grading, training
 
 
 def test_ensemble_votes_by_hand():
@@ -38,12 +38,12 @@ def test_prefilter_is_per_slice_gaussian():
 def test_qme_threshold_grader_and_helpers():
     qme = np.array([0.1, 0.2, 0.3, 0.4, 1.0, 2.0, 5.0, 9.0])
     grades = np.array([1, 1, 2, 2, 3, 3, 4, 5])
-    thr = experiment.fit_qme_thresholds(qme, grades)
+    thr = grading.fit_qme_thresholds(qme, grades)
     np.testing.assert_allclose(thr, [0.25, 0.7, 3.5, 7.0])
-    np.testing.assert_array_equal(experiment.qme_grades(qme, thr), grades)
-    w = experiment.class_weights([0, 0, 0, 1], cap=10.0)
+    np.testing.assert_array_equal(grading.qme_grades(qme, thr), grades)
+    w = training.class_weights([0, 0, 0, 1], cap=10.0)
     assert w[0] == pytest.approx(4 / 6) and w[1] == pytest.approx(2.0) and w[4] == 10.0
-    m = experiment.scan_metrics([1, 2, 4, 5], [1, 3, 4, 3])
+    m = training.scan_metrics([1, 2, 4, 5], [1, 3, 4, 3])
     assert m["accuracy"] == 0.5 and m["recall_grade2"] == 0.0 and np.isnan(m["recall_grade3"])
     assert m["rescan_sensitivity"] == 0.5 and m["rescan_specificity"] == 1.0
     tr, va, te = experiment.stratified_split(np.repeat([1, 2, 3], 8), val_fraction=0.25, test_fraction=0.25, seed=0)

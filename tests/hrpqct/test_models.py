@@ -52,7 +52,7 @@ def test_builder_errors():
 
 def test_proposed_grader_trains_under_mixed_float16():
     from hrpqct.config import get_config
-    from hrpqct.experiment import train_grader
+    from hrpqct.training import train_grader
 
     rng = np.random.default_rng(0)
     x = rng.standard_normal((16, 32, 32, 1)).astype("float32")

@@ -17,7 +17,6 @@ def _plain_encoder():
 
 def build(precision):
     from lge_qa.models import SupConPretrainer
-    from shared.training.lars import LARS
 
     model = SupConPretrainer(_plain_encoder(), projection_dim=5, temperature=0.1)
     model.compile(optimizer=keras.optimizers.SGD(0.002))

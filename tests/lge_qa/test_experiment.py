@@ -3,8 +3,8 @@ import json
 import numpy as np
 import pytest
 
-from lge_qa import experiment
-from lge_qa.config import get_config
+from lge_qa import experiment, report, training
+from lge_qa.config import METRICS, get_config
 
 
 def test_split_scans_is_disjoint_and_sized():
@@ -17,10 +17,10 @@ def test_split_scans_is_disjoint_and_sized():
 
 
 def test_even_batch_size():
-    assert experiment.even_batch_size(301, 64) == 64
-    assert experiment.even_batch_size(15, 64) == 14
+    assert training.even_batch_size(301, 64) == 64
+    assert training.even_batch_size(15, 64) == 14
     with pytest.raises(ValueError, match="at least 2"):
-        experiment.even_batch_size(1, 8)
+        training.even_batch_size(1, 8)
 
 
 def test_detector_metrics_by_hand():
@@ -31,7 +31,7 @@ def test_detector_metrics_by_hand():
     prob[2, 0, 0] = 0.8  # 1 false positive pixel in slice 2
     sel = experiment.detect_slices(prob, np.zeros(3, int), ["A"], 0.5)
     assert sel.tolist() == [False, True, True]
-    m = experiment.detector_metrics(prob, masks, sel, 0.5)
+    m = training.detector_metrics(prob, masks, sel, 0.5)
     assert m["dice"] == pytest.approx(2 * 2 / (3 + 4))
     assert m["slice_precision"] == pytest.approx(0.5) and m["slice_recall"] == pytest.approx(1.0)
 
@@ -45,10 +45,10 @@ def test_scan_without_detection_falls_back_with_a_warning():
 
 
 def test_summary_and_table():
-    results = {"baseline": [{m: 0.5 for m in experiment.METRICS}, {m: 0.7 for m in experiment.METRICS}]}
-    summary = experiment.summarise(results)
+    results = {"baseline": [{m: 0.5 for m in METRICS}, {m: 0.7 for m in METRICS}]}
+    summary = report.summarise(results)
     assert summary["baseline"]["f1"] == pytest.approx((0.6, np.std([0.5, 0.7], ddof=1)))
-    table = experiment.table_markdown(summary)
+    table = report.table_markdown(summary)
     assert "| QA (ours) | 0.60 ± 0.14" in table and "| QA (paper) | 0.60 ± 0.05" in table
 
 

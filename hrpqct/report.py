@@ -1,0 +1,108 @@
+"""Figures and report.md of the HR-pQCT reproduction.
+
+`scatter_qme` plots a motion estimate against the consensus grade, `gradcam_figure`
+overlays a grader's Grad-CAM on test slices, and `write_report` writes report.md
+(operator agreement, scan-level grading of every grader, QME and air-streak
+correlations, figures).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from hrpqct.models import CAM_LAYER
+from shared.training.seeding import numpy_rng
+
+
+def scatter_qme(qme_values, grades, path, label):
+    """Scatter of `qme_values` over the consensus grades (jittered), log scale when all are positive."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(4.5, 3.5))
+    jitter = numpy_rng(0).uniform(-0.15, 0.15, len(grades))
+    ax.scatter(np.asarray(grades) + jitter, qme_values, s=12, alpha=0.7)
+    ax.set_xlabel("consensus grade")
+    ax.set_ylabel(label)
+    if np.all(np.asarray(qme_values) > 0):
+        ax.set_yscale("log")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
+def gradcam_figure(model, images, grades, path, n, title_prefix):
+    """Grad-CAM (layer `CAM_LAYER`) of the predicted grade on the first `n` slices."""
+    import tensorflow as tf
+
+    from shared.explain import attribution_maps
+    from shared.report.figures import save_overlay_grid
+
+    x = images[:n].astype(np.float32)
+    probs = model.predict(x, verbose=0)
+    pred = np.argmax(probs, axis=-1)
+    maps = attribution_maps(model, tf.constant(x), layer_name=CAM_LAYER, targets=tf.constant(pred, tf.int32),
+                            method="gradcam", upsample_to=x.shape[1:3], normalize=True)
+    titles = [f"{title_prefix} true {g} pred {p + 1}" for g, p in zip(grades[:n], pred)]
+    return save_overlay_grid(x[..., 0], np.asarray(maps), path, titles=titles, ncols=min(4, n))
+
+
+def _fmt(x):
+    return "n/a" if x is None or (isinstance(x, float) and np.isnan(x)) else f"{x:.3f}"
+
+
+def write_report(out, config, results, comparison) -> Path:
+    """Writes report.md from the run's `results`; `comparison` is the arms' comparison report."""
+    r = results
+    lines = [f"# HR-pQCT motion grading ({config.preset} preset)", "",
+             f"Simulated cohort: {r['n_scans']} scans ({r['n_train']} train / {r['n_val']} val / "
+             f"{r['n_test']} test), {config.image_size} x {config.image_size} slices, "
+             f"{config.slices_per_scan} slices per scan, {config.n_projections} views over 180 degrees.", "",
+             "Consensus grade counts (grades 1-5): "
+             + "; ".join(f"{site}: {counts}" for site, counts in r["grade_counts"].items()), "",
+             "## Operator agreement (simulated raters)", "", "| pair | quadratic weighted kappa |", "|---|---|"]
+    lines += [f"| {k[6:].replace('_', ' vs ')} | {_fmt(v)} |" for k, v in r["raters"].items() if k.startswith("kappa")]
+    lines += ["", f"Scans where the raters disagree: {100 * r['raters']['any_disagreement_fraction']:.0f} % "
+              f"(thesis: up to 30 %); full agreement {100 * r['raters']['full_agreement_fraction']:.0f} %.", ""]
+    metric_keys = ["accuracy", "kappa", "recall_grade1", "recall_grade2", "recall_grade3", "recall_grade4",
+                   "recall_grade5", "rescan_sensitivity", "rescan_specificity"]
+    lines += ["## Scan-level grading on the test scans", "",
+              "| grader | " + " | ".join(metric_keys) + " | review fraction |",
+              "|---" * (len(metric_keys) + 2) + "|"]
+    for arm, item in r["arms"].items():
+        m = item["mean"]
+        lines.append(f"| {arm} (mean of {len(item['runs'])} ensembles) | "
+                     + " | ".join(_fmt(m.get(k)) for k in metric_keys) + f" | {_fmt(m.get('review_fraction'))} |")
+    st = r["streak"]["test"]
+    lines.append("| air-streak RMS thresholds | " + " | ".join(_fmt(st.get(k)) for k in metric_keys) + " | n/a |")
+    if "qme" in r:
+        q = r["qme"]["test"]
+        lines.append("| QME_SSD thresholds | " + " | ".join(_fmt(q.get(k)) for k in metric_keys) + " | n/a |")
+        lines += ["", "## Quantitative motion estimates (Sode et al.)", "",
+                  f"Spearman correlation with the consensus grade (all scans): QME_SSD "
+                  f"rho = {r['qme']['spearman_qme_ssd']:.3f} (p = {r['qme']['spearman_qme_ssd_p']:.2g}), "
+                  f"QME_NCC rho = {r['qme']['spearman_qme_ncc']:.3f} (p = {r['qme']['spearman_qme_ncc_p']:.2g}).",
+                  "", "![QME vs grade](figures/qme_ssd_vs_grade.png)"]
+    lines += ["", "## Streaks in the air around the limb", "",
+              "Root mean square of the reconstruction where the smoothed slice is air (`air_streak_rms`), "
+              "median per consensus grade 1-5: "
+              + ", ".join(_fmt(v) for v in r["streak"]["median_per_grade"])
+              + f" / cm; Spearman with the consensus rho = {r['streak']['spearman']:.3f} "
+              f"(p = {r['streak']['spearman_p']:.2g})"
+              + (f", with the simulated motion size rho = {r['streak']['spearman_motion_size']:.3f}."
+                 if "spearman_motion_size" in r["streak"] else ".")]
+    lines += ["", "## Figures", "", "![examples](figures/example_slices.png)", ""]
+    for arm in r.get("confusion", {}):
+        lines += [f"![confusion {arm}](figures/confusion_{arm}.png)",
+                  f"![Grad-CAM {arm}](figures/gradcam_{arm}.png)", ""]
+    lines += ["## Baseline vs proposed over seeds", "",
+              f"See [comparison/report.md]({Path(comparison).relative_to(out)}).", "",
+              f"Run time: {r['timing_s']['total']:.0f} s (data {r['timing_s']['data']:.0f} s).", ""]
+    path = out / "report.md"
+    path.write_text("\n".join(lines))
+    return path
