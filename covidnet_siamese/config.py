@@ -174,3 +174,44 @@ def get_preset(name: str) -> CovidNetSiameseConfig:
     if name not in PRESETS:
         raise ValueError(f"Unknown preset. Expected one of {sorted(PRESETS)}. Received: name={name!r}")
     return PRESETS[name]()
+
+
+def study_protocol(config: CovidNetSiameseConfig, seed: int = 0):
+    """The study a run declares before training (see docs/studies.md).
+
+    The pairing unit is a final-run seed: every arm of one seed trains on the same
+    split (drawn once from `seed`), the same validation draw and the same test set,
+    with its weights and batch order drawn from that seed.
+    """
+    from shared.study import Gate, Hypothesis, Protocol
+
+    return Protocol(
+        paper="covidnet_siamese", preset=config.name,
+        arms=("siamese", "single", "single_cropped"),
+        pairing_unit="final-run seed: same split, validation draw and test set for every arm; "
+                     "initial weights and batch order drawn from the seed",
+        units=tuple(int(s) + int(seed) for s in config.seeds),
+        test_set={"source": "the COVIDx test split (synthetic: generated once from the data seed)",
+                  "data_seed": int(seed), "images": int(sum(config.counts["test"]))},
+        hypotheses=(
+            Hypothesis(id="H1", statement="The siamese net reaches a higher overall test accuracy "
+                                          "than the single net (Table 3: 0.87 vs 0.81)",
+                       endpoint="accuracy", arms=("siamese", "single"), direction="greater",
+                       sesoi=0.03, paper_value="0.87 vs 0.81"),
+            Hypothesis(id="H2", statement="The single net detects COVID-19 better than the "
+                                          "siamese net (Table 3, per-class accuracy)",
+                       endpoint="covid_recall", arms=("single", "siamese"), direction="greater",
+                       sesoi=0.05),
+            Hypothesis(id="H3", statement="Cropping the image border reduces the Grad-CAM "
+                                          "attention on the border (Figures 7-8)",
+                       endpoint="border_share", arms=("single_cropped", "single"),
+                       direction="less", sesoi=0.05),
+        ),
+        gates=(
+            Gate(name="covid_test_images", source="data", comparison=">=", threshold=20,
+                 description="COVID-19 images in the test set: fewer make its recall move in "
+                             "steps too coarse to compare", hypotheses=("H2",)),
+        ),
+        deviations=() if config.name == "paper" else (
+            f"preset {config.name}: reduced sizes (see covidnet_siamese/config.py)",),
+    )

@@ -23,14 +23,15 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from covidnet_siamese.config import CLASS_NAMES
+from covidnet_siamese.config import CLASS_NAMES, study_protocol
 from covidnet_siamese.data import border_mask, generate_covidx, load_covidx, load_masks
 from covidnet_siamese.models import gradcam_layer_name, similarity_from_embeddings
 from covidnet_siamese.search import grid_search
 from covidnet_siamese.training import (class_templates, embed, fit_siamese, fit_single, new_siamese,
                                        new_single, predict_siamese)
 from shared.cli.progress import progress
-from shared.tracking.runs import make_run_dir, write_json
+from shared.study import Study, claims_markdown
+from shared.tracking.runs import git_revision, make_run_dir, write_json
 from shared.training.scale import clear_session, strategy_scope
 from shared.training.seeding import numpy_rng, set_global_seed
 
@@ -122,6 +123,31 @@ def _evaluate(y_true, y_pred):
     }
 
 
+def _endpoints(metrics) -> dict:
+    """The endpoints of the study's hypotheses, from one arm's test metrics."""
+    out = {"accuracy": metrics["accuracy"],
+           "covid_recall": metrics["per_class_accuracy"][CLASS_NAMES.index("COVID-19")]}
+    if "border" in metrics["attention"]:
+        out["border_share"] = metrics["attention"]["border"]
+    return out
+
+
+def trivial_predictors(y_test, border) -> dict:
+    """What a model that learned nothing scores on each endpoint.
+
+    Accuracy and COVID-19 recall of predicting the majority class for every image;
+    the border share of a uniform map (the border band's area).
+    """
+    counts = np.bincount(y_test, minlength=len(CLASS_NAMES))
+    majority = int(np.argmax(counts))
+    return {
+        "accuracy": {"name": f"always {CLASS_NAMES[majority]}", "value": float(counts.max() / counts.sum())},
+        "covid_recall": {"name": f"always {CLASS_NAMES[majority]}",
+                         "value": float(majority == CLASS_NAMES.index("COVID-19"))},
+        "border_share": {"name": "uniform map", "value": float(np.mean(border))},
+    }
+
+
 def _record(store, arm, seed, preset, metrics, shares):
     model_id = f"{preset}-{arm}-seed{seed}"
     store.record_evaluation(EXPERIMENT, model_id, "test_accuracy", metrics["accuracy"], split="test",
@@ -158,6 +184,7 @@ def run_experiment(config, out_dir, *, store_url=None, seed=0, data_root=None, s
 
     start = time.perf_counter()
     out = make_run_dir(out_dir, config)
+    study = Study(study_protocol(config, seed), out)  # protocol.json before any training
     fig_dir = out / "figures"
     fig_dir.mkdir(exist_ok=True)
     steps = 3 + 3 * len(config.seeds) + 2
@@ -179,6 +206,7 @@ def run_experiment(config, out_dir, *, store_url=None, seed=0, data_root=None, s
     counts = {name: {split: int(np.sum(y == c)) for split, y in
                      (("train", data.y_train), ("val", data.y_val), ("test", data.y_test))}
               for c, name in enumerate(CLASS_NAMES)}
+    study.record_gate("covid_test_images", counts["COVID-19"]["test"])
     bar.update(1)
 
     store = open_store(store_url)
@@ -230,6 +258,7 @@ def run_experiment(config, out_dir, *, store_url=None, seed=0, data_root=None, s
             metrics.update({"seed": run_seed, "best_epoch": kb.best_epoch, "best_val": kb.best,
                             "attention": shares, "seconds": time.perf_counter() - t_arm})
             results[arm].append(metrics)
+            study.record(arm, run_seed, _endpoints(metrics))
             write_json(out / "results.json", results)  # kept up to date: a long run can be read early
             _record(store, arm, run_seed, config.name, metrics, shares)
             if i == 0:
@@ -246,7 +275,9 @@ def run_experiment(config, out_dir, *, store_url=None, seed=0, data_root=None, s
     stats = _stats(results, out)
     bar.update(1)
     bar.close()
-    report = _write_report(out, config, best, results, counts, figures, stats,
+    claims = study.finish(seed=seed, revision=git_revision(),
+                          trivial=trivial_predictors(data.y_test, border))
+    report = _write_report(out, config, best, results, counts, figures, stats, claims,
                            synthetic=synthetic, seconds=time.perf_counter() - start, store=store,
                            strategy=strategy or tf.distribute.get_strategy())
     return report
@@ -334,14 +365,15 @@ def summarize(results):
     }
 
 
-def _write_report(out, config, best, results, counts, figures, stats, *, synthetic, seconds, store,
-                  strategy):
+def _write_report(out, config, best, results, counts, figures, stats, claims, *, synthetic, seconds,
+                  store, strategy):
     summary = summarize(results)
     write_json(out / "summary.json", summary)
     n = len(config.seeds)
     lines = [
         f"# Siamesifying the COVID-Net: reproduction ({config.name} preset)",
         "",
+        claims_markdown(claims),
         f"Data: {'synthetic chest X-rays in the COVIDx layout' if synthetic else 'COVIDx'}, "
         f"{config.image_size} x {config.image_size}; PEPX trunk nf = {config.nf}, depths {list(config.depths)}; "
         f"{n} seed(s) per arm; {seconds / 60:.1f} min.",
@@ -383,7 +415,7 @@ def _write_report(out, config, best, results, counts, figures, stats, *, synthet
         lines.append(f"| {arm} | {a['border']:.3f} | {a['artefact']:.3f} ({a['artefact_area']:.3f}) | "
                      f"{a['lung']:.3f} ({a['lung_area']:.3f}) |")
     c = summary["claims"]
-    lines += ["", "## Claims", "",
+    lines += ["", "## Claims in numbers (means over seeds)", "",
               f"- Siamese overall test accuracy above the single net's (paper 0.87 vs 0.81): "
               f"**{'yes' if c['siamese_above_single'] else 'no'}** "
               f"({summary['test_accuracy']['siamese']:.3f} vs {summary['test_accuracy']['single']:.3f}).",

@@ -97,3 +97,45 @@ def get_config(preset: str, **overrides) -> HeatmapLossConfig:
     if preset not in PRESETS:
         raise ValueError(f"preset must be one of {sorted(PRESETS)}. Received: preset={preset!r}")
     return dataclasses.replace(PRESETS[preset], **overrides)
+
+
+def study_protocol(config: HeatmapLossConfig, experiment: int, seed: int = 0):
+    """The study a run declares before training (see docs/studies.md).
+
+    The two groups share nothing but the data: each model is a trial of its group's
+    own Bayesian search, so the groups are compared as independent samples of the
+    models kept (validation accuracy above the threshold); a unit is a model's index
+    within its group.
+    """
+    from shared.study import Gate, Hypothesis, Protocol
+
+    hypotheses = [
+        Hypothesis(id="H1", statement="Models trained with the heatmap loss put more of their "
+                                      "HiResCAM mass inside the heart (thesis 3.4, p < 0.05)",
+                   endpoint="heart_overlap", arms=("heatmap", "cce"), direction="greater",
+                   sesoi=0.05, test="mannwhitney"),
+        Hypothesis(id="H2", statement="The heatmap loss keeps the classification accuracy "
+                                      "of cross-entropy alone (thesis 3.4)",
+                   endpoint="test_accuracy", arms=("heatmap", "cce"), direction="equivalent",
+                   sesoi=0.02, test="welch"),
+    ]
+    if experiment == 2:
+        hypotheses.append(
+            Hypothesis(id="H3", statement="With the heatmap loss the maps of male images "
+                                          "overlap the sex marker less (thesis 3.5)",
+                       endpoint="marker_overlap", arms=("heatmap", "cce"), direction="less",
+                       sesoi=0.001, test="mannwhitney"))
+    return Protocol(
+        paper="heatmap_loss", preset=config.preset, arms=("cce", "heatmap"),
+        pairing_unit="none: independent groups; a unit is a kept model's index in its group",
+        units=tuple(range(config.models_per_group)),
+        test_set={"source": f"synthetic experiment-{experiment} images generated once",
+                  "seed": int(seed) + 2, "images": int(config.n_test)},
+        hypotheses=tuple(hypotheses),
+        gates=(Gate(name="heart_area", source="data", comparison="<=", threshold=0.5,
+                    description="share of the image inside the heart (a uniform map's overlap): "
+                                "above one half, overlap cannot show where a model looks",
+                    hypotheses=("H1",)),),
+        deviations=("experiment-level protocol added by this suite; the thesis tests the kept "
+                    "models with Shapiro-Wilk then Mann-Whitney or a t-test",),
+    )

@@ -23,12 +23,13 @@ import keras
 import keras_tuner
 import tensorflow as tf
 
-from heatmap_loss.config import HeatmapLossConfig
+from heatmap_loss.config import HeatmapLossConfig, study_protocol
 from heatmap_loss.data import model_arrays, save_sample_sheet
 from heatmap_loss.models import HeatmapLossModel, build_classifier, validate_training_arrays
 from heatmap_loss.phantom import CLASSES, generate
 from shared.explain import feature_model, forward_with_maps, mass_inside
-from shared.tracking.runs import make_run_dir, write_json
+from shared.study import Study, claims_markdown
+from shared.tracking.runs import git_revision, make_run_dir, write_json
 
 log = logging.getLogger(__name__)
 
@@ -237,6 +238,7 @@ def run_experiment(config: HeatmapLossConfig, *, experiment: int, out_dir, store
     set_global_seed(seed)
     out = make_run_dir(out_dir, {"config": dataclasses.asdict(config), "experiment": experiment,
                                  "seed": seed, "store": store_url})
+    study = Study(study_protocol(config, experiment, seed), out)  # before any training
     name = experiment_name(experiment)
     started = time.perf_counter()
 
@@ -250,6 +252,8 @@ def run_experiment(config: HeatmapLossConfig, *, experiment: int, out_dir, store
     for split in ("train", "val"):
         s = splits[split]
         validate_training_arrays(s["images"], s["heart"], s["labels"], num_classes=len(CLASSES))
+    trivial = trivial_predictors(splits["test"])
+    study.record_gate("heart_area", trivial["heart_overlap"]["value"])
 
     store = open_store(store_url)
     store.ensure_experiment(name, {"preset": config.preset, "seed": seed})
@@ -279,11 +283,36 @@ def run_experiment(config: HeatmapLossConfig, *, experiment: int, out_dir, store
             float(sum(r["training_time_s"] for r in hypermodel.records)), split="train",
             group=group, extra={"models": len(hypermodel.records)})
         records += hypermodel.records
+        kept = [r for r in hypermodel.records if r["kept"]]
+        for unit, record in enumerate(kept):
+            study.record(group, unit, {k: record[k] for k in ENDPOINTS if k in record})
 
     elapsed = time.perf_counter() - started
     write_json(out / "models.json", records)
+    claims = study.finish(seed=seed, revision=git_revision(), trivial=trivial)
     return write_report(records, out, experiment=experiment, config=config, elapsed=elapsed,
-                        store_url=store_url, write_comparison_report=write_comparison_report)
+                        store_url=store_url, write_comparison_report=write_comparison_report,
+                        claims=claims)
+
+
+ENDPOINTS = ("heart_overlap", "test_accuracy", "marker_overlap")
+
+
+def trivial_predictors(test) -> dict:
+    """What a model that learned nothing scores on each endpoint of the test set.
+
+    Accuracy of always predicting the most frequent class; the heart and marker
+    overlap of a uniform map (the regions' share of the image; the marker over male
+    images, as the endpoint is).
+    """
+    counts = np.bincount(test["labels"], minlength=len(CLASSES))
+    out = {"test_accuracy": {"name": f"always {CLASSES[int(np.argmax(counts))]}",
+                             "value": float(counts.max() / counts.sum())},
+           "heart_overlap": {"name": "uniform map", "value": float(np.mean(test["heart"] > 0))}}
+    if np.any(test["male"]):
+        out["marker_overlap"] = {"name": "uniform map",
+                                 "value": float(np.mean(test["marker"][test["male"]] > 0))}
+    return out
 
 
 def _fmt(x, digits=3):
@@ -291,7 +320,7 @@ def _fmt(x, digits=3):
 
 
 def write_report(records, out: Path, *, experiment, config, elapsed, store_url,
-                 write_comparison_report) -> Path:
+                 write_comparison_report, claims) -> Path:
     """Writes the comparison sub-reports, the overlap figure and report.md."""
     kept = {g: [r for r in records if r["group"] == g and r["kept"]] for g in GROUPS}
     metrics = ["heart_overlap", "test_accuracy"] + (["marker_overlap"] if experiment == 2 else [])
@@ -313,6 +342,7 @@ def write_report(records, out: Path, *, experiment, config, elapsed, store_url,
         links.append(f"- [{metric}]({path.relative_to(out).as_posix()})")
 
     lines = [f"# Heatmap loss, experiment {experiment} ({config.preset} preset)", "",
+             claims_markdown(claims),
              f"{len(records)} models trained in {elapsed / 60:.1f} min; kept (validation "
              f"accuracy > {config.val_accuracy_threshold}): "
              + ", ".join(f"{g} {len(kept[g])}" for g in GROUPS) + ".", "",

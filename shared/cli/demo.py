@@ -40,7 +40,10 @@ def run_demo(out_dir, store_url: str, papers=None, show_progress: bool = True) -
         try:
             report = Path(module.demo(out / name.replace("-", "_"), store_url,
                                       progress=show_progress))
-            rows.append((name, "ok", report, time.perf_counter() - start))
+            seconds = time.perf_counter() - start
+            rows.append((name, "ok", report, seconds))
+            bar.write(f"{name}: {paper_verdicts(report.parent) or 'no claims.json'} "
+                      f"({seconds / 60:.1f} min)")
         except Exception as err:  # noqa: BLE001 - keep going, report at the end
             log.error("%s demo failed: %s", name, err)
             (out / f"{name}_error.txt").write_text(traceback.format_exc())
@@ -50,18 +53,39 @@ def run_demo(out_dir, store_url: str, papers=None, show_progress: bool = True) -
     return 0 if all(status == "ok" for _, status, _, _ in rows) else 1
 
 
+def paper_verdicts(run_dir: Path) -> str:
+    """The verdicts of a paper's run folder (its claims.json, or those one level down)."""
+    from shared.study.claims import read_claims, verdict_summary
+
+    files = [run_dir / "claims.json"] if (run_dir / "claims.json").exists() \
+        else sorted(run_dir.glob("*/claims.json"))
+    parts = []
+    for path in files:
+        try:
+            summary = verdict_summary(read_claims(path))
+        except (ValueError, FileNotFoundError) as err:
+            summary = f"unreadable claims ({err})"
+        parts.append(summary if len(files) == 1 else f"{path.parent.name}: {summary}")
+    return "; ".join(parts)
+
+
 def write_index(path: Path, rows, store_url: str) -> Path:
+    from shared.tracking.store import mask_url
+
     lines = [
         "# medrepro demo",
         "",
-        "Each paper's `quick` preset, run end to end on its synthetic data.",
-        f"Results store: `{store_url}`",
+        "Each paper's `quick` preset, run end to end on its synthetic data. The quick",
+        "designs are small: most verdicts are honestly inconclusive (see each report's",
+        "minimum detectable effect); `--preset powered` runs the claim's study.",
+        f"Results store: `{mask_url(store_url)}`",
         "",
-        "| paper | status | minutes | report |",
-        "| --- | --- | ---: | --- |",
+        "| paper | status | verdicts | minutes | report |",
+        "| --- | --- | --- | ---: | --- |",
     ]
     for name, status, report, seconds in rows:
         link = f"[{report.name}]({report.relative_to(path.parent).as_posix()})" if report else "-"
-        lines.append(f"| {name} | {status} | {seconds / 60:.1f} | {link} |")
+        verdicts = (paper_verdicts(report.parent) or "-") if report else "-"
+        lines.append(f"| {name} | {status} | {verdicts} | {seconds / 60:.1f} | {link} |")
     path.write_text("\n".join(lines) + "\n")
     return path

@@ -14,7 +14,10 @@ More than two groups: Kruskal-Wallis (any group not normal) or one-way ANOVA,
 followed by the pairwise two-group tests with Holm's correction.
 
 Every result is a plain, JSON-able dict; `decision` lists the decision path in
-words, in the order the decisions were taken.
+words, in the order the decisions were taken. Constant groups are answered, not
+left undefined: two constant groups that differ have Cohen's d = +-inf (kept as
+a float, which Python's json writes as Infinity) and a `note`; when every value
+of every group is the same, the omnibus test reports p = 1 with a `note`.
 """
 
 from __future__ import annotations
@@ -55,14 +58,26 @@ def _f(x):
     return x if math.isfinite(x) else None
 
 
+def _d(x):
+    """An effect size for the result: NaN (0/0) -> None, +-inf kept."""
+    if x is None:
+        return None
+    x = float(x)
+    return None if math.isnan(x) else x
+
+
 def effect_label(d) -> str:
-    """Cohen's conventional label of |d|: negligible, small, medium, large."""
-    if d is None or not math.isfinite(d):
+    """Cohen's conventional label of |d|: negligible, small, medium, large.
+
+    An infinite d (constant groups whose values differ) is "large"; None or NaN
+    (constant groups with equal values) is "undefined".
+    """
+    if d is None or math.isnan(d):
         return "undefined"
     for bound, label in EFFECT_LABELS:
         if abs(d) < bound:
             return label
-    return "large"  # pragma: no cover
+    return "large"
 
 
 def cohens_d(a, b) -> float:
@@ -70,14 +85,19 @@ def cohens_d(a, b) -> float:
 
     d = (mean(a) - mean(b)) / s_p,  s_p^2 = ((n_a - 1) s_a^2 + (n_b - 1) s_b^2) / (n_a + n_b - 2)
 
-    Returns NaN when both groups have zero variance and equal means; +-inf when
-    the variance is zero but the means differ.
+    Returns NaN when both groups have zero variance and equal means; math.inf
+    with the sign of the difference when the variance is zero but the means
+    differ (the groups are separated without overlap).
     """
     a = np.asarray(a, dtype=float)
     b = np.asarray(b, dtype=float)
     if a.size < 2 or b.size < 2:
         return float("nan")
-    pooled = ((a.size - 1) * a.var(ddof=1) + (b.size - 1) * b.var(ddof=1)) / (a.size + b.size - 2)
+    # A constant group has variance 0 exactly: np.var of [0.8] * 3 is ~1e-32, which
+    # would turn an infinite d into a huge finite one.
+    var_a = a.var(ddof=1) if np.ptp(a) > 0 else 0.0
+    var_b = b.var(ddof=1) if np.ptp(b) > 0 else 0.0
+    pooled = ((a.size - 1) * var_a + (b.size - 1) * var_b) / (a.size + b.size - 2)
     diff = a.mean() - b.mean()
     if pooled == 0:
         return float("nan") if diff == 0 else math.copysign(math.inf, diff)
@@ -168,7 +188,8 @@ def power_n_per_group(effect_size, *, alpha=0.05, power=0.8) -> int:
 
 def _describe(values, alpha):
     q1, median, q3 = np.percentile(values, [25, 50, 75])
-    out = {"n": int(values.size), "mean": _f(values.mean()), "sd": _f(values.std(ddof=1)),
+    sd = values.std(ddof=1) if np.ptp(values) > 0 else 0.0  # not ~1e-16 for constants
+    out = {"n": int(values.size), "mean": _f(values.mean()), "sd": _f(sd),
            "median": _f(median), "q1": _f(q1), "q3": _f(q3), "iqr": _f(q3 - q1),
            "min": _f(values.min()), "max": _f(values.max())}
     if values.size >= 3 and np.ptp(values) > 0:
@@ -196,7 +217,7 @@ def _pair(name_a, a, name_b, b, *, parametric, equal_var, iqr_filters):
     out.update({
         "a": name_a, "b": name_b,
         "mean_difference": _f(a.mean() - b.mean()),
-        "cohens_d": _f(d), "cohens_d_label": effect_label(d),
+        "cohens_d": _d(d), "cohens_d_label": effect_label(d),
         "cles": common_language_effect_size(a, b),
         "cohens_d_iqr": {},
     })
@@ -204,10 +225,18 @@ def _pair(name_a, a, name_b, b, *, parametric, equal_var, iqr_filters):
         fa, ra = iqr_filter(a, k)
         fb, rb = iqr_filter(b, k)
         dk = cohens_d(fa, fb)
-        out["cohens_d_iqr"][_kkey(k)] = {"k": float(k), "cohens_d": _f(dk),
+        out["cohens_d_iqr"][_kkey(k)] = {"k": float(k), "cohens_d": _d(dk),
                                          "label": effect_label(dk),
                                          "removed": {name_a: ra, name_b: rb},
                                          "n": {name_a: int(fa.size), name_b: int(fb.size)}}
+    if np.ptp(a) == 0 and np.ptp(b) == 0:
+        if a[0] == b[0]:
+            out["note"] = (f"{name_a} and {name_b} are both constant with the same value "
+                           f"{a[0]:.6g}: no difference; Cohen's d is undefined (0/0)")
+        else:
+            out["note"] = (f"{name_a} and {name_b} are both constant and differ ({a[0]:.6g} vs "
+                           f"{b[0]:.6g}): the groups do not overlap, so Cohen's d is "
+                           f"{'+' if d > 0 else '-'}infinite (large)")
     return out
 
 
@@ -289,23 +318,34 @@ def compare_groups(groups, *, alpha=0.05, equal_var=False, iqr_filters=(1.5, 5.0
         test = {k: comparison[k] for k in ("test", "statistic", "p_value")}
         if "df" in comparison:
             test["df"] = comparison["df"]
+        if "note" in comparison:
+            test["note"] = comparison["note"]
         test["significant"] = comparison["significant"]
         comparisons = [comparison]
     else:
         arrays = [data[n] for n in names]
         if parametric:
-            res = stats.f_oneway(*arrays)
             omnibus = "one_way_anova"
             decision.append(f"All {len(names)} groups are normal, so they are compared with a "
                             f"one-way ANOVA, followed by pairwise {TEST_NAMES[pair_test]}s.")
         else:
-            res = stats.kruskal(*arrays)
             omnibus = "kruskal_wallis"
             decision.append(f"At least one of the {len(names)} groups is not normal, so they "
                             f"are compared with a Kruskal-Wallis H test, followed by pairwise "
                             f"two-sided Mann-Whitney U tests.")
-        test = {"test": omnibus, "statistic": _f(res.statistic), "p_value": _f(res.pvalue),
-                "significant": bool(_f(res.pvalue) is not None and res.pvalue < alpha)}
+        all_tied = np.ptp(np.concatenate(arrays)) == 0
+        if all_tied:
+            # Only reachable without normal groups. H is 0/0 (every value tied);
+            # SciPy returns NaN with a RuntimeWarning.
+            statistic, p_value = 0.0, 1.0
+        else:
+            res = stats.f_oneway(*arrays) if parametric else stats.kruskal(*arrays)
+            statistic, p_value = res.statistic, res.pvalue
+        test = {"test": omnibus, "statistic": _f(statistic), "p_value": _f(p_value),
+                "significant": bool(_f(p_value) is not None and p_value < alpha)}
+        if all_tied:
+            test["note"] = (f"every value of every group equals {arrays[0][0]:.6g}: no "
+                            f"difference; the H statistic is 0/0, reported as 0 with p = 1")
         comparisons = [
             _pair(a, data[a], b, data[b], parametric=parametric, equal_var=equal_var,
                   iqr_filters=iqr_filters)
@@ -324,6 +364,8 @@ def compare_groups(groups, *, alpha=0.05, equal_var=False, iqr_filters=(1.5, 5.0
     decision.append(f"{TEST_NAMES[test['test']]}: {stat_text}, p = {_fmt_p(test['p_value'])} "
                     f"{'<' if test['significant'] else '>='} alpha = {alpha:g}: the difference "
                     f"is {verdict}.")
+    if len(comparisons) > 1 and "note" in test:
+        decision.append(f"Note: {test['note']}.")
     if len(comparisons) > 1:
         for c in comparisons:
             decision.append(
@@ -340,11 +382,23 @@ def compare_groups(groups, *, alpha=0.05, equal_var=False, iqr_filters=(1.5, 5.0
             f"({c['cohens_d_label']}); common-language effect size = {c['cles']:.3f} (a random "
             f"{c['a']} value exceeds a random {c['b']} value with this probability)"
             + (f"; after removing values {iqr_text}." if iqr_text else "."))
+        if "note" in c:
+            decision.append(f"Note: {c['note']}.")
 
     # Sample size needed to detect the observed effect of the first comparison.
     d_obs = comparisons[0]["cohens_d"]
     n_have = min(g["n"] for g in described.values())
-    if d_obs is not None and d_obs != 0:
+    if d_obs is not None and math.isinf(d_obs):
+        # Constant groups that differ: no spread to overcome, the smallest design
+        # (2 per group) separates them with certainty.
+        result["power"] = {"comparison": f"{comparisons[0]['a']} vs {comparisons[0]['b']}",
+                           "effect_size": d_obs, "alpha": float(alpha), "power": float(power),
+                           "n_per_group": 2, "n_smallest_group": n_have, "achieved_power": 1.0,
+                           "note": "infinite effect (constant groups that differ)"}
+        decision.append(f"Power analysis ({result['power']['comparison']}): the effect is "
+                        f"infinite (constant groups that differ), so 2 models per group "
+                        f"suffice; the smallest group has {n_have}.")
+    elif d_obs is not None and d_obs != 0:
         n_needed = power_n_per_group(d_obs, alpha=alpha, power=power)
         result["power"] = {"comparison": f"{comparisons[0]['a']} vs {comparisons[0]['b']}",
                            "effect_size": d_obs, "alpha": float(alpha), "power": float(power),

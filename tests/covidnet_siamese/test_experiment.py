@@ -49,7 +49,16 @@ def test_tiny_end_to_end_through_cli(tmp_path, monkeypatch):
     assert main(["covidnet-siamese", "run", "--preset", "tiny", "--out", str(out), "--store", store,
                  "--data", str(data), "--no-progress", "--strategy", "mirrored"]) == 0
     report = (out / "report.md").read_text()
-    assert "Test accuracy" in report and "Claims" in report
+    assert "Test accuracy" in report and report.index("## Claims") < report.index("Test accuracy")
+    from shared.study import read_claims, read_protocol
+
+    claims = read_claims(out)  # validates against the schema
+    assert claims["protocol_sha256"] == read_protocol(out / "protocol.json")["sha256"]
+    verdicts = {c["id"]: c for c in claims["claims"]}
+    # 4 COVID-19 test images fail the data gate; 2 seeds are too few units to test.
+    assert verdicts["H2"]["verdict"] == "untestable" and "covid_test_images" in verdicts["H2"]["note"]
+    assert verdicts["H1"]["verdict"] == "inconclusive" and verdicts["H1"]["n"] == 2
+    assert verdicts["H1"]["trivial"]["name"] == "always normal"
     assert "Precision policy `float32`, 1 replica(s) (`MirroredStrategy`)" in report and "XLA off" in report
     results = json.loads((out / "results.json").read_text())
     for arm in ("siamese", "single", "single_cropped"):

@@ -27,6 +27,17 @@ def test_tiny_experiment_2_end_to_end(tmp_path):
     text = report.read_text()
     assert "marker_overlap" in text and "heart_overlap" in text
     run = tmp_path / "run"
+    from shared.study import read_claims, read_protocol
+
+    claims = read_claims(run)  # validates against the schema
+    assert claims["protocol_sha256"] == read_protocol(run / "protocol.json")["sha256"]
+    assert [c["id"] for c in claims["claims"]] == ["H1", "H2", "H3"]
+    # Two models per group: too few units for any test.
+    assert all(c["verdict"] in ("inconclusive", "untestable") and c["p"] is None
+               for c in claims["claims"])
+    assert not claims["claims"][0]["paired"] and claims["claims"][1]["test"] == "tost_welch"
+    assert claims["claims"][1]["trivial"]["name"].startswith("always ")
+    assert text.index("## Claims") < text.index("## Comparison of kept models")
     for name in ("config.json", "run_info.json", "samples.png", "models.json",
                  "figures/overlap_distributions.png", "figures/overlays_cce.png",
                  "figures/overlays_heatmap.png", "heart_overlap/report.md"):

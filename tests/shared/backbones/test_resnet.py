@@ -1,7 +1,6 @@
 import numpy as np
 import pytest
 
-import keras
 
 from shared.backbones.resnet import resnet34_backbone, resnet_stage_output_names
 

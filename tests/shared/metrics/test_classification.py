@@ -13,11 +13,7 @@ from shared.metrics import (
 )
 
 
-@pytest.fixture(autouse=True)
-def _fresh_keras_state():
-    """These tests build no Keras objects: skip the suite-wide session reset
-    (a full garbage collection, about a second per test under load)."""
-    yield
+pytestmark = pytest.mark.no_keras
 
 
 def test_binary_by_hand():

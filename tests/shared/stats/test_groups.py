@@ -13,6 +13,8 @@ statsmodels = pytest.importorskip("statsmodels")
 from statsmodels.stats.multitest import multipletests  # noqa: E402
 from statsmodels.stats.power import TTestIndPower  # noqa: E402
 
+pytestmark = pytest.mark.no_keras
+
 
 def _normal_groups():
     rng = np.random.default_rng(3)

@@ -1,0 +1,170 @@
+"""`claims.json`: one output contract for every paper's study.
+
+Every `medrepro <paper> run` writes `claims.json` beside `report.md`::
+
+    {paper, preset, seed, revision, protocol_sha256, deviations,
+     gates: [{name, value, threshold, passed}],
+     claims: [{id, statement, endpoint, arms, direction, paired, n, effect, ci95, test,
+               p, p_holm, mde, sesoi, trivial, paper_value, verdict}]}
+
+validated against `claims.schema.json`, shipped beside this module. The report opens
+with `claims_markdown`; `medrepro claims RUN_DIR...` prints several runs at once.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+CLAIMS_FILE = "claims.json"
+SCHEMA_PATH = Path(__file__).with_name("claims.schema.json")
+
+
+def claims_schema() -> dict:
+    return json.loads(SCHEMA_PATH.read_text())
+
+
+def validate_claims(document, *, source="claims") -> dict:
+    """Checks a claims document against the schema.
+
+    Raises:
+        ValueError: one line naming the source, the field and what was expected.
+    """
+    import jsonschema
+
+    validator = jsonschema.Draft202012Validator(claims_schema())
+    errors = sorted(validator.iter_errors(document), key=lambda e: list(e.absolute_path))
+    if errors:
+        error = errors[0]
+        field = "/".join(str(p) for p in error.absolute_path) or "(top level)"
+        raise ValueError(f"{source}: field '{field}': {error.message}")
+    return document
+
+
+def _json_value(value):
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {k: _json_value(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_json_value(v) for v in value]
+    if hasattr(value, "item") and not isinstance(value, (str, bytes)):
+        return _json_value(value.item())
+    return value
+
+
+def build_claims(*, paper, preset, seed, revision, protocol_sha256, deviations, gates,
+                 claims) -> dict:
+    """The claims document (validated); non-finite numbers become null."""
+    document = _json_value({
+        "paper": paper, "preset": preset, "seed": int(seed), "revision": revision or "",
+        "protocol_sha256": protocol_sha256, "deviations": list(deviations),
+        "gates": list(gates), "claims": list(claims),
+    })
+    return validate_claims(document, source=f"claims of {paper}")
+
+
+def write_claims(out_dir, document) -> Path:
+    """Writes `<out_dir>/claims.json` atomically after validating it."""
+    validate_claims(document)
+    path = Path(out_dir) / CLAIMS_FILE
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".json.tmp")
+    tmp.write_text(json.dumps(document, indent=2, sort_keys=True, allow_nan=False) + "\n")
+    tmp.replace(path)
+    return path
+
+
+def read_claims(path) -> dict:
+    """Reads and validates a `claims.json` (or the one inside a run folder).
+
+    Raises:
+        FileNotFoundError: no such file.
+        ValueError: not JSON or not a valid claims document (one line).
+    """
+    path = Path(path)
+    if path.is_dir():
+        path = path / CLAIMS_FILE
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: no claims file (run the paper's 'run' command first)")
+    try:
+        document = json.loads(path.read_text())
+    except json.JSONDecodeError as err:
+        raise ValueError(f"{path}: not valid JSON ({err.msg} at line {err.lineno})") from err
+    return validate_claims(document, source=str(path))
+
+
+def _num(x, digits=3):
+    if x is None:
+        return "-"
+    if isinstance(x, str):
+        return x
+    if x == 0 or 1e-3 <= abs(x) < 1e4:
+        return f"{x:.{digits}g}" if abs(x) < 1 else f"{x:.{digits + 1}g}"
+    return f"{x:.2e}"
+
+
+def _ci(ci):
+    return "-" if ci is None else f"[{_num(ci[0])}, {_num(ci[1])}]"
+
+
+def _trivial(t):
+    return "-" if not t else f"{_num(t.get('value'))} ({t.get('name')})"
+
+
+CLAIM_COLUMNS = ("claim", "endpoint", "arms", "n", "effect", "95 % CI", "p (Holm)", "MDE",
+                 "SESOI", "trivial", "paper", "verdict")
+
+
+def claim_cells(claim) -> list:
+    arms = " vs ".join(claim["arms"])
+    return [claim["id"], claim["endpoint"], arms, str(claim["n"]), _num(claim["effect"]),
+            _ci(claim["ci95"]), _num(claim["p_holm"]), _num(claim["mde"]), _num(claim["sesoi"]),
+            _trivial(claim["trivial"]), _num(claim["paper_value"]), f"**{claim['verdict']}**"]
+
+
+def claims_markdown(document) -> str:
+    """The claims table (and failed gates) a report opens with, in Markdown."""
+    lines = ["## Claims", "",
+             f"Protocol `{document['protocol_sha256'][:12]}` (declared in `protocol.json` "
+             f"before training), preset `{document['preset']}`, seed {document['seed']}.", "",
+             "| " + " | ".join(CLAIM_COLUMNS) + " |",
+             "|" + "---|" * len(CLAIM_COLUMNS)]
+    for claim in document["claims"]:
+        lines.append("| " + " | ".join(claim_cells(claim)) + " |")
+    lines.append("")
+    for claim in document["claims"]:
+        note = claim.get("note")
+        lines.append(f"- **{claim['id']}** ({claim['verdict']}): {claim['statement']}"
+                     + (f" *{note}.*" if note else ""))
+    if document["gates"]:
+        lines += ["", "| gate | value | threshold | passed |", "|---|---|---|---|"]
+        for gate in document["gates"]:
+            lines.append(f"| {gate['name']} | {_num(gate['value'])} | "
+                         f"{gate.get('comparison', '')} {_num(gate['threshold'])} | "
+                         f"{'yes' if gate['passed'] else '**no**'} |")
+    if document["deviations"]:
+        lines += ["", "Deviations from the paper:", ""]
+        lines += [f"- {d}" for d in document["deviations"]]
+    return "\n".join(lines) + "\n"
+
+
+def verdict_summary(document) -> str:
+    """One line: the verdict of each claim, e.g. 'H1 reproduced, H2 inconclusive'."""
+    return ", ".join(f"{c['id']} {c['verdict']}" for c in document["claims"])
+
+
+def claims_table_text(documents) -> str:
+    """A plain-text table of the claims of several runs (one row per run and claim)."""
+    header = ["paper", "preset", "seed", "claim", "endpoint", "effect", "95 % CI", "p (Holm)",
+              "MDE", "verdict"]
+    rows = [header]
+    for doc in documents:
+        for c in doc["claims"]:
+            rows.append([doc["paper"], doc["preset"], str(doc["seed"]), c["id"], c["endpoint"],
+                         _num(c["effect"]), _ci(c["ci95"]), _num(c["p_holm"]), _num(c["mde"]),
+                         c["verdict"]])
+    widths = [max(len(r[i]) for r in rows) for i in range(len(header))]
+    return "\n".join("  ".join(cell.ljust(w) for cell, w in zip(row, widths)).rstrip()
+                     for row in rows) + "\n"

@@ -1,0 +1,290 @@
+"""A study's protocol, declared before anything trains, written with its SHA-256.
+
+A protocol names the arms, the pairing unit (what one seed fixes for every arm: the
+data split, the initial weights of shared parts, the batch order), the units that
+will be run, the held-out test set, the hypotheses and the data gates. It is written
+to `protocol.json` (canonical JSON) and hashed before the first model trains; the
+claims a run reports carry that hash, so what was promised and what was found stand
+side by side. A resumed run refuses a protocol that differs from the one on disk.
+
+Example:
+    >>> protocol = Protocol(
+    ...     paper="lge_qa", preset="powered", arms=("baseline", "contrastive"),
+    ...     pairing_unit="seed: split, initial encoder weights, batch order",
+    ...     units=(0, 1, 2, 3, 4), test_set={"seed": 1000, "size": 200},
+    ...     hypotheses=(Hypothesis(
+    ...         id="H1", statement="contrastive pre-training raises F1",
+    ...         endpoint="f1", arms=("contrastive", "baseline"), direction="greater",
+    ...         sesoi=0.05),),
+    ...     gates=(Gate(name="signal_auc", source="oracle", comparison=">=",
+    ...                 threshold=0.7),))
+    >>> sha = write_protocol(protocol, "runs/lge_qa/powered")
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import math
+from pathlib import Path
+
+DIRECTIONS = ("greater", "less", "two-sided", "equivalent")
+PAIRED_TESTS = ("wilcoxon", "paired_t")
+UNPAIRED_TESTS = ("mannwhitney", "welch")
+GATE_SOURCES = ("data", "oracle", "baseline")
+COMPARISONS = (">=", "<=", ">", "<")
+PROTOCOL_FILE = "protocol.json"
+
+
+@dataclasses.dataclass(frozen=True)
+class Hypothesis:
+    """One claim of the paper, as it will be tested.
+
+    The effect is `arms[0] - arms[1]` on the endpoint, per pairing unit when paired.
+
+    Args:
+        id: str. Short identifier ("H1").
+        statement: str. The paper's claim, quoted or paraphrased with its location.
+        endpoint: str. The metric compared (as the run records it).
+        arms: (str, str). The two arms; the effect is the first minus the second.
+        direction: str. "greater" (first above second), "less", "two-sided" (they
+            differ) or "equivalent" (same within +-sesoi, tested with TOST).
+        sesoi: float. Smallest effect of interest, in the endpoint's units (> 0). For
+            "equivalent" it is the equivalence margin.
+        test: str, default "wilcoxon". "wilcoxon" or "paired_t" (paired designs),
+            "mannwhitney" or "welch" (independent groups). "equivalent" claims are
+            tested with TOST: paired t for the paired tests, Welch for "welch".
+        alpha: float, default 0.05.
+        family: str, default "primary". Hypotheses of one family are Holm-corrected
+            together.
+        paper_value: str or float, optional. What the paper reports for this claim.
+    """
+
+    id: str
+    statement: str
+    endpoint: str
+    arms: tuple
+    direction: str
+    sesoi: float
+    test: str = "wilcoxon"
+    alpha: float = 0.05
+    family: str = "primary"
+    paper_value: object = None
+
+    @property
+    def paired(self) -> bool:
+        return self.test in PAIRED_TESTS
+
+    def validate(self, arms) -> None:
+        where = f"hypothesis {self.id!r}"
+        if len(self.arms) != 2 or len(set(self.arms)) != 2:
+            raise ValueError(f"{where}: field 'arms' must name two different arms, got "
+                             f"{list(self.arms)}")
+        unknown = [a for a in self.arms if a not in arms]
+        if unknown:
+            raise ValueError(f"{where}: field 'arms' names {unknown}, expected some of "
+                             f"{list(arms)}")
+        if self.direction not in DIRECTIONS:
+            raise ValueError(f"{where}: field 'direction' must be one of {DIRECTIONS}, got "
+                             f"{self.direction!r}")
+        if self.test not in PAIRED_TESTS + UNPAIRED_TESTS:
+            raise ValueError(f"{where}: field 'test' must be one of "
+                             f"{PAIRED_TESTS + UNPAIRED_TESTS}, got {self.test!r}")
+        if self.direction == "equivalent" and self.test == "mannwhitney":
+            raise ValueError(f"{where}: an 'equivalent' claim is tested with TOST on means; "
+                             f"field 'test' must be 'wilcoxon', 'paired_t' or 'welch', got "
+                             f"{self.test!r}")
+        if not (isinstance(self.sesoi, (int, float)) and math.isfinite(self.sesoi)
+                and self.sesoi > 0):
+            raise ValueError(f"{where}: field 'sesoi' must be a positive number, got "
+                             f"{self.sesoi!r}")
+        if not 0 < self.alpha < 1:
+            raise ValueError(f"{where}: field 'alpha' must lie in (0, 1), got {self.alpha!r}")
+
+
+@dataclasses.dataclass(frozen=True)
+class Gate:
+    """A check computed from the data, an oracle feature or the baseline arm alone.
+
+    A gate that fails makes the hypotheses it covers untestable: the arms are not
+    compared on a design that cannot show the claim.
+
+    Args:
+        name: str. Identifier ("signal_auc").
+        source: str. "data", "oracle" or "baseline"; never an arm being compared.
+        comparison: str. How the value must relate to the threshold: ">=", "<=", ">", "<".
+        threshold: float.
+        description: str, default "". What is measured and why it must hold.
+        hypotheses: tuple of str, default () (all). The hypotheses it covers.
+    """
+
+    name: str
+    source: str
+    comparison: str
+    threshold: float
+    description: str = ""
+    hypotheses: tuple = ()
+
+    def validate(self, hypothesis_ids) -> None:
+        where = f"gate {self.name!r}"
+        if self.source not in GATE_SOURCES:
+            raise ValueError(f"{where}: field 'source' must be one of {GATE_SOURCES} (gates "
+                             f"never use the arms being compared), got {self.source!r}")
+        if self.comparison not in COMPARISONS:
+            raise ValueError(f"{where}: field 'comparison' must be one of {COMPARISONS}, got "
+                             f"{self.comparison!r}")
+        if not (isinstance(self.threshold, (int, float)) and math.isfinite(self.threshold)):
+            raise ValueError(f"{where}: field 'threshold' must be a finite number, got "
+                             f"{self.threshold!r}")
+        unknown = [h for h in self.hypotheses if h not in hypothesis_ids]
+        if unknown:
+            raise ValueError(f"{where}: field 'hypotheses' names {unknown}, expected some of "
+                             f"{list(hypothesis_ids)}")
+
+    def passes(self, value) -> bool:
+        """Whether `value` satisfies the gate; NaN or None never does."""
+        if value is None or not math.isfinite(float(value)):
+            return False
+        value = float(value)
+        return {">=": value >= self.threshold, "<=": value <= self.threshold,
+                ">": value > self.threshold, "<": value < self.threshold}[self.comparison]
+
+    def covers(self, hypothesis_id: str) -> bool:
+        return not self.hypotheses or hypothesis_id in self.hypotheses
+
+
+@dataclasses.dataclass(frozen=True)
+class Protocol:
+    """Everything a study promises before its first model trains.
+
+    Args:
+        paper: str. The paper package ("lge_qa").
+        preset: str. The preset it runs ("powered").
+        arms: tuple of str. Every arm that trains.
+        pairing_unit: str. What one unit fixes for every arm (for example "seed: data
+            split, initial weights of shared parts, batch order").
+        units: tuple. The units that will be run (seeds or folds).
+        test_set: dict. How the held-out test set is made: its own seed, its size;
+            it is generated or split once and never used to choose anything.
+        hypotheses: tuple of Hypothesis.
+        gates: tuple of Gate, default ().
+        training_sizes: tuple, default (). Levels of labelled training data when the
+            claim is about limited data.
+        deviations: tuple of str, default (). Where the design departs from the paper.
+    """
+
+    paper: str
+    preset: str
+    arms: tuple
+    pairing_unit: str
+    units: tuple
+    test_set: dict
+    hypotheses: tuple
+    gates: tuple = ()
+    training_sizes: tuple = ()
+    deviations: tuple = ()
+
+    def __post_init__(self):
+        if len(self.arms) < 2 or len(set(self.arms)) != len(self.arms):
+            raise ValueError(f"protocol {self.paper!r}: field 'arms' must list at least two "
+                             f"distinct arms, got {list(self.arms)}")
+        if not self.units:
+            raise ValueError(f"protocol {self.paper!r}: field 'units' is empty; expected the "
+                             f"seeds or folds that will be run")
+        if not self.hypotheses:
+            raise ValueError(f"protocol {self.paper!r}: field 'hypotheses' is empty")
+        ids = [h.id for h in self.hypotheses]
+        if len(set(ids)) != len(ids):
+            raise ValueError(f"protocol {self.paper!r}: hypothesis ids repeat: {ids}")
+        for hypothesis in self.hypotheses:
+            hypothesis.validate(self.arms)
+        names = [g.name for g in self.gates]
+        if len(set(names)) != len(names):
+            raise ValueError(f"protocol {self.paper!r}: gate names repeat: {names}")
+        for gate in self.gates:
+            gate.validate(ids)
+
+    def hypothesis(self, hypothesis_id: str) -> Hypothesis:
+        for hypothesis in self.hypotheses:
+            if hypothesis.id == hypothesis_id:
+                return hypothesis
+        raise KeyError(hypothesis_id)
+
+    def gate(self, name: str) -> Gate:
+        for gate in self.gates:
+            if gate.name == name:
+                return gate
+        raise KeyError(name)
+
+    def to_dict(self) -> dict:
+        return _plain(dataclasses.asdict(self))
+
+
+def _plain(value):
+    """Tuples to lists, recursively, so that the JSON form is canonical."""
+    if isinstance(value, dict):
+        return {str(k): _plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    if hasattr(value, "item") and not isinstance(value, (str, bytes)):
+        return value.item()
+    return value
+
+
+def canonical_json(value) -> str:
+    """The JSON text whose SHA-256 identifies a protocol (sorted keys, no spaces)."""
+    return json.dumps(_plain(value), sort_keys=True, separators=(",", ":"), allow_nan=False)
+
+
+def protocol_sha256(protocol: Protocol) -> str:
+    return hashlib.sha256(canonical_json(protocol.to_dict()).encode("utf-8")).hexdigest()
+
+
+def write_protocol(protocol: Protocol, out_dir) -> str:
+    """Writes `<out_dir>/protocol.json` and returns its SHA-256.
+
+    The file holds the protocol and its hash. A run resumed in the same folder
+    must declare the same protocol: a different one is refused, since its claims
+    would no longer be the ones declared before training.
+
+    Raises:
+        ValueError: `protocol.json` exists and declares another protocol.
+    """
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    path = out / PROTOCOL_FILE
+    sha = protocol_sha256(protocol)
+    if path.exists():
+        previous = read_protocol(path)
+        if previous["sha256"] != sha:
+            raise ValueError(
+                f"{path}: field 'sha256' is {previous['sha256'][:12]}..., this run declares "
+                f"{sha[:12]}...; the protocol cannot change once a run has started (use a "
+                f"new --out folder)")
+        return sha
+    tmp = path.with_suffix(".json.tmp")
+    tmp.write_text(json.dumps({"protocol": protocol.to_dict(), "sha256": sha}, indent=2,
+                              sort_keys=True) + "\n")
+    tmp.replace(path)
+    return sha
+
+
+def read_protocol(path) -> dict:
+    """Reads a `protocol.json` and checks that its hash matches its content.
+
+    Raises:
+        ValueError: not JSON, fields missing, or a hash that does not match.
+    """
+    path = Path(path)
+    try:
+        data = json.loads(path.read_text())
+    except json.JSONDecodeError as err:
+        raise ValueError(f"{path}: not valid JSON ({err})") from err
+    if not isinstance(data, dict) or "protocol" not in data or "sha256" not in data:
+        raise ValueError(f"{path}: expected fields 'protocol' and 'sha256'")
+    actual = hashlib.sha256(canonical_json(data["protocol"]).encode("utf-8")).hexdigest()
+    if actual != data["sha256"]:
+        raise ValueError(f"{path}: field 'sha256' does not match the protocol it holds "
+                         f"(edited after it was written?)")
+    return data

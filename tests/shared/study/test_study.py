@@ -1,0 +1,224 @@
+import json
+
+import numpy as np
+import pytest
+
+from shared.study import (Gate, Hypothesis, Protocol, Study, decide_verdict, read_claims,
+                          read_protocol, validate_claims, write_protocol)
+from shared.study.claims import claims_markdown, claims_table_text
+
+pytestmark = pytest.mark.no_keras
+
+UNITS = tuple(range(12))
+
+
+def _protocol(direction="greater", test="wilcoxon", gates=(), units=UNITS, sesoi=0.05, **kw):
+    return Protocol(
+        paper="toy", preset="tiny", arms=("new", "old"),
+        pairing_unit="seed: split, initial weights, batch order", units=units,
+        test_set={"seed": 1000, "size": 50},
+        hypotheses=(Hypothesis(id="H1", statement="new beats old", endpoint="acc",
+                               arms=("new", "old"), direction=direction, sesoi=sesoi,
+                               test=test, **kw),),
+        gates=gates)
+
+
+def _run(tmp_path, protocol, new, old, gate_values=None):
+    study = Study(protocol, tmp_path)
+    for name, value in (gate_values or {}).items():
+        study.record_gate(name, value)
+    for unit, (a, b) in zip(protocol.units, zip(new, old)):
+        study.record("new", unit, {"acc": a})
+        study.record("old", unit, {"acc": b})
+    return study.finish(seed=0, revision="abc", trivial={"acc": {"name": "majority", "value": 0.5}})
+
+
+def test_clear_effect_is_reproduced(tmp_path):
+    rng = np.random.default_rng(0)
+    old = 0.7 + rng.normal(0, 0.02, 12)
+    doc = _run(tmp_path, _protocol(), old + 0.1 + rng.normal(0, 0.01, 12), old)
+    claim = doc["claims"][0]
+    assert claim["verdict"] == "reproduced"
+    assert claim["p_holm"] < 0.05 and claim["effect"] == pytest.approx(0.1, abs=0.01)
+    assert claim["ci95"][0] > 0 and claim["trivial"]["value"] == 0.5
+
+
+def test_clear_opposite_effect_is_contradicted(tmp_path):
+    rng = np.random.default_rng(1)
+    old = 0.7 + rng.normal(0, 0.02, 12)
+    doc = _run(tmp_path, _protocol(), old - 0.1 + rng.normal(0, 0.01, 12), old)
+    assert doc["claims"][0]["verdict"] == "contradicted"
+    assert "opposite" in doc["claims"][0]["note"]
+
+
+def test_noise_is_inconclusive_with_its_mde(tmp_path):
+    rng = np.random.default_rng(2)
+    old = 0.7 + rng.normal(0, 0.05, 12)
+    doc = _run(tmp_path, _protocol(), old + rng.normal(0, 0.2, 12), old)
+    claim = doc["claims"][0]
+    assert claim["verdict"] == "inconclusive"
+    assert claim["mde"] > 0.05 and f"{claim['mde']:.3g} or more" in claim["note"]
+
+
+def test_failed_gate_makes_the_claim_untestable_and_the_arms_are_not_compared(tmp_path):
+    gate = Gate(name="signal", source="oracle", comparison=">=", threshold=0.7)
+    rng = np.random.default_rng(0)
+    old = 0.7 + rng.normal(0, 0.02, 12)
+    doc = _run(tmp_path, _protocol(gates=(gate,)), old + 0.1, old, gate_values={"signal": 0.6})
+    claim = doc["claims"][0]
+    assert claim["verdict"] == "untestable" and "signal" in claim["note"]
+    assert claim["p"] is None and claim["effect"] is None
+    assert doc["gates"] == [{"name": "signal", "source": "oracle", "comparison": ">=",
+                             "value": 0.6, "threshold": 0.7, "passed": False, "description": ""}]
+
+
+def test_unmeasured_gate_fails():
+    gate = Gate(name="signal", source="data", comparison="<=", threshold=1.0)
+    assert not gate.passes(None) and not gate.passes(float("nan")) and gate.passes(1.0)
+
+
+def test_equivalence_claim_uses_tost(tmp_path):
+    rng = np.random.default_rng(3)
+    old = 0.9 + rng.normal(0, 0.01, 12)
+    doc = _run(tmp_path, _protocol(direction="equivalent", test="paired_t"),
+               old + rng.normal(0, 0.005, 12), old)
+    claim = doc["claims"][0]
+    assert claim["test"] == "tost_paired_t" and claim["verdict"] == "reproduced"
+
+
+def test_holm_corrects_within_a_family(tmp_path):
+    from statsmodels.stats.multitest import multipletests
+
+    hyps = tuple(Hypothesis(id=f"H{i}", statement="s", endpoint=f"m{i}", arms=("new", "old"),
+                            direction="greater", sesoi=0.01, test="paired_t") for i in range(3))
+    protocol = Protocol(paper="toy", preset="tiny", arms=("new", "old"), pairing_unit="seed",
+                        units=UNITS, test_set={"seed": 1}, hypotheses=hyps)
+    study = Study(protocol, tmp_path)
+    rng = np.random.default_rng(4)
+    for unit in UNITS:
+        study.record("old", unit, {f"m{i}": 0.5 for i in range(3)})
+        study.record("new", unit, {f"m{i}": 0.5 + 0.01 * i + rng.normal(0, 0.02) for i in range(3)})
+    doc = study.finish(seed=0)
+    raw = [c["p"] for c in doc["claims"]]
+    expected = multipletests(raw, method="holm")[1]
+    assert [c["p_holm"] for c in doc["claims"]] == pytest.approx(expected)
+
+
+def test_unpaired_hypothesis_uses_independent_groups(tmp_path):
+    from scipy import stats
+
+    protocol = _protocol(test="mannwhitney")
+    new, old = np.linspace(0.8, 0.9, 12), np.linspace(0.5, 0.6, 12)
+    doc = _run(tmp_path, protocol, new, old)
+    claim = doc["claims"][0]
+    assert not claim["paired"] and claim["verdict"] == "reproduced"
+    assert claim["p"] == pytest.approx(stats.mannwhitneyu(new, old).pvalue)
+
+
+@pytest.mark.parametrize("direction,p,effect,ci,expected", [
+    ("greater", 0.01, 0.2, (0.1, 0.3), "reproduced"),
+    ("greater", 0.01, -0.2, (-0.3, -0.1), "contradicted"),
+    ("greater", 0.4, 0.01, (-0.02, 0.03), "contradicted"),   # whole CI short of sesoi 0.05
+    ("greater", 0.4, 0.01, (-0.1, 0.2), "inconclusive"),
+    ("less", 0.01, -0.2, (-0.3, -0.1), "reproduced"),
+    ("less", 0.4, -0.01, (-0.03, 0.02), "contradicted"),
+    ("two-sided", 0.01, -0.2, (-0.3, -0.1), "reproduced"),
+    ("two-sided", 0.5, 0.0, (-0.02, 0.02), "contradicted"),
+    ("equivalent", 0.01, 0.0, (-0.02, 0.02), "reproduced"),
+    ("equivalent", 0.6, 0.2, (0.1, 0.3), "contradicted"),
+    ("equivalent", 0.3, 0.03, (-0.03, 0.09), "inconclusive"),
+])
+def test_verdict_table(direction, p, effect, ci, expected):
+    verdict, _ = decide_verdict(direction, p_holm=p, effect=effect, ci95=ci, sesoi=0.05,
+                                alpha=0.05, mde=0.1, n=10)
+    assert verdict == expected
+
+
+def test_too_few_units_is_inconclusive(tmp_path):
+    doc = _run(tmp_path, _protocol(units=(0, 1)), [0.9, 0.95], [0.5, 0.55])
+    assert doc["claims"][0]["verdict"] == "inconclusive" and doc["claims"][0]["p"] is None
+
+
+def test_protocol_is_written_before_training_and_cannot_change(tmp_path):
+    protocol = _protocol()
+    sha = write_protocol(protocol, tmp_path)
+    data = read_protocol(tmp_path / "protocol.json")
+    assert data["sha256"] == sha and data["protocol"]["arms"] == ["new", "old"]
+    assert write_protocol(protocol, tmp_path) == sha  # a resumed run declaring the same
+    with pytest.raises(ValueError, match="cannot change"):
+        write_protocol(_protocol(direction="less"), tmp_path)
+    edited = json.loads((tmp_path / "protocol.json").read_text())
+    edited["protocol"]["units"] = [0]
+    (tmp_path / "protocol.json").write_text(json.dumps(edited))
+    with pytest.raises(ValueError, match="does not match"):
+        read_protocol(tmp_path / "protocol.json")
+
+
+@pytest.mark.parametrize("change,match", [
+    (dict(direction="bigger"), "direction"),
+    (dict(sesoi=0.0), "sesoi"),
+    (dict(test="anova"), "test"),
+    (dict(direction="equivalent", test="mannwhitney"), "TOST"),
+])
+def test_bad_hypotheses_are_refused(change, match):
+    with pytest.raises(ValueError, match=match):
+        _protocol(**{k: v for k, v in change.items()})
+
+
+def test_gate_from_an_arm_is_refused():
+    with pytest.raises(ValueError, match="source"):
+        _protocol(gates=(Gate(name="g", source="new_arm", comparison=">=", threshold=1),))
+
+
+def test_outcomes_outside_the_protocol_or_nan_are_refused(tmp_path):
+    study = Study(_protocol(), tmp_path)
+    with pytest.raises(ValueError, match="arm 'other'"):
+        study.record("other", 0, {"acc": 1.0})
+    with pytest.raises(ValueError, match="unit 99"):
+        study.record("new", 99, {"acc": 1.0})
+    with pytest.raises(ValueError, match="'acc' is nan"):
+        study.record("new", 0, {"acc": float("nan")})
+
+
+def test_claims_file_validates_and_renders(tmp_path):
+    rng = np.random.default_rng(0)
+    old = 0.7 + rng.normal(0, 0.02, 12)
+    _run(tmp_path, _protocol(), old + 0.1, old)
+    doc = read_claims(tmp_path)
+    assert doc["protocol_sha256"] == read_protocol(tmp_path / "protocol.json")["sha256"]
+    markdown = claims_markdown(doc)
+    assert "| H1 | acc | new vs old | 12 |" in markdown and "**reproduced**" in markdown
+    assert "reproduced" in claims_table_text([doc, doc]).splitlines()[2]
+
+
+@pytest.mark.parametrize("mutate,field", [
+    (lambda d: d.pop("protocol_sha256"), "(top level)"),
+    (lambda d: d["claims"][0].update(verdict="maybe"), "claims/0/verdict"),
+    (lambda d: d["claims"][0].update(p=1.5), "claims/0/p"),
+    (lambda d: d["gates"].append({"name": "g", "value": 1, "threshold": 1}), "gates/0"),
+])
+def test_malformed_claims_name_the_field(tmp_path, mutate, field):
+    rng = np.random.default_rng(0)
+    old = 0.7 + rng.normal(0, 0.02, 12)
+    doc = _run(tmp_path, _protocol(), old + 0.1, old)
+    mutate(doc)
+    with pytest.raises(ValueError) as info:
+        validate_claims(doc, source="x")
+    assert str(info.value).startswith(f"x: field '{field}'")
+
+
+def test_claims_command_prints_runs_and_fails_on_a_malformed_file(tmp_path, capsys):
+    from shared.cli import main
+
+    rng = np.random.default_rng(0)
+    old = 0.7 + rng.normal(0, 0.02, 12)
+    _run(tmp_path / "a", _protocol(), old + 0.1, old)
+    assert main(["claims", str(tmp_path / "a")]) == 0
+    assert "reproduced" in capsys.readouterr().out
+    (tmp_path / "b").mkdir()
+    (tmp_path / "b" / "claims.json").write_text("{not json")
+    assert main(["claims", str(tmp_path / "a"), str(tmp_path / "b")]) == 2
+    captured = capsys.readouterr()
+    assert "reproduced" in captured.out
+    assert captured.err.count("\n") == 1 and "not valid JSON" in captured.err
+    assert main(["claims", str(tmp_path)]) == 2  # a folder of runs: both found
