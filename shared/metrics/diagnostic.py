@@ -29,6 +29,7 @@ import numpy as np
 from scipy import stats
 
 from shared.metrics.classification import per_class_accuracy
+from shared.stats.validation import finite_vector
 
 __all__ = ["balanced_accuracy", "delong_paired_test", "roc_auc_ci"]
 
@@ -74,20 +75,6 @@ def _binary_labels(y_true) -> np.ndarray:
     return labels
 
 
-def _scores(scores, name: str, size: int) -> np.ndarray:
-    try:
-        arr = np.asarray(scores, dtype=float)
-    except (TypeError, ValueError) as error:
-        raise ValueError(f"{name}: expected a sequence of numbers") from error
-    if arr.ndim != 1 or arr.size != size:
-        raise ValueError(f"{name}: expected one score per label ({size}), got shape {arr.shape}")
-    bad = np.flatnonzero(~np.isfinite(arr))
-    if bad.size:
-        raise ValueError(f"{name}: value at index {int(bad[0])} is {arr[bad[0]]}; expected "
-                         f"finite scores")
-    return arr
-
-
 def _midrank(x: np.ndarray) -> np.ndarray:
     """1-based ranks with ties given the mean of their positions (midranks)."""
     order = np.argsort(x, kind="mergesort")
@@ -130,7 +117,7 @@ def roc_auc_ci(y_true, scores, *, level=0.95) -> dict:
             another length or not finite, level outside (0, 1).
     """
     labels = _binary_labels(y_true)
-    scores = _scores(scores, "scores", labels.size)
+    scores = finite_vector(scores, "scores", size=labels.size)
     try:
         level_ok = not isinstance(level, bool) and 0 < float(level) < 1
     except (TypeError, ValueError):
@@ -165,8 +152,8 @@ def delong_paired_test(y_true, scores_a, scores_b) -> dict:
         difference), `z`, `p`, `n_pos`, `n_neg`, and `note` in the degenerate case.
     """
     labels = _binary_labels(y_true)
-    scores_a = _scores(scores_a, "scores_a", labels.size)
-    scores_b = _scores(scores_b, "scores_b", labels.size)
+    scores_a = finite_vector(scores_a, "scores_a", size=labels.size)
+    scores_b = finite_vector(scores_b, "scores_b", size=labels.size)
     auc_a, v10_a, v01_a = _delong_components(labels, scores_a)
     auc_b, v10_b, v01_b = _delong_components(labels, scores_b)
     m, n = v10_a.size, v01_a.size

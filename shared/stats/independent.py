@@ -12,20 +12,13 @@ import numpy as np
 from scipy import stats
 
 from shared.stats.power import mde_two_sample
+from shared.stats.validation import finite_vector
 
 INDEPENDENT_TESTS = ("mannwhitney", "welch")
 
 
 def _check(a, b):
-    out = []
-    for name, values in (("a", a), ("b", b)):
-        arr = np.asarray(values, dtype=float).ravel()
-        if arr.size < 2:
-            raise ValueError(f"{name}: needs at least 2 values, got {arr.size}")
-        if not np.all(np.isfinite(arr)):
-            raise ValueError(f"{name}: holds NaN or infinite values; expected finite numbers")
-        out.append(arr)
-    return out
+    return finite_vector(a, "a", min_size=2), finite_vector(b, "b", min_size=2)
 
 
 def bootstrap_independent_ci(a, b, *, seed, n_resamples=10000, level=0.95):

@@ -30,6 +30,7 @@ import scipy
 from scipy import stats
 
 from shared.stats.groups import holm_correction
+from shared.stats.validation import finite_vector
 
 ALTERNATIVES = ("two-sided", "less", "greater")
 PAIRED_TESTS = ("wilcoxon", "paired_t")
@@ -42,24 +43,10 @@ _PERMUTATION_MAX_N = 13 if _SCIPY_VERSION >= (1, 15) else 0
 _EXACT_MAX_N = 50
 
 
-def _as_vector(values, name: str) -> np.ndarray:
-    try:
-        arr = np.asarray(values, dtype=float)
-    except (TypeError, ValueError) as error:
-        raise ValueError(f"{name}: expected a sequence of numbers, got {values!r:.80}") from error
-    if arr.ndim != 1:
-        raise ValueError(f"{name}: expected a 1-D sequence of numbers, got shape {arr.shape}")
-    bad = np.flatnonzero(~np.isfinite(arr))
-    if bad.size:
-        raise ValueError(f"{name}: value at index {int(bad[0])} is {arr[bad[0]]}; "
-                         f"expected finite numbers")
-    return arr
-
-
 def _paired(a, b, *, min_n: int = 2):
     """Validated float arrays a and b of equal length >= min_n."""
-    a = _as_vector(a, "a")
-    b = _as_vector(b, "b")
+    a = finite_vector(a, "a")
+    b = finite_vector(b, "b")
     if a.size != b.size:
         raise ValueError(f"a and b: expected paired values of equal length, got {a.size} and "
                          f"{b.size}")
@@ -310,7 +297,7 @@ def friedman_pairwise(arms: dict, *, alpha=0.05) -> dict:
         raise ValueError(f"arms: expected at least 3 arms for a Friedman test, got {len(arms)} "
                          f"({list(arms)}); compare two arms with compare_paired")
     _check_level(alpha, "alpha")
-    data = {str(name): _as_vector(values, f"arms[{name!r}]") for name, values in arms.items()}
+    data = {str(name): finite_vector(values, f"arms[{name!r}]") for name, values in arms.items()}
     lengths = {name: v.size for name, v in data.items()}
     if len(set(lengths.values())) != 1:
         raise ValueError(f"arms: expected every arm to hold one value per pairing unit (equal "

@@ -129,7 +129,7 @@ def test_errors_name_the_argument():
         roc_auc_ci([0, 0, 0, 1], [0.1, 0.2, 0.3, 0.4])
     with pytest.raises(ValueError, match="scores: value at index 1 is nan"):
         roc_auc_ci([0, 0, 1, 1], [0.1, float("nan"), 0.3, 0.4])
-    with pytest.raises(ValueError, match="scores: expected one score per label"):
+    with pytest.raises(ValueError, match="scores: expected 4 values \\(one per label\\)"):
         roc_auc_ci([0, 0, 1, 1], [0.1, 0.3, 0.4])
     with pytest.raises(ValueError, match="level"):
         roc_auc_ci([0, 0, 1, 1], [0.1, 0.2, 0.3, 0.4], level=1.0)
