@@ -7,6 +7,7 @@ from pathlib import Path
 
 from shared.cli import papers as registry
 from shared.cli.progress import progress
+from shared.cli.quiet import output_to_log
 
 log = logging.getLogger(__name__)
 
@@ -37,17 +38,21 @@ def run_demo(out_dir, store_url: str, papers=None, show_progress: bool = True) -
             rows.append((name, "not installed", None, 0.0))
             continue
         start = time.perf_counter()
+        paper_dir = out / name.replace("-", "_")
         try:
-            report = Path(module.demo(out / name.replace("-", "_"), store_url,
-                                      progress=show_progress))
+            # Keras, Keras Tuner, TensorFlow and warnings go to the paper's log.txt; the
+            # terminal keeps the demo's bar and the paper's own progress bar.
+            with output_to_log(paper_dir / "log.txt"):
+                report = Path(module.demo(paper_dir, store_url, progress=show_progress))
             seconds = time.perf_counter() - start
             rows.append((name, "ok", report, seconds))
             bar.write(f"{name}: {paper_verdicts(report.parent) or 'no claims.json'} "
                       f"({seconds / 60:.1f} min)")
         except Exception as err:  # noqa: BLE001 - keep going, report at the end
-            log.error("%s demo failed: %s", name, err)
             (out / f"{name}_error.txt").write_text(traceback.format_exc())
+            log.error("%s demo failed: %s (details in %s)", name, err, out / f"{name}_error.txt")
             rows.append((name, f"failed: {err}", None, time.perf_counter() - start))
+            bar.write(f"{name}: failed ({err}); see {out / f'{name}_error.txt'}")
     write_index(out / "index.md", rows, store_url)
     print(f"Demo index: {out / 'index.md'}")
     return 0 if all(status == "ok" for _, status, _, _ in rows) else 1
