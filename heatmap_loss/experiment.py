@@ -30,6 +30,7 @@ from heatmap_loss.phantom import CLASSES, generate
 from shared.explain import feature_model, forward_with_maps, mass_inside
 from shared.study import Study, claims_markdown
 from shared.tracking.runs import git_revision, make_run_dir, write_json
+from shared.tracking.store import mask_url
 
 log = logging.getLogger(__name__)
 
@@ -237,7 +238,7 @@ def run_experiment(config: HeatmapLossConfig, *, experiment: int, out_dir, store
         raise ValueError("run_experiment needs an integer seed. Received: seed=None")
     set_global_seed(seed)
     out = make_run_dir(out_dir, {"config": dataclasses.asdict(config), "experiment": experiment,
-                                 "seed": seed, "store": store_url})
+                                 "seed": seed, "store": mask_url(store_url)})
     study = Study(study_protocol(config, experiment, seed), out)  # before any training
     name = experiment_name(experiment)
     started = time.perf_counter()
@@ -335,7 +336,7 @@ def write_report(records, out: Path, *, experiment, config, elapsed, store_url,
             title=f"Experiment {experiment}: {metric} by loss ({config.preset} preset)",
             description=("Models with validation accuracy above "
                          f"{config.val_accuracy_threshold}; one value per model."),
-            provenance={"store": store_url, "experiment": experiment_name(experiment)})
+            provenance={"store": mask_url(store_url), "experiment": experiment_name(experiment)})
         import json
 
         summaries[metric] = json.loads((out / metric / "report.json").read_text())["comparison"]

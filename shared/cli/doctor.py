@@ -69,12 +69,13 @@ def run_doctor(store_url: str) -> int:
         present = importlib.util.find_spec(module) is not None
         print(f"{'yes' if present else 'no ':3}          {label}")
     try:
-        from shared.tracking.store import open_store
+        from shared.tracking.store import mask_url, open_store
 
+        shown = mask_url(store_url)
         store = open_store(store_url)
         store.ping()
-        print(f"store        reachable: {store_url}")
+        print(f"store        reachable: {shown}")
     except Exception as err:  # noqa: BLE001 - doctor reports, never crashes
         ok = False
-        print(f"store        NOT reachable: {store_url} ({err})")
+        print(f"store        NOT reachable: {mask_url(store_url)} ({mask_url(err)})")
     return 0 if ok else 1

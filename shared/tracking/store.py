@@ -29,6 +29,7 @@ import datetime as _dt
 import json
 import logging
 import math
+import re
 import socket
 import sys
 import threading
@@ -122,16 +123,23 @@ class SchemaVersionError(RuntimeError):
     """The store was written by a different schema version than this code expects."""
 
 
+_PASSWORD_PARAM = re.compile(r"(?i)(\bpassword\s*=\s*)('(?:[^'\\]|\\.)*'|[^\s&;]+)")
+
+
 def mask_url(url) -> str:
-    """The store URL with its password replaced by `***` (for messages and logs)."""
+    """The store URL with every password replaced by `***` (for messages, logs, files).
+
+    Covers the password of `scheme://user:password@host/db`, a `password=` query
+    parameter and a libpq key/value string (`host=h user=u password=pw`).
+    """
+    text = str(url)
     try:
-        return make_url(str(url)).render_as_string(hide_password=True)
+        text = make_url(text).render_as_string(hide_password=True)
     except Exception:  # noqa: BLE001 - a URL we cannot parse is shown without credentials
-        text = str(url)
         if "@" in text and "://" in text:
             scheme, rest = text.split("://", 1)
-            return f"{scheme}://***@{rest.rsplit('@', 1)[1]}"
-        return text
+            text = f"{scheme}://***@{rest.rsplit('@', 1)[1]}"
+    return _PASSWORD_PARAM.sub(lambda m: m.group(1) + "***", text)
 
 
 def run_environment() -> dict:

@@ -88,6 +88,27 @@ def test_unreachable_postgres_names_url_and_masks_password():
     assert "s3cret" not in message
 
 
+@pytest.mark.parametrize("url,shown", [
+    ("postgresql://lab:s3cret@db/results", "postgresql://lab:***@db/results"),
+    ("postgresql://lab@db/results?password=s3cret", "postgresql://lab@db/results?password=***"),
+    ("postgresql://lab@db/r?sslmode=require&password=s3cret&x=1",
+     "postgresql://lab@db/r?password=***&sslmode=require&x=1"),  # query sorted
+    ("host=db user=lab password=s3cret dbname=r", "host=db user=lab password=*** dbname=r"),
+    ("host=db password='s3 cret' dbname=r", "host=db password=*** dbname=r"),
+])
+def test_mask_url_hides_every_password_form(url, shown):
+    assert mask_url(url) == shown
+
+
+def test_doctor_prints_the_store_url_masked(capsys):
+    from shared.cli.doctor import run_doctor
+
+    assert run_doctor("postgresql://lab:s3cret@127.0.0.1:9/results?password=s3cret") == 1
+    out = capsys.readouterr().out
+    assert "NOT reachable: postgresql://lab:***@127.0.0.1:9/results?password=***" in out
+    assert "s3cret" not in out
+
+
 def test_unreachable_sqlite_folder(tmp_path):
     blocker = tmp_path / "file"
     blocker.write_text("x")
