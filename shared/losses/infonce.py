@@ -83,7 +83,11 @@ def continuous_infonce(labels, embeddings, *, sigma=0.8, temperature=0.1, mode="
 
 @keras.saving.register_keras_serializable(package="medrepro")
 class ContinuousInfoNCE(keras.losses.Loss):
-    """Continuous / y-aware InfoNCE with an RBF kernel on soft labels (BAR Eq. 4).
+    """Continuous / y-aware InfoNCE with an RBF kernel on soft labels.
+
+    The default `mode="all"` is the y-aware form over both views (every other
+    embedding of the batch is a candidate; it reduces to NT-Xent as sigma -> 0).
+    BAR's Eq. 4 as printed is `mode="cross_view"`; bar_ad passes it explicitly.
 
     Args:
         sigma: float, default 0.8. RBF kernel width on the labels (the BAR paper's value).

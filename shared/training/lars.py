@@ -10,7 +10,7 @@ import re
 import keras
 from keras import ops
 
-DEFAULT_EXCLUDE = ("bias", "gamma", "beta", "moving_mean", "moving_variance", "_bn", "norm")
+DEFAULT_EXCLUDE = ("bias", "gamma", "beta", "moving_mean", "moving_variance")
 
 
 @keras.saving.register_keras_serializable(package="medrepro")
@@ -38,8 +38,10 @@ class LARS(keras.optimizers.Optimizer):
         epsilon: float, default 1e-9. Added to the trust-ratio denominator.
         nesterov: bool, default False.
         exclude_from_adaptation: sequence of str, optional. Regular expressions
-            searched in each variable's path (e.g. "conv1_bn/gamma"); a match
-            excludes the variable. Default `DEFAULT_EXCLUDE`.
+            that must match a whole component of the variable's path: its own name
+            ("gamma" in "conv1_bn/gamma") or a layer's name ("conv1_bn"). A word
+            inside a longer name does not count, so "bias" leaves
+            "bias_head/kernel" alone. Default `DEFAULT_EXCLUDE`.
         exclude_rank1: bool, default True. Also exclude every variable of rank <= 1.
         name: str, default "lars".
         **kwargs: base `keras.optimizers.Optimizer` arguments (clipnorm, ...);
@@ -87,7 +89,8 @@ class LARS(keras.optimizers.Optimizer):
         if self.exclude_rank1 and len(variable.shape) <= 1:
             return True
         path = getattr(variable, "path", None) or variable.name
-        return any(p.search(path) for p in self._exclude_patterns)
+        parts = path.split("/")
+        return any(p.fullmatch(part) for p in self._exclude_patterns for part in parts)
 
     def build(self, var_list):
         if self.built:

@@ -58,6 +58,21 @@ def test_exclusion_by_name_and_rank():
     assert LARS().is_excluded(rank1) and not LARS(exclude_rank1=False).is_excluded(rank1)
 
 
+def test_exclusion_matches_whole_names_not_words_inside_them():
+    model = keras.Sequential([keras.Input((3,)),
+                              keras.layers.Dense(2, name="abnormality_head"),
+                              keras.layers.Dense(2, name="normal_conv"),
+                              keras.layers.Dense(2, name="bias_head"),
+                              keras.layers.BatchNormalization(name="conv1_bn")])
+    opt = LARS(exclude_rank1=False)
+    flags = {v.path.split("/", 1)[1]: opt.is_excluded(v) for v in model.trainable_variables}
+    assert flags == {"abnormality_head/kernel": False, "abnormality_head/bias": True,
+                     "normal_conv/kernel": False, "normal_conv/bias": True,
+                     "bias_head/kernel": False, "bias_head/bias": True,
+                     "conv1_bn/gamma": True, "conv1_bn/beta": True}
+    assert LARS(exclude_from_adaptation=["conv1_bn"]).is_excluded(model.layers[3].gamma)
+
+
 def test_zero_gradient_falls_back_to_trust_one():
     w = keras.Variable(np.ones((2, 2), "float32"), name="kernel")
     opt = LARS(learning_rate=0.1, momentum=0.0)
