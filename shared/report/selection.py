@@ -25,6 +25,16 @@ _OPS = {"==": lambda a, b: a == b, "=": lambda a, b: a == b, "!=": lambda a, b: 
         ">": lambda a, b: a > b, ">=": lambda a, b: a >= b}
 
 
+MAX_DEPTH = 32
+MAX_LENGTH = 10_000
+
+
+def _shown(text, limit=60) -> str:
+    """The expression for an error message, cut to `limit` characters."""
+    text = str(text)
+    return repr(text if len(text) <= limit else text[:limit] + "...")
+
+
 class WhereExpression:
     """A parsed `where` filter; call it with a name resolver to evaluate it.
 
@@ -41,16 +51,23 @@ class WhereExpression:
     model. Numbers compare numerically, strings as text (a number compared with a
     string is compared as text); a missing value equals only `null`, and any
     other comparison with it is false. Nothing is ever passed to `eval` or into SQL.
+    Chains of `and` / `or` may be as long as `MAX_LENGTH` characters allow; brackets
+    and `not` nest at most `MAX_DEPTH` deep. Error messages quote at most the first 60
+    characters of the expression.
     """
 
     def __init__(self, text: str):
+        if isinstance(text, str) and len(text) > MAX_LENGTH:
+            raise ValueError(f"where {_shown(text)}: expression of {len(text)} characters; "
+                             f"expected at most {MAX_LENGTH}")
         self.text = text
         self._tokens = self._tokenise(text)
         self._pos = 0
+        self._depth = 0
         self.tree = self._expr()
         if self._pos != len(self._tokens):
             kind, value, offset = self._tokens[self._pos]
-            raise ValueError(f"where {text!r}: unexpected {value!r} at character {offset}")
+            raise ValueError(f"where {_shown(text)}: unexpected {value!r} at character {offset}")
         self.names = sorted(self._collect_names(self.tree))
 
     @staticmethod
@@ -64,7 +81,7 @@ class WhereExpression:
             match = _TOKEN.match(text, pos)
             if match is None or match.end() == pos:
                 bad = text[pos:].lstrip()[:1]
-                raise ValueError(f"where {text!r}: unexpected character {bad!r} at "
+                raise ValueError(f"where {_shown(text)}: unexpected character {bad!r} at "
                                  f"character {len(text) - len(text[pos:].lstrip())}")
             kind = match.lastgroup
             value = match.group(kind)
@@ -82,40 +99,51 @@ class WhereExpression:
     def _take(self):
         token = self._peek()
         if token[0] is None:
-            raise ValueError(f"where {self.text!r}: unexpected end of expression")
+            raise ValueError(f"where {_shown(self.text)}: unexpected end of expression")
         self._pos += 1
         return token
 
-    def _expr(self):
-        node = self._and()
-        while self._peek()[:2] == ("keyword", "or"):
+    def _chain(self, keyword, parse_operand):
+        """`a KEYWORD b KEYWORD c ...` as one n-ary node, so long chains stay shallow."""
+        children = [parse_operand()]
+        while self._peek()[:2] == ("keyword", keyword):
             self._take()
-            node = ("or", node, self._and())
-        return node
+            children.append(parse_operand())
+        return children[0] if len(children) == 1 else (keyword, *children)
+
+    def _expr(self):
+        return self._chain("or", self._and)
 
     def _and(self):
-        node = self._not()
-        while self._peek()[:2] == ("keyword", "and"):
-            self._take()
-            node = ("and", node, self._not())
-        return node
+        return self._chain("and", self._not)
+
+    def _nested(self, offset):
+        self._depth += 1
+        if self._depth > MAX_DEPTH:
+            raise ValueError(f"where {_shown(self.text)}: brackets and 'not' nest deeper than "
+                             f"{MAX_DEPTH} levels at character {offset}")
 
     def _not(self):
-        kind, value, _ = self._peek()
+        kind, value, offset = self._peek()
         if (kind, value) == ("keyword", "not"):
             self._take()
-            return ("not", self._not())
+            self._nested(offset)
+            node = ("not", self._not())
+            self._depth -= 1
+            return node
         if (kind, value) == ("paren", "("):
             self._take()
+            self._nested(offset)
             node = self._expr()
             kind, value, offset = self._take()
             if (kind, value) != ("paren", ")"):
-                raise ValueError(f"where {self.text!r}: expected ')' at character {offset}")
+                raise ValueError(f"where {_shown(self.text)}: expected ')' at character {offset}")
+            self._depth -= 1
             return node
         left = self._operand()
         kind, op, offset = self._take()
         if kind != "op":
-            raise ValueError(f"where {self.text!r}: expected a comparison operator "
+            raise ValueError(f"where {_shown(self.text)}: expected a comparison operator "
                              f"(== != < <= > >=) at character {offset}, got {op!r}")
         right = self._operand()
         return ("cmp", op, left, right)
@@ -134,7 +162,7 @@ class WhereExpression:
             return ("const", value == "true")
         if kind == "keyword" and value in ("null", "none"):
             return ("const", None)
-        raise ValueError(f"where {self.text!r}: expected a name, number or string at "
+        raise ValueError(f"where {_shown(self.text)}: expected a name, number or string at "
                          f"character {offset}, got {value!r}")
 
     def _collect_names(self, node):
@@ -153,9 +181,9 @@ class WhereExpression:
     def _eval(self, node, resolve):
         tag = node[0]
         if tag == "or":
-            return self._eval(node[1], resolve) or self._eval(node[2], resolve)
+            return any(self._eval(child, resolve) for child in node[1:])
         if tag == "and":
-            return self._eval(node[1], resolve) and self._eval(node[2], resolve)
+            return all(self._eval(child, resolve) for child in node[1:])
         if tag == "not":
             return not self._eval(node[1], resolve)
         if tag == "cmp":

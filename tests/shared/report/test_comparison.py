@@ -118,3 +118,20 @@ def test_where_grammar(text, row, expected):
 def test_where_rejects_anything_else(text):
     with pytest.raises(ValueError, match="where"):
         parse_where(text)
+
+
+def test_long_where_chains_evaluate_and_deep_nesting_is_refused_in_one_line():
+    chain = " and ".join(f"v{i} >= {i}" for i in range(600))
+    row = {f"v{i}": i for i in range(600)}
+    assert parse_where(chain).evaluate(row.get) is True
+    assert parse_where(chain.replace("v599 >= 599", "v599 > 599")).evaluate(row.get) is False
+    assert parse_where(" or ".join(["x == 1"] * 600)).evaluate({"x": 1}.get) is True
+    deep = "(" * 330 + "x == 1" + ")" * 330
+    with pytest.raises(ValueError) as info:
+        parse_where(deep)
+    message = str(info.value)
+    assert "deeper than 32 levels" in message and len(message) < 200
+    assert parse_where("(" * 30 + "x == 1" + ")" * 30).evaluate({"x": 1}.get) is True
+    with pytest.raises(ValueError, match="at most 10000") as info:
+        parse_where("x == 1 and " * 2000 + "x == 1")
+    assert len(str(info.value)) < 200
