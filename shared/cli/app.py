@@ -75,12 +75,40 @@ def main(argv=None) -> int:
         return 0
     try:
         return int(args.func(args) or 0)
-    except (ValueError, FileNotFoundError, RuntimeError) as err:
-        # Errors about the user's input or environment: one clear line, no traceback.
-        if args.verbose:
+    except input_errors() as err:
+        # Errors about the user's input or environment: one clear line, no traceback
+        # (with -v or MEDREPRO_DEBUG=1, the traceback too).
+        if args.verbose or os.environ.get("MEDREPRO_DEBUG") == "1":
             traceback.print_exc()
-        print(f"medrepro: error: {err}", file=sys.stderr)
+        print(f"medrepro: error: {error_line(err)}", file=sys.stderr)
         return 2
+
+
+def input_errors() -> tuple:
+    """Exception types that report bad input or a broken environment, not a bug.
+
+    Besides ValueError, OSError (missing, unreadable or truncated files), EOFError
+    (a truncated gzip stream), KeyError, UnicodeError and RuntimeError: the errors
+    of the readers and the store, where installed (SQLAlchemy, OpenCV, pynrrd).
+    """
+    types = [ValueError, OSError, EOFError, KeyError, UnicodeError, RuntimeError]
+    for module_name, attribute in (("sqlalchemy.exc", "SQLAlchemyError"), ("cv2", "error"),
+                                   ("nrrd", "NRRDError")):
+        module = sys.modules.get(module_name)
+        if module is not None and isinstance(getattr(module, attribute, None), type):
+            types.append(getattr(module, attribute))
+    return tuple(types)
+
+
+def error_line(err) -> str:
+    """One line for an error: its message, prefixed by its kind when that says more."""
+    text = " ".join(str(err).split()) or type(err).__name__
+    if isinstance(err, (ValueError, RuntimeError, FileNotFoundError)) \
+            and not isinstance(err, UnicodeError):
+        return text
+    if isinstance(err, KeyError):
+        return f"missing key {text}"
+    return f"{type(err).__name__}: {text}"
 
 
 if __name__ == "__main__":  # pragma: no cover

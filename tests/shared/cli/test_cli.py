@@ -55,3 +55,60 @@ def test_doctor_prints_no_import_warning_for_this_installation(capsys):
     run_doctor("sqlite:///:memory:")
     out = capsys.readouterr().out
     assert "tensorflow" in out and "warning" not in out
+
+
+@pytest.mark.parametrize("error,line", [
+    (EOFError("Compressed file ended before the end-of-stream marker was reached"),
+     "medrepro: error: EOFError: Compressed file ended before the end-of-stream marker was reached"),
+    (KeyError("case_id"), "medrepro: error: missing key 'case_id'"),
+    (UnicodeDecodeError("utf-8", b"\xff", 0, 1, "invalid start byte"),
+     "medrepro: error: UnicodeDecodeError: 'utf-8' codec can't decode byte 0xff in position 0: "
+     "invalid start byte"),
+    (PermissionError(13, "Permission denied", "/data/x.png"),
+     "medrepro: error: PermissionError: [Errno 13] Permission denied: '/data/x.png'"),
+    (ValueError("scores.csv: field 'score'\nexpected a number"),
+     "medrepro: error: scores.csv: field 'score' expected a number"),
+])
+def test_bad_input_errors_are_one_line_with_status_2(monkeypatch, capsys, error, line):
+    from shared.cli import app
+
+    def fail(args):
+        raise error
+
+    parser = app.build_parser()
+    monkeypatch.setattr(app, "build_parser", lambda: parser)
+    parser.set_defaults(func=fail)
+    assert app.main([]) == 2
+    err = capsys.readouterr().err
+    assert err == line + "\n"
+
+
+def test_debug_variable_adds_the_traceback(monkeypatch, capsys):
+    from shared.cli import app
+
+    def fail(args):
+        raise EOFError("truncated")
+
+    parser = app.build_parser()
+    monkeypatch.setattr(app, "build_parser", lambda: parser)
+    parser.set_defaults(func=fail)
+    monkeypatch.setenv("MEDREPRO_DEBUG", "1")
+    assert app.main([]) == 2
+    err = capsys.readouterr().err
+    assert "Traceback" in err and err.endswith("medrepro: error: EOFError: truncated\n")
+
+
+def test_store_errors_are_one_line(monkeypatch, capsys):
+    import sqlalchemy
+
+    from shared.cli import app
+
+    def fail(args):
+        raise sqlalchemy.exc.OperationalError("SELECT 1", {}, Exception("file is not a database"))
+
+    parser = app.build_parser()
+    monkeypatch.setattr(app, "build_parser", lambda: parser)
+    parser.set_defaults(func=fail)
+    assert app.main([]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("medrepro: error: OperationalError:") and err.count("\n") == 1
