@@ -68,7 +68,8 @@ def register(subparsers) -> None:
     sync.add_argument("--spool", type=Path, nargs="+", required=True, metavar="PATH",
                       help="spool file(s) (<tuner directory>/<search>.<tuner id>.spool.jsonl)")
     sync.add_argument("--remove", action="store_true",
-                      help="delete each spool file once all of its records are in the store")
+                      help="delete each spool file once all of its records are in the store "
+                           "(records appended meanwhile go to a new spool file)")
     sync.set_defaults(func=_cmd_store_sync)
     trials = store_sub.add_parser("trials", help="list the trials of an experiment")
     add_store_arg(trials)

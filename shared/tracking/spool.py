@@ -7,6 +7,7 @@ later with `sync_spool` (`medrepro store sync --spool PATH --store URL`).
 
 from __future__ import annotations
 
+import fcntl
 import json
 import logging
 import os
@@ -29,10 +30,32 @@ def append_spool(path, record: dict) -> None:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     line = json.dumps(_clean_json(to_jsonable(record)), sort_keys=True) + "\n"
+    while True:
+        with open(path, "a", encoding="utf-8") as handle:
+            fcntl.flock(handle, fcntl.LOCK_EX)
+            # `sync_spool(remove=True)` may have claimed the file between our open and
+            # the lock: then this handle points at the claimed file; write to a new one.
+            if _same_file(handle, path):
+                handle.write(line)
+                handle.flush()
+                os.fsync(handle.fileno())
+                return
+
+
+def _same_file(handle, path) -> bool:
+    try:
+        return os.fstat(handle.fileno()).st_ino == os.stat(path).st_ino
+    except FileNotFoundError:
+        return False
+
+
+def _claim(path: Path) -> Path:
+    """Renames a spool file to a name of its own under its lock; appenders start anew."""
+    claimed = path.with_name(f"{path.name}.syncing-{os.getpid()}")
     with open(path, "a", encoding="utf-8") as handle:
-        handle.write(line)
-        handle.flush()
-        os.fsync(handle.fileno())
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        os.replace(path, claimed)
+    return claimed
 
 
 def read_spool(path) -> list[dict]:
@@ -80,12 +103,27 @@ def replay_record(store: ResultsStore, record: dict) -> None:
 def sync_spool(store: ResultsStore, path, *, remove=False) -> int:
     """Pushes every record of a spool file into `store`; returns how many.
 
-    Safe to run more than once (upserts). With `remove=True` the file is deleted
-    after all of its records were written.
+    Safe to run more than once (upserts). With `remove=True` the file is first
+    claimed (renamed under its lock), so records appended while the sync runs land
+    in a new spool file and are never deleted unsynced; the claimed file is deleted
+    once all of its records are in the store. Claimed files left by an interrupted
+    sync are pushed too.
     """
-    records = read_spool(path)
-    for record in records:
-        replay_record(store, record)
-    if remove:
-        Path(path).unlink()
-    return len(records)
+    path = Path(path)
+    if not remove:
+        records = read_spool(path)
+        for record in records:
+            replay_record(store, record)
+        return len(records)
+    leftovers = sorted(path.parent.glob(f"{path.name}.syncing-*"))
+    if not path.exists() and not leftovers:
+        raise FileNotFoundError(f"spool file {path} does not exist")
+    claimed = leftovers + ([_claim(path)] if path.exists() else [])
+    count = 0
+    for part in claimed:
+        records = read_spool(part)
+        for record in records:
+            replay_record(store, record)
+        part.unlink()
+        count += len(records)
+    return count

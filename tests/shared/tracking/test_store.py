@@ -158,3 +158,31 @@ def test_cli_store_info_and_trials(tmp_path, capsys):
     assert json.loads(capsys.readouterr().out)[0]["trial_id"] == "7"
     assert cli.main(["store", "sync", "--store", url, "--spool", str(tmp_path / "none")]) == 2
     assert "does not exist" in capsys.readouterr().err
+
+
+def test_sync_with_remove_never_loses_a_record_appended_meanwhile(tmp_path):
+    import threading
+
+    store = open_store(f"sqlite:///{tmp_path / 'r.sqlite'}")
+    spool = tmp_path / "s.spool.jsonl"
+    writers, per_writer = 4, 60
+
+    def append(worker):
+        for i in range(per_writer):
+            append_spool(spool, {"op": "evaluation", "experiment": "exp",
+                                 "model_id": f"w{worker}-{i}", "metric": "acc", "value": 0.5})
+
+    threads = [threading.Thread(target=append, args=(w,)) for w in range(writers)]
+    for t in threads:
+        t.start()
+    synced = 0
+    while any(t.is_alive() for t in threads):
+        if spool.exists():
+            synced += sync_spool(store, spool, remove=True)
+    for t in threads:
+        t.join()
+    if spool.exists():
+        synced += sync_spool(store, spool, remove=True)
+    rows = store.evaluations("exp", metric="acc")
+    assert len(rows) == writers * per_writer == synced
+    assert not list(tmp_path.glob("s.spool.jsonl*"))
