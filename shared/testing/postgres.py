@@ -152,6 +152,28 @@ class PostgresServer:
                       check=False)
             self.running = False
 
+    def server_pids(self) -> list:
+        """The postmaster and every backend process of the running server."""
+        import subprocess
+
+        pid = int((self.data_dir / "postmaster.pid").read_text().split()[0])
+        children = subprocess.run(["pgrep", "-P", str(pid)], capture_output=True, text=True)
+        return [pid] + [int(p) for p in children.stdout.split()]
+
+    def freeze(self) -> None:
+        """SIGSTOPs every server process: connections stay open, nothing answers."""
+        import signal
+
+        for pid in self.server_pids():
+            os.kill(pid, signal.SIGSTOP)
+
+    def thaw(self) -> None:
+        """SIGCONTs every server process."""
+        import signal
+
+        for pid in self.server_pids():
+            os.kill(pid, signal.SIGCONT)
+
     def stop(self) -> None:
         """Stops the server and deletes the cluster."""
         self.stop_server()

@@ -29,10 +29,12 @@ import datetime as _dt
 import json
 import logging
 import math
+import os
 import re
 import socket
 import sys
 import threading
+import weakref
 from pathlib import Path
 
 import sqlalchemy as sa
@@ -235,9 +237,14 @@ class ResultsStore:
             `postgresql://user:password@host:port/db`.
         connect_timeout: float. Seconds to wait for a PostgreSQL connection, and
             for a SQLite lock held by another writer (busy timeout, at least 30 s).
+        write_timeout: float or None, default 10. Seconds a PostgreSQL transaction
+            may take; a server that stops answering (frozen, a dead network path
+            whose TCP connection stays open) makes the transaction fail with
+            StoreUnreachableError after that long instead of blocking, so a search
+            spools its records and training goes on. None: no bound.
     """
 
-    def __init__(self, url: str, *, connect_timeout: float = 10.0):
+    def __init__(self, url: str, *, connect_timeout: float = 10.0, write_timeout=10.0):
         self.url = str(url)
         self.masked_url = mask_url(self.url)
         try:
@@ -252,6 +259,11 @@ class ResultsStore:
                              f"{self.dialect!r} is not supported (expected sqlite or postgresql)")
         self._env = None
         self._env_lock = threading.Lock()
+        if write_timeout is not None and not (float(write_timeout) > 0):
+            raise ValueError(f"write_timeout: expected seconds > 0 or None, got {write_timeout!r}")
+        self.write_timeout = None if write_timeout is None else float(write_timeout)
+        self._connections = weakref.WeakSet()
+        self._stalled = threading.Event()
         if self.dialect == "sqlite":
             # Writers queue on SQLite's lock; a long wait is better than a lost row.
             self.engine = self._sqlite_engine(parsed, max(30.0, float(connect_timeout)))
@@ -260,8 +272,14 @@ class ResultsStore:
                 parsed = parsed.set(drivername="postgresql+psycopg2")
             self.engine = sa.create_engine(
                 parsed, pool_pre_ping=True, future=True,
-                connect_args={"connect_timeout": max(1, int(math.ceil(connect_timeout)))},
+                connect_args={"connect_timeout": max(1, int(math.ceil(connect_timeout))),
+                              # A peer that vanished is noticed by the kernel too.
+                              "keepalives": 1, "keepalives_idle": 10,
+                              "keepalives_interval": 5, "keepalives_count": 3},
             )
+            event.listen(self.engine, "connect",
+                         lambda dbapi_connection, record: self._connections.add(dbapi_connection))
+            event.listen(self.engine, "do_connect", self._refuse_while_stalled)
 
     # ------------------------------------------------------------------ setup
     def _sqlite_engine(self, parsed, busy_timeout):
@@ -320,16 +338,54 @@ class ResultsStore:
 
     @contextlib.contextmanager
     def _begin(self):
-        """A transaction; connection failures become StoreUnreachableError."""
+        """A transaction; connection failures become StoreUnreachableError.
+
+        On PostgreSQL the transaction (the pool's liveness check included) is bounded
+        by `write_timeout`: when it runs out, the sockets of this store's connections
+        are shut down, which makes the blocked call fail at once.
+        """
+        timer = None
+        if self.dialect == "postgresql" and self.write_timeout is not None:
+            timer = threading.Timer(self.write_timeout, self._break_connections)
+            timer.daemon = True
+            timer.start()
         try:
             with self.engine.begin() as conn:
                 yield conn
         except sa.exc.SQLAlchemyError as err:
+            if self._stalled.is_set():
+                raise StoreUnreachableError(
+                    f"results store {self.masked_url} did not answer within "
+                    f"{self.write_timeout:g} s (server stalled?)") from err
             if _is_connection_error(err):
                 reason = str(getattr(err, "orig", None) or err).strip().splitlines()[0]
                 raise StoreUnreachableError(
                     f"results store {self.masked_url} is unreachable: {reason}") from err
             raise
+        finally:
+            if timer is not None:
+                timer.cancel()
+            self._stalled.clear()
+
+    def _refuse_while_stalled(self, dialect, connection_record, cargs, cparams):
+        """No reconnection attempt (up to connect_timeout more) once a write overran."""
+        if self._stalled.is_set():
+            raise dialect.loaded_dbapi.OperationalError(
+                "connection refused: the store stalled during this transaction")
+
+    def _break_connections(self):
+        """Shuts down the sockets of every open connection (a transaction overran)."""
+        self._stalled.set()
+        for connection in list(self._connections):
+            with contextlib.suppress(Exception):
+                fd = connection.fileno()
+                sock = socket.socket(fileno=os.dup(fd))
+                try:
+                    sock.shutdown(socket.SHUT_RDWR)
+                finally:
+                    sock.close()
+        logger.warning("results store %s did not answer within %g s; its connections were "
+                       "reset", self.masked_url, self.write_timeout)
 
     def _insert(self, table):
         if self.dialect == "postgresql":
@@ -607,7 +663,7 @@ class ResultsStore:
                  "updated": _iso(r["updated"])} for r in rows]
 
 
-def open_store(url=None, *, connect_timeout: float = 10.0) -> ResultsStore:
+def open_store(url=None, *, connect_timeout: float = 10.0, write_timeout=10.0) -> ResultsStore:
     """Opens (and if needed creates) the results store at `url`.
 
     Connects at once, creates missing tables and checks the schema version, so an
@@ -617,6 +673,8 @@ def open_store(url=None, *, connect_timeout: float = 10.0) -> ResultsStore:
         url: str, optional. `sqlite:///path` or `postgresql://user:pw@host/db`;
             None means `sqlite:///runs/results.sqlite`.
         connect_timeout: float. Seconds to wait for the server / a SQLite lock.
+        write_timeout: float or None, default 10. Seconds a PostgreSQL transaction
+            may take before it fails with StoreUnreachableError (see ResultsStore).
 
     Returns:
         A ResultsStore.
@@ -627,7 +685,8 @@ def open_store(url=None, *, connect_timeout: float = 10.0) -> ResultsStore:
         SchemaVersionError: the store has a different schema version.
         ValueError: the URL is malformed or of an unsupported backend.
     """
-    store = ResultsStore(DEFAULT_URL if url is None else url, connect_timeout=connect_timeout)
+    store = ResultsStore(DEFAULT_URL if url is None else url, connect_timeout=connect_timeout,
+                         write_timeout=write_timeout)
     try:
         store._initialise()
     except StoreUnreachableError:

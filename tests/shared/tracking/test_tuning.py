@@ -195,3 +195,67 @@ def test_only_the_chief_may_overwrite(tmp_path, monkeypatch):
                            directory=tmp_path / "t", seed=0, overwrite=True)
     assert (project / "keep.txt").exists()
     assert tuner.spool_path.name == "dist.tuner0.spool.jsonl"
+
+
+class _FreezeServer(_StopServer):
+    """Freezes (SIGSTOP) the PostgreSQL server when the n-th trial starts training."""
+
+    def on_train_begin(self, logs=None):
+        self.count += 1
+        if self.count == self.at_trial:
+            self.server.freeze()
+
+
+@pytest.mark.slow
+@pytest.mark.postgres
+def test_stalled_store_spools_and_the_search_finishes(tmp_path):
+    import time
+
+    if find_binaries() is None:
+        pytest.skip("PostgreSQL server binaries not installed")
+    with PostgresServer() as server:
+        url = server.create_database("lab")
+        store = open_store(url, write_timeout=2)
+        tuner = make_tuner("random", demo_hypermodel, objective="val_accuracy", max_trials=3,
+                           store=store, experiment="exp", search_name="stall",
+                           directory=tmp_path / "t", seed=3)
+        started = time.perf_counter()
+        try:
+            with warnings.catch_warnings(record=True):
+                warnings.simplefilter("always")
+                _search(tuner, callbacks=[_FreezeServer(server, at_trial=2)])
+            elapsed = time.perf_counter() - started
+        finally:
+            server.thaw()
+        assert len(tuner.oracle.trials) == 3  # training went on
+        # Each stalled write gives up after 2 s (and a new connection after its 10 s
+        # connect timeout), far from the minutes a frozen server held a write before.
+        assert elapsed < 120
+        spooled = read_spool(tuner.spool_path)
+        assert {r["trial_id"] for r in spooled if r["status"] == "completed"}
+        assert cli.main(["store", "sync", "--spool", str(tuner.spool_path), "--store", url,
+                         "--remove"]) == 0
+        rows = open_store(url).trials("exp", "stall")
+        assert sorted(r["trial_id"] for r in rows) == sorted(tuner.oracle.trials)
+        assert all(r["status"] == "completed" for r in rows)
+
+
+@pytest.mark.postgres
+def test_a_write_to_a_frozen_server_fails_within_its_bound(postgres_server):
+    import time
+
+    url = postgres_server.create_database()
+    store = open_store(url, connect_timeout=2, write_timeout=1.5)
+    store.ensure_experiment("e")
+    postgres_server.freeze()
+    try:
+        started = time.perf_counter()
+        with pytest.raises(StoreUnreachableError, match="did not answer within 1.5 s"):
+            store.ensure_experiment("f")
+        assert time.perf_counter() - started < 4
+        with pytest.raises(StoreUnreachableError):  # the next write is bounded too
+            store.ensure_experiment("f")
+        assert time.perf_counter() - started < 8
+    finally:
+        postgres_server.thaw()
+    assert store.ensure_experiment("g") > 0  # reconnects once the server answers
