@@ -172,6 +172,46 @@ def _make_oracle_saves_atomic(oracle) -> None:
     oracle._save_trial = save_trial
 
 
+def _posix_seconds(value):
+    """An ISO timestamp from the store as POSIX seconds (None stays None)."""
+    if value is None:
+        return None
+    return _dt.datetime.fromisoformat(str(value)).timestamp()
+
+
+def _repair_interrupted_trials(oracle) -> list:
+    """Puts back into the queue the trials a kill left half-recorded; returns their ids.
+
+    Keras Tuner writes a trial's `trial.json` before `oracle.json`. A process killed
+    between the two leaves a trial that `trial.json` calls running while the oracle
+    does not know it is in progress: on resume it is never retried, yet it counts
+    toward `max_trials`, so the search ends one trial short. Such trials go to the
+    retry queue. Trials the queue holds although `trial.json` says they completed
+    (killed after the trial's last write) are taken out of it. Leftover temporary
+    files of torn atomic writes are deleted.
+    """
+    from keras_tuner.src.engine import trial as trial_module
+
+    running = trial_module.TrialStatus.RUNNING
+    ongoing = {t.trial_id for t in oracle.ongoing_trials.values()}
+    queue = list(oracle._retry_queue)
+    finished = {tid for tid in queue
+                if tid in oracle.trials and oracle.trials[tid].status != running
+                and _status_name(oracle.trials[tid].status) == "completed"}
+    queue = [tid for tid in queue if tid not in finished]
+    stranded = [tid for tid, trial in oracle.trials.items()
+                if trial.status == running and tid not in ongoing and tid not in queue]
+    project = Path(oracle._project_dir)
+    for leftover in list(project.glob("*.tmp-*")) + list(project.glob("trial_*/*.tmp-*")):
+        leftover.unlink(missing_ok=True)
+    if stranded or finished:
+        oracle._retry_queue = queue + stranded
+        oracle.save()
+        logger.warning("resumed search: %d interrupted trial(s) queued again (%s)",
+                       len(stranded), ", ".join(stranded) or "-")
+    return stranded
+
+
 class StoreLoggingMixin:
     """Mixed in front of a Keras Tuner class by `make_tuner`; see the module docstring."""
 
@@ -285,15 +325,20 @@ class StoreLoggingMixin:
         if self._is_worker():
             return 0
         try:
-            present = {t["trial_id"] for t in self._store.trials(
-                self._experiment, self._search_name) if t["status"] != "running"}
+            rows = self._store.trials(self._experiment, self._search_name)
         except StoreUnreachableError:
             return 0
+        present = {t["trial_id"] for t in rows if t["status"] != "running"}
+        started_at = {t["trial_id"]: t["started"] for t in rows if t["started"]}
         written = 0
         for trial_id, trial in self.oracle.trials.items():
             if trial_id in present or _status_name(trial.status) == "running":
                 continue
-            if self._record(trial_id, self._finished_fields(trial, None, None)):
+            # The start is the running row's; the end is when trial.json last changed.
+            started = _posix_seconds(started_at.get(trial_id))
+            trial_file = Path(self.oracle._get_trial_dir(trial_id)) / "trial.json"
+            ended = trial_file.stat().st_mtime if trial_file.exists() else None
+            if self._record(trial_id, self._finished_fields(trial, started, ended)):
                 written += 1
         return written
 
@@ -455,6 +500,7 @@ def make_tuner(kind, hypermodel, *, objective, max_trials, store, experiment, se
     tuner = tuner_cls(**kwargs)
     if not tuner._is_worker():
         _make_oracle_saves_atomic(tuner.oracle)
+        _repair_interrupted_trials(tuner.oracle)
     if kind == "hyperband" and max_trials is not None:
         tuner.oracle.max_trials = int(max_trials) if not tuner._is_worker() else None
     tuner._setup_tracking(

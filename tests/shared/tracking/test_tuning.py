@@ -259,3 +259,47 @@ def test_a_write_to_a_frozen_server_fails_within_its_bound(postgres_server):
     finally:
         postgres_server.thaw()
     assert store.ensure_experiment("g") > 0  # reconnects once the server answers
+
+
+class _Killed(BaseException):
+    """Stands for a SIGKILL: nothing in Keras Tuner or the suite catches it."""
+
+
+@pytest.mark.parametrize("kill_after", ["trial.json written as running",
+                                        "trial.json written as completed"])
+def test_a_kill_between_trial_and_oracle_writes_loses_no_trial(tmp_path, kill_after):
+    url = f"sqlite:///{tmp_path / 'r.sqlite'}"
+    settings = dict(objective="val_accuracy", max_trials=3, store=url, experiment="exp",
+                    search_name="kill", directory=tmp_path / "t", seed=1)
+    tuner = make_tuner("random", demo_hypermodel, **settings)
+    oracle = tuner.oracle
+    save_trial, save = oracle._save_trial, oracle.save
+    wanted = "RUNNING" if "running" in kill_after else "COMPLETED"
+    armed = {"trial": None}
+
+    def save_trial_then_arm(trial):
+        save_trial(trial)
+        if trial.trial_id == "1" and str(trial.status).upper().endswith(wanted):
+            armed["trial"] = trial.trial_id
+
+    def save_or_die():
+        if armed["trial"] is not None:
+            raise _Killed  # trial.json is on disk, oracle.json is not updated
+        save()
+
+    oracle._save_trial, oracle.save = save_trial_then_arm, save_or_die
+    with pytest.raises(_Killed):
+        _search(tuner)
+    for leftover in (tmp_path / "t" / "kill").glob("**/*.tmp-*"):
+        leftover.unlink()
+    (tmp_path / "t" / "kill" / "oracle.json.tmp-999999").write_text("{")  # a torn write
+
+    resumed = make_tuner("random", demo_hypermodel, **settings)
+    _search(resumed)
+    statuses = {tid: str(t.status).upper() for tid, t in resumed.oracle.trials.items()}
+    assert sorted(statuses) == ["0", "1", "2"]
+    assert all(s.endswith("COMPLETED") for s in statuses.values()), statuses
+    rows = open_store(url).trials("exp", "kill")
+    assert sorted(r["trial_id"] for r in rows) == ["0", "1", "2"]
+    assert all(r["status"] == "completed" and r["started"] and r["ended"] for r in rows)
+    assert not list((tmp_path / "t" / "kill").glob("**/*.tmp-*"))
