@@ -211,3 +211,96 @@ def get_framework(name: str) -> Framework:
     if name not in FRAMEWORKS:
         raise ValueError(f"Unknown framework {name!r}; expected one of {', '.join(FRAMEWORKS)}")
     return FRAMEWORKS[name]
+
+
+# The paper's claims on Table 1 (accuracy, %): (id, first arm, second arm, statement). The
+# effect is first minus second; a hypothesis is declared when both frameworks run.
+CLAIMS = (
+    ("H1", "bar_recon", "cutmix_recon", "BAR + recon is ahead of CutMix + recon (Table 1)"),
+    ("H2", "bar", "cutmix", "BAR is ahead of CutMix (Table 1)"),
+    ("H3", "bar_recon", "ssl_contrastive_recon",
+     "supervised pre-training (BAR + recon) is ahead of the best self-supervised row "
+     "(contrastive + recon) (Table 1)"),
+    ("H4", "ssl_contrastive_recon", "scratch",
+     "self-supervised pre-training (contrastive + recon) is ahead of the ViT from scratch (Table 1)"),
+    ("H5", "bar_recon", "scratch", "BAR + recon, the best row, is ahead of the ViT from scratch (Table 1)"),
+)
+SESOI_ACCURACY = 1.0  # percentage points of accuracy
+MIN_TEST_FOLD_SCANS = 50
+
+
+def declared_claims(frameworks) -> tuple:
+    """The rows of `CLAIMS` whose two frameworks are both in `frameworks`."""
+    frameworks = set(frameworks)
+    return tuple(c for c in CLAIMS if c[1] in frameworks and c[2] in frameworks)
+
+
+def folds_run(config: BarConfig) -> int:
+    """How many subject-level folds a run trains and tests."""
+    return config.n_folds if config.folds_run is None else min(int(config.folds_run), config.n_folds)
+
+
+def study_units(config: BarConfig, seed: int = 0) -> tuple:
+    """The units of a run's study: one per (seed, fold), named "s<seed>-f<fold>"."""
+    return tuple(f"s{int(seed)}-f{k}" for k in range(folds_run(config)))
+
+
+def study_protocol(config: BarConfig, seed: int = 0, frameworks=None):
+    """The study a run declares before training (see docs/studies.md).
+
+    One unit is a (seed, fold) pair: every framework of that unit trains and is tested on
+    the same subject-level split with the same training seed, so the frameworks are
+    compared fold by fold (paired t-test: with 5 folds the exact two-sided Wilcoxon p
+    cannot fall below 2/32 = 0.0625). Only the claims whose two frameworks run are declared.
+
+    Args:
+        config: BarConfig.
+        seed: int, default 0. The run's seed (cohort, folds, training).
+        frameworks: sequence of str, optional. The frameworks that train (default
+            `config.frameworks`).
+
+    Raises:
+        ValueError: no claim of the paper compares two of `frameworks`.
+    """
+    from shared.study import Gate, Hypothesis, Protocol
+
+    arms = tuple(config.frameworks if frameworks is None else frameworks)
+    claims = declared_claims(arms)
+    if not claims:
+        raise ValueError(f"no claim of the paper compares two of the frameworks run. "
+                         f"Received: frameworks={list(arms)}")
+    acc = {fw: PAPER_TABLE1[fw][2][0] for fw in PAPER_TABLE1}
+    hypotheses = tuple(
+        Hypothesis(id=hid, statement=f"{text}: {acc[a]:.1f} vs {acc[b]:.1f} %", endpoint="accuracy",
+                   arms=(a, b), direction="greater", sesoi=SESOI_ACCURACY, test="paired_t",
+                   paper_value=f"{acc[a]:.2f} vs {acc[b]:.2f}")
+        for hid, a, b, text in claims)
+    deviations = []
+    if config.preset != "paper":
+        deviations.append(f"preset {config.preset}: reduced grid, ViT, cohort, epochs and folds "
+                          f"(see bar_ad/config.py)")
+    if config.center_inputs:
+        deviations.append("inputs centred on the training scans' mean volume (not in the paper; "
+                          "see the README)")
+    n = folds_run(config)
+    return Protocol(
+        paper="bar_ad", preset=config.preset, arms=arms,
+        pairing_unit="(seed, fold) 's<seed>-f<fold>': the same cohort (drawn from the seed), the "
+                     "same subject-level train / test split, the same input centring and the same "
+                     "training seed seed * 1000 + 10 fold (batch order, mixing and view draws) for "
+                     "every framework; models of one kind start from the same initial weights",
+        units=study_units(config, seed),
+        test_set={"source": "subject-level stratified k-fold cross-validation (StratifiedGroupKFold "
+                            "shuffled with the run seed): each fold's held-out subjects are its test "
+                            "scans, never used to choose anything",
+                  "seed": int(seed), "n_folds": int(config.n_folds), "folds_run": int(n),
+                  "cohort": f"synthetic, {config.n_ad} AD / {config.n_cn} CN subjects drawn from the "
+                            f"seed, unless the run reads --data"},
+        hypotheses=hypotheses,
+        gates=(Gate(name="min_test_fold_scans", source="data", comparison=">=",
+                    threshold=MIN_TEST_FOLD_SCANS,
+                    description="scans in the smallest test fold run (counted from the split before "
+                                "training): with fewer than 50 one scan moves a fold's accuracy by "
+                                "more than 2 points, twice the smallest effect of interest"),),
+        deviations=tuple(deviations),
+    )

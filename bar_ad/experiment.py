@@ -5,7 +5,9 @@ its views and losses, fine-tune encoder + MLP head with binary cross-entropy on 
 hard labels, and score precision / recall / accuracy of AD (positive class) on the
 held-out fold. Writes the run folder (config, per-fold results, figures, report.md, a
 statistical comparison of the frameworks) and one row per fold and metric into the
-results store.
+results store. The paper's claims are declared in `protocol.json` before anything trains
+(`bar_ad.config.study_protocol`, `shared.study`), tested fold by fold, and written to
+`claims.json`.
 
 The models are built, trained and evaluated in `bar_ad.training`; the figures, the
 table and report.md are written by `bar_ad.report`.
@@ -19,7 +21,8 @@ from pathlib import Path
 import numpy as np
 
 from bar_ad.atlas import load_atlas
-from bar_ad.config import ABLATIONS, FRAMEWORKS, METRICS, TABLE1, BarConfig, get_framework
+from bar_ad.config import (ABLATIONS, FRAMEWORKS, METRICS, TABLE1, BarConfig, declared_claims,
+                           get_framework, study_protocol, study_units)
 from bar_ad.data import load_adni, subject_folds, subject_holdout, write_adni_cohort
 from bar_ad.phantom import CohortGenerator, CohortSpec
 from bar_ad.report import curves_figure, mixing_figure, summarize, write_report
@@ -99,6 +102,16 @@ def run_fold(framework, config, atlas, data, train_idx, test_idx, *, seed, bank=
                 n_train=int(len(tr)), n_val=int(len(val)), n_test=int(len(test_idx)))
 
 
+def trivial_predictor(y, folds) -> dict:
+    """Accuracy (%) of answering each fold's training majority class, mean over the test folds."""
+    y = np.asarray(y, int)
+    majority = [int(np.bincount(y[tr], minlength=2).argmax()) for tr, _ in folds]
+    acc = [100.0 * float(np.mean(y[te] == m)) for m, (_, te) in zip(majority, folds)]
+    name = {0: "always CN", 1: "always AD"}[majority[0]] if len(set(majority)) == 1 \
+        else "training-fold majority class"
+    return {"accuracy": {"name": name, "value": float(np.mean(acc))}}
+
+
 def _record(store_url, config, results, log_fn):
     from shared.tracking.store import StoreUnreachableError, open_store
 
@@ -142,7 +155,8 @@ def run_experiment(config: BarConfig, out_dir, *, store_url=None, frameworks=Non
         Path of report.md.
     """
     from shared.cli.progress import progress as bar
-    from shared.tracking.runs import make_run_dir, write_json
+    from shared.study import Study
+    from shared.tracking.runs import git_revision, make_run_dir, write_json
 
     frameworks = tuple(config.frameworks if frameworks is None else frameworks)
     for fw in frameworks:
@@ -151,6 +165,11 @@ def run_experiment(config: BarConfig, out_dir, *, store_url=None, frameworks=Non
     out = make_run_dir(out_dir, dict(config=dataclasses.asdict(config), frameworks=frameworks,
                                      seed=seed, data_root=data_root, replicas=replicas,
                                      precision=precision, jit_compile=bool(jit_compile)))
+    # protocol.json before any training (none when no claim compares two of the frameworks).
+    study = Study(study_protocol(config, seed, frameworks), out) if declared_claims(frameworks) else None
+    if study is None:
+        log.warning("no claim of the paper compares two of %s: no claims.json", list(frameworks))
+    units = study_units(config, seed)
     t0 = time.perf_counter()
     if data_root is None:
         data_root = out / "data"
@@ -162,6 +181,8 @@ def run_experiment(config: BarConfig, out_dir, *, store_url=None, frameworks=Non
     folds = subject_folds(data["subjects"], data["y"], n_folds=config.n_folds, seed=seed)
     if config.folds_run is not None:
         folds = folds[: int(config.folds_run)]
+    if study is not None:
+        study.record_gate("min_test_fold_scans", min(len(te) for _, te in folds))
     results = {fw: [] for fw in frameworks}
     jobs = [(fw, k) for fw in frameworks for k in range(len(folds))]
     from shared.training.scale import clear_session
@@ -178,6 +199,8 @@ def run_experiment(config: BarConfig, out_dir, *, store_url=None, frameworks=Non
         res["seed"] = fold_seed
         res["fold"] = k
         results[fw].append(res)
+        if study is not None:
+            study.record(fw, units[k], {"accuracy": res["scores"]["accuracy"]})
     figures = out / "figures"
     figures.mkdir(exist_ok=True)
     mixing_figure(atlas, data, config, figures / "bar_vs_cutmix.png", seed=seed)
@@ -205,9 +228,11 @@ def run_experiment(config: BarConfig, out_dir, *, store_url=None, frameworks=Non
             title="BAR reproduction: accuracy per framework",
             description=f"Fold accuracies (%) of each framework, preset `{config.preset}`.",
             provenance={"experiment": experiment_name(config), "store": store_url})
+    claims = None if study is None else study.finish(
+        seed=seed, revision=git_revision(), trivial=trivial_predictor(data["y"], folds))
     report = write_report(out, config, table, results, data, atlas, frameworks,
                           curve_paths=curve_paths, stats_md=stats_md, recorded=recorded,
-                          notes=notes, seconds=time.perf_counter() - t0)
+                          notes=notes, seconds=time.perf_counter() - t0, claims=claims)
     return report
 
 

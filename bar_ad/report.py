@@ -102,14 +102,20 @@ def claim_checks(table):
 
 
 def write_report(out, config, table, results, data, atlas, frameworks, *, curve_paths,
-                 stats_md, recorded, notes, seconds):
-    """Writes report.md: our Table 1 beside the paper's, claim checks, figures."""
+                 stats_md, recorded, notes, seconds, claims=None):
+    """Writes report.md: the claims and their verdicts (`claims`, the document of
+    `shared.study`; None when no claim compares two of the frameworks run), our Table 1
+    beside the paper's, claim checks on the means, figures."""
+    from shared.study import claims_markdown
+
     n_sub = len(np.unique(data["subjects"]))
     ad_sub = len(np.unique(data["subjects"][data["y"] == 1]))
     folds = len(next(iter(results.values())))
     lines = [
         "# BAR (Brain-Aware Replacements) reproduction",
         "",
+        claims_markdown(claims) if claims is not None else
+        "No claims: no claim of the paper compares two of the frameworks run (no claims.json).\n",
         f"Preset `{config.preset}`: {len(data['y'])} scans of {n_sub} subjects "
         f"({ad_sub} AD, {n_sub - ad_sub} CN) on a {config.grid}^3 grid; atlas: {atlas.source}, "
         f"{atlas.num_regions} merged regions; ViT patch {config.patch_size}, width "
@@ -134,7 +140,7 @@ def write_report(out, config, table, results, data, atlas, frameworks, *, curve_
               ""]
     checks = claim_checks(table)
     if checks:
-        lines += ["## The paper's claims on this run", ""]
+        lines += ["## The paper's claims in numbers (fold means, no test)", ""]
         for text, ok, detail in checks:
             lines.append(f"- {text}: {'yes' if ok else 'no'} ({detail})")
         lines.append("")

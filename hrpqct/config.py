@@ -115,3 +115,82 @@ def get_config(preset: str, **overrides) -> HrpqctConfig:
     if preset not in PRESETS:
         raise ValueError(f"preset must be one of {sorted(PRESETS)}. Received: preset={preset!r}")
     return dataclasses.replace(PRESETS[preset], **overrides)
+
+
+ARMS = ("baseline", "proposed")
+MIN_STREAK_SPEARMAN = 0.5
+MIN_HIGH_GRADE_TEST_SCANS = 5
+MIN_TEST_GRADES = 4
+
+
+def study_protocol(config: HrpqctConfig, seed: int = 0):
+    """The study a run declares before training (see docs/studies.md).
+
+    Both arms are trained `config.seeds` times on one split of one cohort (both drawn
+    from `seed`); repetition r trains both arms with the same member seeds. The split
+    does not vary between units and the two architectures share no initial weights, so
+    a unit fixes only the batch order and augmentation draws for both arms: the arms are
+    compared as independent groups (Mann-Whitney U), as the run's comparison report does.
+
+    Args:
+        config: HrpqctConfig.
+        seed: int, default 0. The run's seed (cohort, split, member seeds).
+    """
+    from shared.study import Gate, Hypothesis, Protocol
+
+    test = "mannwhitney"
+    no_figure = "no figure: the thesis has no results chapter"
+    hypotheses = (
+        Hypothesis(id="H1", statement="The thesis' proposed network (batch norm, residual blocks, "
+                                      "CBAM) grades motion better than Walle et al.'s CNN: higher "
+                                      "quadratic weighted kappa against the rater consensus",
+                   endpoint="kappa", arms=("proposed", "baseline"), direction="greater", sesoi=0.05,
+                   test=test, paper_value=no_figure),
+        Hypothesis(id="H2", statement="The proposed network grades more test scans exactly right "
+                                      "(scan accuracy) than Walle et al.'s CNN",
+                   endpoint="accuracy", arms=("proposed", "baseline"), direction="greater",
+                   sesoi=0.05, test=test, family="secondary", paper_value=no_figure),
+        Hypothesis(id="H3", statement="The proposed network flags more of the scans that need a "
+                                      "rescan (grade >= 4: rescan sensitivity) than Walle et al.'s CNN",
+                   endpoint="rescan_sensitivity", arms=("proposed", "baseline"), direction="greater",
+                   sesoi=0.1, test=test, family="secondary", paper_value=no_figure),
+    )
+    gates = (
+        Gate(name="air_streak_spearman", source="oracle", comparison=">=",
+             threshold=MIN_STREAK_SPEARMAN,
+             description="Spearman correlation of the air-streak RMS (the streaks around the limb, "
+                         "an image statistic that needs no training) with the consensus grade, all "
+                         "scans: the slices the graders read carry the grade"),
+        Gate(name="test_grades_present", source="data", comparison=">=", threshold=MIN_TEST_GRADES,
+             description="consensus grades (of 1-5) present among the test scans: on fewer, kappa "
+                         "and accuracy measure the ordering of a few neighbouring grades only",
+             hypotheses=("H1", "H2")),
+        Gate(name="high_grade_test_scans", source="data", comparison=">=",
+             threshold=MIN_HIGH_GRADE_TEST_SCANS,
+             description="test scans of consensus grade 4 or 5 (rescan): the rescan sensitivity "
+                         "rests on them alone; with fewer than 5 it moves in steps above 0.2",
+             hypotheses=("H3",)),
+    )
+    sites = config.sites
+    return Protocol(
+        paper="hrpqct", preset=config.preset, arms=ARMS,
+        pairing_unit="repetition r (not paired): both arms train on the same cohort and the same "
+                     "split (drawn once from the seed, shared by every unit) with the same member "
+                     "seeds seed * 100003 + 1009 r + k (batch order, augmentation draws); the two "
+                     "architectures share no initial weights, so the arms are compared as "
+                     "independent groups",
+        units=tuple(range(int(config.seeds))),
+        test_set={"source": f"one scan-level split stratified by consensus grade ({config.test_fraction:g} "
+                            f"of each grade to the test set, {config.val_fraction:g} to validation), "
+                            f"drawn once from the run seed; the same test scans for both arms and "
+                            f"every repetition, never used to choose anything (early stopping reads "
+                            f"the validation scans)",
+                  "seed": int(seed), "fraction": float(config.test_fraction),
+                  "cohort_scans": int(sum(sites.values())),
+                  "cohort": f"simulated ({', '.join(f'{n} {s}' for s, n in sites.items())}) from the "
+                            f"seed, unless the run reads --data"},
+        hypotheses=hypotheses, gates=gates,
+        deviations=() if config.preset == "paper" else (
+            f"preset {config.preset}: reduced grid, views, cohort, networks, ensemble and epochs "
+            f"(see hrpqct/config.py)",),
+    )

@@ -16,6 +16,9 @@
 5. Statistical comparison of the arms' kappas over the seeds, Grad-CAM of the
    graders on streaked test slices, figures, rows in the results store,
    report.md.
+6. The study: hypotheses and gates declared in `protocol.json` before anything
+   trains (`hrpqct.config.study_protocol`, `shared.study`), verdicts in
+   `claims.json`, whose table opens report.md.
 
 The graders are trained and scored in `hrpqct.training` and grade scans through
 `hrpqct.grading`; the figures and report.md are written by `hrpqct.report`.
@@ -32,6 +35,7 @@ import keras
 import numpy as np
 from scipy import stats as sstats
 
+from hrpqct.config import ARMS, study_protocol
 from hrpqct.data import generate_dataset, load_dataset
 from hrpqct.grading import (air_streak_rms, ensemble_scan_grades, fit_qme_thresholds, predict_votes, prefilter,
                             qme_grades, standardize)
@@ -39,14 +43,14 @@ from hrpqct.report import gradcam_figure, scatter_qme, write_report
 from hrpqct.training import scan_metrics, train_grader
 from shared.metrics import confusion_matrix, quadratic_weighted_kappa
 from shared.cli.progress import progress as progress_bar
-from shared.tracking.runs import make_run_dir, write_json
+from shared.study import Study
+from shared.tracking.runs import git_revision, make_run_dir, write_json
 from shared.training.scale import clear_session
 from shared.training.seeding import numpy_rng
 
 log = logging.getLogger(__name__)
 
 EXPERIMENT = "hrpqct"
-ARMS = ("baseline", "proposed")
 GRADE_NAMES = [f"grade {g}" for g in range(1, 6)]
 
 
@@ -86,6 +90,26 @@ def rater_agreement(rater_grades, consensus) -> dict:
     return out
 
 
+def trivial_predictors(train_grades, test_grades) -> dict:
+    """What grading every test scan with the most common training grade scores.
+
+    A constant grade has quadratic weighted kappa 0 against any consensus (the observed
+    and the chance-expected agreement are equal); accuracy is that grade's share of the
+    test scans, rescan sensitivity 1 if it is 4 or 5, else 0.
+    """
+    grade = int(np.bincount(np.asarray(train_grades, int)).argmax())
+    test_grades = np.asarray(test_grades, int)
+    name = f"always grade {grade}"
+    return {"kappa": {"name": name, "value": 0.0},
+            "accuracy": {"name": name, "value": float(np.mean(test_grades == grade))},
+            "rescan_sensitivity": {"name": name, "value": float(grade >= 4)}}
+
+
+def _endpoints(metrics) -> dict:
+    """The study's endpoints from one ensemble's test metrics (undefined ones left out)."""
+    return {k: metrics[k] for k in ("kappa", "accuracy", "rescan_sensitivity") if np.isfinite(metrics[k])}
+
+
 def _slices(images, idx):
     x = images[idx]
     return x.reshape((-1,) + x.shape[2:] + (1,)).astype(np.float32)
@@ -113,6 +137,7 @@ def run_experiment(config, *, out_dir, store_url=None, seed=0, progress=True, da
 
     t_start = time.perf_counter()
     out = make_run_dir(out_dir, config)
+    study = Study(study_protocol(config, seed), out)  # protocol.json before any training
     fig_dir = out / "figures"
     fig_dir.mkdir(exist_ok=True)
     if data_dir is None:
@@ -130,6 +155,8 @@ def run_experiment(config, *, out_dir, store_url=None, seed=0, progress=True, da
     consensus = data["consensus"]
     train_idx, val_idx, test_idx = stratified_split(consensus, val_fraction=config.val_fraction,
                                                     test_fraction=config.test_fraction, seed=seed)
+    study.record_gate("test_grades_present", len(np.unique(consensus[test_idx])))
+    study.record_gate("high_grade_test_scans", int(np.sum(consensus[test_idx] >= 4)))
     # Walle's prefilter, then the training slices' mean and standard deviation for all.
     images = prefilter(data["images"], config.prefilter_sigma)
     images = standardize(images, images[train_idx])
@@ -159,6 +186,7 @@ def run_experiment(config, *, out_dir, store_url=None, seed=0, progress=True, da
     # The streaks in the air around the limb: an image statistic the graders could learn from.
     streak = air_streak_rms(data["images"])
     rho, p = sstats.spearmanr(streak, consensus)
+    study.record_gate("air_streak_spearman", None if np.isnan(rho) else float(rho))
     fit_idx = np.concatenate([train_idx, val_idx])
     thr = fit_qme_thresholds(streak[fit_idx], consensus[fit_idx])
     results["streak"] = {
@@ -203,6 +231,7 @@ def run_experiment(config, *, out_dir, store_url=None, seed=0, progress=True, da
         metrics["epochs"] = float(np.mean([len(h["loss"]) for h in histories]))
         duration = time.perf_counter() - t0
         per_arm[arm].append(metrics)
+        study.record(arm, rep, _endpoints(metrics))
         model_id = f"{config.preset}_{arm}_seed{seed}_rep{rep}"
         store.record_trial(search_id, model_id, group=arm,
                            hyperparameters={"arm": arm, "rep": rep, "ensemble_size": config.ensemble_size,
@@ -244,5 +273,7 @@ def run_experiment(config, *, out_dir, store_url=None, seed=0, progress=True, da
                      f"ensemble of {config.ensemble_size} ({config.seeds} seeds per arm, preset {config.preset})."))
     results["timing_s"] = {"data": t_data, "total": time.perf_counter() - t_start}
     write_json(out / "results.json", results)
-    report = write_report(out, config, results, comparison)
+    claims = study.finish(seed=seed, revision=git_revision(),
+                          trivial=trivial_predictors(consensus[train_idx], consensus[test_idx]))
+    report = write_report(out, config, results, comparison, claims=claims)
     return report

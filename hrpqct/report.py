@@ -56,16 +56,22 @@ def _fmt(x):
     return "n/a" if x is None or (isinstance(x, float) and np.isnan(x)) else f"{x:.3f}"
 
 
-def write_report(out, config, results, comparison) -> Path:
-    """Writes report.md from the run's `results`; `comparison` is the arms' comparison report."""
+def write_report(out, config, results, comparison, claims=None) -> Path:
+    """Writes report.md from the run's `results`; `comparison` is the arms' comparison report,
+    `claims` the claims document of `shared.study`, whose table opens the report."""
+    from shared.study import claims_markdown
+
     r = results
-    lines = [f"# HR-pQCT motion grading ({config.preset} preset)", "",
-             f"Simulated cohort: {r['n_scans']} scans ({r['n_train']} train / {r['n_val']} val / "
-             f"{r['n_test']} test), {config.image_size} x {config.image_size} slices, "
-             f"{config.slices_per_scan} slices per scan, {config.n_projections} views over 180 degrees.", "",
-             "Consensus grade counts (grades 1-5): "
-             + "; ".join(f"{site}: {counts}" for site, counts in r["grade_counts"].items()), "",
-             "## Operator agreement (simulated raters)", "", "| pair | quadratic weighted kappa |", "|---|---|"]
+    lines = [f"# HR-pQCT motion grading ({config.preset} preset)", ""]
+    if claims is not None:
+        lines.append(claims_markdown(claims))
+    lines += [
+        f"Simulated cohort: {r['n_scans']} scans ({r['n_train']} train / {r['n_val']} val / "
+        f"{r['n_test']} test), {config.image_size} x {config.image_size} slices, "
+        f"{config.slices_per_scan} slices per scan, {config.n_projections} views over 180 degrees.", "",
+        "Consensus grade counts (grades 1-5): "
+        + "; ".join(f"{site}: {counts}" for site, counts in r["grade_counts"].items()), "",
+        "## Operator agreement (simulated raters)", "", "| pair | quadratic weighted kappa |", "|---|---|"]
     lines += [f"| {k[6:].replace('_', ' vs ')} | {_fmt(v)} |" for k, v in r["raters"].items() if k.startswith("kappa")]
     lines += ["", f"Scans where the raters disagree: {100 * r['raters']['any_disagreement_fraction']:.0f} % "
               f"(thesis: up to 30 %); full agreement {100 * r['raters']['full_agreement_fraction']:.0f} %.", ""]

@@ -19,6 +19,7 @@ METRICS = ("precision", "recall", "f1", "specificity")
 class LgeQaConfig:
     """Every setting of the reproduction; library functions take these explicitly."""
 
+    preset: str = "paper"  # the preset these settings came from (named in protocol.json)
     # Data (phantom; the loader reads any slice count and size).
     n_segmentation: int = 900
     n_scored: int = 196
@@ -84,6 +85,7 @@ def quick() -> LgeQaConfig:
     paper's patience 7.
     """
     return LgeQaConfig(
+        preset="quick",
         n_segmentation=24,
         n_scored=80,
         volume_shape=(64, 64, 12),
@@ -110,6 +112,7 @@ def quick() -> LgeQaConfig:
 def tiny() -> LgeQaConfig:
     """Seconds: tests and the notebook in CI."""
     return LgeQaConfig(
+        preset="tiny",
         n_segmentation=4,
         n_scored=28,
         volume_shape=(32, 32, 6),
@@ -148,3 +151,87 @@ def get_config(preset: str, **overrides) -> LgeQaConfig:
             raise ValueError(f"LgeQaConfig has no field {key!r}")
         setattr(cfg, key, value)
     return cfg
+
+
+# Table 2 of the paper (F1 and specificity, mean over 5 repetitions), for the hypotheses.
+PAPER_F1 = {"baseline": 0.71, "multitask": 0.73, "contrastive": 0.76}
+PAPER_SPECIFICITY = {"baseline": 0.38, "multitask": 0.44, "contrastive": 0.48}
+# The Table 2 ordering "QA & Contrastive > Multi-Task QA > QA", pair by pair: (id, endpoint,
+# first arm, second arm). The effect is first minus second.
+ORDERING = (("H1", "f1", "contrastive", "baseline"), ("H2", "f1", "multitask", "baseline"),
+            ("H3", "f1", "contrastive", "multitask"), ("H4", "specificity", "contrastive", "baseline"),
+            ("H5", "specificity", "multitask", "baseline"),
+            ("H6", "specificity", "contrastive", "multitask"))
+SESOI = {"f1": 0.05, "specificity": 0.1}
+MIN_TEST_NEGATIVES = 20
+
+
+def study_protocol(config: LgeQaConfig, seed=None, strategies=None):
+    """The study a run declares before training (see docs/studies.md).
+
+    One unit is a repetition r: every strategy of that repetition trains and is tested
+    on the same scan split (drawn from `seed + 1000 r`) with the same training seed
+    `seed + r`, on the slices the one LA detector of the run selected. Only the
+    hypotheses whose two strategies both run are declared.
+
+    Args:
+        config: LgeQaConfig.
+        seed: int, optional. The run's seed (default `config.seed`).
+        strategies: sequence of str, optional. The strategies that train (default
+            `config.strategies`); at least two.
+
+    Raises:
+        ValueError: fewer than two strategies (nothing to compare).
+    """
+    from shared.study import Gate, Hypothesis, Protocol
+
+    seed = config.seed if seed is None else int(seed)
+    arms = tuple(config.strategies if strategies is None else strategies)
+    if len(arms) < 2:
+        raise ValueError(f"a study compares at least two strategies. Received: strategies={list(arms)}")
+    names = {"baseline": "QA", "multitask": "Multi-Task QA", "contrastive": "QA & Contrastive"}
+    table = {"f1": PAPER_F1, "specificity": PAPER_SPECIFICITY}
+    hypotheses = tuple(
+        Hypothesis(id=hid, statement=f"{names[a]} has a higher {endpoint} than {names[b]} "
+                                     f"(Table 2: {table[endpoint][a]:.2f} vs {table[endpoint][b]:.2f})",
+                   endpoint=endpoint, arms=(a, b), direction="greater",
+                   # Never above the paper's own gap: a result equal to the paper's
+                   # must not fall short of the smallest effect of interest.
+                   sesoi=min(SESOI[endpoint], round(table[endpoint][a] - table[endpoint][b], 3)),
+                   # The paper's 5 repetitions: a two-sided Wilcoxon cannot go below
+                   # p = 0.0625 on 5 pairs, the paired t-test can.
+                   test="paired_t", paper_value=f"{table[endpoint][a]:.2f} vs {table[endpoint][b]:.2f}")
+        for hid, endpoint, a, b in ORDERING if a in arms and b in arms)
+    covered = tuple(h.id for h in hypotheses if h.endpoint == "specificity")
+    gates = () if not covered else (
+        Gate(name="test_negatives", source="data", comparison=">=", threshold=MIN_TEST_NEGATIVES,
+             description="non-diagnostic (negative) scans in the test splits, summed over the "
+                         "repetitions (counted from the labels before training). Specificity "
+                         "rests on these scans alone: with fewer than 20 in all, a repetition "
+                         "holds a handful and its specificity moves in steps of 1/n (0.17 or more "
+                         "at 6 or fewer), coarser than the smallest effect of interest 0.1. F1 "
+                         "(diagnostic = positive) rests mostly on the positives, about two thirds "
+                         "of the test scans, and is not gated",
+             hypotheses=covered),)
+    deviations = []
+    if config.preset != "paper":
+        deviations.append(f"preset {config.preset}: reduced cohort, image size, network and "
+                          f"schedules (see lge_qa/config.py)")
+    if config.encoder_weights is None:
+        deviations.append("the encoder starts from random weights (the paper: ImageNet ResNet34)")
+    return Protocol(
+        paper="lge_qa", preset=config.preset, arms=arms,
+        pairing_unit="repetition r: the same scan split (test / train / validation, drawn from "
+                     "seed + 1000 r) and the same training seed seed + r (initial weights, batch "
+                     "order, augmentation draws) for every strategy; one LA detector and slice "
+                     "selection shared by all",
+        units=tuple(range(int(config.repetitions))),
+        test_set={"source": f"per repetition, {config.test_scans} of the {config.n_scored} scored "
+                            f"scans drawn by a permutation seeded seed + 1000 r (as the paper redraws "
+                            f"its split per repetition); the same scans for every strategy, never "
+                            f"used to choose anything (early stopping reads the validation scans)",
+                  "split_seeds": [seed + 1000 * r for r in range(int(config.repetitions))],
+                  "scans_per_repetition": int(config.test_scans),
+                  "cohort": f"phantom generated from seed {seed} unless the run reads --data"},
+        hypotheses=hypotheses, gates=gates, deviations=tuple(deviations),
+    )

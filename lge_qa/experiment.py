@@ -10,7 +10,9 @@
    90:10 train / validation), trains each strategy on the selected slices, predicts the
    test slices, takes each scan's mode, and computes precision, recall, F1 and
    specificity of the fibrosis-quality label (positive = diagnostic);
-4. writes results-store rows, a statistical comparison of the strategies
+4. tests the Table 2 ordering declared in `protocol.json` before anything trained
+   (`lge_qa.config.study_protocol`, `shared.study`) and writes `claims.json`;
+5. writes results-store rows, a statistical comparison of the strategies
    (`shared.report`), HiResCAM overlays (Baseline vs Multi-Task, Fig. 2), an embedding
    plot (UMAP, or PCA without umap-learn, Fig. 3) and `report.md`.
 
@@ -26,7 +28,7 @@ from pathlib import Path
 import numpy as np
 
 from lge_qa import io, phantom
-from lge_qa.config import METRICS, STRATEGIES, LgeQaConfig
+from lge_qa.config import METRICS, STRATEGIES, LgeQaConfig, study_protocol
 from lge_qa.report import save_cam_figure, save_embedding_figure, summarise, write_report
 from lge_qa.training import detector_metrics, evaluate_scans, train_la_detector, train_strategy
 
@@ -92,6 +94,32 @@ def detect_slices(probabilities, case_index, case_ids, threshold, *, fallback_to
     return selected
 
 
+# ----------------------------------------------------------------------------- study
+
+
+def count_test_negatives(labels, splits) -> int:
+    """Non-diagnostic scans (fibrosis-quality label 0) in the test splits, summed over them."""
+    return int(sum(np.sum(labels[split["test"], 3] == 0) for split in splits))
+
+
+def trivial_predictors(labels, splits) -> dict:
+    """What calling every scan diagnostic scores, mean over the repetitions' test splits.
+
+    F1 = 2 p / (1 + p) with p the share of diagnostic test scans (precision p, recall 1);
+    specificity 0.
+    """
+    prevalence = np.array([np.mean(labels[split["test"], 3] == 1) for split in splits], float)
+    f1 = 2 * prevalence / (1 + prevalence)
+    return {"f1": {"name": "all diagnostic", "value": float(np.mean(f1))},
+            "specificity": {"name": "all diagnostic", "value": 0.0}}
+
+
+def _endpoints(metrics) -> dict:
+    """The study's endpoints from one strategy's test metrics (undefined ones left out)."""
+    return {k: metrics[k] for k in ("f1", "specificity")
+            if k in metrics and np.isfinite(metrics[k])}
+
+
 # ----------------------------------------------------------------------------- driver
 
 
@@ -114,10 +142,12 @@ def run_experiment(cfg: LgeQaConfig, *, out_dir, store_url=None, data_root=None,
         jit_compile: bool, default False. Compile the train steps with XLA.
 
     Returns:
-        dict with "summary", "results", "detector", "report" (path of report.md), "figures".
+        dict with "summary", "results", "detector", "report" (path of report.md), "figures",
+        "stats" and "claims" (the claims document; None when a single strategy ran).
     """
     from shared.cli.progress import progress as pbar
-    from shared.tracking.runs import make_run_dir, write_json
+    from shared.study import Study
+    from shared.tracking.runs import git_revision, make_run_dir, write_json
     from shared.training.seeding import set_global_seed
 
     strategies = tuple(cfg.strategies if strategies is None else strategies)
@@ -126,6 +156,10 @@ def run_experiment(cfg: LgeQaConfig, *, out_dir, store_url=None, data_root=None,
             raise ValueError(f"strategy must be one of {STRATEGIES}. Received: {s!r}")
     t0 = time.time()
     out = make_run_dir(out_dir, {**cfg.to_dict(), "strategies": list(strategies)})
+    # protocol.json before any training; a single strategy has nothing to compare.
+    study = Study(study_protocol(cfg, cfg.seed, strategies), out) if len(strategies) > 1 else None
+    if study is None:
+        log.warning("one strategy (%s): no hypothesis to test, no claims.json", strategies[0])
     data_root = Path(data_root) if data_root is not None else out / "data"
     wrap = (lambda it, desc: pbar(it, desc=desc, enabled=progress))
     ensure_dataset(cfg, data_root, progress=lambda it, desc: wrap(it, desc))
@@ -135,6 +169,12 @@ def run_experiment(cfg: LgeQaConfig, *, out_dir, store_url=None, data_root=None,
     seg = io.load_cohort(data_root / phantom.SEG_SPLIT, size=cfg.image_size)
     scores = io.read_scores_csv(data_root / phantom.SCORES_FILE)
     qa = io.load_cohort(data_root / phantom.QA_SPLIT, size=cfg.image_size, scores=scores, require_mask=False)
+    labels = io.binarise_scores(qa["scores"], cfg.score_threshold)
+    n_scans = len(qa["case_ids"])
+    splits = [split_scans(n_scans, test_scans=cfg.test_scans, val_fraction=cfg.val_fraction,
+                          seed=cfg.seed + 1000 * r) for r in range(cfg.repetitions)]
+    if study is not None and "test_negatives" in [g.name for g in study.protocol.gates]:
+        study.record_gate("test_negatives", count_test_negatives(labels, splits))
     detector = train_la_detector(cfg, seg, seed=cfg.seed, verbose=verbose, strategy=distribute,
                                  jit_compile=jit_compile)
     prob = detector.predict(qa["images"], batch_size=256, verbose=0)
@@ -142,7 +182,6 @@ def run_experiment(cfg: LgeQaConfig, *, out_dir, store_url=None, data_root=None,
     det = detector_metrics(prob, qa["masks"], selected, cfg.detection_threshold)
     log.info("LA detector: %s", det)
 
-    labels = io.binarise_scores(qa["scores"], cfg.score_threshold)
     # Scans without a stored LA mask fall back to the detector's mask for the multi-task decoder.
     masks = qa["masks"].copy()
     for i in np.flatnonzero(~qa["has_mask"]):
@@ -150,15 +189,13 @@ def run_experiment(cfg: LgeQaConfig, *, out_dir, store_url=None, data_root=None,
         masks[idx] = (prob[idx] > cfg.detection_threshold).astype(masks.dtype)
     data = {"images": qa["images"][selected], "masks": masks[selected],
             "case_index": qa["case_index"][selected], "labels": labels}
-    n_scans = len(qa["case_ids"])
 
     results = {s: [] for s in strategies}
     figures = {}
     keep_models, keep_probs, rep0_split = {}, {}, None
     steps = [(r, s) for r in range(cfg.repetitions) for s in strategies]
     for r, strategy in wrap(steps, "lge-qa"):
-        split = split_scans(n_scans, test_scans=cfg.test_scans, val_fraction=cfg.val_fraction,
-                            seed=cfg.seed + 1000 * r)
+        split = splits[r]
         split_slices = {k: np.flatnonzero(np.isin(data["case_index"], v)) for k, v in split.items()}
         ts = time.time()
         model, history = train_strategy(strategy, cfg, data, split_slices, seed=cfg.seed + r, verbose=verbose,
@@ -172,6 +209,8 @@ def run_experiment(cfg: LgeQaConfig, *, out_dir, store_url=None, data_root=None,
             # Eq. 5 per pre-training epoch (mean over its batches), for metrics.json.
             metrics["pretrain_loss"] = [float(v) for v in history["pretrain"].get("loss", [])]
         results[strategy].append(metrics)
+        if study is not None:
+            study.record(strategy, r, _endpoints(metrics))
         log.info("repetition %d %s: %s", r, strategy, metrics)
         if r == 0:
             keep_models[strategy], keep_probs[strategy], rep0_split = model, slice_prob, split_slices
@@ -205,10 +244,12 @@ def run_experiment(cfg: LgeQaConfig, *, out_dir, store_url=None, data_root=None,
                 out_dir=out / f"stats_{metric}", title=f"LGE QA strategies: {metric}",
                 description=f"Test-set {metric} of the fibrosis-quality label over {cfg.repetitions} repetitions.")
 
+    claims = None if study is None else study.finish(
+        seed=cfg.seed, revision=git_revision(), trivial=trivial_predictors(labels, splits))
     report = write_report(out, cfg, strategies, summary, det, figures, projection, stats_paths,
-                          time.time() - t0, store_rows)
+                          time.time() - t0, store_rows, claims=claims)
     return {"summary": summary, "results": results, "detector": det, "report": report,
-            "figures": figures, "stats": stats_paths}
+            "figures": figures, "stats": stats_paths, "claims": claims}
 
 
 def _record(store_url, cfg, results, det, strategies):

@@ -128,11 +128,18 @@ def table_markdown(summary) -> str:
     return "\n".join(lines)
 
 
-def write_report(out, cfg, strategies, summary, det, figures, projection, stats_paths, seconds, store_rows):
-    """Writes report.md: the detector's scores, our Table 2 beside the paper's, Figs. 2-3."""
+def write_report(out, cfg, strategies, summary, det, figures, projection, stats_paths, seconds, store_rows,
+                 claims=None):
+    """Writes report.md: the claims and their verdicts (`claims`, the document of
+    `shared.study`; None when a single strategy ran), the detector's scores, our Table 2
+    beside the paper's, Figs. 2-3."""
+    from shared.study import claims_markdown
+
     lines = [
         "# LGE-MRI quality assessment (Sultan et al.): reproduction run",
         "",
+        claims_markdown(claims) if claims is not None else
+        "No claims: a single strategy ran, and every hypothesis compares two (no claims.json).\n",
         f"{cfg.n_scored} scored scans, {cfg.n_segmentation} masks-only scans, slices {cfg.image_size} px, "
         f"{cfg.repetitions} repetitions, test split {cfg.test_scans} scans. Run time {seconds:.0f} s; "
         f"{store_rows} rows written to the results store.",

@@ -83,7 +83,7 @@ def decide_verdict(direction, *, p_holm, effect, ci95, sesoi, alpha, mde=None, n
 
 def inconclusive_note(mde, n, sesoi) -> str:
     if mde is None or not math.isfinite(mde):
-        return f"the design's minimum detectable effect is unknown (n = {n})"
+        return f"this design detects no difference (n = {n})"
     return (f"this design detects differences of {mde:.3g} or more (n = {n}, 80 % power); "
             f"the smallest effect of interest is {sesoi:g}")
 
@@ -103,12 +103,26 @@ def _paired_values(outcomes, hypothesis):
             np.array([second[u] for u in units], float), units)
 
 
+def min_attainable_p(test, n_a, n_b=None) -> float:
+    """The smallest two-sided p a rank test can give with these sizes (0 for t-tests).
+
+    Wilcoxon signed-rank on n pairs: every difference of one sign, 2 / 2^n.
+    Mann-Whitney on n_a and n_b values: complete separation, 2 / C(n_a + n_b, n_a).
+    """
+    if test == "wilcoxon":
+        return min(1.0, 2.0 * 0.5 ** int(n_a))
+    if test == "mannwhitney":
+        return min(1.0, 2.0 / math.comb(int(n_a) + int(n_b), int(n_a)))
+    return 0.0
+
+
 def _test_one(hypothesis, a, b, *, seed):
     """Raw p, effect, CI and MDE of one hypothesis (no multiplicity correction)."""
     n = len(a) if hypothesis.paired else min(len(a), len(b))
     out = {"n": int(n), "effect": None, "ci95": None, "p": None, "mde": None, "note": None}
     if n < MIN_UNITS:
         return out
+    floor = min_attainable_p(hypothesis.test, len(a), len(b))
     if hypothesis.paired:
         result = compare_paired(a, b, test=hypothesis.test, seed=seed)
         diff = a - b
@@ -127,6 +141,11 @@ def _test_one(hypothesis, a, b, *, seed):
             p = tost_independent(a, b, margin=hypothesis.sesoi, alpha=hypothesis.alpha)["p"]
         out.update(effect=_finite(result["mean_difference"]), ci95=list(result["ci95"]),
                    p=_finite(p), note=result.get("note"))
+    if floor >= hypothesis.alpha and hypothesis.direction != "equivalent":
+        out["mde"] = None
+        out["note"] = "; ".join(filter(None, [out["note"], (
+            f"a two-sided {hypothesis.test} test on these {n} units cannot reach p < "
+            f"{hypothesis.alpha:g} (smallest attainable p {floor:.3g}): more units are needed")]))
     return out
 
 

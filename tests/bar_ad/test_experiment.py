@@ -30,6 +30,21 @@ def test_tiny_run_end_to_end(tmp_path):
     rows = open_store(url).evaluations("bar_ad_tiny")
     assert {r["group"] for r in rows} == {"scratch", "bar_recon"}
     assert {r["metric"] for r in rows} == {"precision", "recall", "accuracy"}
+    from shared.study import read_claims, read_protocol
+
+    assert text.index("## Claims") < text.index("| framework | precision")
+    claims = read_claims(run)  # validates against the schema
+    protocol = read_protocol(run / "protocol.json")
+    assert claims["protocol_sha256"] == protocol["sha256"]
+    assert protocol["protocol"]["units"] == ["s0-f0"]
+    # Only BAR + recon vs scratch runs at the tiny size; its one test fold of a few scans
+    # fails the fold-size gate, so H5 is untestable.
+    (claim,) = claims["claims"]
+    assert claim["id"] == "H5" and claim["arms"] == ["bar_recon", "scratch"]
+    gate = claims["gates"][0]
+    assert gate["name"] == "min_test_fold_scans" and gate["value"] == results["folds"]["scratch"][0]["n_test"]
+    assert not gate["passed"] and claim["verdict"] == "untestable"
+    assert claim["trivial"]["name"] == "always CN" and claim["n"] == 1
 
 
 def test_config_and_framework_resolution():
@@ -43,6 +58,27 @@ def test_config_and_framework_resolution():
     assert _resolve_frameworks(["bar", "ablations"]) == ("bar",) + ABLATIONS
     with pytest.raises(ValueError, match="Unknown framework"):
         _resolve_frameworks(["mixup"])
+
+
+def test_study_protocol_declares_the_claims_whose_frameworks_run():
+    import numpy as np
+
+    from bar_ad.config import study_protocol
+    from bar_ad.experiment import trivial_predictor
+
+    quick = study_protocol(get_config("quick"), seed=2)
+    assert quick.units == ("s2-f0", "s2-f1") and quick.arms == get_config("quick").frameworks
+    assert [h.id for h in quick.hypotheses] == ["H1", "H3", "H4", "H5"]
+    assert all(h.test == "paired_t" and h.endpoint == "accuracy" for h in quick.hypotheses)
+    assert [h.id for h in study_protocol(get_config("paper")).hypotheses] == ["H1", "H2", "H3", "H4", "H5"]
+    assert study_protocol(get_config("paper", folds_run=3)).units == ("s0-f0", "s0-f1", "s0-f2")
+    with pytest.raises(ValueError, match="no claim"):
+        study_protocol(get_config("quick"), frameworks=ABLATIONS)
+    # Trivial predictor by hand: training majority CN in both folds; test folds hold
+    # 3 CN of 4 and 1 CN of 2 scans.
+    y = np.array([0, 0, 0, 1, 0, 1, 0, 0])
+    folds = [(np.array([4, 5, 6, 7]), np.array([0, 1, 2, 3])), (np.array([0, 1, 2, 3]), np.array([5, 6]))]
+    assert trivial_predictor(y, folds) == {"accuracy": {"name": "always CN", "value": 62.5}}
 
 
 def test_claim_checks():

@@ -1,6 +1,7 @@
 import argparse
 import json
 
+import numpy as np
 import pytest
 
 from hrpqct import cli, data
@@ -31,6 +32,28 @@ def test_cli_arguments_and_generate(tmp_path, capsys):
         get_config("huge")
 
 
+def test_study_protocol_and_trivial_predictor():
+    from hrpqct.config import study_protocol
+    from hrpqct.experiment import trivial_predictors
+    from shared.metrics import quadratic_weighted_kappa
+
+    protocol = study_protocol(get_config("quick"), seed=4)
+    assert protocol.arms == ("baseline", "proposed") and protocol.units == (0, 1, 2)
+    assert [(h.id, h.endpoint, h.family) for h in protocol.hypotheses] == [
+        ("H1", "kappa", "primary"), ("H2", "accuracy", "secondary"),
+        ("H3", "rescan_sensitivity", "secondary")]
+    assert all(not h.paired and h.arms == ("proposed", "baseline") for h in protocol.hypotheses)
+    assert protocol.gate("high_grade_test_scans").hypotheses == ("H3",)
+    assert protocol.test_set["seed"] == 4 and protocol.test_set["cohort_scans"] == 120
+    # Most common training grade 2; test grades 1, 2, 2, 4, 5.
+    test = np.array([1, 2, 2, 4, 5])
+    trivial = trivial_predictors(np.array([1, 2, 2, 3, 2]), test)
+    assert trivial["accuracy"] == {"name": "always grade 2", "value": 0.4}
+    assert trivial["rescan_sensitivity"]["value"] == 0.0
+    assert trivial["kappa"]["value"] == 0.0 == pytest.approx(
+        quadratic_weighted_kappa(test, np.full(5, 2), num_classes=5, min_label=1))
+
+
 @pytest.mark.slow
 def test_tiny_end_to_end(tmp_path):
     from shared.tracking.store import open_store
@@ -51,3 +74,24 @@ def test_tiny_end_to_end(tmp_path):
     store = open_store(url)
     rows = store.evaluations("hrpqct", metric="kappa")
     assert {r["group"] for r in rows} == {"baseline", "proposed"} and len(rows) == 4
+    from shared.study import read_claims, read_protocol
+
+    assert text.index("## Claims") < text.index("## Operator agreement")
+    run = tmp_path / "run"
+    claims = read_claims(run)  # validates against the schema
+    protocol = read_protocol(run / "protocol.json")
+    assert claims["protocol_sha256"] == protocol["sha256"]
+    assert protocol["protocol"]["units"] == [0, 1] and protocol["protocol"]["arms"] == ["baseline", "proposed"]
+    verdicts = {c["id"]: c for c in claims["claims"]}
+    gates = {g["name"]: g for g in claims["gates"]}
+    test_counts = np.asarray(results["confusion"]["baseline"]).sum(axis=1)  # test scans of grades 1-5
+    assert gates["high_grade_test_scans"]["value"] == test_counts[3] + test_counts[4]
+    assert gates["test_grades_present"]["value"] == np.count_nonzero(test_counts)
+    # Uniform grades: every grade is in the test set, but only a scan or two of grades 4-5,
+    # so the rescan claim H3 is untestable; two seeds per arm are too few to test H1.
+    assert gates["air_streak_spearman"]["passed"] and gates["test_grades_present"]["passed"]
+    assert not gates["high_grade_test_scans"]["passed"]
+    assert verdicts["H3"]["verdict"] == "untestable" and "high_grade_test_scans" in verdicts["H3"]["note"]
+    assert verdicts["H1"]["n"] == 2 and verdicts["H1"]["verdict"] == "inconclusive"
+    assert verdicts["H1"]["paired"] is False and verdicts["H1"]["test"] == "mannwhitney"
+    assert verdicts["H1"]["trivial"]["value"] == 0.0

@@ -52,6 +52,33 @@ def test_summary_and_table():
     assert "| QA (ours) | 0.60 ± 0.14" in table and "| QA (paper) | 0.60 ± 0.05" in table
 
 
+def test_study_protocol_declares_only_the_pairs_that_run():
+    from lge_qa.config import study_protocol
+
+    full = study_protocol(get_config("quick"))
+    assert [h.id for h in full.hypotheses] == ["H1", "H2", "H3", "H4", "H5", "H6"]
+    assert full.units == (0, 1, 2) and full.preset == "quick"
+    assert full.test_set["split_seeds"] == [0, 1000, 2000]
+    assert full.gates[0].hypotheses == ("H4", "H5", "H6")  # the specificity claims
+    pair = study_protocol(get_config("tiny", seed=3), strategies=("baseline", "contrastive"))
+    assert [(h.id, h.arms) for h in pair.hypotheses] == [("H1", ("contrastive", "baseline")),
+                                                         ("H4", ("contrastive", "baseline"))]
+    assert pair.test_set["split_seeds"] == [3, 1003]
+    with pytest.raises(ValueError, match="at least two strategies"):
+        study_protocol(get_config("tiny"), strategies=("baseline",))
+
+
+def test_gate_and_trivial_predictor_by_hand():
+    labels = np.zeros((6, 4), int)
+    labels[[0, 1, 2, 4], 3] = 1  # scans 3 and 5 non-diagnostic
+    splits = [{"test": np.array([0, 3])}, {"test": np.array([1, 2, 4, 5])}]
+    assert experiment.count_test_negatives(labels, splits) == 2
+    trivial = experiment.trivial_predictors(labels, splits)
+    # Prevalence 1/2 and 3/4: F1 of "all diagnostic" 2p / (1 + p) = 2/3 and 6/7.
+    assert trivial["f1"]["value"] == pytest.approx((2 / 3 + 6 / 7) / 2)
+    assert trivial["specificity"] == {"name": "all diagnostic", "value": 0.0}
+
+
 @pytest.mark.slow
 def test_tiny_end_to_end(tmp_path):
     from shared.tracking.store import open_store
@@ -78,4 +105,21 @@ def test_tiny_end_to_end(tmp_path):
     store.close()
     assert len(rows) == len(strategies) * cfg.repetitions
     assert {r["group"] for r in rows} == set(strategies)
-    assert "Table 2" in result["report"].read_text()
+    text = result["report"].read_text()
+    assert "Table 2" in text and text.index("## Claims") < text.index("## Stage 1")
+    from shared.study import read_claims, read_protocol
+
+    claims = read_claims(run)  # validates against the schema
+    assert claims == result["claims"]
+    protocol = read_protocol(run / "protocol.json")
+    assert claims["protocol_sha256"] == protocol["sha256"]
+    assert protocol["protocol"]["arms"] == list(strategies) and protocol["protocol"]["units"] == [0, 1]
+    verdicts = {c["id"]: c for c in claims["claims"]}
+    # Only the pairs of the two strategies that ran are declared: H2 (F1), H5 (specificity).
+    assert set(verdicts) == {"H2", "H5"}
+    # 4 non-diagnostic test scans over the two repetitions fail the gate of H5; two
+    # repetitions are too few units to test H2.
+    assert claims["gates"][0]["name"] == "test_negatives" and claims["gates"][0]["value"] == 4
+    assert verdicts["H5"]["verdict"] == "untestable" and "test_negatives" in verdicts["H5"]["note"]
+    assert verdicts["H2"]["verdict"] == "inconclusive" and verdicts["H2"]["n"] == 2
+    assert verdicts["H2"]["trivial"]["name"] == "all diagnostic"

@@ -222,3 +222,21 @@ def test_claims_command_prints_runs_and_fails_on_a_malformed_file(tmp_path, caps
     assert "reproduced" in captured.out
     assert captured.err.count("\n") == 1 and "not valid JSON" in captured.err
     assert main(["claims", str(tmp_path)]) == 2  # a folder of runs: both found
+
+
+def test_wilcoxon_on_five_units_is_flagged_as_unable_to_reach_alpha(tmp_path):
+    from scipy import stats
+
+    from shared.study.verdicts import min_attainable_p
+
+    units = tuple(range(5))
+    new, old = np.array([0.9, 0.91, 0.92, 0.93, 0.94]), np.full(5, 0.5)
+    doc = _run(tmp_path, _protocol(units=units), new, old)
+    claim = doc["claims"][0]
+    assert claim["p"] == pytest.approx(stats.wilcoxon(new - old).pvalue) == 0.0625
+    assert claim["verdict"] == "inconclusive" and claim["mde"] is None
+    assert "cannot reach p < 0.05" in claim["note"]
+    assert min_attainable_p("wilcoxon", 6) == 0.03125
+    assert min_attainable_p("mannwhitney", 3, 3) == pytest.approx(
+        stats.mannwhitneyu([1, 2, 3], [4, 5, 6]).pvalue)
+    assert min_attainable_p("paired_t", 3) == 0.0
