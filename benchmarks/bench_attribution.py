@@ -11,6 +11,9 @@
 3. `hirescam_batched_over_eager_loop` (no target, context): the same batched call over a
    per-image loop of the uncompiled eager computation, the way per-image explainer
    libraries run.
+
+`run(short=True)` measures the same figures on 32 x 32 inputs, a batch of 4, 8 images
+and 3 / 1 rounds: seconds, for a smoke run of the suite.
 """
 
 import time
@@ -21,6 +24,11 @@ BATCH = 16
 SIZE = 64
 CLASSES = 4
 N_IMAGES = 64
+PENALTY_REPS = 25
+HIRESCAM_REPS = 5
+FULL = {"batch": BATCH, "size": SIZE, "n_images": N_IMAGES, "penalty_reps": PENALTY_REPS,
+        "hirescam_reps": HIRESCAM_REPS}
+SHORT = {"batch": 4, "size": 32, "n_images": 8, "penalty_reps": 3, "hirescam_reps": 1}
 
 
 def _vgg_style(keras, size=SIZE, channels=1, filters=(16, 32, 64), classes=CLASSES):
@@ -52,21 +60,21 @@ def _interleaved(fns, reps):
     return [float(np.min(t)) for t in times]
 
 
-def bench_penalty_step(reps=25, seed=0):
+def bench_penalty_step(reps=PENALTY_REPS, seed=0, batch=BATCH, size=SIZE):
     import keras
     import tensorflow as tf
 
     from shared import explain
 
     keras.utils.set_random_seed(seed)
-    model = _vgg_style(keras)
+    model = _vgg_style(keras, size=size)
     last_conv = "block3_conv2"
     fm = explain.feature_model(model, last_conv)
     rng = np.random.default_rng(seed)
-    x = tf.constant(rng.normal(size=(BATCH, SIZE, SIZE, 1)), tf.float32)
-    y = tf.constant(rng.integers(0, CLASSES, size=BATCH), tf.int32)
-    masks = np.zeros((BATCH, SIZE, SIZE), np.float32)
-    masks[:, SIZE // 4: 3 * SIZE // 4, SIZE // 4: 3 * SIZE // 4] = 1.0
+    x = tf.constant(rng.normal(size=(batch, size, size, 1)), tf.float32)
+    y = tf.constant(rng.integers(0, CLASSES, size=batch), tf.int32)
+    masks = np.zeros((batch, size, size), np.float32)
+    masks[:, size // 4: 3 * size // 4, size // 4: 3 * size // 4] = 1.0
     masks = tf.constant(masks)
     ce = keras.losses.SparseCategoricalCrossentropy()
     opt_a = keras.optimizers.Adam(1e-5)
@@ -100,7 +108,7 @@ def bench_penalty_step(reps=25, seed=0):
     return t_cce, t_heat
 
 
-def bench_batched_hirescam(seed=0, reps=5):
+def bench_batched_hirescam(seed=0, reps=HIRESCAM_REPS, n_images=N_IMAGES, size=SIZE):
     import keras
     import tensorflow as tf
 
@@ -108,28 +116,28 @@ def bench_batched_hirescam(seed=0, reps=5):
     from shared.explain import attribution
 
     keras.utils.set_random_seed(seed)
-    model = _vgg_style(keras)
+    model = _vgg_style(keras, size=size)
     fm = explain.feature_model(model, "block3_conv2")
     rng = np.random.default_rng(seed)
-    x = tf.constant(rng.normal(size=(N_IMAGES, SIZE, SIZE, 1)), tf.float32)
-    y = tf.constant(rng.integers(0, CLASSES, size=N_IMAGES), tf.int32)
+    x = tf.constant(rng.normal(size=(n_images, size, size, 1)), tf.float32)
+    y = tf.constant(rng.integers(0, CLASSES, size=n_images), tf.int32)
 
     def batched():
-        return explain.attribution_maps(fm, x, targets=y, upsample_to=(SIZE, SIZE)).numpy()
+        return explain.attribution_maps(fm, x, targets=y, upsample_to=(size, size)).numpy()
 
     def loop():
         return np.concatenate([
             explain.attribution_maps(
-                fm, x[i: i + 1], targets=y[i: i + 1], upsample_to=(SIZE, SIZE)
+                fm, x[i: i + 1], targets=y[i: i + 1], upsample_to=(size, size)
             ).numpy()
-            for i in range(N_IMAGES)
+            for i in range(n_images)
         ])
 
     def eager_loop():
         return np.concatenate([
             attribution._maps_fn(fm, x[i: i + 1], y[i: i + 1], "hirescam", None, False, True,
-                             (SIZE, SIZE), False).numpy()
-            for i in range(N_IMAGES)
+                             (size, size), False).numpy()
+            for i in range(n_images)
         ])
 
     a, b, c = batched(), loop(), eager_loop()  # warm up; all three must agree
@@ -140,20 +148,24 @@ def bench_batched_hirescam(seed=0, reps=5):
     return t_batched, t_loop, t_eager
 
 
-def run():
-    t_cce, t_heat = bench_penalty_step()
-    t_batched, t_loop, t_eager = bench_batched_hirescam()
+def run(short=False):
+    """Benchmark rows (see the module docstring): `FULL` sizes, or `SHORT` when `short`."""
+    s = SHORT if short else FULL
+    size, batch, n_images = s["size"], s["batch"], s["n_images"]
+    t_cce, t_heat = bench_penalty_step(reps=s["penalty_reps"], batch=batch, size=size)
+    t_batched, t_loop, t_eager = bench_batched_hirescam(reps=s["hirescam_reps"],
+                                                        n_images=n_images, size=size)
     return [
         {"name": "heatmap_step_over_cce_step", "value": t_heat / t_cce, "unit": "x",
          "target": "<= 1.15",
-         "detail": f"VGG-style 3 blocks, {SIZE}x{SIZE}x1, batch {BATCH}: CCE step "
+         "detail": f"VGG-style 3 blocks, {size}x{size}x1, batch {batch}: CCE step "
                    f"{t_cce * 1e3:.1f} ms, HiResCAM-penalty step {t_heat * 1e3:.1f} ms"},
         {"name": "hirescam_batched_over_loop", "value": t_loop / t_batched, "unit": "x",
          "target": ">= 10",
-         "detail": f"{N_IMAGES} images: one call {t_batched * 1e3:.0f} ms, "
+         "detail": f"{n_images} images: one call {t_batched * 1e3:.0f} ms, "
                    f"per-image loop {t_loop * 1e3:.0f} ms"},
         {"name": "hirescam_batched_over_eager_loop", "value": t_eager / t_batched, "unit": "x",
          "target": None,
-         "detail": f"{N_IMAGES} images: per-image loop of the uncompiled eager computation "
+         "detail": f"{n_images} images: per-image loop of the uncompiled eager computation "
                    f"{t_eager * 1e3:.0f} ms"},
     ]

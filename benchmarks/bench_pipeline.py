@@ -27,6 +27,9 @@ cores), so it is not reported; it belongs on a GPU machine.
 The shards (512 samples, 33 MB) are written to a temporary directory, so the
 reads come from the page cache, as on a machine whose data fits its RAM; on
 network storage the file reads add to the reader's side.
+
+`run(short=True)` measures the same figures on the `SHORT` sizes (64 samples of
+32 x 32 in 4 shards, batches of 8, one window): seconds, for a smoke run of the suite.
 """
 
 import tempfile
@@ -40,9 +43,12 @@ N_SAMPLES = 512
 NUM_SHARDS = 8
 CYCLE = 4
 BUFFER = 256
-READER_BATCHES = 16
 TRAIN_STEPS = 4
 WINDOWS = 6
+FULL = {"batch": BATCH, "size": SIZE, "n_samples": N_SAMPLES, "num_shards": NUM_SHARDS,
+        "cycle": CYCLE, "buffer": BUFFER, "train_steps": TRAIN_STEPS, "windows": WINDOWS}
+SHORT = {"batch": 8, "size": 32, "n_samples": 64, "num_shards": 4, "cycle": 2, "buffer": 32,
+         "train_steps": 2, "windows": 1}
 
 
 def _cpu_seconds():
@@ -58,7 +64,8 @@ def _timed(fn):
     return time.perf_counter() - t0
 
 
-def bench(seed=0):
+def bench(seed=0, *, batch=BATCH, size=SIZE, n_samples=N_SAMPLES, num_shards=NUM_SHARDS,
+          cycle=CYCLE, buffer=BUFFER, train_steps=TRAIN_STEPS, windows=WINDOWS):
     import keras
     import tensorflow as tf
 
@@ -67,52 +74,53 @@ def bench(seed=0):
 
     keras.utils.set_random_seed(seed)
     rng = np.random.default_rng(seed)
-    x = rng.random((N_SAMPLES, SIZE, SIZE, 1), dtype=np.float32)
-    y = rng.integers(0, 4, N_SAMPLES)
+    x = rng.random((n_samples, size, size, 1), dtype=np.float32)
+    y = rng.integers(0, 4, n_samples)
+    reader_batches = n_samples // batch
 
     with tempfile.TemporaryDirectory() as tmp:
-        manifest = write_shards(tmp, x, y, num_shards=NUM_SHARDS)
+        manifest = write_shards(tmp, x, y, num_shards=num_shards)
 
         def reader(deterministic=True):
-            return dataset_from_shards(manifest, batch_size=BATCH, seed=seed, shuffle_buffer=BUFFER,
-                                       cycle_length=CYCLE, deterministic=deterministic,
+            return dataset_from_shards(manifest, batch_size=batch, seed=seed, shuffle_buffer=buffer,
+                                       cycle_length=cycle, deterministic=deterministic,
                                        drop_remainder=True)
 
-        train_step = vgg_train_step()
+        train_step = vgg_train_step(size)
 
         xb, yb = next(iter(reader()))
         for _ in range(2):  # trace and warm up
             train_step(xb, yb).numpy()
         def unchecked():
             meta = load_manifest(manifest)
-            files = tf.data.Dataset.from_tensor_slices(meta["paths"]).shuffle(NUM_SHARDS, seed=seed)
+            files = tf.data.Dataset.from_tensor_slices(meta["paths"]).shuffle(num_shards, seed=seed)
             records = files.interleave(lambda p: tf.data.TFRecordDataset(p).map(lambda r: (r, p)),
-                                       cycle_length=CYCLE, num_parallel_calls=tf.data.AUTOTUNE)
-            records = records.shuffle(BUFFER, seed=seed + 1).batch(BATCH, drop_remainder=True)
+                                       cycle_length=cycle, num_parallel_calls=tf.data.AUTOTUNE)
+            records = records.shuffle(buffer, seed=seed + 1).batch(batch, drop_remainder=True)
             return records.map(_parser(meta), num_parallel_calls=tf.data.AUTOTUNE).prefetch(
                 tf.data.AUTOTUNE)
 
         datasets = {True: reader(True), False: reader(False), "bare": unchecked()}
 
         def reader_rate(deterministic, cpu=None):
-            # READER_BATCHES batches are one whole epoch, so no prefetching
+            # reader_batches batches are one whole epoch, so no prefetching
             # runs on after the window and the process CPU time is the reader's.
             it = iter(datasets[deterministic])
             c0, t0 = _cpu_seconds(), time.perf_counter()
-            for _ in range(READER_BATCHES):
+            for _ in range(reader_batches):
                 next(it)[0].numpy()
-            samples = READER_BATCHES * BATCH
+            samples = reader_batches * batch
             if cpu is not None:
                 cpu.append((_cpu_seconds() - c0) / samples)
             return samples / (time.perf_counter() - t0)
 
         det, nondet, bare, train, det_cpu, bare_cpu = [], [], [], [], [], []
-        for _ in range(WINDOWS):
+        for _ in range(windows):
             det.append(reader_rate(True, det_cpu))
             nondet.append(reader_rate(False))
             bare.append(reader_rate("bare", bare_cpu))
-            train.append(BATCH / np.median([_timed(lambda: train_step(xb, yb).numpy())
-                                            for _ in range(TRAIN_STEPS)]))
+            train.append(batch / np.median([_timed(lambda: train_step(xb, yb).numpy())
+                                            for _ in range(train_steps)]))
 
     # Best window of each side: on a shared machine other jobs only ever slow
     # a window down (the attribution benchmark's rule).
@@ -120,16 +128,19 @@ def bench(seed=0):
             float(np.max(train)), float(np.min(det_cpu)), float(np.min(bare_cpu)))
 
 
-def run():
-    det, nondet, bare, train, det_cpu, bare_cpu = bench()
-    shapes = f"batch {BATCH} of {SIZE}x{SIZE}x1 float32 + int64 labels"
+def run(short=False):
+    """Benchmark rows (see the module docstring): `FULL` sizes, or `SHORT` when `short`."""
+    s = SHORT if short else FULL
+    det, nondet, bare, train, det_cpu, bare_cpu = bench(**s)
+    shapes = f"batch {s['batch']} of {s['size']}x{s['size']}x1 float32 + int64 labels"
     return [
         {"name": "shard_reader_over_train_step", "value": det / train, "unit": "x",
          "target": ">= 3",
          "detail": f"{shapes}; shard reader {det:.0f} samples/s, VGG-style train step "
                    f"{train:.0f} samples/s"},
         {"name": "shard_reader_throughput", "value": det, "unit": "samples/s", "target": None,
-         "detail": f"{NUM_SHARDS} shards, cycle_length {CYCLE}, shuffle buffer {BUFFER}, "
+         "detail": f"{s['num_shards']} shards, cycle_length {s['cycle']}, "
+                   f"shuffle buffer {s['buffer']}, "
                    f"deterministic, fresh iterator per window"},
         {"name": "shard_reader_nondeterministic_over_deterministic", "value": nondet / det,
          "unit": "x", "target": None, "detail": f"deterministic=False: {nondet:.0f} samples/s"},
