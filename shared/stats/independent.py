@@ -121,3 +121,15 @@ def tost_independent(a, b, *, margin, alpha=0.05) -> dict:
     p = max(p_lower, p_upper)
     return {"p": p, "p_lower": p_lower, "p_upper": p_upper, "equivalent": p < alpha,
             "margin": float(margin), "mean_difference": diff, "df": df}
+
+
+def welch_interval(a, b, *, level=0.95) -> tuple:
+    """The Welch t-interval of mean(a) - mean(b) (Welch-Satterthwaite df)."""
+    a, b = _check(a, b)
+    va, vb = a.var(ddof=1) / a.size, b.var(ddof=1) / b.size
+    diff = float(a.mean() - b.mean())
+    if va + vb == 0:
+        return diff, diff
+    df = (va + vb) ** 2 / (va ** 2 / (a.size - 1) + vb ** 2 / (b.size - 1))
+    half = float(stats.t.ppf(0.5 + level / 2, df) * np.sqrt(va + vb))
+    return diff - half, diff + half

@@ -368,3 +368,16 @@ def compare_paired(a, b, *, test="wilcoxon", alternative="two-sided", seed=0,
         if key in result:
             out[key] = result[key]
     return out
+
+
+def t_interval_mean_difference(a, b, *, level=0.95) -> tuple:
+    """The t-interval of the mean paired difference a - b (df = n - 1).
+
+    The interval of the paired t-test; at a few pairs it is far wider than a
+    percentile bootstrap, whose coverage collapses there (3 pairs give 10 distinct
+    resamples).
+    """
+    a, b = _paired(a, b)
+    d = a - b
+    half = stats.t.ppf(0.5 + level / 2, d.size - 1) * d.std(ddof=1) / math.sqrt(d.size)
+    return float(d.mean() - half), float(d.mean() + half)

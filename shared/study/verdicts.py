@@ -19,12 +19,16 @@ import math
 import numpy as np
 
 from shared.stats.groups import holm_correction
-from shared.stats.independent import compare_independent, mde_independent, tost_independent
-from shared.stats.paired import compare_paired
+from shared.stats.independent import (compare_independent, mde_independent, tost_independent,
+                                      welch_interval)
+from shared.stats.paired import compare_paired, t_interval_mean_difference
 from shared.stats.power import mde_paired, tost_paired
 
 VERDICTS = ("reproduced", "contradicted", "inconclusive", "untestable")
 MIN_UNITS = 3
+# Below this many units a percentile bootstrap under-covers badly; the claims use the
+# t-interval (paired) or the Welch interval (independent groups) instead.
+MIN_BOOTSTRAP_UNITS = 10
 
 
 def decide_verdict(direction, *, p_holm, effect, ci95, sesoi, alpha, mde=None, n=None,
@@ -141,6 +145,9 @@ def _test_one(hypothesis, a, b, *, seed):
             p = tost_independent(a, b, margin=hypothesis.sesoi, alpha=hypothesis.alpha)["p"]
         out.update(effect=_finite(result["mean_difference"]), ci95=list(result["ci95"]),
                    p=_finite(p), note=result.get("note"))
+    if hypothesis.test in ("paired_t", "welch") or n < MIN_BOOTSTRAP_UNITS:
+        out["ci95"] = list(t_interval_mean_difference(a, b) if hypothesis.paired
+                           else welch_interval(a, b))
     if floor >= hypothesis.alpha and hypothesis.direction != "equivalent":
         out["mde"] = None
         out["note"] = "; ".join(filter(None, [out["note"], (

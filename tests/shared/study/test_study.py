@@ -240,3 +240,29 @@ def test_wilcoxon_on_five_units_is_flagged_as_unable_to_reach_alpha(tmp_path):
     assert min_attainable_p("mannwhitney", 3, 3) == pytest.approx(
         stats.mannwhitneyu([1, 2, 3], [4, 5, 6]).pvalue)
     assert min_attainable_p("paired_t", 3) == 0.0
+
+
+def test_three_units_are_not_enough_to_contradict_through_a_bootstrap_ci(tmp_path):
+    # The lge_qa quick run's F1 differences: a percentile bootstrap of 3 pairs gives
+    # [-0.079, 0], wholly short of the SESOI 0.05; the t-interval does not.
+    old = np.array([0.85, 0.86, 0.85])
+    new = old + np.array([0.0, -0.0788, -0.0736])
+    doc = _run(tmp_path, _protocol(units=(0, 1, 2), test="paired_t"), new, old)
+    claim = doc["claims"][0]
+    assert claim["verdict"] == "inconclusive"
+    assert claim["ci95"][1] > 0.05
+
+
+def test_claim_intervals_match_scipy():
+    from scipy import stats
+
+    from shared.stats.independent import welch_interval
+    from shared.stats.paired import t_interval_mean_difference
+
+    rng = np.random.default_rng(5)
+    a, b = rng.normal(1, 1, 7), rng.normal(0, 2, 7)
+    ref = stats.ttest_rel(a, b).confidence_interval()
+    assert t_interval_mean_difference(a, b) == pytest.approx((ref.low, ref.high))
+    b2 = rng.normal(0, 2, 11)
+    ref = stats.ttest_ind(a, b2, equal_var=False).confidence_interval()
+    assert welch_interval(a, b2) == pytest.approx((ref.low, ref.high))
