@@ -23,7 +23,9 @@ def build_parser() -> argparse.ArgumentParser:
         description=(
             "Reproductions of five medical-imaging deep-learning papers. Each paper has "
             "'run' (the end-to-end experiment; --preset quick|paper), 'generate' (synthetic "
-            "data written in the real dataset's on-disk format) and further commands. "
+            "data written in the real dataset's on-disk format) and further commands. A run "
+            "declares its study in protocol.json before training and writes one verdict per "
+            "claim to claims.json ('medrepro claims RUN_DIR...' tabulates them). "
             "Results go to a results store: SQLite under runs/ by default, PostgreSQL "
             "with --store postgresql://... or $MEDREPRO_STORE."
         ),
