@@ -31,6 +31,7 @@ from covidnet_siamese.training import (class_templates, embed, fit_siamese, fit_
                                        new_single, predict_siamese)
 from shared.cli.progress import progress
 from shared.study import Study, claims_markdown
+from shared.study.trivial import majority_class
 from shared.tracking.runs import git_revision, make_run_dir, write_json
 from shared.training.scale import clear_session, strategy_scope
 from shared.training.seeding import numpy_rng, set_global_seed
@@ -138,11 +139,10 @@ def trivial_predictors(y_test, border) -> dict:
     Accuracy and COVID-19 recall of predicting the majority class for every image;
     the border share of a uniform map (the border band's area).
     """
-    counts = np.bincount(y_test, minlength=len(CLASS_NAMES))
-    majority = int(np.argmax(counts))
+    majority, accuracy = majority_class(y_test, CLASS_NAMES)
     return {
-        "accuracy": {"name": f"always {CLASS_NAMES[majority]}", "value": float(counts.max() / counts.sum())},
-        "covid_recall": {"name": f"always {CLASS_NAMES[majority]}",
+        "accuracy": accuracy,
+        "covid_recall": {"name": accuracy["name"],
                          "value": float(majority == CLASS_NAMES.index("COVID-19"))},
         "border_share": {"name": "uniform map", "value": float(np.mean(border))},
     }

@@ -29,6 +29,7 @@ from heatmap_loss.models import HeatmapLossModel, build_classifier, validate_tra
 from heatmap_loss.phantom import CLASSES, generate
 from shared.explain import feature_model, forward_with_maps, mass_inside
 from shared.study import Study, claims_markdown
+from shared.study.trivial import majority_class
 from shared.tracking.runs import git_revision, make_run_dir, write_json
 from shared.tracking.store import mask_url
 
@@ -306,9 +307,7 @@ def trivial_predictors(test) -> dict:
     overlap of a uniform map (the regions' share of the image; the marker over male
     images, as the endpoint is).
     """
-    counts = np.bincount(test["labels"], minlength=len(CLASSES))
-    out = {"test_accuracy": {"name": f"always {CLASSES[int(np.argmax(counts))]}",
-                             "value": float(counts.max() / counts.sum())},
+    out = {"test_accuracy": majority_class(test["labels"], CLASSES)[1],
            "heart_overlap": {"name": "uniform map", "value": float(np.mean(test["heart"] > 0))}}
     if np.any(test["male"]):
         out["marker_overlap"] = {"name": "uniform map",

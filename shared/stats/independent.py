@@ -45,7 +45,18 @@ def bootstrap_independent_ci(a, b, *, seed, n_resamples=10000, level=0.95):
     return float(low), float(high)
 
 
-def compare_independent(a, b, *, test="mannwhitney", seed=0, level=0.95) -> dict:
+def _welch(a, b):
+    """mean(a) - mean(b), its standard error and the Welch-Satterthwaite df."""
+    va, vb = a.var(ddof=1) / a.size, b.var(ddof=1) / b.size
+    diff = float(a.mean() - b.mean())
+    se = float(np.sqrt(va + vb))
+    if se == 0:
+        return diff, se, float(a.size + b.size - 2)
+    return diff, se, float((va + vb) ** 2 / (va ** 2 / (a.size - 1) + vb ** 2 / (b.size - 1)))
+
+
+def compare_independent(a, b, *, test="mannwhitney", seed=0, level=0.95,
+                        interval="bootstrap") -> dict:
     """Mean difference, bootstrap CI and a two-sided test for two independent groups.
 
     Args:
@@ -53,12 +64,16 @@ def compare_independent(a, b, *, test="mannwhitney", seed=0, level=0.95) -> dict
         test: str, default "mannwhitney". "mannwhitney" or "welch".
         seed: int, default 0. Seed of the bootstrap.
         level: float, default 0.95.
+        interval: str, default "bootstrap". "bootstrap" (`bootstrap_independent_ci`)
+            or "welch" (`welch_interval`).
 
     Returns:
         dict with n_a, n_b, mean_difference (a - b), ci95, test, statistic, p, note.
     """
     if test not in INDEPENDENT_TESTS:
         raise ValueError(f"test must be one of {INDEPENDENT_TESTS}, got {test!r}")
+    if interval not in ("bootstrap", "welch"):
+        raise ValueError(f"interval: expected 'bootstrap' or 'welch', got {interval!r}")
     a, b = _check(a, b)
     note = None
     diff = float(a.mean() - b.mean())
@@ -75,7 +90,8 @@ def compare_independent(a, b, *, test="mannwhitney", seed=0, level=0.95) -> dict
                 res = stats.ttest_ind(a, b, equal_var=False)
         statistic, p = float(res.statistic), float(res.pvalue)
     return {"n_a": int(a.size), "n_b": int(b.size), "mean_difference": diff,
-            "ci95": list(bootstrap_independent_ci(a, b, seed=seed, level=level)),
+            "ci95": list(bootstrap_independent_ci(a, b, seed=seed, level=level)
+                         if interval == "bootstrap" else welch_interval(a, b, level=level)),
             "test": test, "statistic": statistic, "p": p, "note": note}
 
 
@@ -107,15 +123,11 @@ def tost_independent(a, b, *, margin, alpha=0.05) -> dict:
     if not (np.isfinite(margin) and margin > 0):
         raise ValueError(f"margin: expected a positive number, got {margin!r}")
     a, b = _check(a, b)
-    diff = float(a.mean() - b.mean())
-    va, vb = a.var(ddof=1) / a.size, b.var(ddof=1) / b.size
-    se = float(np.sqrt(va + vb))
+    diff, se, df = _welch(a, b)
     if se == 0:
         p_lower = 0.0 if diff > -margin else 1.0
         p_upper = 0.0 if diff < margin else 1.0
-        df = float(a.size + b.size - 2)
     else:
-        df = float((va + vb) ** 2 / (va ** 2 / (a.size - 1) + vb ** 2 / (b.size - 1)))
         p_lower = float(stats.t.sf((diff + margin) / se, df))
         p_upper = float(stats.t.cdf((diff - margin) / se, df))
     p = max(p_lower, p_upper)
@@ -125,11 +137,6 @@ def tost_independent(a, b, *, margin, alpha=0.05) -> dict:
 
 def welch_interval(a, b, *, level=0.95) -> tuple:
     """The Welch t-interval of mean(a) - mean(b) (Welch-Satterthwaite df)."""
-    a, b = _check(a, b)
-    va, vb = a.var(ddof=1) / a.size, b.var(ddof=1) / b.size
-    diff = float(a.mean() - b.mean())
-    if va + vb == 0:
-        return diff, diff
-    df = (va + vb) ** 2 / (va ** 2 / (a.size - 1) + vb ** 2 / (b.size - 1))
-    half = float(stats.t.ppf(0.5 + level / 2, df) * np.sqrt(va + vb))
+    diff, se, df = _welch(*_check(a, b))
+    half = float(stats.t.ppf(0.5 + level / 2, df) * se) if se else 0.0
     return diff - half, diff + half

@@ -331,7 +331,7 @@ def friedman_pairwise(arms: dict, *, alpha=0.05) -> dict:
 
 
 def compare_paired(a, b, *, test="wilcoxon", alternative="two-sided", seed=0,
-                   level=0.95) -> dict:
+                   level=0.95, interval="bootstrap") -> dict:
     """Everything a verdict needs about a paired difference a - b, in one dict.
 
     Args:
@@ -340,12 +340,13 @@ def compare_paired(a, b, *, test="wilcoxon", alternative="two-sided", seed=0,
         test: str. "wilcoxon" (default, `wilcoxon_signed_rank`) or "paired_t".
         alternative: str. "two-sided" (default), "greater" or "less".
         seed: int. Seed of the bootstrap interval. Defaults to 0.
-        level: float. Level of the bootstrap interval. Defaults to 0.95.
+        level: float. Level of the interval. Defaults to 0.95.
+        interval: str. "bootstrap" (default, `bootstrap_mean_difference_ci`) or
+            "t" (`t_interval_mean_difference`).
 
     Returns:
         dict with `n`, `mean_difference`, `hodges_lehmann`, `cohens_dz`, `ci95`
-        ([low, high], the percentile bootstrap of the mean difference at
-        `level`), `level`, `test`, `alternative`, `statistic`, `p`, `method`
+        ([low, high], the chosen interval of the mean difference at `level`), `level`, `test`, `alternative`, `statistic`, `p`, `method`
         ("exact" or "approx" for Wilcoxon; "exact" for the t-test, whose t
         distribution is exact under normal differences), and `note` /
         `n_zero` / `df` where the test gives them.
@@ -355,10 +356,13 @@ def compare_paired(a, b, *, test="wilcoxon", alternative="two-sided", seed=0,
     """
     if test not in PAIRED_TESTS:
         raise ValueError(f"test: expected one of {PAIRED_TESTS}, got {test!r}")
+    if interval not in ("bootstrap", "t"):
+        raise ValueError(f"interval: expected 'bootstrap' or 't', got {interval!r}")
     a, b = _paired(a, b)
     result = (wilcoxon_signed_rank if test == "wilcoxon" else paired_t)(
         a, b, alternative=alternative)
-    low, high = bootstrap_mean_difference_ci(a, b, seed=seed, level=level)
+    low, high = (bootstrap_mean_difference_ci(a, b, seed=seed, level=level) if interval == "bootstrap"
+                 else t_interval_mean_difference(a, b, level=level))
     out = {"n": int(a.size), "mean_difference": float(np.mean(a - b)),
            "hodges_lehmann": hodges_lehmann(a, b), "cohens_dz": cohens_dz(a, b),
            "ci95": [low, high], "level": float(level), "test": result["test"],

@@ -5,7 +5,8 @@
 * `verdicts`: reproduced / contradicted / inconclusive (with the minimum detectable
   effect) / untestable, Holm-corrected within a family;
 * `claims`: the `claims.json` contract every paper writes, its schema and its tables;
-* `study`: `Study`, which ties them together in a run.
+* `study`: `Study`, which ties them together in a run;
+* `trivial`: trivial predictors (the majority class) to stand beside the endpoints.
 
 See docs/studies.md.
 """

@@ -14,8 +14,9 @@ with `claims_markdown`; `medrepro claims RUN_DIR...` prints several runs at once
 from __future__ import annotations
 
 import json
-import math
 from pathlib import Path
+
+from shared.tracking.runs import finite_or_none, to_jsonable
 
 CLAIMS_FILE = "claims.json"
 SCHEMA_PATH = Path(__file__).with_name("claims.schema.json")
@@ -42,26 +43,14 @@ def validate_claims(document, *, source="claims") -> dict:
     return document
 
 
-def _json_value(value):
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    if isinstance(value, dict):
-        return {k: _json_value(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_json_value(v) for v in value]
-    if hasattr(value, "item") and not isinstance(value, (str, bytes)):
-        return _json_value(value.item())
-    return value
-
-
 def build_claims(*, paper, preset, seed, revision, protocol_sha256, deviations, gates,
                  claims) -> dict:
     """The claims document (validated); non-finite numbers become null."""
-    document = _json_value({
+    document = finite_or_none(to_jsonable({
         "paper": paper, "preset": preset, "seed": int(seed), "revision": revision or "",
         "protocol_sha256": protocol_sha256, "deviations": list(deviations),
         "gates": list(gates), "claims": list(claims),
-    })
+    }))
     return validate_claims(document, source=f"claims of {paper}")
 
 

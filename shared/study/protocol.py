@@ -29,6 +29,8 @@ import json
 import math
 from pathlib import Path
 
+from shared.tracking.runs import to_jsonable
+
 DIRECTIONS = ("greater", "less", "two-sided", "equivalent")
 PAIRED_TESTS = ("wilcoxon", "paired_t")
 UNPAIRED_TESTS = ("mannwhitney", "welch")
@@ -218,23 +220,12 @@ class Protocol:
         raise KeyError(name)
 
     def to_dict(self) -> dict:
-        return _plain(dataclasses.asdict(self))
-
-
-def _plain(value):
-    """Tuples to lists, recursively, so that the JSON form is canonical."""
-    if isinstance(value, dict):
-        return {str(k): _plain(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_plain(v) for v in value]
-    if hasattr(value, "item") and not isinstance(value, (str, bytes)):
-        return value.item()
-    return value
+        return to_jsonable(self)
 
 
 def canonical_json(value) -> str:
     """The JSON text whose SHA-256 identifies a protocol (sorted keys, no spaces)."""
-    return json.dumps(_plain(value), sort_keys=True, separators=(",", ":"), allow_nan=False)
+    return json.dumps(to_jsonable(value), sort_keys=True, separators=(",", ":"), allow_nan=False)
 
 
 def protocol_sha256(protocol: Protocol) -> str:

@@ -19,9 +19,8 @@ import math
 import numpy as np
 
 from shared.stats.groups import holm_correction
-from shared.stats.independent import (compare_independent, mde_independent, tost_independent,
-                                      welch_interval)
-from shared.stats.paired import compare_paired, t_interval_mean_difference
+from shared.stats.independent import compare_independent, mde_independent, tost_independent
+from shared.stats.paired import compare_paired
 from shared.stats.power import mde_paired, tost_paired
 
 VERDICTS = ("reproduced", "contradicted", "inconclusive", "untestable")
@@ -127,8 +126,10 @@ def _test_one(hypothesis, a, b, *, seed):
     if n < MIN_UNITS:
         return out
     floor = min_attainable_p(hypothesis.test, len(a), len(b))
+    bootstrap = hypothesis.test in ("wilcoxon", "mannwhitney") and n >= MIN_BOOTSTRAP_UNITS
     if hypothesis.paired:
-        result = compare_paired(a, b, test=hypothesis.test, seed=seed)
+        result = compare_paired(a, b, test=hypothesis.test, seed=seed,
+                                interval="bootstrap" if bootstrap else "t")
         diff = a - b
         sd = float(np.std(diff, ddof=1))
         out["mde"] = _finite(mde_paired(n, sd, alpha=hypothesis.alpha, test=hypothesis.test))
@@ -138,16 +139,14 @@ def _test_one(hypothesis, a, b, *, seed):
         out.update(effect=_finite(result["mean_difference"]), ci95=list(result["ci95"]), p=_finite(p),
                    note=result.get("note"))
     else:
-        result = compare_independent(a, b, test=hypothesis.test, seed=seed)
+        result = compare_independent(a, b, test=hypothesis.test, seed=seed,
+                                     interval="bootstrap" if bootstrap else "welch")
         out["mde"] = _finite(mde_independent(a, b, alpha=hypothesis.alpha))
         p = result["p"]
         if hypothesis.direction == "equivalent":
             p = tost_independent(a, b, margin=hypothesis.sesoi, alpha=hypothesis.alpha)["p"]
         out.update(effect=_finite(result["mean_difference"]), ci95=list(result["ci95"]),
                    p=_finite(p), note=result.get("note"))
-    if hypothesis.test in ("paired_t", "welch") or n < MIN_BOOTSTRAP_UNITS:
-        out["ci95"] = list(t_interval_mean_difference(a, b) if hypothesis.paired
-                           else welch_interval(a, b))
     if floor >= hypothesis.alpha and hypothesis.direction != "equivalent":
         out["mde"] = None
         out["note"] = "; ".join(filter(None, [out["note"], (

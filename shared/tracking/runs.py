@@ -3,6 +3,7 @@
 import dataclasses
 import datetime as _dt
 import json
+import math
 import platform
 import socket
 import subprocess
@@ -40,6 +41,17 @@ def to_jsonable(value):
         return str(value)
     if hasattr(value, "tolist"):
         return value.tolist()
+    return value
+
+
+def finite_or_none(value):
+    """NaN / inf become None, recursively, so that the JSON is strict (and PostgreSQL-readable)."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {k: finite_or_none(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [finite_or_none(v) for v in value]
     return value
 
 

@@ -13,8 +13,8 @@ import logging
 import os
 from pathlib import Path
 
-from shared.tracking.runs import to_jsonable
-from shared.tracking.store import ResultsStore, _clean_json
+from shared.tracking.runs import finite_or_none, to_jsonable
+from shared.tracking.store import ResultsStore
 
 logger = logging.getLogger(__name__)
 
@@ -29,7 +29,7 @@ def append_spool(path, record: dict) -> None:
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    line = json.dumps(_clean_json(to_jsonable(record)), sort_keys=True) + "\n"
+    line = json.dumps(finite_or_none(to_jsonable(record)), sort_keys=True) + "\n"
     while True:
         with open(path, "a", encoding="utf-8") as handle:
             fcntl.flock(handle, fcntl.LOCK_EX)

@@ -42,7 +42,8 @@ from sqlalchemy import event
 from sqlalchemy.engine import make_url
 
 from shared import __version__
-from shared.tracking.runs import environment_info, git_revision as _git_revision, to_jsonable
+from shared.tracking.runs import (environment_info, finite_or_none, git_revision as _git_revision,
+                                  to_jsonable)
 
 logger = logging.getLogger(__name__)
 
@@ -192,20 +193,9 @@ def _iso(value):
 
 def _dumps(value, field):
     try:
-        return json.dumps(_clean_json(to_jsonable(value)), sort_keys=True, allow_nan=False)
+        return json.dumps(finite_or_none(to_jsonable(value)), sort_keys=True, allow_nan=False)
     except (TypeError, ValueError) as err:
         raise ValueError(f"{field}: not JSON-serialisable ({err})") from err
-
-
-def _clean_json(value):
-    """NaN / inf become None so that the JSON is strict and PostgreSQL-readable."""
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    if isinstance(value, dict):
-        return {k: _clean_json(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [_clean_json(v) for v in value]
-    return value
 
 
 def _loads(text):

@@ -266,3 +266,9 @@ def test_claim_intervals_match_scipy():
     b2 = rng.normal(0, 2, 11)
     ref = stats.ttest_ind(a, b2, equal_var=False).confidence_interval()
     assert welch_interval(a, b2) == pytest.approx((ref.low, ref.high))
+
+
+def test_majority_class_predictor_by_hand():
+    from shared.study.trivial import majority_class
+
+    assert majority_class([0, 2, 2, 1, 2], ("a", "b", "c")) == (2, {"name": "always c", "value": 0.6})
