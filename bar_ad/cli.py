@@ -65,7 +65,7 @@ def _cmd_run(args) -> int:
 
     from bar_ad.config import get_config
     from bar_ad.experiment import run_experiment
-    from shared.cli.options import resolve_out_dir, resolve_store_url
+    from shared.cli.options import resolve_store_url, prepared_run_folder
     from shared.training.scale import configure
 
     settings = configure(args.strategy, args.precision, xla=args.xla)
@@ -75,7 +75,7 @@ def _cmd_run(args) -> int:
     if args.epochs is not None:
         config = dataclasses.replace(config, pretrain_epochs=args.epochs[0],
                                      finetune_epochs=args.epochs[1])
-    out = resolve_out_dir(args.out, "bar_ad", args.preset)
+    out = prepared_run_folder(args, "bar_ad", args.preset)
     report = run_experiment(config, out, store_url=resolve_store_url(args.store),
                             frameworks=_resolve_frameworks(args.framework), seed=args.seed,
                             data_root=args.data, progress=not args.no_progress,

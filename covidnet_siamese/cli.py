@@ -64,12 +64,12 @@ def _cmd_run(args) -> int:
     import dataclasses
 
     from covidnet_siamese.experiment import run_experiment
-    from shared.cli.options import resolve_out_dir, resolve_store_url
+    from shared.cli.options import resolve_store_url, prepared_run_folder
 
     config, strategy = _scaled(args)
     if args.no_search:
         config = dataclasses.replace(config, run_search=False)
-    out = resolve_out_dir(args.out, "covidnet_siamese", args.preset)
+    out = prepared_run_folder(args, "covidnet_siamese", args.preset)
     report = run_experiment(config, out, store_url=resolve_store_url(args.store), seed=args.seed,
                             data_root=args.data, show_progress=not args.no_progress, strategy=strategy)
     print(f"Report: {report}")

@@ -3,7 +3,7 @@
 import logging
 from pathlib import Path
 
-from shared.cli.options import add_run_args, resolve_out_dir, resolve_store_url
+from shared.cli.options import add_run_args, resolve_store_url, prepared_run_folder
 
 log = logging.getLogger(__name__)
 
@@ -64,7 +64,7 @@ def _cmd_run(args) -> int:
         overrides["method"] = args.method
     config = get_config(args.preset, **overrides)
     settings = configure(args.strategy, args.precision, xla=args.xla)
-    out = resolve_out_dir(args.out, "heatmap_loss", f"{args.preset}_exp{args.experiment}")
+    out = prepared_run_folder(args, "heatmap_loss", f"{args.preset}_exp{args.experiment}")
     report = run_experiment(config, experiment=args.experiment, out_dir=out,
                             store_url=resolve_store_url(args.store), seed=args.seed,
                             progress=not args.no_progress,

@@ -3,7 +3,7 @@
 import logging
 from pathlib import Path
 
-from shared.cli.options import add_run_args, resolve_out_dir, resolve_store_url
+from shared.cli.options import add_run_args, resolve_store_url, prepared_run_folder
 
 log = logging.getLogger(__name__)
 
@@ -66,7 +66,7 @@ def _cmd_run(args) -> int:
         overrides["epochs"] = args.epochs
     config = get_config(args.preset, **overrides)
     settings = configure(args.strategy, args.precision, xla=args.xla)
-    out = resolve_out_dir(args.out, PAPER, args.preset)
+    out = prepared_run_folder(args, PAPER, args.preset)
     report = run_experiment(config, out_dir=out, store_url=resolve_store_url(args.store), seed=args.seed,
                             progress=not args.no_progress, data_dir=args.data,
                             strategy=None if args.strategy == "default" else settings.strategy,

@@ -3,7 +3,7 @@
 import logging
 from pathlib import Path
 
-from shared.cli.options import add_run_args, add_store_arg, resolve_out_dir, resolve_store_url
+from shared.cli.options import add_run_args, add_store_arg, resolve_store_url, prepared_run_folder
 
 PAPER = "lge-qa"
 DISTRIBUTE_CHOICES = ("default", "mirrored", "multi-worker")  # shared.scale.STRATEGIES
@@ -70,7 +70,7 @@ def _cmd_run(args) -> int:
     cfg = get_config(args.preset, **overrides)
     scale = configure(args.distribute, args.precision, args.xla)
     distribute = None if args.distribute == "default" else scale.strategy
-    out = resolve_out_dir(args.out, PAPER, args.preset)
+    out = prepared_run_folder(args, PAPER, args.preset)
     result = run_experiment(cfg, out_dir=out, store_url=resolve_store_url(args.store), data_root=args.data,
                             strategies=_strategy_args(args.qa_strategy), progress=not args.no_progress,
                             distribute=distribute, jit_compile=scale.jit_compile)

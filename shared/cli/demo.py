@@ -8,6 +8,8 @@ from pathlib import Path
 from shared.cli import papers as registry
 from shared.cli.progress import progress
 from shared.cli.quiet import output_to_log
+from shared.io.atomic import write_text
+from shared.io.run_folder import prepare_run_folder
 
 log = logging.getLogger(__name__)
 
@@ -40,6 +42,8 @@ def run_demo(out_dir, store_url: str, papers=None, show_progress: bool = True) -
         start = time.perf_counter()
         paper_dir = out / name.replace("-", "_")
         try:
+            # The demo folder is the demo's own: each demo replaces the previous one.
+            prepare_run_folder(paper_dir, overwrite=True)
             # Keras, Keras Tuner, TensorFlow and warnings go to the paper's log.txt; the
             # terminal keeps the demo's bar and the paper's own progress bar.
             with output_to_log(paper_dir / "log.txt"):
@@ -92,5 +96,5 @@ def write_index(path: Path, rows, store_url: str) -> Path:
         link = f"[{report.name}]({report.relative_to(path.parent).as_posix()})" if report else "-"
         verdicts = (paper_verdicts(report.parent) or "-") if report else "-"
         lines.append(f"| {name} | {status} | {verdicts} | {seconds / 60:.1f} | {link} |")
-    path.write_text("\n".join(lines) + "\n")
+    write_text(path, "\n".join(lines) + "\n")
     return path

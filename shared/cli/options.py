@@ -19,14 +19,20 @@ def add_store_arg(parser) -> None:
 
 
 def add_run_args(parser, *, presets=("quick", "paper"), default_preset="quick") -> None:
-    """Adds --preset, --out, --store, --seed, --strategy, --precision, --xla, --no-progress."""
+    """Adds --preset, --out, --resume, --overwrite, --store, --seed, --smoke, --strategy,
+    --precision, --xla, --no-progress."""
     parser.add_argument("--preset", choices=list(presets), default=default_preset,
                         help="'paper' = the paper's exact settings; 'quick' = minutes on a CPU "
                              f"(default: {default_preset})")
     parser.add_argument("--out", type=Path, default=None,
                         help="run folder (default: runs/<paper>/<preset>)")
+    add_run_folder_args(parser)
     add_store_arg(parser)
     parser.add_argument("--seed", type=int, default=0, help="base random seed (default: 0)")
+    parser.add_argument("--smoke", action="store_true",
+                        help="prove a preset on this machine: full-size data for a few samples, "
+                             "every arm's full-size model, two training steps each and the "
+                             "evaluation; prints the peak memory (meant for --preset paper)")
     add_scale_args(parser)
     parser.add_argument("--no-progress", action="store_true", help="hide progress bars")
 
@@ -47,5 +53,27 @@ def resolve_store_url(cli_value) -> str:
     return os.environ.get("MEDREPRO_STORE") or DEFAULT_STORE
 
 
-def resolve_out_dir(cli_value, paper: str, preset: str) -> Path:
-    return Path(cli_value) if cli_value is not None else Path("runs") / paper / preset
+def resolve_out_dir(cli_value, paper: str, preset: str, seed=None) -> Path:
+    """--out, else runs/<paper>/<preset> (with `_seed<k>` when a seed is given, so runs
+    at two seeds never share a folder)."""
+    if cli_value is not None:
+        return Path(cli_value)
+    name = preset if seed is None else f"{preset}_seed{seed}"
+    return Path("runs") / paper / name
+
+
+def prepared_run_folder(args, paper: str, preset: str) -> Path:
+    """The run folder of a paper's `run` command, checked by the run-folder rule."""
+    from shared.io.run_folder import prepare_run_folder
+
+    return prepare_run_folder(resolve_out_dir(args.out, paper, preset, seed=args.seed),
+                              resume=args.resume, overwrite=args.overwrite)
+
+
+def add_run_folder_args(parser) -> None:
+    """Adds --resume and --overwrite (see `shared.io.run_folder`)."""
+    group = parser.add_mutually_exclusive_group()
+    group.add_argument("--resume", action="store_true",
+                       help="continue the run already in the run folder")
+    group.add_argument("--overwrite", action="store_true",
+                       help="clear the run folder of an earlier run first")

@@ -25,6 +25,7 @@ from pathlib import Path
 
 import numpy as np
 
+from shared.io.atomic import save_figure, write_text
 from shared.tracking.runs import to_jsonable
 from shared.report.selection import select_values
 from shared.stats import TEST_NAMES, compare_groups
@@ -53,7 +54,7 @@ def _figures(groups, metric, fig_dir):
     ax.set_title(f"{metric} per group (box + every model)")
     fig.tight_layout()
     paths["box_strip"] = fig_dir / f"{safe}_box_strip.png"
-    fig.savefig(paths["box_strip"], dpi=110)
+    save_figure(fig, paths["box_strip"], dpi=110)
     plt.close(fig)
 
     fig, axes = plt.subplots(1, len(names), figsize=(3.2 * len(names), 3), squeeze=False,
@@ -70,7 +71,7 @@ def _figures(groups, metric, fig_dir):
     axes[0][0].set_ylabel("models")
     fig.tight_layout()
     paths["histograms"] = fig_dir / f"{safe}_histograms.png"
-    fig.savefig(paths["histograms"], dpi=110)
+    save_figure(fig, paths["histograms"], dpi=110)
     plt.close(fig)
     return paths
 
@@ -221,8 +222,8 @@ def write_comparison_report(groups, *, metric, out_dir, title, description="", e
                "figures": rel, "provenance": provenance or {},
                "environment": {k: env.get(k) for k in ("medrepro_version", "git_revision",
                                                        "created")}}
-    (out / "report.json").write_text(json.dumps(to_jsonable(payload), indent=2,
-                                                sort_keys=True) + "\n")
+    write_text(out / "report.json", json.dumps(to_jsonable(payload), indent=2,
+                                               sort_keys=True) + "\n")
 
     lines = [f"# {title}", ""]
     if description:
@@ -241,12 +242,13 @@ def write_comparison_report(groups, *, metric, out_dir, title, description="", e
               f"({env.get('git_revision') or 'no git revision'}), {env.get('created')}_", ""]
     markdown_text = "\n".join(lines)
     md_path = out / "report.md"
-    md_path.write_text(markdown_text)
+    write_text(md_path, markdown_text)
 
     images = {r: base64.b64encode(fig_paths[k].read_bytes()).decode("ascii")
               for k, r in rel.items()}
     body = _markdown_to_html(markdown_text, images)
-    (out / "report.html").write_text(
+    write_text(
+        out / "report.html",
         f"<!DOCTYPE html>\n<html><head><meta charset='utf-8'><title>{html.escape(title)}"
         f"</title><style>{_CSS}</style></head><body>\n{body}\n</body></html>\n")
     return md_path

@@ -9,12 +9,13 @@ tests and worker threads. Attribution maps come from `shared.explain`; convert t
 from __future__ import annotations
 
 import math
-from pathlib import Path
 
 import numpy as np
 from matplotlib import colormaps
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
+
+from shared.io.atomic import save_figure
 
 
 def _new_figure(figsize):
@@ -24,10 +25,7 @@ def _new_figure(figsize):
 
 
 def _save(fig, path):
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, bbox_inches="tight")
-    return path
+    return save_figure(fig, path, bbox_inches="tight")
 
 
 def _minmax(a):

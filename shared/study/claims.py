@@ -16,6 +16,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from shared.io.atomic import write_json
 from shared.tracking.runs import finite_or_none, to_jsonable
 
 CLAIMS_FILE = "claims.json"
@@ -57,12 +58,7 @@ def build_claims(*, paper, preset, seed, revision, protocol_sha256, deviations, 
 def write_claims(out_dir, document) -> Path:
     """Writes `<out_dir>/claims.json` atomically after validating it."""
     validate_claims(document)
-    path = Path(out_dir) / CLAIMS_FILE
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".json.tmp")
-    tmp.write_text(json.dumps(document, indent=2, sort_keys=True, allow_nan=False) + "\n")
-    tmp.replace(path)
-    return path
+    return write_json(Path(out_dir) / CLAIMS_FILE, document)
 
 
 def read_claims(path) -> dict:

@@ -29,6 +29,7 @@ import json
 import math
 from pathlib import Path
 
+from shared.io.atomic import write_json
 from shared.tracking.runs import to_jsonable
 
 DIRECTIONS = ("greater", "less", "two-sided", "equivalent")
@@ -251,13 +252,10 @@ def write_protocol(protocol: Protocol, out_dir) -> str:
         if previous["sha256"] != sha:
             raise ValueError(
                 f"{path}: field 'sha256' is {previous['sha256'][:12]}..., this run declares "
-                f"{sha[:12]}...; the protocol cannot change once a run has started (use a "
-                f"new --out folder)")
+                f"{sha[:12]}...; the protocol cannot change once a run has started (use "
+                f"--overwrite or a new --out folder)")
         return sha
-    tmp = path.with_suffix(".json.tmp")
-    tmp.write_text(json.dumps({"protocol": protocol.to_dict(), "sha256": sha}, indent=2,
-                              sort_keys=True) + "\n")
-    tmp.replace(path)
+    write_json(path, {"protocol": protocol.to_dict(), "sha256": sha})
     return sha
 
 

@@ -112,3 +112,20 @@ def test_store_errors_are_one_line(monkeypatch, capsys):
     assert app.main([]) == 2
     err = capsys.readouterr().err
     assert err.startswith("medrepro: error: OperationalError:") and err.count("\n") == 1
+
+
+@pytest.mark.parametrize("paper", ["heatmap-loss", "covidnet-siamese", "lge-qa", "hrpqct", "bar-ad"])
+def test_every_run_refuses_another_runs_folder(tmp_path, paper):
+    from shared.testing.bad_input import assert_one_line_error
+
+    (tmp_path / "claims.json").write_text("{}")
+    assert_one_line_error([paper, "run", "--preset", "tiny", "--out", tmp_path],
+                          str(tmp_path), "--resume", "--overwrite")
+    assert [p.name for p in tmp_path.iterdir()] == ["claims.json"]
+
+
+def test_default_run_folder_holds_the_seed():
+    from shared.cli.options import resolve_out_dir
+
+    assert resolve_out_dir(None, "hrpqct", "quick", seed=3).as_posix() == "runs/hrpqct/quick_seed3"
+    assert resolve_out_dir("x/y", "hrpqct", "quick", seed=3).as_posix() == "x/y"

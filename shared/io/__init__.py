@@ -1,0 +1,19 @@
+"""Files a run writes: atomic writes and the run-folder rule.
+
+* `atomic`: text, JSON and figures written to a temporary name, then renamed, so a
+  killed run never leaves a half-written report;
+* `run_folder`: a run refuses a folder that holds another run unless it is told to
+  continue it (`--resume`) or to clear it first (`--overwrite`).
+"""
+
+from shared.io.atomic import atomic_path, write_json, write_text, save_figure
+from shared.io.run_folder import RUN_MARKERS, prepare_run_folder
+
+__all__ = [
+    "RUN_MARKERS",
+    "atomic_path",
+    "prepare_run_folder",
+    "save_figure",
+    "write_json",
+    "write_text",
+]
