@@ -20,6 +20,7 @@ from shared.tracking.store import (
     open_store,
     ResultsStore,
     SchemaVersionError,
+    StoreCorruptError,
     StoreUnreachableError,
 )
 from shared.tracking.spool import append_spool, read_spool, replay_record, sync_spool
@@ -29,6 +30,7 @@ __all__ = [
     "DEFAULT_URL",
     "ResultsStore",
     "SchemaVersionError",
+    "StoreCorruptError",
     "StoreLoggingMixin",
     "StoreUnreachableError",
     "append_spool",

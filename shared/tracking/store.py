@@ -123,7 +123,62 @@ class StoreUnreachableError(RuntimeError):
 
 
 class SchemaVersionError(RuntimeError):
-    """The store was written by a different schema version than this code expects."""
+    """The store was written by a different schema version than this code expects,
+    or the database holds tables that are not a medrepro store's."""
+
+
+class StoreCorruptError(RuntimeError):
+    """The store's file is not a readable database (truncated, overwritten, not SQLite)."""
+
+
+_CORRUPT_MARKERS = ("file is not a database", "database disk image is malformed",
+                    "malformed database schema", "file is encrypted")
+
+
+def _is_corrupt_error(err) -> bool:
+    text = str(getattr(err, "orig", None) or err).lower()
+    return any(marker in text for marker in _CORRUPT_MARKERS)
+
+
+def _corrupt_store(masked_url, err) -> StoreCorruptError:
+    reason = str(getattr(err, "orig", None) or err).strip().splitlines()[0]
+    return StoreCorruptError(f"results store {masked_url} is corrupt: {reason}; expected a "
+                             f"SQLite database medrepro wrote (move the file aside to start "
+                             f"a new store)")
+
+
+def _foreign_store(masked_url, reason) -> SchemaVersionError:
+    return SchemaVersionError(f"results store {masked_url} is not a medrepro store: {reason}; "
+                              f"expected an empty database or one medrepro created (nothing "
+                              f"was changed)")
+
+
+def _foreign_schema(conn) -> str | None:
+    """Why the database is not a medrepro store, or None when it is one (or empty).
+
+    The `meta` table alone is not trusted: a database holding tables but no medrepro
+    `meta` row is another tool's, and each of medrepro's tables that exists must
+    have every column this schema writes.
+    """
+    inspector = sa.inspect(conn)
+    existing = set(inspector.get_table_names())
+    if not existing:
+        return None
+    if meta_table.name not in existing:
+        return (f"it holds tables of another application ({', '.join(sorted(existing)[:5])}) "
+                f"and no medrepro 'meta' table")
+    has_version = conn.execute(sa.select(meta_table.c.value)
+                               .where(meta_table.c.key == "schema_version")).first()
+    if has_version is None:
+        return "its 'meta' table has no 'schema_version' row"
+    for table in metadata.sorted_tables:
+        if table.name not in existing:
+            continue
+        columns = {c["name"] for c in inspector.get_columns(table.name)}
+        missing = [c.name for c in table.columns if c.name not in columns]
+        if missing:
+            return f"table {table.name!r} lacks column(s) {', '.join(missing)}"
+    return None
 
 
 _PASSWORD_PARAM = re.compile(r"(?i)(\bpassword\s*=\s*)('(?:[^'\\]|\\.)*'|[^\s&;]+)")
@@ -282,6 +337,8 @@ class ResultsStore:
                 raise StoreUnreachableError(
                     f"results store {self.masked_url} is unreachable: cannot create "
                     f"folder {path.parent} ({err})") from err
+            if path.is_file() and path.stat().st_size > 0:
+                self._check_existing_sqlite(path)
         engine = sa.create_engine(parsed, future=True,
                                   connect_args={"timeout": float(busy_timeout)})
         busy_ms = int(busy_timeout * 1000)
@@ -307,6 +364,25 @@ class ResultsStore:
 
         return engine
 
+    def _check_existing_sqlite(self, path: Path) -> None:
+        """Refuses a corrupt file or another tool's database before anything writes to
+        it (even switching on WAL mode would change the file)."""
+        import sqlite3
+
+        uri = f"{path.resolve().as_uri().replace('file://', 'file:', 1)}?mode=ro"
+        probe = sa.create_engine("sqlite://", creator=lambda: sqlite3.connect(uri, uri=True))
+        try:
+            with probe.connect() as conn:
+                reason = _foreign_schema(conn)
+        except sa.exc.SQLAlchemyError as err:
+            if _is_corrupt_error(err):
+                raise _corrupt_store(self.masked_url, err) from err
+            return  # unreadable for another reason: the real connection reports it
+        finally:
+            probe.dispose()
+        if reason is not None:
+            raise _foreign_store(self.masked_url, reason)
+
     def _initialise(self):
         """Creates missing tables and checks the schema version."""
         with self._begin() as conn:
@@ -314,6 +390,9 @@ class ResultsStore:
                 # Several workers may start at once; one creates, the others wait.
                 conn.execute(sa.text("SELECT pg_advisory_xact_lock(:k)"),
                              {"k": _SCHEMA_LOCK_KEY})
+            reason = _foreign_schema(conn)
+            if reason is not None:
+                raise _foreign_store(self.masked_url, reason)
             metadata.create_all(conn, checkfirst=True)
             row = conn.execute(sa.select(meta_table.c.value)
                                .where(meta_table.c.key == "schema_version")).first()
@@ -688,6 +767,8 @@ def open_store(url=None, *, connect_timeout: float = 10.0, write_timeout=10.0) -
     except sa.exc.SQLAlchemyError as err:
         store.close()
         reason = str(getattr(err, "orig", None) or err).strip().splitlines()[0]
+        if _is_corrupt_error(err):
+            raise _corrupt_store(store.masked_url, err) from err
         raise StoreUnreachableError(
             f"results store {store.masked_url} is unreachable: {reason}") from err
     except Exception as err:  # noqa: BLE001 - driver errors raised outside SQLAlchemy
