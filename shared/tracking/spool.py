@@ -18,6 +18,8 @@ from shared.tracking.store import ResultsStore
 
 logger = logging.getLogger(__name__)
 
+SPOOL_OPS = ("trial", "evaluation", "checkpoint_removed")
+
 
 def append_spool(path, record: dict) -> None:
     """Appends one record (a JSON line) to a spool file, flushed and fsync'ed.
@@ -25,7 +27,9 @@ def append_spool(path, record: dict) -> None:
     A record has `op` ("trial" or "evaluation") and the fields of
     `ResultsStore.record_trial` / `record_evaluation`, with the search named by
     `experiment` + `search_name` (+ `search_group`, `search_config`) instead of an id,
-    so that it can be replayed into any store.
+    so that it can be replayed into any store. The op "checkpoint_removed"
+    (`experiment`, `search_name`, `trial_id`) says a trial's model files were
+    deleted after its record was written: replaying it clears the row's model_path.
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -76,9 +80,9 @@ def read_spool(path) -> list[dict]:
                                path, number)
                 continue
             raise ValueError(f"spool file {path} line {number}: not valid JSON ({err})") from err
-        if record.get("op") not in ("trial", "evaluation"):
-            raise ValueError(f"spool file {path} line {number}: field 'op' must be 'trial' or "
-                             f"'evaluation', got {record.get('op')!r}")
+        if record.get("op") not in SPOOL_OPS:
+            raise ValueError(f"spool file {path} line {number}: field 'op' must be one of "
+                             f"{', '.join(SPOOL_OPS)}, got {record.get('op')!r}")
         records.append(record)
     return records
 
@@ -96,6 +100,8 @@ def replay_record(store: ResultsStore, record: dict) -> None:
     elif op == "evaluation":
         store.record_evaluation(record.pop("experiment"), record.pop("model_id"),
                                 record.pop("metric"), record.pop("value"), **record)
+    elif op == "checkpoint_removed":
+        store.clear_model_path(record["experiment"], record["search_name"], record["trial_id"])
     else:
         raise ValueError(f"spool record: unknown op {op!r}")
 

@@ -616,6 +616,19 @@ class ResultsStore:
                 set_={k: stmt.excluded[k] for k in values if k not in ("search_id", "trial_id")})
             conn.execute(stmt)
 
+    def clear_model_path(self, experiment: str, search_name: str, trial_id) -> bool:
+        """Forgets the model files of one trial (they were deleted); True if a row changed."""
+        e, s, t = experiments_table, searches_table, trials_table
+        search_ids = (sa.select(s.c.id).join(e, s.c.experiment_id == e.c.id)
+                      .where((e.c.name == experiment) & (s.c.name == search_name)))
+        with self._begin() as conn:
+            changed = conn.execute(
+                t.update().where(t.c.search_id.in_(search_ids.scalar_subquery())
+                                 & (t.c.trial_id == str(trial_id))
+                                 & t.c.model_path.is_not(None))
+                .values(model_path=None, updated=_now()))
+            return changed.rowcount > 0
+
     def record_evaluation(self, experiment: str, model_id, metric: str, value, *, split="test",
                           group=None, extra=None) -> None:
         """Inserts or updates one evaluation (experiment, model id, metric, split).

@@ -400,23 +400,22 @@ class StoreLoggingMixin:
             checkpoint = Path(self._get_checkpoint_fname(trial_id))
             if checkpoint.exists():
                 checkpoint.unlink()
-                try:
-                    self._set_model_path(trial_id, None)
-                except StoreUnreachableError:
-                    pass
+                self._forget_checkpoint(trial_id)
 
-    def _set_model_path(self, trial_id, path):
-        rows = [t for t in self._store.trials(self._experiment, self._search_name)
-                if t["trial_id"] == str(trial_id)]
-        if not rows or rows[0]["model_path"] == path:
-            return
-        row = rows[0]
-        self._store.record_trial(
-            self._search_id, trial_id, group=row["group"], hyperparameters=row["hyperparameters"],
-            metrics=row["metrics"], status=row["status"], error=row["error"],
-            started=row["started"], ended=row["ended"], duration_s=row["duration_s"],
-            model_path=path, host=row["host"], package_version=row["package_version"],
-            git_revision=row["git_revision"])
+    def _forget_checkpoint(self, trial_id):
+        """Clears the row's model_path; while the store is down the spool says it, in
+        order after the trial's own spooled record, so that a later sync never leaves
+        a row pointing at a deleted file."""
+        if not self._store_down:
+            try:
+                self._store.clear_model_path(self._experiment, self._search_name, trial_id)
+                return
+            except StoreUnreachableError:
+                self._store_down = True
+        append_spool(self.spool_path, {"op": "checkpoint_removed",
+                                       "experiment": self._experiment,
+                                       "search_name": self._search_name,
+                                       "trial_id": str(trial_id)})
 
 
 def make_tuner(kind, hypermodel, *, objective, max_trials, store, experiment, search_name,

@@ -150,6 +150,47 @@ class _StopServer(keras.callbacks.Callback):
             self.server.stop_server()
 
 
+class _CutStore(keras.callbacks.Callback):
+    """Makes the tuner's store unreachable when the n-th trial starts training."""
+
+    def __init__(self, store, at_trial):
+        super().__init__()
+        self.store, self.at_trial = store, at_trial
+        self.count = 0
+
+    def __deepcopy__(self, memo):
+        return self
+
+    def on_train_begin(self, logs=None):
+        self.count += 1
+        if self.count != self.at_trial:
+            return
+
+        def down(*args, **kwargs):
+            raise StoreUnreachableError("results store is unreachable: cut by the test")
+
+        for name in ("record_trial", "clear_model_path", "trials", "ping"):
+            setattr(self.store, name, down)
+
+
+def test_no_row_points_at_a_checkpoint_deleted_during_an_outage(tmp_path):
+    url = f"sqlite:///{tmp_path / 'r.sqlite'}"
+    tuner = make_tuner("random", demo_hypermodel, objective="val_loss", max_trials=5, store=url,
+                       experiment="exp", search_name="outage", directory=tmp_path / "t",
+                       seed=4, keep_best=1)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        _search(tuner, callbacks=[_CutStore(tuner.results_store, at_trial=2)])
+    assert cli.main(["store", "sync", "--spool", str(tuner.spool_path), "--store", url]) == 0
+    rows = open_store(url).trials("exp", "outage")
+    assert len(rows) == 5
+    kept = [r for r in rows if r["model_path"] is not None]
+    best = tuner.oracle.get_best_trials(1)[0].trial_id
+    assert [r["trial_id"] for r in kept] == [best] and Path(kept[0]["model_path"]).exists()
+    assert len(list((tmp_path / "t" / "outage").glob("trial_*/checkpoint.weights.h5"))) == 1
+    assert any(r["op"] == "checkpoint_removed" for r in read_spool(tuner.spool_path))
+
+
 @pytest.mark.slow
 @pytest.mark.postgres
 def test_store_lost_mid_search_then_sync(tmp_path):
