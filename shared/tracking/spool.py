@@ -19,6 +19,11 @@ from shared.tracking.store import ResultsStore
 logger = logging.getLogger(__name__)
 
 SPOOL_OPS = ("trial", "evaluation", "checkpoint_removed")
+_REQUIRED = {
+    "trial": ("experiment", "search_name", "trial_id", "hyperparameters", "metrics"),
+    "evaluation": ("experiment", "model_id", "metric", "value"),
+    "checkpoint_removed": ("experiment", "search_name", "trial_id"),
+}
 
 
 def append_spool(path, record: dict) -> None:
@@ -64,11 +69,21 @@ def _claim(path: Path) -> Path:
 
 def read_spool(path) -> list[dict]:
     """The records of a spool file, in order; a torn last line (crash) is skipped."""
-    path = Path(path)
+    return [record for _, record in _numbered_records(Path(path))]
+
+
+def _numbered_records(path: Path) -> list[tuple[int, dict]]:
+    """(line number, record) of every record, each checked for its op's fields."""
     if not path.exists():
         raise FileNotFoundError(f"spool file {path} does not exist")
+    if not path.is_file():
+        raise ValueError(f"spool file {path}: is a folder; expected a JSON-lines spool file")
+    try:
+        lines = path.read_text(encoding="utf-8-sig").splitlines()
+    except UnicodeDecodeError as err:
+        raise ValueError(f"spool file {path}: not UTF-8 text at byte {err.start}; expected "
+                         f"a JSON-lines spool file") from err
     records = []
-    lines = path.read_text(encoding="utf-8").splitlines()
     for number, line in enumerate(lines, start=1):
         if not line.strip():
             continue
@@ -80,10 +95,17 @@ def read_spool(path) -> list[dict]:
                                path, number)
                 continue
             raise ValueError(f"spool file {path} line {number}: not valid JSON ({err})") from err
+        where = f"spool file {path} line {number}"
+        if not isinstance(record, dict):
+            raise ValueError(f"{where}: expected a JSON object, got {type(record).__name__}")
         if record.get("op") not in SPOOL_OPS:
-            raise ValueError(f"spool file {path} line {number}: field 'op' must be one of "
+            raise ValueError(f"{where}: field 'op' must be one of "
                              f"{', '.join(SPOOL_OPS)}, got {record.get('op')!r}")
-        records.append(record)
+        missing = [k for k in _REQUIRED[record["op"]] if k not in record]
+        if missing:
+            raise ValueError(f"{where}: field '{missing[0]}' missing; a record of op "
+                             f"{record['op']!r} needs {', '.join(_REQUIRED[record['op']])}")
+        records.append((number, record))
     return records
 
 
@@ -117,19 +139,24 @@ def sync_spool(store: ResultsStore, path, *, remove=False) -> int:
     """
     path = Path(path)
     if not remove:
-        records = read_spool(path)
-        for record in records:
-            replay_record(store, record)
-        return len(records)
+        return _replay_file(store, path)
     leftovers = sorted(path.parent.glob(f"{path.name}.syncing-*"))
     if not path.exists() and not leftovers:
         raise FileNotFoundError(f"spool file {path} does not exist")
     claimed = leftovers + ([_claim(path)] if path.exists() else [])
     count = 0
     for part in claimed:
-        records = read_spool(part)
-        for record in records:
-            replay_record(store, record)
+        count += _replay_file(store, part)
         part.unlink()
-        count += len(records)
     return count
+
+
+def _replay_file(store: ResultsStore, path: Path) -> int:
+    """Replays every record of one file; a record the store refuses names its line."""
+    records = _numbered_records(path)
+    for number, record in records:
+        try:
+            replay_record(store, record)
+        except (ValueError, TypeError) as err:
+            raise ValueError(f"spool file {path} line {number}: {err}") from err
+    return len(records)

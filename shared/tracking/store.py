@@ -337,6 +337,10 @@ class ResultsStore:
                 raise StoreUnreachableError(
                     f"results store {self.masked_url} is unreachable: cannot create "
                     f"folder {path.parent} ({err})") from err
+            if path.is_dir():
+                raise StoreUnreachableError(
+                    f"results store {self.masked_url} is unreachable: {path} is a folder; "
+                    f"expected a SQLite file (or a path where one can be created)")
             if path.is_file() and path.stat().st_size > 0:
                 self._check_existing_sqlite(path)
         engine = sa.create_engine(parsed, future=True,
