@@ -18,7 +18,7 @@ def register(subparsers) -> None:
 
     run = sub.add_parser("run", help="end-to-end reproduction (Table 2, Figs. 2-3)",
                          conflict_handler="resolve")
-    add_run_args(run, presets=("tiny", "quick", "paper"), default_preset="quick")
+    add_run_args(run, presets=("tiny", "quick", "powered", "paper"), default_preset="quick")
     # --strategy names the paper's QA training strategy here (the paper's word for its
     # three methods); it replaces the shared tf.distribute flag, which is --distribute.
     run.add_argument("--strategy", dest="qa_strategy", default="all",
@@ -33,9 +33,16 @@ def register(subparsers) -> None:
                           "(default: default)")
     run.add_argument("--data", type=Path, default=None,
                      help="dataset root in the challenge layout (<root>/segmentation/<CASE>/, "
-                          "<root>/quality/<CASE>/, <root>/quality_scores.csv); default: a phantom "
-                          "written under the run folder")
-    run.add_argument("--repetitions", type=int, default=None, help="override the preset's repetitions")
+                          "<root>/quality/<CASE>/, <root>/quality_scores.csv), only read; "
+                          "default: a phantom written into the run folder")
+    run.add_argument("--strict", action="store_true",
+                     help="refuse scored cases found only in quality_scores.csv or only on disk "
+                          "(default: leave them out with a warning)")
+    run.add_argument("--repetitions", type=int, default=None,
+                     help="override the preset's repetitions (the paired seeds of --preset powered)")
+    run.add_argument("--correlation", choices=("high", "low"), default=None,
+                     help="declared correlation of the phantom's quality attributes: high (as the "
+                          "paper states, default) or low (the second condition)")
     run.add_argument("--threshold", type=float, default=None, help="LA detector threshold t")
     run.set_defaults(func=_cmd_run)
 
@@ -59,7 +66,7 @@ def _strategy_args(name):
 
 def _cmd_run(args) -> int:
     from lge_qa.config import get_config
-    from lge_qa.experiment import run_experiment
+    from shared.cli.resources import peak_memory_line
     from shared.training.scale import configure
 
     overrides = {"seed": args.seed}
@@ -67,23 +74,39 @@ def _cmd_run(args) -> int:
         overrides["repetitions"] = args.repetitions
     if args.threshold is not None:
         overrides["detection_threshold"] = args.threshold
+    if args.correlation is not None:
+        overrides["correlation_level"] = args.correlation
     cfg = get_config(args.preset, **overrides)
     scale = configure(args.distribute, args.precision, args.xla)
     distribute = None if args.distribute == "default" else scale.strategy
     out = prepared_run_folder(args, PAPER, args.preset)
-    result = run_experiment(cfg, out_dir=out, store_url=resolve_store_url(args.store), data_root=args.data,
-                            strategies=_strategy_args(args.qa_strategy), progress=not args.no_progress,
-                            distribute=distribute, jit_compile=scale.jit_compile)
-    from lge_qa.report import table_markdown
+    common = dict(out_dir=out, store_url=resolve_store_url(args.store), data_root=args.data,
+                  progress=not args.no_progress, distribute=distribute, jit_compile=scale.jit_compile,
+                  strict=args.strict)
+    if args.smoke:
+        from lge_qa.smoke import smoke_config
 
-    print(table_markdown(result["summary"]))
+        cfg = smoke_config(cfg)
+    if cfg.training_sizes:
+        from lge_qa.limited import run_limited_study
+
+        result = run_limited_study(cfg, **common)
+        print(result["table"])
+    else:
+        from lge_qa.experiment import run_experiment
+        from lge_qa.report import table_markdown
+
+        result = run_experiment(cfg, strategies=_strategy_args(args.qa_strategy), **common)
+        print(table_markdown(result["summary"]))
     print(f"report: {result['report']}")
+    if args.smoke:
+        print(peak_memory_line())
     return 0
 
 
 def _cmd_generate(args) -> int:
     from lge_qa.config import get_config
-    from lge_qa.experiment import ensure_dataset
+    from lge_qa.experiment import write_phantom
     from shared.cli.progress import progress
 
     overrides = {"seed": args.seed}
@@ -92,7 +115,7 @@ def _cmd_generate(args) -> int:
     if args.n_scored is not None:
         overrides["n_scored"] = args.n_scored
     cfg = get_config(args.preset, **overrides)
-    root = ensure_dataset(cfg, args.out, progress=lambda it, desc: progress(it, desc=desc,
+    root = write_phantom(cfg, args.out, progress=lambda it, desc: progress(it, desc=desc,
                                                                              enabled=not args.no_progress))
     print(f"wrote {cfg.n_segmentation} masks-only and {cfg.n_scored} scored scans to {root}")
     return 0

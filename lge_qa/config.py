@@ -11,6 +11,15 @@ repetitions (Table 2).
 import dataclasses
 
 STRATEGIES = ("baseline", "multitask", "contrastive")
+# The control of the limited-label study: a randomly initialised encoder, frozen, with
+# the heads trained as in the baseline (what SupCon pre-training must beat).
+CONTROL = "frozen_random"
+ARMS = STRATEGIES + (CONTROL,)
+BASELINE_ENCODERS = ("frozen", "end_to_end")
+QA_INPUTS = ("outputs", "latents")
+# Declared inter-attribute (and attribute-QA) correlations of the phantom's latent
+# qualities: "high" as the paper states its attributes correlate, "low" the second condition.
+CORRELATION_LEVELS = {"high": 0.9, "low": 0.2}
 # Table 2: scores of the fibrosis-quality label per scan, diagnostic = positive.
 METRICS = ("precision", "recall", "f1", "specificity")
 
@@ -26,9 +35,12 @@ class LgeQaConfig:
     volume_shape: tuple = (144, 144, 44)
     image_size: int = 128
     rater_sd: float = 0.5
-    quality_correlation: float = 0.6
-    quality_spread: float = 0.7
-    quality_shift: float = 0.1
+    correlation_level: str = "high"  # CORRELATION_LEVELS key; sets quality_correlation
+    quality_correlation: float = 0.9  # pairwise correlation of the latent qualities
+    quality_spread: float = 1.0
+    quality_shift: float = None  # None: solved for target_prevalence (phantom.shift_for_prevalence)
+    target_prevalence: float = 0.5  # diagnostic share of the fibrosis-quality label (Table 2 implies 0.51)
+    fibrosis_extent: float = 28.0  # half-angle (degrees) of each fibrotic patch of the LA wall
     score_threshold: int = 3
     # Stage 1: LA detector.
     unet_filters: tuple = (64, 128, 256, 512)
@@ -41,6 +53,8 @@ class LgeQaConfig:
     encoder_filters: tuple = (64, 128, 256, 512)
     encoder_blocks: tuple = (3, 4, 6, 3)
     encoder_weights: str = None
+    baseline_encoder: str = "frozen"  # "frozen" features (the paper) or "end_to_end"
+    qa_input: str = "outputs"  # the QA module reads the attribute "outputs" (the paper) or "latents"
     latent_dim: int = 128
     dropout: float = 0.2
     bn_momentum: float = 0.99  # BatchNormalization moving-average momentum (Keras default)
@@ -62,12 +76,29 @@ class LgeQaConfig:
     lars_eta: float = 0.001
     temperature: float = 0.1
     projection_dim: int = 128
+    # SupCon to a criterion (0: the fixed pretrain_epochs): stop once the epoch loss has
+    # covered this share of the gap from the collapsed value to the closed-form minimum
+    # (`models.supcon_bounds`), at most pretrain_epochs epochs.
+    pretrain_criterion: float = 0.0
+    # Limited-label study (`lge_qa.limited`, preset powered).
+    training_sizes: tuple = ()
+    val_scans: int = 40
+    gate_train_scans: int = 400
+    gate_test_scans: int = 100
     # Protocol.
     repetitions: int = 5
     strategies: tuple = STRATEGIES
     cam_scans: int = 2
     projection: str = "umap"  # Fig. 3: "umap" (PCA when umap-learn is missing) or "pca"
     seed: int = 0
+
+    def __post_init__(self):
+        choices = {"baseline_encoder": BASELINE_ENCODERS, "qa_input": QA_INPUTS,
+                   "correlation_level": tuple(CORRELATION_LEVELS)}
+        for field, allowed in choices.items():
+            if getattr(self, field) not in allowed:
+                raise ValueError(f"LgeQaConfig.{field} must be one of {list(allowed)}. "
+                                 f"Received: {field}={getattr(self, field)!r}")
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
@@ -106,7 +137,34 @@ def quick() -> LgeQaConfig:
         lars_eta=0.01,
         projection_dim=32,
         repetitions=3,
+        baseline_encoder="end_to_end",
+        qa_input="latents",
     )
+
+
+def powered() -> LgeQaConfig:
+    """The limited-label study (`lge_qa.limited`): labelled training sizes 24, 48 and 96
+    scans drawn per seed from a training pool, one fixed 40-scan validation set, one
+    fixed 200-scan test set, a 400 + 100-scan gate cohort for the baseline gate; the
+    quick preset's network and slices; SupCon run to a criterion on its loss; 6 paired
+    seeds (`units_for_mde`, see `POWERED_SD_DIFF`)."""
+    cfg = quick()
+    cfg.preset = "powered"
+    cfg.n_segmentation = 24
+    cfg.training_sizes = (24, 48, 96)
+    cfg.val_scans = 40
+    cfg.test_scans = 200
+    cfg.gate_train_scans = 400
+    cfg.gate_test_scans = 100
+    cfg.n_scored = 96 + 40 + 200 + 400 + 100
+    cfg.repetitions = 6
+    cfg.epochs = 15
+    cfg.patience = 5
+    cfg.fibrosis_extent = 40.0
+    cfg.pretrain_epochs = 40
+    cfg.pretrain_criterion = 0.25
+    cfg.cam_scans = 0
+    return cfg
 
 
 def tiny() -> LgeQaConfig:
@@ -135,10 +193,12 @@ def tiny() -> LgeQaConfig:
         repetitions=2,
         cam_scans=1,
         projection="pca",
+        baseline_encoder="end_to_end",
+        qa_input="latents",
     )
 
 
-PRESETS = {"paper": paper, "quick": quick, "tiny": tiny}
+PRESETS = {"paper": paper, "quick": quick, "powered": powered, "tiny": tiny}
 
 
 def get_config(preset: str, **overrides) -> LgeQaConfig:
@@ -150,6 +210,9 @@ def get_config(preset: str, **overrides) -> LgeQaConfig:
         if not hasattr(cfg, key):
             raise ValueError(f"LgeQaConfig has no field {key!r}")
         setattr(cfg, key, value)
+    if "correlation_level" in overrides and "quality_correlation" not in overrides:
+        cfg.quality_correlation = CORRELATION_LEVELS[cfg.correlation_level]
+    cfg.__post_init__()
     return cfg
 
 

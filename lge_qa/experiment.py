@@ -2,7 +2,8 @@
 
 `run_experiment(cfg, ...)`:
 
-1. writes the phantom dataset (unless `data_root` already holds one, e.g. real data);
+1. reads the dataset at `data_root` (never written to) or, without one, writes the
+   phantom into the run folder (`resolve_dataset`);
 2. stage 1: trains the U-Net LA detector on the masks-only cohort, selects the LA
    slices of the scored scans (`io.select_slices`, threshold t), reports its Dice and
    slice-selection precision / recall;
@@ -29,6 +30,7 @@ import numpy as np
 
 from lge_qa import io, phantom
 from lge_qa.config import METRICS, STRATEGIES, LgeQaConfig, study_protocol
+from lge_qa.results_sink import ResultsSink
 from lge_qa.report import save_cam_figure, save_embedding_figure, summarise, write_report
 from lge_qa.training import detector_metrics, evaluate_scans, train_la_detector, train_strategy
 
@@ -41,17 +43,72 @@ DETECTOR_EXPERIMENT = "lge_qa_detector"
 # ----------------------------------------------------------------------------- data
 
 
-def ensure_dataset(cfg: LgeQaConfig, data_root, *, progress=None) -> Path:
-    """Writes the phantom under `data_root` unless a scores table is already there."""
-    root = Path(data_root)
-    if (root / phantom.SCORES_FILE).is_file():
-        return root
+def phantom_shift(cfg: LgeQaConfig) -> float:
+    """The phantom's quality shift: `cfg.quality_shift`, or solved for `cfg.target_prevalence`."""
+    if cfg.quality_shift is not None:
+        return float(cfg.quality_shift)
+    return phantom.shift_for_prevalence(cfg.target_prevalence, correlation=cfg.quality_correlation,
+                                        spread=cfg.quality_spread, rater_sd=cfg.rater_sd,
+                                        score_threshold=cfg.score_threshold)
+
+
+def write_phantom(cfg: LgeQaConfig, root, *, progress=None) -> Path:
+    """Writes the phantom cohort of `cfg` under `root` (a folder of its own). Returns `root`."""
     log.info("writing phantom dataset to %s", root)
     return phantom.generate_dataset(
         root, n_segmentation=cfg.n_segmentation, n_scored=cfg.n_scored, shape=cfg.volume_shape,
         seed=cfg.seed, rater_sd=cfg.rater_sd, correlation=cfg.quality_correlation,
-        spread=cfg.quality_spread, shift=cfg.quality_shift, progress=progress,
+        spread=cfg.quality_spread, shift=phantom_shift(cfg), fibrosis_extent=cfg.fibrosis_extent,
+        progress=progress,
     )
+
+
+def check_data_root(root) -> Path:
+    """A user's dataset root in the challenge layout, checked (read only).
+
+    Raises:
+        FileNotFoundError: the root, one of its split folders or the scores table is
+            missing; the message names the path and the layout expected.
+    """
+    root = Path(root)
+    layout = (f"expected {phantom.SEG_SPLIT}/<CASE>/, {phantom.QA_SPLIT}/<CASE>/ and "
+              f"{phantom.SCORES_FILE}")
+    if not root.is_dir():
+        raise FileNotFoundError(f"--data {root}: no such folder; {layout}")
+    for split in (phantom.SEG_SPLIT, phantom.QA_SPLIT):
+        if not (root / split).is_dir():
+            raise FileNotFoundError(f"--data {root}: split folder {root / split} not found; {layout}")
+    if not (root / phantom.SCORES_FILE).is_file():
+        raise FileNotFoundError(f"--data {root}: scores table {root / phantom.SCORES_FILE} not found; "
+                                f"{layout} (a data root is only read: the phantom is written into "
+                                f"the run folder when no --data is given)")
+    return root
+
+
+def resolve_dataset(cfg: LgeQaConfig, data_root, run_dir, *, progress=None) -> Path:
+    """The dataset a run reads.
+
+    A given `data_root` (real data or a phantom written with `medrepro lge-qa
+    generate`) is only read, never written: it must already hold the full layout
+    (`check_data_root`). Without one, the phantom is generated into
+    `<run_dir>/data` (kept when a resumed run finds it complete: the scores table is
+    written last).
+
+    Args:
+        cfg: LgeQaConfig (the phantom's settings).
+        data_root: str, Path or None.
+        run_dir: str or Path. The run folder.
+        progress: callable wrapping an iterable, optional.
+
+    Returns:
+        Path of the dataset root.
+    """
+    if data_root is not None:
+        return check_data_root(data_root)
+    root = Path(run_dir) / "data"
+    if (root / phantom.SCORES_FILE).is_file():
+        return root
+    return write_phantom(cfg, root, progress=progress)
 
 
 def split_scans(n_scans, *, test_scans, val_fraction, seed):
@@ -94,6 +151,31 @@ def detect_slices(probabilities, case_index, case_ids, threshold, *, fallback_to
     return selected
 
 
+def stage_one(cfg: LgeQaConfig, seg, qa, labels, *, verbose=0, distribute=None, jit_compile=False):
+    """Trains the LA detector on the masks-only cohort and selects the scored scans' LA slices.
+
+    Returns:
+        (data, detector metrics): data holds the selected slices' `images`, `masks`
+        (the detector's mask for scans without a stored one, for the multi-task
+        decoder), `case_index` and the scan-level `labels`; the detector is scored
+        only on the scans with a stored mask.
+    """
+    detector = train_la_detector(cfg, seg, seed=cfg.seed, verbose=verbose, strategy=distribute,
+                                 jit_compile=jit_compile)
+    prob = detector.predict(qa["images"], batch_size=256, verbose=0)
+    selected = detect_slices(prob, qa["case_index"], qa["case_ids"], cfg.detection_threshold)
+    det = detector_metrics(prob, qa["masks"], selected, cfg.detection_threshold,
+                           has_mask=qa["has_mask"][qa["case_index"]])
+    log.info("LA detector: %s", det)
+    masks = qa["masks"].copy()
+    for i in np.flatnonzero(~qa["has_mask"]):
+        idx = qa["case_index"] == i
+        masks[idx] = (prob[idx] > cfg.detection_threshold).astype(masks.dtype)
+    data = {"images": qa["images"][selected], "masks": masks[selected],
+            "case_index": qa["case_index"][selected], "labels": labels}
+    return data, det
+
+
 # ----------------------------------------------------------------------------- study
 
 
@@ -124,15 +206,15 @@ def _endpoints(metrics) -> dict:
 
 
 def run_experiment(cfg: LgeQaConfig, *, out_dir, store_url=None, data_root=None, strategies=None,
-                   progress=True, verbose=0, distribute=None, jit_compile=False) -> dict:
+                   progress=True, verbose=0, distribute=None, jit_compile=False, strict=False) -> dict:
     """Runs the whole reproduction and writes its run folder.
 
     Args:
         cfg: LgeQaConfig.
         out_dir: str or Path. The run folder.
         store_url: str, optional. Results store URL (None: the default SQLite store).
-        data_root: str or Path, optional. Dataset root in the challenge layout; default
-            `<out_dir>/data`, where the phantom is written if absent.
+        data_root: str or Path, optional. Dataset root in the challenge layout, only
+            read. None: the phantom is written into `<out_dir>/data`.
         strategies: sequence of str, optional. Subset of STRATEGIES (default cfg.strategies).
         progress: bool, default True. Progress bars.
         verbose: int, default 0. Keras fit verbosity.
@@ -140,6 +222,8 @@ def run_experiment(cfg: LgeQaConfig, *, out_dir, store_url=None, data_root=None,
             compiled in its scope (None: the default strategy). Set the dtype policy
             before calling (`shared.scale.configure`).
         jit_compile: bool, default False. Compile the train steps with XLA.
+        strict: bool, default False. Refuse scored cases found only in the scores
+            table or only on disk (otherwise they are left out with a warning).
 
     Returns:
         dict with "summary", "results", "detector", "report" (path of report.md), "figures",
@@ -160,35 +244,22 @@ def run_experiment(cfg: LgeQaConfig, *, out_dir, store_url=None, data_root=None,
     study = Study(study_protocol(cfg, cfg.seed, strategies), out) if len(strategies) > 1 else None
     if study is None:
         log.warning("one strategy (%s): no hypothesis to test, no claims.json", strategies[0])
-    data_root = Path(data_root) if data_root is not None else out / "data"
     wrap = (lambda it, desc: pbar(it, desc=desc, enabled=progress))
-    ensure_dataset(cfg, data_root, progress=lambda it, desc: wrap(it, desc))
+    data_root = resolve_dataset(cfg, data_root, out, progress=lambda it, desc: wrap(it, desc))
+    qa, seg = load_dataset(cfg, data_root, strict=strict)
+    # The store is opened before anything trains: unreachable, its rows are spooled.
+    sink = ResultsSink.open(store_url, out)
 
     # Stage 1: LA detector.
     set_global_seed(cfg.seed)
-    seg = io.load_cohort(data_root / phantom.SEG_SPLIT, size=cfg.image_size)
-    scores = io.read_scores_csv(data_root / phantom.SCORES_FILE)
-    qa = io.load_cohort(data_root / phantom.QA_SPLIT, size=cfg.image_size, scores=scores, require_mask=False)
     labels = io.binarise_scores(qa["scores"], cfg.score_threshold)
     n_scans = len(qa["case_ids"])
     splits = [split_scans(n_scans, test_scans=cfg.test_scans, val_fraction=cfg.val_fraction,
                           seed=cfg.seed + 1000 * r) for r in range(cfg.repetitions)]
     if study is not None and "test_negatives" in [g.name for g in study.protocol.gates]:
         study.record_gate("test_negatives", count_test_negatives(labels, splits))
-    detector = train_la_detector(cfg, seg, seed=cfg.seed, verbose=verbose, strategy=distribute,
-                                 jit_compile=jit_compile)
-    prob = detector.predict(qa["images"], batch_size=256, verbose=0)
-    selected = detect_slices(prob, qa["case_index"], qa["case_ids"], cfg.detection_threshold)
-    det = detector_metrics(prob, qa["masks"], selected, cfg.detection_threshold)
-    log.info("LA detector: %s", det)
-
-    # Scans without a stored LA mask fall back to the detector's mask for the multi-task decoder.
-    masks = qa["masks"].copy()
-    for i in np.flatnonzero(~qa["has_mask"]):
-        idx = qa["case_index"] == i
-        masks[idx] = (prob[idx] > cfg.detection_threshold).astype(masks.dtype)
-    data = {"images": qa["images"][selected], "masks": masks[selected],
-            "case_index": qa["case_index"][selected], "labels": labels}
+    data, det = stage_one(cfg, seg, qa, labels, verbose=verbose, distribute=distribute,
+                          jit_compile=jit_compile)
 
     results = {s: [] for s in strategies}
     figures = {}
@@ -217,7 +288,7 @@ def run_experiment(cfg: LgeQaConfig, *, out_dir, store_url=None, data_root=None,
     write_json(out / "metrics.json", {"detector": det, "results": results})
 
     summary = summarise(results)
-    store_rows = _record(store_url, cfg, results, det, strategies)
+    store_rows = _record(sink, cfg, results, det, strategies)
 
     # Figures from the first repetition (the paper shows its first iteration too).
     test_idx = rep0_split["test"]
@@ -252,27 +323,46 @@ def run_experiment(cfg: LgeQaConfig, *, out_dir, store_url=None, data_root=None,
             "figures": figures, "stats": stats_paths, "claims": claims}
 
 
-def _record(store_url, cfg, results, det, strategies):
-    from shared.tracking.store import open_store
+def load_dataset(cfg: LgeQaConfig, data_root, *, strict=False):
+    """Reads the scored cohort and the masks-only cohort of `data_root`.
 
-    store = open_store(store_url)
+    Returns:
+        (scored cohort, masks-only cohort), dicts of `io.load_cohort`.
+    """
+    data_root = Path(data_root)
+    scores_path = data_root / phantom.SCORES_FILE
+    scores = io.read_scores_csv(scores_path)
+    qa_dir = data_root / phantom.QA_SPLIT
+    case_ids = io.match_scored_cases(qa_dir, scores, scores_path=scores_path, strict=strict)
+    needed = cfg.test_scans + 2
+    if len(case_ids) < needed:
+        raise ValueError(f"{scores_path}: {len(case_ids)} scored cases with a folder in {qa_dir}; "
+                         f"expected at least {needed} (test_scans={cfg.test_scans} + 2 to train)")
+    qa = io.load_cohort(qa_dir, size=cfg.image_size, scores=scores, require_mask=False, case_ids=case_ids)
+    seg = io.load_cohort(data_root / phantom.SEG_SPLIT, size=cfg.image_size)
+    return qa, seg
+
+
+def _record(sink, cfg, results, det, strategies):
+    """Writes the run's rows through `sink` (store or spool); returns how many."""
     try:
-        store.ensure_experiment(EXPERIMENT, cfg.to_dict())
-        store.ensure_experiment(DETECTOR_EXPERIMENT, cfg.to_dict())
+        sink.ensure_experiment(EXPERIMENT, cfg.to_dict())
+        sink.ensure_experiment(DETECTOR_EXPERIMENT, cfg.to_dict())
         n = 0
         for metric in ("dice", "slice_precision", "slice_recall"):
-            store.record_evaluation(DETECTOR_EXPERIMENT, f"unet_seed{cfg.seed}", metric, det[metric],
-                                    group="unet", extra={"threshold": cfg.detection_threshold})
-            n += 1
+            if det.get(metric) is not None:
+                sink.record_evaluation(DETECTOR_EXPERIMENT, f"unet_seed{cfg.seed}", metric, det[metric],
+                                       group="unet", extra={"threshold": cfg.detection_threshold})
+                n += 1
         for strategy in strategies:
             for r, metrics in enumerate(results[strategy]):
                 for metric in METRICS + ("accuracy",):
                     if metric in metrics:
-                        store.record_evaluation(EXPERIMENT, f"{strategy}_seed{cfg.seed}_rep{r}", metric,
-                                                metrics[metric], group=strategy,
-                                                extra={"repetition": r, "n_scored": cfg.n_scored,
-                                                       "epochs": metrics.get("epochs")})
+                        sink.record_evaluation(EXPERIMENT, f"{strategy}_seed{cfg.seed}_rep{r}", metric,
+                                               metrics[metric], group=strategy,
+                                               extra={"repetition": r, "n_scored": cfg.n_scored,
+                                                      "epochs": metrics.get("epochs")})
                         n += 1
         return n
     finally:
-        store.close()
+        sink.close()

@@ -12,6 +12,7 @@ non-diagnostic (0), as in the paper's Section 4.1.
 """
 
 import csv
+import logging
 from pathlib import Path
 
 import cv2
@@ -22,6 +23,32 @@ MASK_FILE = "laendo.nrrd"
 SCORE_COLUMNS = ("myocardium_nulling", "sharpness", "aorta_valve_enhancement", "fibrosis_quality")
 # Short output names, in SCORE_COLUMNS order.
 LABEL_NAMES = ("nulling", "sharpness", "enhancement", "qa")
+
+log = logging.getLogger(__name__)
+
+
+def read_nrrd(path):
+    """Reads one NRRD file; a file that is not readable NRRD raises naming it.
+
+    Args:
+        path: str or Path.
+
+    Returns:
+        `(array, header)` as `nrrd.read` returns them.
+
+    Raises:
+        ValueError: the file is truncated, corrupt or not NRRD (the message names the
+            file and what was expected).
+    """
+    import nrrd
+
+    path = Path(path)
+    try:
+        return nrrd.read(str(path))
+    except Exception as err:  # noqa: BLE001 - pynrrd raises NRRDError, ValueError, zlib / EOF errors
+        reason = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        raise ValueError(f"{path}: not a readable NRRD volume ({reason}); expected a complete "
+                         f"NRRD file holding a 3D uint8 volume") from None
 
 
 def write_case(split_dir, case_id, image, mask=None, *, spacing=(0.625, 0.625, 0.625)) -> Path:
@@ -63,30 +90,31 @@ def read_case(case_dir, *, require_mask=True):
 
     Raises:
         FileNotFoundError: a file is missing.
-        ValueError: the volume is not 3D, the mask's shape differs from the image's,
-            or the mask holds values other than 0 and 255 (or 0 and 1).
+        ValueError: a file is not readable NRRD, the volume is not 3D or not numeric,
+            holds NaN / Inf voxels, the mask's shape differs from the image's, or the
+            mask holds values other than 0 and 255 (or 0 and 1). Every message names
+            the case and the file.
     """
-    import nrrd
-
     case_dir = Path(case_dir)
     image_path = case_dir / IMAGE_FILE
     if not image_path.is_file():
         raise FileNotFoundError(f"case {case_dir.name}: image file not found: {image_path}")
-    image, _ = nrrd.read(str(image_path))
-    if image.ndim != 3:
-        raise ValueError(f"case {case_dir.name}: {image_path} must be a 3D volume (X, Y, Z). "
-                         f"Received shape {image.shape}")
+    image, _ = read_nrrd(image_path)
+    _check_volume(image, image_path, case_dir.name)
     mask_path = case_dir / MASK_FILE
     if not mask_path.is_file():
         if require_mask:
             raise FileNotFoundError(f"case {case_dir.name}: mask file not found: {mask_path}")
         return image.astype(np.float32), None
-    mask, _ = nrrd.read(str(mask_path))
+    mask, _ = read_nrrd(mask_path)
     if mask.shape != image.shape:
         raise ValueError(
             f"case {case_dir.name}: image and mask shapes differ: {IMAGE_FILE} {image.shape} "
             f"vs {MASK_FILE} {mask.shape}"
         )
+    if not (np.issubdtype(mask.dtype, np.number) or mask.dtype == bool):
+        raise ValueError(f"case {case_dir.name}: {mask_path} has dtype {mask.dtype}; expected "
+                         f"an integer mask of 0/255")
     values = np.unique(mask)
     if not (set(values.tolist()) <= {0, 255} or set(values.tolist()) <= {0, 1}):
         raise ValueError(f"case {case_dir.name}: {mask_path} must hold 0/255 (or 0/1) only. "
@@ -94,12 +122,40 @@ def read_case(case_dir, *, require_mask=True):
     return image.astype(np.float32), mask > 0
 
 
-def list_cases(split_dir) -> list:
-    """Sorted case ids (folders holding `lgemri.nrrd`) under `split_dir`."""
+def _check_volume(image, path, case_id):
+    """An LGE volume: 3D, real numbers, every voxel finite."""
+    if image.ndim != 3:
+        raise ValueError(f"case {case_id}: {path} must be a 3D volume (X, Y, Z). "
+                         f"Received shape {image.shape}")
+    if not (np.issubdtype(image.dtype, np.integer) or np.issubdtype(image.dtype, np.floating)):
+        raise ValueError(f"case {case_id}: {path} has dtype {image.dtype}; expected integer "
+                         f"or floating-point intensities")
+    if min(image.shape) < 1:
+        raise ValueError(f"case {case_id}: {path} is empty (shape {image.shape}); expected a "
+                         f"3D volume with at least one voxel per axis")
+    if np.issubdtype(image.dtype, np.floating):
+        bad = ~np.isfinite(image)
+        if bad.any():
+            kinds = "NaN" if np.isnan(image).any() else "Inf"
+            raise ValueError(f"case {case_id}: {path} holds {int(bad.sum())} non-finite voxels "
+                             f"({kinds}); expected finite intensities")
+
+
+def list_cases(split_dir, *, allow_empty=False) -> list:
+    """Sorted case ids (folders holding `lgemri.nrrd`) under `split_dir`.
+
+    Raises:
+        FileNotFoundError: the folder does not exist.
+        ValueError: it holds no case (unless `allow_empty`); the message names it.
+    """
     split_dir = Path(split_dir)
     if not split_dir.is_dir():
         raise FileNotFoundError(f"split folder not found: {split_dir}")
-    return sorted(p.name for p in split_dir.iterdir() if (p / IMAGE_FILE).is_file())
+    cases = sorted(p.name for p in split_dir.iterdir() if (p / IMAGE_FILE).is_file())
+    if not cases and not allow_empty:
+        raise ValueError(f"{split_dir}: no cases; expected case folders "
+                         f"<CASE>/{IMAGE_FILE} in this split folder")
+    return cases
 
 
 def write_scores_csv(path, scores) -> Path:
@@ -132,13 +188,25 @@ def read_scores_csv(path) -> dict:
     if not path.is_file():
         raise FileNotFoundError(f"scores file not found: {path}")
     out = {}
-    with path.open(newline="") as f:
+    # utf-8-sig: a byte-order mark (spreadsheet exports) is not part of the first column's name.
+    try:
+        text = path.read_text(encoding="utf-8-sig")
+    except UnicodeDecodeError as err:
+        raise ValueError(f"{path}: not UTF-8 text ({err.reason} at byte {err.start}); expected a "
+                         f"CSV file with columns case_id and {list(SCORE_COLUMNS)}") from None
+    with _text_stream(text) as f:
         reader = csv.DictReader(f)
         missing = [c for c in ("case_id",) + SCORE_COLUMNS if c not in (reader.fieldnames or [])]
         if missing:
             raise ValueError(f"{path}: missing columns {missing}; expected case_id and {list(SCORE_COLUMNS)}")
         for line, row in enumerate(reader, start=2):
+            if None in row or any(row.get(c) is None for c in ("case_id",) + SCORE_COLUMNS):
+                raise ValueError(f"{path} line {line}: expected {1 + len(SCORE_COLUMNS)} fields "
+                                 f"(case_id and the four scores)")
             case_id = row["case_id"].strip()
+            if not case_id:
+                raise ValueError(f"{path} line {line}: column case_id is empty; expected a case "
+                                 f"folder name")
             if case_id in out:
                 raise ValueError(f"{path} line {line}: case {case_id} appears twice")
             values = []
@@ -155,7 +223,16 @@ def read_scores_csv(path) -> dict:
                     )
                 values.append(int(value))
             out[case_id] = np.asarray(values, dtype=np.int64)
+    if not out:
+        raise ValueError(f"{path}: no scored cases; expected one row per scored case after the header")
     return out
+
+
+def _text_stream(text):
+    """A text stream over `text` for the csv module (newline handling as a file opened with newline='')."""
+    import io as _io
+
+    return _io.StringIO(text, newline="")
 
 
 def binarise_scores(scores, threshold=3):
@@ -227,6 +304,45 @@ def select_slices(probabilities, threshold, *, case_id="?"):
     return keep
 
 
+def match_scored_cases(split_dir, scores, *, scores_path="scores table", strict=False) -> list:
+    """The scored cases of `split_dir`: those both on disk and in the scores table.
+
+    Cases only in the table or only on disk are reported (a logged warning naming
+    them) or, with `strict`, refused.
+
+    Args:
+        split_dir: str or Path. Folder of case folders.
+        scores: dict from `read_scores_csv`.
+        scores_path: str or Path. Named in the messages.
+        strict: bool, default False. Raise instead of warning.
+
+    Returns:
+        Sorted list of the case ids present in both.
+
+    Raises:
+        ValueError: no case in both; or, with `strict`, a case in only one of them.
+    """
+    on_disk = list_cases(split_dir)
+    only_disk = [c for c in on_disk if c not in scores]
+    only_table = [c for c in scores if c not in set(on_disk)]
+    both = [c for c in on_disk if c in scores]
+    problems = []
+    if only_table:
+        problems.append(f"{len(only_table)} cases of {scores_path} have no folder in {split_dir} "
+                        f"({', '.join(only_table[:5])}{', ...' if len(only_table) > 5 else ''})")
+    if only_disk:
+        problems.append(f"{len(only_disk)} case folders of {split_dir} have no row in {scores_path} "
+                        f"({', '.join(only_disk[:5])}{', ...' if len(only_disk) > 5 else ''})")
+    if problems and strict:
+        raise ValueError("; ".join(problems) + "; expected the same cases in both (--strict)")
+    for problem in problems:
+        log.warning("%s; those cases are left out", problem)
+    if not both:
+        raise ValueError(f"{scores_path}: none of its cases has a folder in {split_dir}; expected "
+                         f"case_id values naming the case folders")
+    return both
+
+
 def load_cohort(split_dir, *, size, scores=None, require_mask=True, case_ids=None):
     """Loads every case of a split as normalised, resized axial slices.
 
@@ -236,19 +352,26 @@ def load_cohort(split_dir, *, size, scores=None, require_mask=True, case_ids=Non
         scores: dict from `read_scores_csv`, optional. When given, only scored cases
             are loaded and each gets its scores.
         require_mask: bool, default True. See `read_case`.
-        case_ids: sequence of str, optional. Subset (and order) of cases.
+        case_ids: sequence of str, optional. Subset (and order) of cases (for a scored
+            cohort, usually `match_scored_cases`).
 
     Returns:
         dict with `images` float32 [N, size, size, 1], `masks` uint8 [N, size, size, 1]
         (zeros where a case has no mask), `case_index` [N] (index into `case_ids`),
         `slice_index` [N], `case_ids` list, `has_mask` bool [n_cases] and, with
         scores, `scores` int [n_cases, 4].
+
+    Raises:
+        ValueError: the split holds no case, a case has no scores, or a case is bad
+            (see `read_case`).
     """
     split_dir = Path(split_dir)
     if case_ids is None:
         case_ids = list_cases(split_dir)
         if scores is not None:
             case_ids = [c for c in case_ids if c in scores]
+    if not case_ids:
+        raise ValueError(f"{split_dir}: no cases to load; expected case folders <CASE>/{IMAGE_FILE}")
     if scores is not None:
         missing = [c for c in case_ids if c not in scores]
         if missing:

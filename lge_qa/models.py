@@ -11,10 +11,10 @@
   the collapsed-embedding level for a batch's labels (to read the pre-training loss).
 
 The attribute classifiers each project the pooled embedding to a latent vector
-(`<name>_latent`) and predict their attribute from it; the QA module reads the
-concatenation of the three latent vectors. The paper's Fig. 1 is not specific about
-what "outputs" are concatenated; using the latents (rather than three scalars)
-keeps the QA module's input informative.
+(`<name>_latent`) and predict their attribute from it. The QA module reads, by
+`qa_input`, the concatenated attribute outputs (three probabilities, as the paper's
+Fig. 1 draws it: "outputs") or the concatenated attribute latents ("latents", which
+keeps more of the embedding in the QA module's input).
 """
 
 import re
@@ -32,6 +32,7 @@ QA_OUTPUT = "qa"
 OUTPUTS = ATTRIBUTE_OUTPUTS + (QA_OUTPUT,)
 MASK_OUTPUT = "mask"
 EMBEDDING_LAYER = "embedding"
+QA_INPUTS = ("outputs", "latents")
 _MASK_VALUE = -1e9  # self-similarity logit: exp() underflows to 0, 0 * value stays finite
 
 
@@ -110,14 +111,17 @@ def decoder_skip_names(encoder) -> list:
     return ["conv1_relu"] + [f"conv{s}_block{last[s]}_out" for s in stages[:-1]]
 
 
-def _attribute_and_qa_heads(embedding, latent_dim, dropout):
+def _attribute_and_qa_heads(embedding, latent_dim, dropout, qa_input):
+    if qa_input not in QA_INPUTS:
+        raise ValueError(f"qa_input must be one of {QA_INPUTS}. Received: qa_input={qa_input!r}")
     outputs, latents = {}, []
     for name in ATTRIBUTE_OUTPUTS:
         h = layers.Dense(latent_dim, activation="relu", name=f"{name}_latent")(embedding)
         latents.append(h)
         h = layers.Dropout(dropout, name=f"{name}_dropout")(h) if dropout > 0 else h
         outputs[name] = layers.Dense(1, activation="sigmoid", dtype="float32", name=name)(h)
-    h = layers.Concatenate(name="qa_concat")(latents)
+    parts = latents if qa_input == "latents" else [outputs[name] for name in ATTRIBUTE_OUTPUTS]
+    h = layers.Concatenate(name="qa_concat")(parts)
     h = layers.Dense(latent_dim, activation="relu", name="qa_latent")(h)
     h = layers.Dropout(dropout, name="qa_dropout")(h) if dropout > 0 else h
     outputs[QA_OUTPUT] = layers.Dense(1, activation="sigmoid", dtype="float32", name=QA_OUTPUT)(h)
@@ -125,7 +129,7 @@ def _attribute_and_qa_heads(embedding, latent_dim, dropout):
 
 
 def build_qa_model(encoder, *, latent_dim=128, dropout=0.2, decoder=False, skip_names=None,
-                   name="qa_model") -> keras.Model:
+                   qa_input="outputs", name="qa_model") -> keras.Model:
     """Attribute classifiers + QA module (and optionally the LA decoder) on `encoder`.
 
     The encoder's layers become part of this model's graph (shared, not copied), so
@@ -138,6 +142,8 @@ def build_qa_model(encoder, *, latent_dim=128, dropout=0.2, decoder=False, skip_
         decoder: bool, default False. Add the multi-task LA decoder (output "mask").
         skip_names: list of str, optional. Decoder skips; default the ResNet's
             `decoder_skip_names`.
+        qa_input: str, default "outputs". What the QA module reads: the three
+            attribute outputs (the paper's Fig. 1) or the three attribute latents.
         name: str, default "qa_model".
 
     Returns:
@@ -147,7 +153,7 @@ def build_qa_model(encoder, *, latent_dim=128, dropout=0.2, decoder=False, skip_
     """
     features = encoder.output
     embedding = layers.GlobalAveragePooling2D(name=EMBEDDING_LAYER)(features)
-    outputs = _attribute_and_qa_heads(embedding, latent_dim, dropout)
+    outputs = _attribute_and_qa_heads(embedding, latent_dim, dropout, qa_input)
     if decoder:
         if skip_names is None:
             skip_names = decoder_skip_names(encoder)
@@ -156,10 +162,13 @@ def build_qa_model(encoder, *, latent_dim=128, dropout=0.2, decoder=False, skip_
     return keras.Model(encoder.input, outputs, name=name)
 
 
-def build_frozen_qa_model(encoder, *, latent_dim=128, dropout=0.2, name="qa_contrastive") -> keras.Model:
-    """QA & contrastive, step 2: the pre-trained encoder frozen (inference-mode BN) + heads."""
+def build_frozen_qa_model(encoder, *, latent_dim=128, dropout=0.2, qa_input="outputs",
+                          name="qa_contrastive") -> keras.Model:
+    """Heads on a frozen encoder (inference-mode BN): QA & contrastive step 2, the
+    baseline on frozen features, and the frozen-random-encoder control."""
     encoder.trainable = False
-    return build_qa_model(encoder, latent_dim=latent_dim, dropout=dropout, decoder=False, name=name)
+    return build_qa_model(encoder, latent_dim=latent_dim, dropout=dropout, decoder=False,
+                          qa_input=qa_input, name=name)
 
 
 def embedding_model(qa_model) -> keras.Model:

@@ -22,9 +22,12 @@ Four per-scan parameters set the four attributes (`ScanParameters`):
 
 `attribute_quality` maps parameters to a quality in [0, 1] per attribute (monotone in
 each parameter) and `observer_scores` turns that into 1-5 scores with Gaussian rater
-noise. Per-scan qualities are drawn correlated (the paper's Table 1: the attributes
-correlate with the fibrosis score) and squeezed towards the middle, so that most
-scores are 2-4, as the paper reports for its 196 scans.
+noise. Per-scan qualities are drawn with a declared pairwise correlation of their
+latent values (`sample_qualities`; the paper states that its attributes correlate
+highly with each other and with the fibrosis score), and shifted so that a declared
+share of the fibrosis-quality scores is diagnostic (`shift_for_prevalence`).
+`oracle_fibrosis_contrast` measures, with the label map, the fibrosis contrast a scan
+actually shows: the oracle feature of the signal gate.
 """
 
 import csv
@@ -120,17 +123,82 @@ def observer_scores(params: ScanParameters, rng, *, rater_sd=0.5) -> np.ndarray:
     return np.clip(np.rint(raw), 1, 5).astype(np.int64)
 
 
-def sample_qualities(n, rng, *, correlation=0.6, spread=0.7, shift=0.0) -> np.ndarray:
+def sample_qualities(n, rng, *, correlation=0.9, spread=1.0, shift=0.0) -> np.ndarray:
     """Correlated per-scan qualities [n, 4] in (0, 1).
 
-    q = Phi(spread * (rho * z + sqrt(1 - rho^2) * e_k) + shift), z shared by the four
-    attributes of a scan, e_k independent. spread < 1 concentrates the scores in 2-4.
+    q_k = Phi(spread * (sqrt(c) * z + sqrt(1 - c) * e_k) + shift), z shared by the four
+    attributes of a scan, e_k independent, so the latent values of two attributes
+    correlate with c = `correlation`. spread < 1 concentrates the scores in 2-4.
+
+    Args:
+        n: int. Scans.
+        rng: numpy Generator or int seed.
+        correlation: float in [0, 1], default 0.9. Pairwise latent correlation.
+        spread: float, default 1.0.
+        shift: float, default 0.0. Moves every quality up (> 0) or down.
     """
+    if not 0.0 <= correlation <= 1.0:
+        raise ValueError(f"correlation must lie in [0, 1]. Received: correlation={correlation}")
     rng = numpy_rng(rng)
     z = rng.normal(size=(n, 1))
     e = rng.normal(size=(n, 4))
-    u = spread * (correlation * z + np.sqrt(1 - correlation ** 2) * e) + shift
+    u = spread * (np.sqrt(correlation) * z + np.sqrt(1.0 - correlation) * e) + shift
     return special.ndtr(u)
+
+
+def simulated_scores(n, seed, *, correlation, spread, shift, rater_sd) -> np.ndarray:
+    """Observer scores [n, 4] of `n` phantom scans, drawn without rendering any image."""
+    rng = np.random.default_rng(seed)
+    q = sample_qualities(n, rng, correlation=correlation, spread=spread, shift=shift)
+    return np.stack([observer_scores(parameters_from_quality(qi, rng), rng, rater_sd=rater_sd) for qi in q])
+
+
+def shift_for_prevalence(target, *, correlation, spread, rater_sd, score_threshold=3, n=2000, seed=12345,
+                         iterations=16) -> float:
+    """The quality shift at which a share `target` of fibrosis-quality scores is diagnostic.
+
+    Bisection on the share of `simulated_scores(...)[:, 3] >= score_threshold` (the same
+    draws at every step, so the share is monotone in the shift). Uses no image and no
+    model: a data setting fixed before anything is trained.
+
+    Args:
+        target: float in (0, 1). Declared prevalence of "diagnostic".
+        correlation, spread, rater_sd: as in `sample_qualities` / `observer_scores`.
+        score_threshold: int, default 3.
+        n: int, default 2000. Simulated scans.
+        seed: int, default 12345. Their seed (not the cohort's).
+        iterations: int, default 16 (the shift to within 1e-4).
+
+    Returns:
+        float shift.
+    """
+    if not 0.0 < target < 1.0:
+        raise ValueError(f"target prevalence must lie in (0, 1). Received: target={target}")
+
+    def share(shift):
+        scores = simulated_scores(n, seed, correlation=correlation, spread=spread, shift=shift,
+                                  rater_sd=rater_sd)
+        return float(np.mean(scores[:, 3] >= score_threshold))
+
+    low, high = -3.0, 3.0
+    for _ in range(int(iterations)):
+        mid = 0.5 * (low + high)
+        if share(mid) < target:
+            low = mid
+        else:
+            high = mid
+    return round(0.5 * (low + high), 4)
+
+
+def oracle_fibrosis_contrast(image, labels) -> float:
+    """The fibrosis contrast a scan shows: mean intensity of the fibrotic LA wall over
+    the LA blood pool's, read from the rendered image with the label map (an oracle:
+    no model sees the labels)."""
+    image = np.asarray(image, dtype=float)
+    fib, blood = labels == 6, labels == 4
+    if not fib.any() or not blood.any():
+        return float("nan")
+    return float(image[fib].mean() / max(image[blood].mean(), 1e-6))
 
 
 def _grid(shape):
@@ -146,7 +214,7 @@ def _ellipsoid_radius(x, y, z, centre, radii):
                    + ((z - centre[2]) / radii[2]) ** 2)
 
 
-def render_scan(params: ScanParameters, shape, rng, *, noise_sd=0.03):
+def render_scan(params: ScanParameters, shape, rng, *, noise_sd=0.03, fibrosis_extent=28.0):
     """Renders one phantom volume.
 
     Args:
@@ -154,6 +222,8 @@ def render_scan(params: ScanParameters, shape, rng, *, noise_sd=0.03):
         shape: (X, Y, Z) voxels.
         rng: numpy Generator (or int seed): geometry jitter, fibrosis patches, noise.
         noise_sd: float, default 0.03. Magnitude (Rician) noise level.
+        fibrosis_extent: float, default 28. Half-angle (degrees) of each of the 3-6
+            fibrotic patches of the LA wall: the size of the fibrosis signal.
 
     Returns:
         dict with `image` uint8 (X, Y, Z), `la_mask` bool (LA blood pool),
@@ -204,7 +274,7 @@ def render_scan(params: ScanParameters, shape, rng, *, noise_sd=0.03):
                     (wy / (shape[1] - 1) * 2 - 1 - la_c[1]) / la_r[1],
                     (wz / max(shape[2] - 1, 1) * 2 - 1 - la_c[2]) / la_r[2]], axis=1)
     vec /= np.linalg.norm(vec, axis=1, keepdims=True) + 1e-9
-    fib = (vec @ dirs.T).max(axis=1) > np.cos(np.deg2rad(28))
+    fib = (vec @ dirs.T).max(axis=1) > np.cos(np.deg2rad(fibrosis_extent))
     labels[wx[fib], wy[fib], wz[fib]] = 6
     la_blood = rho_la < 1.0
     labels[la_blood] = 4
@@ -246,7 +316,7 @@ def render_scan(params: ScanParameters, shape, rng, *, noise_sd=0.03):
 
 
 def generate_dataset(root, *, n_segmentation, n_scored, shape, seed, rater_sd=0.5,
-                     correlation=0.6, spread=0.7, shift=0.1, progress=None) -> Path:
+                     correlation=0.9, spread=1.0, shift=0.0, fibrosis_extent=28.0, progress=None) -> Path:
     """Writes both cohorts, the scores table and the phantom parameters under `root`.
 
     Layout: `<root>/segmentation/SEGnnnn/` (masks-only cohort: the 900 scans of the
@@ -261,6 +331,7 @@ def generate_dataset(root, *, n_segmentation, n_scored, shape, seed, rater_sd=0.
         seed: int. Everything drawn derives from it.
         rater_sd: float, default 0.5. Observer noise (score units).
         correlation, spread, shift: floats. See `sample_qualities`.
+        fibrosis_extent: float, default 28. See `render_scan`.
         progress: callable wrapping an iterable (e.g. shared.progress.progress), optional.
 
     Returns:
@@ -278,18 +349,31 @@ def generate_dataset(root, *, n_segmentation, n_scored, shape, seed, rater_sd=0.
         for i in items:
             case_id = f"{prefix}{i:04d}"
             params = parameters_from_quality(qualities[i], rng)
-            vol = render_scan(params, shape, rng)
+            vol = render_scan(params, shape, rng, fibrosis_extent=fibrosis_extent)
             io.write_case(root / split, case_id, vol["image"], vol["la_mask"],
                           spacing=(0.625 * 576 / shape[0],) * 2 + (2.5 * 44 / shape[2],))
-            row = {"case_id": case_id, "split": split, **dataclasses.asdict(params)}
+            row = {"case_id": case_id, "split": split, **dataclasses.asdict(params),
+                   "oracle_contrast": oracle_fibrosis_contrast(vol["image"], vol["labels"])}
             if split == QA_SPLIT:
                 scores[case_id] = observer_scores(params, rng, rater_sd=rater_sd)
                 row.update(dict(zip(io.SCORE_COLUMNS, scores[case_id].tolist())))
             rows.append(row)
-    io.write_scores_csv(root / SCORES_FILE, scores)
-    fields = ["case_id", "split"] + [f.name for f in dataclasses.fields(ScanParameters)] + list(io.SCORE_COLUMNS)
+    fields = (["case_id", "split"] + [f.name for f in dataclasses.fields(ScanParameters)] + ["oracle_contrast"]
+              + list(io.SCORE_COLUMNS))
     with (root / PARAMETERS_FILE).open("w", newline="") as f:
         writer = csv.DictWriter(f, fieldnames=fields, restval="")
         writer.writeheader()
         writer.writerows(rows)
+    # Written last: a complete scores table marks a complete phantom (`resolve_dataset`).
+    io.write_scores_csv(root / SCORES_FILE, scores)
     return root
+
+
+def read_oracle_contrast(root) -> dict:
+    """{case_id: oracle fibrosis contrast} from a phantom's parameters table."""
+    path = Path(root) / PARAMETERS_FILE
+    if not path.is_file():
+        raise FileNotFoundError(f"{path} not found; the oracle gate needs a phantom's parameters table")
+    with path.open(newline="") as f:
+        return {row["case_id"]: float(row["oracle_contrast"]) for row in csv.DictReader(f)
+                if row.get("oracle_contrast") not in (None, "")}

@@ -95,7 +95,9 @@ def save_embedding_figure(models_by_strategy, x, qa_labels, path, *, seed, metho
         ax.set_yticks([])
     axes[0][0].legend(loc="best", fontsize=8)
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
+    from shared.io.atomic import save_figure
+
+    save_figure(fig, path, dpi=110)
     plt.close(fig)
     return path, used
 
@@ -128,6 +130,17 @@ def table_markdown(summary) -> str:
     return "\n".join(lines)
 
 
+def detector_sentence(threshold, det) -> str:
+    """Stage-1 scores in one sentence (scored only on the scans that have a stored mask)."""
+    if det.get("dice") is None:
+        return (f"Threshold t = {threshold}: no scored scan has a stored LA mask, so the detector "
+                f"is not scored ({det['selected_slices']} slices selected).")
+    return (f"Threshold t = {threshold}: Dice {det['dice']:.3f}, slice-selection precision "
+            f"{det['slice_precision']:.3f}, recall {det['slice_recall']:.3f} over the "
+            f"{det.get('scored_slices', det['la_slices'])} slices of the scans with a stored mask "
+            f"({det['selected_slices']} selected, {det['la_slices']} contain the LA).")
+
+
 def write_report(out, cfg, strategies, summary, det, figures, projection, stats_paths, seconds, store_rows,
                  claims=None):
     """Writes report.md: the claims and their verdicts (`claims`, the document of
@@ -146,9 +159,7 @@ def write_report(out, cfg, strategies, summary, det, figures, projection, stats_
         "",
         "## Stage 1: left-atrium detector",
         "",
-        f"Threshold t = {cfg.detection_threshold}: Dice {det['dice']:.3f}, slice-selection precision "
-        f"{det['slice_precision']:.3f}, recall {det['slice_recall']:.3f} "
-        f"({det['selected_slices']} slices selected, {det['la_slices']} contain the LA).",
+        detector_sentence(cfg.detection_threshold, det),
         "",
         "## Stage 2: Table 2 (fibrosis-quality label, diagnostic = positive; mean ± std)",
         "",
@@ -165,6 +176,6 @@ def write_report(out, cfg, strategies, summary, det, figures, projection, stats_
               f"![embeddings]({Path(figures['embedding']).relative_to(out)})", ""]
     if projection != "UMAP" and cfg.projection == "umap":
         lines += ["umap-learn is not installed; PCA is shown instead (`pip install umap-learn`).", ""]
-    path = out / "report.md"
-    path.write_text("\n".join(lines))
-    return path
+    from shared.io.atomic import write_text
+
+    return write_text(out / "report.md", "\n".join(lines))

@@ -12,7 +12,7 @@ each scan's mode. Training batches have an even size (`even_batch_size`).
 import numpy as np
 
 from lge_qa import models
-from lge_qa.config import STRATEGIES, LgeQaConfig
+from lge_qa.config import ARMS, CONTROL, LgeQaConfig
 from shared.training.scale import strategy_scope
 
 
@@ -65,19 +65,39 @@ def train_la_detector(cfg: LgeQaConfig, seg, *, seed, verbose=0, strategy=None, 
     return model
 
 
-def detector_metrics(probabilities, masks, selected, threshold) -> dict:
-    """Dice of the thresholded masks over all slices, slice-selection precision / recall."""
-    pred = probabilities > threshold
-    truth = masks > 0
+def detector_metrics(probabilities, masks, selected, threshold, *, has_mask=None) -> dict:
+    """Dice of the thresholded masks, slice-selection precision / recall.
+
+    Args:
+        probabilities: [N, H, W, 1] LA probabilities of the slices.
+        masks: [N, H, W, 1] stored LA masks (zeros where a scan has none).
+        selected: bool [N]. Slices the detector kept.
+        threshold: float. The paper's t.
+        has_mask: bool [N], optional. Slices of scans that have a stored mask; only
+            those are scored (a scan without a mask is not a scan with an empty one).
+            Default: every slice.
+
+    Returns:
+        dict with "dice", "slice_precision", "slice_recall" (None when no slice has
+        a mask), "selected_slices", "la_slices" and "scored_slices".
+    """
+    keep = np.ones(len(probabilities), bool) if has_mask is None else np.asarray(has_mask, bool)
+    if not keep.any():
+        return {"dice": None, "slice_precision": None, "slice_recall": None,
+                "selected_slices": int(np.sum(selected)), "la_slices": 0, "scored_slices": 0}
+    pred = probabilities[keep] > threshold
+    truth = masks[keep] > 0
+    sel = np.asarray(selected, bool)[keep]
     inter = float(np.logical_and(pred, truth).sum())
     denom = float(pred.sum() + truth.sum())
     dice = 2 * inter / denom if denom > 0 else 1.0
     has_la = truth.reshape(len(truth), -1).any(axis=1)
-    tp = float(np.sum(selected & has_la))
-    precision = tp / max(1.0, float(selected.sum()))
+    tp = float(np.sum(sel & has_la))
+    precision = tp / max(1.0, float(sel.sum()))
     recall = tp / max(1.0, float(has_la.sum()))
     return {"dice": dice, "slice_precision": precision, "slice_recall": recall,
-            "selected_slices": int(selected.sum()), "la_slices": int(has_la.sum())}
+            "selected_slices": int(sel.sum()), "la_slices": int(has_la.sum()),
+            "scored_slices": int(keep.sum())}
 
 
 # ----------------------------------------------------------------------------- stage 2
@@ -189,12 +209,41 @@ def fit_qa_model(model, cfg: LgeQaConfig, train, val, *, multitask, seed, verbos
     return history.history
 
 
+def supcon_target_loss(labels, *, batch_size, criterion, temperature, views=2) -> float:
+    """The Eq. 5 loss at which SupCon pre-training stops: the collapsed value minus
+    `criterion` times the gap to the closed-form minimum (`models.supcon_bounds`, the
+    sum of the per-label minima, for a batch with the training labels' class shares).
+
+    Args:
+        labels: int [N, K] binary training labels (K label columns).
+        batch_size: int. The pre-training batch.
+        criterion: float in (0, 1). Share of the gap to cover.
+        temperature: float.
+        views: int, default 2.
+    """
+    labels = np.asarray(labels)
+    chance, minimum = 0.0, 0.0
+    for k in range(labels.shape[1]):
+        # A batch with the labels' class shares: the expected composition of a random batch.
+        positives = int(round(float(np.mean(labels[:, k])) * batch_size))
+        batch = np.r_[np.ones(positives, int), np.zeros(batch_size - positives, int)]
+        bounds = models.supcon_bounds(batch, views=views, temperature=temperature)
+        chance += bounds["chance"]
+        minimum += bounds["minimum"]
+    return float(chance - criterion * (chance - minimum))
+
+
 def pretrain_contrastive(encoder, cfg: LgeQaConfig, x, labels, *, seed, verbose=0, strategy=None,
                          jit_compile=False):
     """Step 1 of QA & Contrastive: SupCon pre-training of `encoder` with LARS (Eqs. 4-5).
 
-    Under a multi-replica `strategy` the anchors of each replica are contrasted with the
-    projections of the whole global batch (`models.SupConPretrainer`)."""
+    With `cfg.pretrain_criterion` > 0 training stops at the first epoch whose mean
+    loss reaches `supcon_target_loss` (at most `cfg.pretrain_epochs` epochs); the
+    history then holds "target_loss" and "reached". Under a multi-replica `strategy`
+    the anchors of each replica are contrasted with the projections of the whole
+    global batch (`models.SupConPretrainer`)."""
+    import keras
+
     from shared.training.lars import LARS
     from shared.data.pipeline import dataset_from_arrays
 
@@ -204,27 +253,49 @@ def pretrain_contrastive(encoder, cfg: LgeQaConfig, x, labels, *, seed, verbose=
         pretrainer.compile(optimizer=LARS(learning_rate=cfg.lars_learning_rate, momentum=cfg.lars_momentum,
                                           weight_decay=cfg.lars_weight_decay, eta=cfg.lars_eta),
                            jit_compile=jit_compile)
-    ds = dataset_from_arrays(x, labels.astype("int32"), batch_size=even_batch_size(len(x), cfg.pretrain_batch_size),
+    batch = even_batch_size(len(x), cfg.pretrain_batch_size)
+    ds = dataset_from_arrays(x, labels.astype("int32"), batch_size=batch,
                              seed=seed, augment=_two_view_fn(cfg), drop_remainder=True)
-    history = pretrainer.fit(ds, epochs=cfg.pretrain_epochs, verbose=verbose)
-    return history.history
+    callbacks, target = [], None
+    if cfg.pretrain_criterion > 0:
+        target = supcon_target_loss(labels, batch_size=batch, criterion=cfg.pretrain_criterion,
+                                    temperature=cfg.temperature)
+
+        class StopAtTarget(keras.callbacks.Callback):
+            def on_epoch_end(self, epoch, logs=None):
+                if logs and logs.get("loss", np.inf) <= target:
+                    self.model.stop_training = True
+
+        callbacks.append(StopAtTarget())
+    history = dict(pretrainer.fit(ds, epochs=cfg.pretrain_epochs, verbose=verbose, callbacks=callbacks).history)
+    if target is not None:
+        history["target_loss"] = target
+        history["reached"] = bool(min(history.get("loss", [np.inf])) <= target)
+    return history
 
 
 def build_strategy_model(strategy, cfg: LgeQaConfig):
-    """A fresh encoder + heads for one strategy (the contrastive encoder still untrained)."""
+    """A fresh encoder + heads for one arm (`ARMS`).
+
+    "baseline" trains its encoder end to end or, with `cfg.baseline_encoder ==
+    "frozen"`, only the heads on the frozen encoder (the paper's frozen features; with
+    `cfg.encoder_weights=None` these are random features, the same network as the
+    "frozen_random" control). For "contrastive" and "frozen_random" the model is None
+    here: the encoder is frozen after pre-training / batch-norm estimation
+    (`train_strategy`)."""
     encoder = models.build_encoder(cfg.image_size, filters=cfg.encoder_filters, blocks=cfg.encoder_blocks,
                                    weights=cfg.encoder_weights)
     models.set_batchnorm_momentum(encoder, cfg.bn_momentum)
-    if strategy == "baseline":
+    if strategy == "baseline" and cfg.baseline_encoder == "end_to_end":
         model = models.build_qa_model(encoder, latent_dim=cfg.latent_dim, dropout=cfg.dropout,
-                                      name="qa_baseline")
+                                      qa_input=cfg.qa_input, name="qa_baseline")
     elif strategy == "multitask":
         model = models.build_qa_model(encoder, latent_dim=cfg.latent_dim, dropout=cfg.dropout, decoder=True,
-                                      name="qa_multitask")
-    elif strategy == "contrastive":
+                                      qa_input=cfg.qa_input, name="qa_multitask")
+    elif strategy in ("baseline", "contrastive", CONTROL):
         return None, encoder
     else:
-        raise ValueError(f"strategy must be one of {STRATEGIES}. Received: strategy={strategy!r}")
+        raise ValueError(f"strategy must be one of {ARMS}. Received: strategy={strategy!r}")
     models.set_batchnorm_momentum(model, cfg.bn_momentum)  # the decoder's too
     return model, encoder
 
@@ -242,7 +313,7 @@ def train_strategy(strategy, cfg: LgeQaConfig, data, split_slices, *, seed, verb
                    jit_compile=False):
     """Builds and trains one QA strategy on the selected slices. Returns (model, history).
 
-    `strategy` is the paper's QA training strategy (STRATEGIES); `distribute` the
+    `strategy` is the paper's QA training strategy or the control (ARMS); `distribute` the
     tf.distribute.Strategy the models are built and compiled under (None: default)."""
     from shared.training.seeding import set_global_seed
 
@@ -257,23 +328,40 @@ def train_strategy(strategy, cfg: LgeQaConfig, data, split_slices, *, seed, verb
         return x[idx], _slice_targets(labels, case_index[idx], masks[idx] if multitask else None)
 
     history = {}
-    if strategy == "contrastive":
+    if model is None:  # heads on a frozen encoder
         idx = split_slices["train"]
-        history["pretrain"] = pretrain_contrastive(encoder, cfg, x[idx], labels[case_index[idx]],
-                                                   seed=seed, verbose=verbose, strategy=distribute,
-                                                   jit_compile=jit_compile)
+        if strategy == "contrastive":
+            history["pretrain"] = pretrain_contrastive(encoder, cfg, x[idx], labels[case_index[idx]],
+                                                       seed=seed, verbose=verbose, strategy=distribute,
+                                                       jit_compile=jit_compile)
         if cfg.recalibrate_bn:
-            # The frozen encoder's statistics: un-augmented slices, not the two-view batches.
+            # The frozen encoder's statistics: un-augmented slices, not the two-view batches
+            # (for a random encoder: instead of the initial mean 0 / variance 1).
             models.recalibrate_batchnorm(encoder, x[idx])
         with strategy_scope(distribute):
-            model = models.build_frozen_qa_model(encoder, latent_dim=cfg.latent_dim, dropout=cfg.dropout)
+            model = models.build_frozen_qa_model(encoder, latent_dim=cfg.latent_dim, dropout=cfg.dropout,
+                                                 qa_input=cfg.qa_input, name=f"qa_{strategy}")
     history["qa"] = fit_qa_model(model, cfg, subset("train"), subset("val"), multitask=multitask,
                                  seed=seed, verbose=verbose, strategy=distribute, jit_compile=jit_compile)
     return model, history
 
 
+def scan_auc(slice_prob, case_index, scan_labels) -> float:
+    """Scan-level ROC AUC: each scan scored by the mean QA probability of its slices
+    (NaN when the scans hold one class only)."""
+    from sklearn.metrics import roc_auc_score
+
+    scans = sorted(scan_labels)
+    score = np.asarray([np.mean(slice_prob[case_index == s]) for s in scans])
+    y = np.asarray([scan_labels[s] for s in scans])
+    if len(np.unique(y)) < 2:
+        return float("nan")
+    return float(roc_auc_score(y, score))
+
+
 def evaluate_scans(model, x, case_index, scan_labels, *, batch_size=256):
-    """Per-slice QA predictions, scan label = mode; metrics with diagnostic = positive.
+    """Per-slice QA predictions, scan label = mode; metrics with diagnostic = positive,
+    and the scan-level AUC (`scan_auc`).
 
     Returns:
         (metrics dict, slice probabilities [N], scan predictions dict case -> label).
@@ -288,4 +376,6 @@ def evaluate_scans(model, x, case_index, scan_labels, *, batch_size=256):
     y_true = np.asarray([scan_labels[s] for s in scans])
     y_pred = np.asarray([per_scan[s] for s in scans])
     metrics = classification_metrics(y_true, y_pred, average="binary", positive=1)
-    return {k: float(v) for k, v in metrics.items()}, prob, per_scan
+    metrics = {k: float(v) for k, v in metrics.items()}
+    metrics["auc"] = scan_auc(prob, np.asarray(case_index), {s: scan_labels[s] for s in scans})
+    return metrics, prob, per_scan

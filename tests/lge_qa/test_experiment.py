@@ -117,9 +117,141 @@ def test_tiny_end_to_end(tmp_path):
     verdicts = {c["id"]: c for c in claims["claims"]}
     # Only the pairs of the two strategies that ran are declared: H2 (F1), H5 (specificity).
     assert set(verdicts) == {"H2", "H5"}
-    # 4 non-diagnostic test scans over the two repetitions fail the gate of H5; two
-    # repetitions are too few units to test H2.
-    assert claims["gates"][0]["name"] == "test_negatives" and claims["gates"][0]["value"] == 4
+    # The gate of H5 counts the non-diagnostic test scans over the two repetitions, read
+    # here straight from the phantom's scores table (fibrosis score < 3); far fewer than
+    # MIN_TEST_NEGATIVES, so H5 is untestable. Two repetitions are too few units to test H2.
+    import csv
+
+    from lge_qa.config import MIN_TEST_NEGATIVES
+
+    with (run / "data" / "quality_scores.csv").open(newline="") as f:
+        rows = sorted(csv.DictReader(f), key=lambda row: row["case_id"])
+    negative = [int(row["fibrosis_quality"]) < cfg.score_threshold for row in rows]
+    splits = [experiment.split_scans(len(rows), test_scans=cfg.test_scans, val_fraction=cfg.val_fraction,
+                                     seed=cfg.seed + 1000 * r) for r in range(cfg.repetitions)]
+    by_hand = sum(negative[i] for split in splits for i in split["test"])
+    assert 0 < by_hand < MIN_TEST_NEGATIVES
+    assert claims["gates"][0]["name"] == "test_negatives" and claims["gates"][0]["value"] == by_hand
     assert verdicts["H5"]["verdict"] == "untestable" and "test_negatives" in verdicts["H5"]["note"]
     assert verdicts["H2"]["verdict"] == "inconclusive" and verdicts["H2"]["n"] == 2
     assert verdicts["H2"]["trivial"]["name"] == "all diagnostic"
+
+
+# ----------------------------------------------------------------------------- data integrity
+
+
+def test_a_data_root_without_scores_is_refused_and_left_untouched(tmp_path):
+    """A user's root is only read: no phantom is written into it (at aa04f5f the run
+    wrote a phantom there and trained on the mix)."""
+    from shared.testing.bad_input import assert_one_line_error
+    from tests.lge_qa.small_dataset import snapshot, write_small_dataset
+
+    root = write_small_dataset(tmp_path / "user_data")
+    (root / "quality_scores.csv").unlink()
+    before = snapshot(root)
+    assert_one_line_error(["lge-qa", "run", "--preset", "tiny", "--data", str(root), "--out",
+                           str(tmp_path / "run"), "--no-progress"], "quality_scores.csv", "not found")
+    assert snapshot(root) == before
+    assert not (tmp_path / "run" / "data").exists()
+
+
+def test_without_a_root_the_phantom_goes_into_the_run_folder(tmp_path):
+    cfg = get_config("tiny", n_segmentation=1, n_scored=3, quality_shift=0.0)
+    root = experiment.resolve_dataset(cfg, None, tmp_path / "run")
+    assert root == tmp_path / "run" / "data"
+    assert sorted(p.name for p in (root / "quality").iterdir()) == ["QA0000", "QA0001", "QA0002"]
+    stamp = (root / "quality_scores.csv").stat().st_mtime_ns
+    # A resumed run finds the complete phantom and keeps it.
+    assert experiment.resolve_dataset(cfg, None, tmp_path / "run") == root
+    assert (root / "quality_scores.csv").stat().st_mtime_ns == stamp
+
+
+def test_a_given_root_is_returned_as_is(tmp_path):
+    from tests.lge_qa.small_dataset import snapshot, write_small_dataset
+
+    root = write_small_dataset(tmp_path / "d")
+    before = snapshot(root)
+    assert experiment.resolve_dataset(get_config("tiny"), root, tmp_path / "run") == root
+    assert snapshot(root) == before and not (tmp_path / "run").exists()
+
+
+def test_detector_metrics_skip_scans_without_a_mask():
+    # Two scans of two slices: scan 0 has a mask (LA in slice 1), scan 1 has none.
+    masks = np.zeros((4, 2, 2, 1))
+    masks[1, 0, 0] = 1
+    prob = np.zeros((4, 2, 2, 1))
+    prob[1, 0, 0] = 0.9  # found
+    prob[3, :, :] = 0.9  # the maskless scan: the detector sees an LA that has no truth
+    selected = np.array([False, True, False, True])
+    has_mask = np.array([True, True, False, False])
+    m = training.detector_metrics(prob, masks, selected, 0.5, has_mask=has_mask)
+    # Over scan 0 alone: Dice 1, precision 1/1, recall 1/1.
+    assert m["dice"] == pytest.approx(1.0) and m["slice_precision"] == pytest.approx(1.0)
+    assert m["scored_slices"] == 2 and m["selected_slices"] == 1
+    # Counting scan 1 as an empty mask would give Dice 2/6 and precision 1/2.
+    old = training.detector_metrics(prob, masks, selected, 0.5)
+    assert old["dice"] == pytest.approx(2 / 6) and old["slice_precision"] == pytest.approx(0.5)
+    none = training.detector_metrics(prob, masks, selected, 0.5, has_mask=np.zeros(4, bool))
+    assert none["dice"] is None and none["scored_slices"] == 0
+
+
+def test_loader_reports_cases_in_one_place_only(tmp_path, caplog):
+    from lge_qa import io
+    from tests.lge_qa.small_dataset import write_small_dataset
+
+    root = write_small_dataset(tmp_path / "d", n_scored=4)
+    scores = io.read_scores_csv(root / "quality_scores.csv")
+    del scores["QA0001"]
+    scores["QA0077"] = np.array([3, 3, 3, 3])
+    with caplog.at_level("WARNING", logger="lge_qa.io"):
+        cases = io.match_scored_cases(root / "quality", scores, scores_path="s.csv")
+    assert cases == ["QA0000", "QA0002", "QA0003"]
+    text = caplog.text
+    assert "QA0077" in text and "no folder" in text and "QA0001" in text and "no row" in text
+    with pytest.raises(ValueError, match="QA0077.*QA0001.*--strict"):
+        io.match_scored_cases(root / "quality", scores, scores_path="s.csv", strict=True)
+
+
+# ----------------------------------------------------------------------------- results store
+
+
+def test_unreachable_store_spools_rows_that_sync_later(tmp_path):
+    from lge_qa.results_sink import SPOOL_FILE, ResultsSink
+    from shared.tracking.spool import sync_spool
+    from shared.tracking.store import open_store
+
+    (tmp_path / "blocker").write_text("")  # a file where the store's folder should be
+    sink = ResultsSink.open(f"sqlite:///{tmp_path / 'blocker' / 's.sqlite'}", tmp_path / "run")
+    assert sink.store is None
+    results = {"baseline": [{"f1": 0.5, "specificity": 0.25}]}
+    det = {"dice": 0.8, "slice_precision": None, "slice_recall": 0.9}
+    n = experiment._record(sink, get_config("tiny"), results, det, ("baseline",))
+    assert n == 4 and sink.spooled == 4 and (tmp_path / "run" / SPOOL_FILE).is_file()
+    store = open_store(f"sqlite:///{tmp_path / 'good.sqlite'}")
+    assert sync_spool(store, tmp_path / "run" / SPOOL_FILE) == 4
+    rows = store.evaluations(experiment.EXPERIMENT, metric="f1")
+    store.close()
+    assert [(r["model_id"], r["value"]) for r in rows] == [("baseline_seed0_rep0", 0.5)]
+
+
+def test_store_is_opened_before_anything_trains(tmp_path, monkeypatch):
+    from tests.lge_qa.small_dataset import write_small_dataset
+
+    events = []
+    real_open = experiment.ResultsSink.open
+
+    def spy_open(url, run_dir):
+        events.append("store opened")
+        return real_open(url, run_dir)
+
+    def stop(*args, **kwargs):
+        events.append("training")
+        raise RuntimeError("stop here")
+
+    monkeypatch.setattr(experiment.ResultsSink, "open", staticmethod(spy_open))
+    monkeypatch.setattr(experiment, "train_la_detector", stop)
+    root = write_small_dataset(tmp_path / "d")
+    with pytest.raises(RuntimeError, match="stop here"):
+        experiment.run_experiment(get_config("tiny"), out_dir=tmp_path / "run", data_root=root,
+                                  store_url=f"sqlite:///{tmp_path / 's.sqlite'}", progress=False)
+    assert events == ["store opened", "training"]

@@ -15,8 +15,8 @@ def _encoder():
     return models.build_encoder(SIZE, **KW)
 
 
-def test_baseline_outputs_and_qa_module_reads_the_attribute_latents():
-    model = models.build_qa_model(_encoder(), latent_dim=6, dropout=0.0)
+def test_qa_module_reads_the_attribute_latents_when_asked():
+    model = models.build_qa_model(_encoder(), latent_dim=6, dropout=0.0, qa_input="latents")
     out = model(np.zeros((2, SIZE, SIZE, 1), "float32"))
     assert sorted(out) == sorted(models.OUTPUTS)
     assert all(tuple(v.shape) == (2, 1) for v in out.values())
@@ -24,6 +24,18 @@ def test_baseline_outputs_and_qa_module_reads_the_attribute_latents():
     assert concat.output.shape[-1] == 3 * 6
     assert {t.name for t in concat.input} == {model.get_layer(f"{n}_latent").output.name
                                               for n in models.ATTRIBUTE_OUTPUTS}
+
+
+def test_qa_module_reads_the_attribute_outputs_by_default():
+    """The paper's Fig. 1: the QA module sees the three attribute outputs only."""
+    model = models.build_qa_model(_encoder(), latent_dim=6, dropout=0.0)
+    concat = model.get_layer("qa_concat")
+    assert concat.output.shape[-1] == 3
+    assert {t.name for t in concat.input} == {model.get_layer(n).output.name
+                                              for n in models.ATTRIBUTE_OUTPUTS}
+    assert tuple(model.get_layer("qa_latent").kernel.shape) == (3, 6)
+    with pytest.raises(ValueError, match="qa_input must be one of"):
+        models.build_qa_model(_encoder(), qa_input="features")
 
 
 def test_multitask_adds_a_full_resolution_mask_sharing_the_encoder():
