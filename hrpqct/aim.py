@@ -47,6 +47,8 @@ AIM_TYPES = {
 }
 _V020_STRUCT_SIZE = 140
 _V030_STRUCT_SIZE = 224
+# The processing log's key of the grey-value scaling, and the name ITK's reader gives it.
+MU_SCALING_KEYS = ("Mu_Scaling", "MuScaling")
 
 
 @dataclasses.dataclass
@@ -59,6 +61,7 @@ class AimImage:
         position: tuple of 3 ints. Offset of the volume (x, y, z) in voxels.
         log: dict str -> str. The processing log's ``key value`` lines.
         version: str. ``"AIMDATA_V020"`` or ``"AIMDATA_V030"``.
+        path: str, default "". The file it was read from (named in errors).
     """
 
     data: np.ndarray
@@ -66,14 +69,30 @@ class AimImage:
     position: tuple = (0, 0, 0)
     log: dict = dataclasses.field(default_factory=dict)
     version: str = "AIMDATA_V020"
+    path: str = ""
 
     @property
-    def mu_scaling(self) -> float:
-        """The ``Mu_Scaling`` log entry (native units per 1/cm), 1.0 when absent."""
+    def mu_scaling(self):
+        """The scaling of the grey values (native units per 1/cm), None when the file has none.
+
+        The processing log spells it ``Mu_Scaling``; ITK's reader exposes the same
+        value under the metadata key ``MuScaling`` (see `MU_SCALING_KEYS`).
+
+        Raises:
+            ValueError: the entry is not a finite positive number; names the file.
+        """
+        key = next((k for k in MU_SCALING_KEYS if k in self.log), None)
+        if key is None:
+            return None
+        text = str(self.log[key]).strip()
         try:
-            return float(self.log.get("Mu_Scaling", 1.0))
+            value = float(text)
         except ValueError:
-            return 1.0
+            value = float("nan")
+        if not (np.isfinite(value) and value > 0):
+            raise ValueError(f"{self.path or 'AIM image'}: field {key!r} must be a finite positive "
+                             f"number (grey values per 1/cm). Received: {text!r}")
+        return value
 
 
 def _encode_scanco_float(value: float) -> bytes:
@@ -188,6 +207,9 @@ def read_aim_numpy(path) -> AimImage:
         if len(raw) < base + 40:
             raise ValueError(f"{path}: truncated AIM V030 pre-header")
         pre, struct_size, log_size, data_size, _ = struct.unpack_from("<5q", raw, base)
+        if pre != 40 or struct_size != _V030_STRUCT_SIZE:
+            raise ValueError(f"{path}: AIM V030 pre-header must hold sizes (40, {_V030_STRUCT_SIZE}). "
+                             f"Received: ({pre}, {struct_size})")
         type_offset = 12
     else:
         version, int_fmt, base = "AIMDATA_V020", "<i", 0
@@ -199,8 +221,12 @@ def read_aim_numpy(path) -> AimImage:
                              f"V020 pre-header (20, 140). Received: ({pre}, {struct_size})")
         type_offset = 20
     s0 = base + pre
+    if log_size < 0 or data_size < 0:
+        raise ValueError(f"{path}: AIM pre-header sizes must be >= 0. Received: log size {log_size}, "
+                         f"data size {data_size}")
     if len(raw) < s0 + struct_size + log_size:
-        raise ValueError(f"{path}: truncated AIM header")
+        raise ValueError(f"{path}: truncated AIM header: the pre-header announces a {log_size}-byte "
+                         f"log after {s0 + struct_size} header bytes, the file holds {len(raw)} bytes")
     code = struct.unpack_from("<I", raw, s0 + type_offset)[0]
     step = struct.calcsize(int_fmt)
     ints = struct.unpack_from("<21" + int_fmt[1], raw, s0 + type_offset + 4)
@@ -222,6 +248,9 @@ def read_aim_numpy(path) -> AimImage:
                          f"({nx}, {ny}, {nz})")
     dtype = AIM_TYPES[code]
     expected = nx * ny * nz * dtype.itemsize
+    if data_size != expected:
+        raise ValueError(f"{path}: AIM pre-header data size {data_size} bytes does not match the "
+                         f"dimensions {nx}x{ny}x{nz} of {dtype} ({expected} bytes)")
     d0 = s0 + struct_size + log_size
     if len(raw) < d0 + expected:
         raise ValueError(f"{path}: truncated AIM data: expected {expected} bytes for "
@@ -230,7 +259,7 @@ def read_aim_numpy(path) -> AimImage:
     log = _parse_log(raw[s0 + struct_size: s0 + struct_size + log_size])
     spacing = tuple(s if s != 0 else 1.0 for s in spacing)
     return AimImage(data=data.astype(dtype.newbyteorder("="), copy=True), spacing=spacing,
-                    position=position, log=log, version=version)
+                    position=position, log=log, version=version, path=str(path))
 
 
 def itk_available() -> bool:
@@ -257,7 +286,10 @@ def read_aim_itk(path) -> AimImage:
         raise FileNotFoundError(f"AIM file not found: {path}")
     import itk
 
-    image = itk.imread(str(path))
+    try:
+        image = itk.imread(str(path))
+    except RuntimeError as err:
+        raise ValueError(f"{path}: ITK could not read the AIM file: {' '.join(str(err).split())[:200]}") from err
     data = np.asarray(itk.array_from_image(image))
     spacing = tuple(float(s) for s in image.GetSpacing())
     origin = tuple(float(o) for o in image.GetOrigin())
@@ -270,7 +302,7 @@ def read_aim_itk(path) -> AimImage:
         except Exception:  # noqa: BLE001 - some ITK metadata types do not convert
             continue
     version = log.get("Version", "").strip() or "AIMDATA_V020"
-    return AimImage(data=data, spacing=spacing, position=position, log=log, version=version)
+    return AimImage(data=data, spacing=spacing, position=position, log=log, version=version, path=str(path))
 
 
 def read_aim(path, *, backend="auto") -> AimImage:

@@ -32,7 +32,9 @@ def register(subparsers) -> None:
                      help="simulation settings of this preset (default quick)")
     gen.add_argument("--radius", type=int, default=None, help="radius scans (default: the preset's)")
     gen.add_argument("--tibia", type=int, default=None, help="tibia scans (default: the preset's)")
-    gen.add_argument("--no-projections", action="store_true", help="do not keep the projections")
+    gen.add_argument("--projections", choices=("qme", "all", "none"), default="qme",
+                     help="views kept per scan: 'qme' (0 degrees, the next view, 180 degrees: what the QME "
+                          "needs; default), 'all' or 'none'")
     gen.add_argument("--out", type=Path, required=True, help="output folder")
     gen.add_argument("--seed", type=int, default=0)
     gen.add_argument("--workers", type=int, default=None,
@@ -95,7 +97,8 @@ def _cmd_generate(args) -> int:
                             n_projections=c.n_projections, field_of_view_mm=c.field_of_view_mm,
                             projection_noise=c.projection_noise, fbp_window=c.fbp_window,
                             grade_counts=c.grade_counts, rater_noise=c.rater_noise, seed=args.seed,
-                            keep_projections=not args.no_projections, workers=_workers(args.workers))
+                            projections=args.projections, workers=_workers(args.workers),
+                            slices_per_scan=c.slices_per_scan)
     print(f"Wrote {sum(sites.values())} scans in {time.perf_counter() - start:.1f} s to {root}")
     return 0
 

@@ -35,13 +35,15 @@ import keras
 import numpy as np
 from scipy import stats as sstats
 
-from hrpqct.config import ARMS, study_protocol
+from hrpqct.agreement import full_agreement_by_site, operator_kappa, rater_agreement
+from hrpqct.config import ARMS, NONINFERIORITY_MARGIN, study_protocol, unit_seeds
+from hrpqct.pipeline import gather_slices
 from hrpqct.data import generate_dataset, load_dataset
-from hrpqct.grading import (air_streak_rms, ensemble_scan_grades, fit_qme_thresholds, predict_votes, prefilter,
-                            qme_grades, standardize)
+from hrpqct.grading import (air_streak_rms, ensemble_scan_grades, mean_and_std, predict_votes, prefilter,
+                            standardize, threshold_grader)
 from hrpqct.report import gradcam_figure, scatter_qme, write_report
-from hrpqct.training import scan_metrics, train_grader
-from shared.metrics import confusion_matrix, quadratic_weighted_kappa
+from hrpqct.training import pooled_rescan, rescan_counts, scan_metrics, train_grader_on_scans
+from shared.metrics import confusion_matrix
 from shared.cli.progress import progress as progress_bar
 from shared.study import Study
 from shared.tracking.runs import git_revision, make_run_dir, write_json
@@ -63,31 +65,34 @@ def stratified_split(labels, *, val_fraction, test_fraction, seed):
         idx = rng.permutation(np.flatnonzero(labels == g))
         n_test = int(round(len(idx) * test_fraction))
         n_val = int(round(len(idx) * val_fraction))
-        if len(idx) >= 3:
-            n_test, n_val = max(n_test, 1), max(n_val, 1)
+        if len(idx) >= 3:  # a grade of three scans or more reaches every part asked for
+            n_test = max(n_test, 1) if test_fraction > 0 else 0
+            n_val = max(n_val, 1) if val_fraction > 0 else 0
         parts[2].extend(idx[:n_test])
         parts[1].extend(idx[n_test:n_test + n_val])
         parts[0].extend(idx[n_test + n_val:])
     return tuple(np.sort(np.asarray(p, dtype=int)) for p in parts)
 
 
-def rater_agreement(rater_grades, consensus) -> dict:
-    """Pairwise kappas between raters, each rater vs consensus, and the full-consensus fraction."""
-    g = np.asarray(rater_grades, dtype=float)
-    out = {}
-    r = g.shape[1]
-    for i in range(r):
-        for j in range(i + 1, r):
-            ok = ~np.isnan(g[:, i]) & ~np.isnan(g[:, j])
-            out[f"kappa_rater{i + 1}_rater{j + 1}"] = float(quadratic_weighted_kappa(
-                g[ok, i].astype(int), g[ok, j].astype(int), num_classes=5, min_label=1))
-        ok = ~np.isnan(g[:, i])
-        out[f"kappa_rater{i + 1}_consensus"] = float(quadratic_weighted_kappa(
-            g[ok, i].astype(int), np.asarray(consensus)[ok], num_classes=5, min_label=1))
-    full = np.all(g == g[:, :1], axis=1)
-    out["full_agreement_fraction"] = float(np.mean(full))
-    out["any_disagreement_fraction"] = float(1.0 - np.mean(full))
-    return out
+def held_out_split(labels, *, test_fraction, seed):
+    """(pool, test) scan indices: the test scans drawn once, stratified by grade, from `seed`."""
+    pool, _, test = stratified_split(labels, val_fraction=0.0, test_fraction=test_fraction, seed=seed)
+    return pool, test
+
+
+def unit_split(labels, pool, *, val_fraction, seed):
+    """(train, val) scan indices of one unit: the pool split again, stratified by grade, from `seed`.
+
+    Args:
+        labels: int array [scans] of consensus grades.
+        pool: int array. The scans that are not test scans.
+        val_fraction: float. Fraction of the pool for validation (early stopping).
+        seed: int. The unit's split seed.
+    """
+    pool = np.asarray(pool, dtype=int)
+    train, val, _ = stratified_split(np.asarray(labels)[pool], val_fraction=val_fraction, test_fraction=0.0,
+                                     seed=seed)
+    return pool[train], pool[val]
 
 
 def trivial_predictors(train_grades, test_grades) -> dict:
@@ -105,18 +110,21 @@ def trivial_predictors(train_grades, test_grades) -> dict:
             "rescan_sensitivity": {"name": name, "value": float(grade >= 4)}}
 
 
-def _endpoints(metrics) -> dict:
-    """The study's endpoints from one ensemble's test metrics (undefined ones left out)."""
-    return {k: metrics[k] for k in ("kappa", "accuracy", "rescan_sensitivity") if np.isfinite(metrics[k])}
+def _endpoints(metrics, margin) -> dict:
+    """The study's endpoints from one ensemble's test metrics (undefined ones left out).
 
-
-def _slices(images, idx):
-    x = images[idx]
-    return x.reshape((-1,) + x.shape[2:] + (1,)).astype(np.float32)
+    ``kappa_noninferiority`` is the kappa plus the declared non-inferiority margin: H2
+    compares it with the operators' kappa, so "greater" means "not below the operators
+    by more than the margin".
+    """
+    out = {k: metrics[k] for k in ("kappa", "accuracy", "rescan_sensitivity") if np.isfinite(metrics[k])}
+    if np.isfinite(metrics["kappa"]):
+        out["kappa_noninferiority"] = metrics["kappa"] + float(margin)
+    return out
 
 
 def run_experiment(config, *, out_dir, store_url=None, seed=0, progress=True, data_dir=None,
-                   strategy=None, jit_compile=False, workers=1) -> Path:
+                   strategy=None, jit_compile=False, workers=1, max_steps=None) -> Path:
     """Runs the whole protocol at `config`; returns the path of report.md.
 
     Args:
@@ -130,6 +138,7 @@ def run_experiment(config, *, out_dir, store_url=None, seed=0, progress=True, da
         strategy: tf.distribute.Strategy, optional. Models are built in its scope.
         jit_compile: bool. XLA train steps.
         workers: int, default 1. Processes simulating the cohort.
+        max_steps: int, optional. Training batches per grader (a smoke run: 2).
     """
     from shared.report.figures import save_confusion_matrix, save_image_grid
     from shared.report import write_comparison_report
@@ -153,85 +162,109 @@ def run_experiment(config, *, out_dir, store_url=None, seed=0, progress=True, da
     data = load_dataset(data_dir, slices_per_scan=config.slices_per_scan, image_size=config.image_size)
     t_data = time.perf_counter() - t_start
     consensus = data["consensus"]
-    train_idx, val_idx, test_idx = stratified_split(consensus, val_fraction=config.val_fraction,
-                                                    test_fraction=config.test_fraction, seed=seed)
+    seeds = unit_seeds(seed, config.seeds, config.ensemble_size)
+    # The test scans: drawn once from their own seed, the same for every unit and arm.
+    pool_idx, test_idx = held_out_split(consensus, test_fraction=config.test_fraction, seed=seeds["test"])
+    val_of_pool = config.val_fraction / max(1e-9, 1.0 - config.test_fraction)
     study.record_gate("test_grades_present", len(np.unique(consensus[test_idx])))
     study.record_gate("high_grade_test_scans", int(np.sum(consensus[test_idx] >= 4)))
-    # Walle's prefilter, then the training slices' mean and standard deviation for all.
-    images = prefilter(data["images"], config.prefilter_sigma)
-    images = standardize(images, images[train_idx])
-    results = {"n_scans": int(len(consensus)), "n_train": int(len(train_idx)), "n_val": int(len(val_idx)),
-               "n_test": int(len(test_idx)),
+    results = {"n_scans": int(len(consensus)), "n_pool": int(len(pool_idx)), "n_test": int(len(test_idx)),
+               "test_grade_counts": np.bincount(consensus[test_idx], minlength=6)[1:].tolist(),
                "grade_counts": {s: np.bincount(consensus[data["sites"] == s], minlength=6)[1:].tolist()
                                 for s in np.unique(data["sites"])}}
     results["raters"] = rater_agreement(data["rater_grades"], consensus)
+    results["raters"]["full_agreement_by_site"] = full_agreement_by_site(data["rater_grades"], data["sites"])
+    operators = operator_kappa(data["rater_grades"][test_idx])
+    results["operators_test"] = operators
     results["scale"] = {"strategy": "default" if strategy is None else type(strategy).__name__,
                         "replicas": 1 if strategy is None else int(strategy.num_replicas_in_sync),
                         "precision": keras.mixed_precision.global_policy().name, "jit_compile": bool(jit_compile)}
 
-    # QME: correlation with the grade, and the threshold grader.
+    # The non-learned graders: thresholds on one statistic, fitted on the training and
+    # validation scans. The QME (Sode et al.) is the non-learned baseline; thresholds on
+    # the air-streak RMS (built the way the simulator makes streaks) and on the simulated
+    # motion size (not visible in real data) are ceilings, not competitors.
+    fit_idx = pool_idx
     if "qme_ssd" in data:
         qres = {}
-        for name in ("qme_ssd", "qme_ncc"):
+        for name in ("qme_ssd", "qme_ncc", "qme_ncc_printed"):
             rho, p = sstats.spearmanr(data[name], consensus)
             qres[f"spearman_{name}"] = float(rho)
             qres[f"spearman_{name}_p"] = float(p)
-        fit_idx = np.concatenate([train_idx, val_idx])
-        thr = fit_qme_thresholds(data["qme_ssd"][fit_idx], consensus[fit_idx])
-        qres["thresholds_ssd"] = thr.tolist()
-        qres["test"] = scan_metrics(consensus[test_idx], qme_grades(data["qme_ssd"][test_idx], thr))
+        grader = threshold_grader(data["qme_ssd"], consensus, fit_idx, test_idx)
+        qres["thresholds_ssd"] = grader["thresholds"]
+        qres["test"] = grader["test"]
         results["qme"] = qres
         scatter_qme(data["qme_ssd"], consensus, fig_dir / "qme_ssd_vs_grade.png", "QME_SSD")
 
     # The streaks in the air around the limb: an image statistic the graders could learn from.
     streak = air_streak_rms(data["images"])
-    rho, p = sstats.spearmanr(streak, consensus)
+    no_air = np.flatnonzero(~np.isfinite(streak))
+    if len(no_air):
+        log.warning("%d scan(s) show no air around the limb; the air-streak statistic flags them "
+                    "instead of grading them: %s", len(no_air), ", ".join(data["scan_ids"][no_air][:10]))
+    rho, p = sstats.spearmanr(streak, consensus, nan_policy="omit")
     study.record_gate("air_streak_spearman", None if np.isnan(rho) else float(rho))
-    fit_idx = np.concatenate([train_idx, val_idx])
-    thr = fit_qme_thresholds(streak[fit_idx], consensus[fit_idx])
+    grader = threshold_grader(streak, consensus, fit_idx, test_idx)
     results["streak"] = {
-        "spearman": float(rho), "spearman_p": float(p),
-        "median_per_grade": [float(np.median(streak[consensus == g])) if (consensus == g).any() else float("nan")
+        "spearman": float(rho), "spearman_p": float(p), "scans_without_air": data["scan_ids"][no_air].tolist(),
+        "median_per_grade": [float(np.nanmedian(streak[consensus == g])) if (consensus == g).any() else float("nan")
                              for g in range(1, 6)],
-        "thresholds": thr.tolist(), "test": scan_metrics(consensus[test_idx], qme_grades(streak[test_idx], thr))}
+        "thresholds": grader["thresholds"], "test": grader["test"], "test_not_graded": grader["not_graded"]}
     if "motion_size" in data:
-        results["streak"]["spearman_motion_size"] = float(sstats.spearmanr(streak, data["motion_size"])[0])
+        results["streak"]["spearman_motion_size"] = float(
+            sstats.spearmanr(streak, data["motion_size"], nan_policy="omit")[0])
+        results["motion_ceiling"] = threshold_grader(data["motion_size"], consensus, fit_idx, test_idx)
+    if "artefact_rms" in data:
+        results["artefact"] = {"spearman_consensus": float(sstats.spearmanr(data["artefact_rms"], consensus)[0]),
+                               "spearman_motion_size": float(sstats.spearmanr(data["artefact_rms"],
+                                                                              data["motion_size"])[0])}
 
     # Example slices, one per grade where present.
     ex_idx = [int(np.flatnonzero(consensus == g)[0]) for g in range(1, 6) if (consensus == g).any()]
     save_image_grid(data["images"][ex_idx, 0], fig_dir / "example_slices.png",
                     titles=[f"grade {consensus[i]} ({data['sites'][i]})" for i in ex_idx], ncols=len(ex_idx))
 
-    x_tr, x_va = _slices(images, train_idx), _slices(images, val_idx)
+    # Walle's prefilter, then standardisation with the mean and standard deviation of the
+    # pool (every non-test scan; no test scan enters), in float32 and in place: at the paper
+    # preset the slices alone are 9.3 GB. One array serves every unit.
+    images = prefilter(data["images"], config.prefilter_sigma, out=data["images"])
+    images = standardize(images, stats=mean_and_std(images, pool_idx), out=images)
     s = config.slices_per_scan
-    y_tr = np.repeat(consensus[train_idx] - 1, s)
-    y_va = np.repeat(consensus[val_idx] - 1, s)
     store = open_store(store_url)
     store.ensure_experiment(EXPERIMENT, config=dataclasses.asdict(config))
     per_arm = {arm: [] for arm in ARMS}
     first = {}
-    jobs = [(arm, rep) for arm in ARMS for rep in range(config.seeds)]
-    for arm, rep in progress_bar(jobs, desc="ensembles", enabled=progress):
+    splits = {}
+    jobs = [(rep, arm) for rep in range(config.seeds) for arm in ARMS]
+    for rep, arm in progress_bar(jobs, desc="ensembles", enabled=progress):
+        if rep not in splits:
+            splits[rep] = unit_split(consensus, pool_idx, val_fraction=val_of_pool, seed=seeds["split"][rep])
+            study.record("operator", rep, {"kappa_noninferiority": operators["kappa_mean"]})
+        train_idx, val_idx = splits[rep]
         search_id = store.start_search(EXPERIMENT, f"{config.preset}_{arm}", group=arm,
                                        config=dataclasses.asdict(config))
         t0 = time.perf_counter()
         members, histories = [], []
         for k in range(config.ensemble_size):
-            member_seed = seed * 100_003 + rep * 1_009 + k
-            model, hist = train_grader(arm, x_tr, y_tr, x_va, y_va, config=config, seed=member_seed,
-                                       strategy=strategy, jit_compile=jit_compile)
+            model, hist = train_grader_on_scans(arm, images, train_idx, val_idx, consensus, config=config,
+                                                seed=seeds["members"][rep][k], strategy=strategy,
+                                                jit_compile=jit_compile, max_steps=max_steps)
             members.append(model)
             histories.append(hist)
-        votes = predict_votes(members, images[test_idx])
+        votes = predict_votes(members, images, index=test_idx)
         graded = ensemble_scan_grades(votes, threshold=config.confidence_threshold)
         metrics = scan_metrics(consensus[test_idx], graded["grade"])
+        metrics.update(rescan_counts(consensus[test_idx], graded["grade"]))
         metrics["review_fraction"] = float(np.mean(graded["review"]))
         slice_pred = votes.reshape(len(members), -1)
         metrics["slice_accuracy"] = float(np.mean(slice_pred == np.repeat(consensus[test_idx], s)[None]))
         metrics["epochs"] = float(np.mean([len(h["loss"]) for h in histories]))
+        metrics["n_train"], metrics["n_val"] = float(len(train_idx)), float(len(val_idx))
         duration = time.perf_counter() - t0
+        metrics["duration_s"] = duration
         per_arm[arm].append(metrics)
-        study.record(arm, rep, _endpoints(metrics))
+        study.record(arm, rep, _endpoints(metrics, NONINFERIORITY_MARGIN))
         model_id = f"{config.preset}_{arm}_seed{seed}_rep{rep}"
         store.record_trial(search_id, model_id, group=arm,
                            hyperparameters={"arm": arm, "rep": rep, "ensemble_size": config.ensemble_size,
@@ -254,7 +287,7 @@ def run_experiment(config, *, out_dir, store_url=None, seed=0, progress=True, da
         results.setdefault("confusion", {})[arm] = cm.tolist()
         save_confusion_matrix(cm, GRADE_NAMES, fig_dir / f"confusion_{arm}.png", title=f"{arm} ensemble (test scans)")
         streaked = test_idx[np.argsort(-test_cons, kind="stable")][: max(1, config.gradcam_slices // 2)]
-        cam_x = _slices(images, streaked)[:: max(1, s // 2)][: config.gradcam_slices]
+        cam_x = gather_slices(images, streaked)[:: max(1, s // 2)][: config.gradcam_slices]
         cam_g = np.repeat(consensus[streaked], 2)[: len(cam_x)]
         try:
             gradcam_figure(item["models"][0], cam_x, cam_g, fig_dir / f"gradcam_{arm}.png",
@@ -264,16 +297,19 @@ def run_experiment(config, *, out_dir, store_url=None, seed=0, progress=True, da
     results["arms"] = {arm: {"runs": runs, "mean": {k: float(np.nanmean([r[k] for r in runs]))
                                                     for k in runs[0] if not all(np.isnan(r[k]) for r in runs)}}
                        for arm, runs in per_arm.items()}
+    results["rescan"] = {arm: pooled_rescan(runs) for arm, runs in per_arm.items()}
     groups = {arm: [r["kappa"] for r in runs] for arm, runs in per_arm.items()}
     comparison = write_comparison_report(
         groups, metric="quadratic_weighted_kappa", out_dir=out / "comparison",
         title="HR-pQCT motion grading: baseline (Walle et al.) vs proposed network",
-        description=(f"Scan-level quadratic weighted kappa against the rater consensus on "
-                     f"{len(test_idx)} simulated test scans; one value per independently trained "
-                     f"ensemble of {config.ensemble_size} ({config.seeds} seeds per arm, preset {config.preset})."))
+        description=(f"Scan-level quadratic weighted kappa against the rater consensus on the same "
+                     f"{len(test_idx)} held-out simulated test scans; one value per unit (its own training "
+                     f"split and initialisation, shared by both arms), ensembles of {config.ensemble_size}, "
+                     f"{config.seeds} units, preset {config.preset}. The claims (claims.json) pair the arms "
+                     f"unit by unit; this report treats them as independent groups."))
     results["timing_s"] = {"data": t_data, "total": time.perf_counter() - t_start}
     write_json(out / "results.json", results)
     claims = study.finish(seed=seed, revision=git_revision(),
-                          trivial=trivial_predictors(consensus[train_idx], consensus[test_idx]))
+                          trivial=trivial_predictors(consensus[pool_idx], consensus[test_idx]))
     report = write_report(out, config, results, comparison, claims=claims)
     return report

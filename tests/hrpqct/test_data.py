@@ -28,8 +28,10 @@ def test_generate_and_load(dataset):
     assert d["rater_grades"].shape == (5, 3) and np.all((d["consensus"] >= 1) & (d["consensus"] <= 5))
     assert d["qme_ssd"].shape == (5,) and np.all(np.isfinite(d["qme_ssd"]))
     with np.load(dataset / "projections" / "rad0000.npz") as z:
-        assert z["views"].shape[0] == 25 and z["views"].shape[1] == 9
-    assert d["true_grade"].shape == (5,)
+        # Only the views the QME reads are kept: 0 degrees, the next view, 180 degrees.
+        assert z["views"].shape[:2] == (3, 9)
+        np.testing.assert_allclose(z["angles"], [0.0, np.pi / 24, np.pi])
+    assert d["true_grade"].shape == (5,) and d["artefact_rms"].shape == (5,)
 
 
 def test_grades_table_errors(tmp_path):
@@ -53,6 +55,38 @@ def test_grades_table_errors(tmp_path):
     assert rows[0]["site"] == "radius" and rows[0]["grades"][0] == 2 and np.isnan(rows[0]["grades"][1])
 
 
+def test_grades_table_refuses_duplicate_scans_and_unknown_raters(tmp_path):
+    path = tmp_path / "grades.csv"
+    path.write_text("scan_id,site,rater1\na,radius,1\nb,tibia,2\na,radius,3\n")
+    with pytest.raises(ValueError, match=r"grades.csv, line 4, column 'scan_id': duplicate scan id 'a' "
+                                         r"\(first on line 2\)"):
+        data.read_grades(path)
+    path.write_text("scan_id,site,rater1,rater4\na,radius,1,2\n")
+    with pytest.raises(ValueError, match=r"grades.csv: unknown column\(s\) \['rater4'\]"):
+        data.read_grades(path)
+    path.write_text("scan_id,site,rater1,rater1\na,radius,1,2\n")
+    with pytest.raises(ValueError, match="grades.csv: duplicate column names"):
+        data.read_grades(path)
+    path.write_text("scan_id,site,rater1,rater2\na,radius,,\n")
+    with pytest.raises(ValueError, match=r"line 2 \(scan 'a'\): no rater grade"):
+        data.read_grades(path)
+
+
+def test_a_missing_rater_is_not_a_disagreement():
+    from hrpqct.agreement import rater_agreement
+
+    # Scan 1: raters 1 and 2 agree, rater 3 missing; scan 2: all three agree on 2.
+    # Pairs graded: (1, 2) on both scans, (1, 3) and (2, 3) on scan 2 only -> 0 of 4 differ.
+    g = np.array([[1, 1, np.nan], [2, 2, 2]])
+    out = rater_agreement(g, np.array([1, 2]))
+    assert out["pairwise_disagreement_fraction"] == 0.0
+    assert out["full_agreement_fraction"] == 1.0 and out["scans_with_two_raters"] == 2
+    # Grades (1, 1, 2) and (3, 3, 3): 2 of 6 pairs differ; full agreement on 1 of 2 scans.
+    out = rater_agreement(np.array([[1, 1, 2], [3, 3, 3]], float), np.array([1, 3]))
+    assert out["pairwise_disagreement_fraction"] == pytest.approx(1 / 3)
+    assert out["full_agreement_fraction"] == 0.5 and out["any_disagreement_fraction"] == 0.5
+
+
 def test_scan_errors_name_the_file(tmp_path):
     few = aim.write_aim(tmp_path / "few.AIM", np.zeros((5, 16, 16), np.int16), 0.1)
     with pytest.raises(ValueError, match="few.AIM: expected at least 8 slices. Received: 5"):
@@ -74,9 +108,14 @@ def test_scan_errors_name_the_file(tmp_path):
 def test_parallel_generation_gives_the_same_cohort(dataset, tmp_path):
     # Every scan has its own seed: two worker processes write the same scans as one.
     other = data.generate_dataset(tmp_path / "p", scans_per_site={"radius": 3, "tibia": 2}, seed=0, workers=2,
-                                  **SMALL)
+                                  projections="all", **SMALL)
     for name in ("grades.csv", "simulation.csv"):
         assert (other / name).read_text() == (dataset / name).read_text()
+    # The QME views kept by default are views 0, 1 and the last of the whole acquisition.
+    with np.load(other / "projections" / "tib0001.npz") as full, \
+            np.load(dataset / "projections" / "tib0001.npz") as kept:
+        assert full["views"].shape[0] == 25
+        np.testing.assert_array_equal(kept["views"], full["views"][[0, 1, 24]])
     np.testing.assert_array_equal(aim.read_aim(other / "aim" / "tib0001.AIM").data,
                                   aim.read_aim(dataset / "aim" / "tib0001.AIM").data)
     with pytest.raises(ValueError, match="workers"):

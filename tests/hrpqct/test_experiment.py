@@ -33,18 +33,25 @@ def test_cli_arguments_and_generate(tmp_path, capsys):
 
 
 def test_study_protocol_and_trivial_predictor():
-    from hrpqct.config import study_protocol
+    from hrpqct.config import study_protocol, unit_seeds
     from hrpqct.experiment import trivial_predictors
     from shared.metrics import quadratic_weighted_kappa
 
     protocol = study_protocol(get_config("quick"), seed=4)
-    assert protocol.arms == ("baseline", "proposed") and protocol.units == (0, 1, 2)
+    assert protocol.arms == ("baseline", "proposed", "operator") and protocol.units == (0, 1, 2)
     assert [(h.id, h.endpoint, h.family) for h in protocol.hypotheses] == [
-        ("H1", "kappa", "primary"), ("H2", "accuracy", "secondary"),
-        ("H3", "rescan_sensitivity", "secondary")]
-    assert all(not h.paired and h.arms == ("proposed", "baseline") for h in protocol.hypotheses)
-    assert protocol.gate("high_grade_test_scans").hypotheses == ("H3",)
-    assert protocol.test_set["seed"] == 4 and protocol.test_set["cohort_scans"] == 120
+        ("H1", "kappa", "primary"), ("H2", "kappa_noninferiority", "noninferiority"),
+        ("H3", "accuracy", "secondary"), ("H4", "rescan_sensitivity", "secondary")]
+    # Both arms train on each unit's split with the unit's seeds: every comparison is paired.
+    assert all(h.paired and h.test == "paired_t" for h in protocol.hypotheses)
+    assert protocol.hypotheses[1].arms == ("proposed", "operator")
+    assert all(h.arms == ("proposed", "baseline") for h in protocol.hypotheses if h.id != "H2")
+    assert protocol.gate("high_grade_test_scans").hypotheses == ("H4",)
+    assert protocol.gate("high_grade_test_scans").threshold == get_config("quick").min_high_grade_test_scans
+    assert protocol.test_set["seed"] == unit_seeds(4, 3, 1)["test"] == 4 * 100_003 + 7919
+    assert protocol.test_set["cohort_scans"] == 120
+    # The arms' differences beyond the architecture are declared with their parameter counts.
+    assert any("dropout" in d and "parameters baseline" in d for d in protocol.deviations)
     # Most common training grade 2; test grades 1, 2, 2, 4, 5.
     test = np.array([1, 2, 2, 4, 5])
     trivial = trivial_predictors(np.array([1, 2, 2, 3, 2]), test)
@@ -66,6 +73,7 @@ def test_tiny_end_to_end(tmp_path):
     assert "quadratic weighted kappa" in text and "QME_SSD" in text
     results = json.loads((tmp_path / "run" / "results.json").read_text())
     assert set(results["arms"]) == {"baseline", "proposed"}
+    assert results["n_pool"] + results["n_test"] == results["n_scans"] == 24
     assert len(results["arms"]["proposed"]["runs"]) == 2
     assert -1.0 <= results["arms"]["baseline"]["mean"]["kappa"] <= 1.0
     for name in ("example_slices", "qme_ssd_vs_grade", "confusion_proposed", "gradcam_proposed"):
@@ -81,17 +89,18 @@ def test_tiny_end_to_end(tmp_path):
     claims = read_claims(run)  # validates against the schema
     protocol = read_protocol(run / "protocol.json")
     assert claims["protocol_sha256"] == protocol["sha256"]
-    assert protocol["protocol"]["units"] == [0, 1] and protocol["protocol"]["arms"] == ["baseline", "proposed"]
+    assert protocol["protocol"]["units"] == [0, 1]
+    assert protocol["protocol"]["arms"] == ["baseline", "proposed", "operator"]
     verdicts = {c["id"]: c for c in claims["claims"]}
     gates = {g["name"]: g for g in claims["gates"]}
     test_counts = np.asarray(results["confusion"]["baseline"]).sum(axis=1)  # test scans of grades 1-5
     assert gates["high_grade_test_scans"]["value"] == test_counts[3] + test_counts[4]
     assert gates["test_grades_present"]["value"] == np.count_nonzero(test_counts)
     # Uniform grades: every grade is in the test set, but only a scan or two of grades 4-5,
-    # so the rescan claim H3 is untestable; two seeds per arm are too few to test H1.
+    # so the rescan claim H4 is untestable; two units are too few to test H1.
     assert gates["air_streak_spearman"]["passed"] and gates["test_grades_present"]["passed"]
     assert not gates["high_grade_test_scans"]["passed"]
-    assert verdicts["H3"]["verdict"] == "untestable" and "high_grade_test_scans" in verdicts["H3"]["note"]
+    assert verdicts["H4"]["verdict"] == "untestable" and "high_grade_test_scans" in verdicts["H4"]["note"]
     assert verdicts["H1"]["n"] == 2 and verdicts["H1"]["verdict"] == "inconclusive"
-    assert verdicts["H1"]["paired"] is False and verdicts["H1"]["test"] == "mannwhitney"
+    assert verdicts["H1"]["paired"] is True and verdicts["H1"]["test"] == "paired_t"
     assert verdicts["H1"]["trivial"]["value"] == 0.0

@@ -136,7 +136,18 @@ def test_qme_by_hand():
     q = qme.quantitative_motion_estimates(p0, p_next, p180)
     assert q["ssd_180"] == 0.0 and q["ssd_next"] == 1.0 and q["qme_ssd"] == 0.0
     ncc_next = (1 + 4 + 12) / np.sqrt(14 * 21)
-    assert q["qme_ncc"] == pytest.approx(100 * np.sqrt(1.0 / ncc_next))
+    # Default: the deviation of NCC from 1, normalised by the neighbour's deviation: 0 / (1 - ncc_next).
+    assert q["qme_ncc"] == q["qme_ncc_deviation"] == 0.0
+    assert q["qme_ncc_printed"] == pytest.approx(100 * np.sqrt(1.0 / ncc_next))
+    printed = qme.quantitative_motion_estimates(p0, p_next, p180, ncc_form="printed")
+    assert printed["qme_ncc"] == pytest.approx(100 * np.sqrt(1.0 / ncc_next))
+    # A moved 180-degree view (mirrored: 1, 3, 3): NCC = (1 + 6 + 9) / sqrt(14 * 19).
+    moved = qme.quantitative_motion_estimates(p0, p_next, np.array([[3.0, 3.0, 1.0]]))
+    ncc_180 = 16 / np.sqrt(14 * 19)
+    assert moved["qme_ncc"] == pytest.approx((1 - ncc_180) / (1 - ncc_next))
+    assert moved["qme_ncc_printed"] == pytest.approx(100 * np.sqrt(ncc_180 / ncc_next))
+    with pytest.raises(ValueError, match="ncc_form"):
+        qme.quantitative_motion_estimates(p0, p_next, p180, ncc_form="garbled")
     with pytest.raises(ValueError, match="shape"):
         qme.quantitative_motion_estimates(p0, p_next, np.ones((2, 3)))
 
@@ -153,11 +164,16 @@ def test_qme_near_no_motion_value_and_grows(obj):
     still = qme.qme_from_sinogram(_project(obj))
     # Without motion the mirrored 180-degree view equals the 0-degree view up to interpolation.
     assert still["qme_ssd"] < 0.05
-    assert still["qme_ncc"] > 100 * np.sqrt(1 / still["ncc_next"]) - 0.01
-    values = [qme.qme_from_sinogram(_project(obj, _twitch(VIEWS + 1, s)))["qme_ssd"] for s in (0.5, 1.5, 4.0)]
+    assert still["qme_ncc_printed"] > 100 * np.sqrt(1 / still["ncc_next"]) - 0.01
+    moved = [qme.qme_from_sinogram(_project(obj, _twitch(VIEWS + 1, s))) for s in (0.5, 1.5, 4.0)]
+    values = [q["qme_ssd"] for q in moved]
     fast = [qme.qme_from_sinogram(_project_rigid(obj, _twitch(VIEWS + 1, s)))["qme_ssd"] for s in (0.5, 1.5, 4.0)]
     np.testing.assert_allclose(fast, values, rtol=0.2)
     assert still["qme_ssd"] < values[0] < values[1] < values[2]
+    # The deviation form of QME_NCC grows with the motion as QME_SSD does; the printed form falls.
+    ncc = [still["qme_ncc"]] + [q["qme_ncc"] for q in moved]
+    printed = [still["qme_ncc_printed"]] + [q["qme_ncc_printed"] for q in moved]
+    assert ncc == sorted(ncc) and printed == sorted(printed, reverse=True)
 
 
 def test_grades_and_raters():
