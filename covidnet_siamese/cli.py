@@ -1,4 +1,4 @@
-"""`medrepro covidnet-siamese ...`: run, generate, search."""
+"""`medrepro covidnet-siamese ...`: run, generate, search, predict."""
 
 from pathlib import Path
 
@@ -13,17 +13,24 @@ def register(subparsers):
     sub = parser.add_subparsers(dest="covidnet_command", metavar="SUBCOMMAND")
 
     run = sub.add_parser("run", help="end-to-end reproduction (search, final runs, Grad-CAM, report)")
-    add_run_args(run, presets=("quick", "paper", "tiny"))
+    add_run_args(run, presets=("quick", "powered", "paper", "tiny"))
     run.add_argument("--data", type=Path, default=None,
                      help="COVIDx folder (train/, test/, train_split.txt, test_split.txt); "
                           "default: generate synthetic data into the run folder")
+    run.add_argument("--train-split", type=Path, default=None,
+                     help="training split file (default: <data>/train_split.txt)")
+    run.add_argument("--test-split", type=Path, default=None,
+                     help="test split file (default: <data>/test_split.txt)")
+    run.add_argument("--skip-bad-images", action="store_true",
+                     help="leave unreadable images and bad split-file lines out and list them in "
+                          "skipped.json and the report (default: stop at the first)")
     run.add_argument("--no-search", action="store_true",
                      help="skip the grid search; use the preset's default learning rate and batch size")
     run.set_defaults(func=_cmd_run)
 
     gen = sub.add_parser("generate", help="write synthetic chest X-rays in the COVIDx layout")
     gen.add_argument("--out", type=Path, required=True, help="dataset folder to write")
-    gen.add_argument("--preset", choices=("quick", "paper", "tiny"), default="quick",
+    gen.add_argument("--preset", choices=("quick", "powered", "paper", "tiny"), default="quick",
                      help="image counts and size of this preset (default: quick)")
     gen.add_argument("--size", type=int, default=None, help="PNG side in pixels (default: the preset's)")
     gen.add_argument("--seed", type=int, default=0, help="random seed (default: 0)")
@@ -33,13 +40,22 @@ def register(subparsers):
 
     search = sub.add_parser("search", help="grid search of learning rate x batch size for one net")
     search.add_argument("--net", choices=("single", "siamese"), required=True)
-    search.add_argument("--preset", choices=("quick", "paper", "tiny"), default="quick")
+    search.add_argument("--preset", choices=("quick", "powered", "paper", "tiny"), default="quick")
     search.add_argument("--data", type=Path, required=True, help="COVIDx folder")
     search.add_argument("--out", type=Path, default=None, help="tuner folder (default: runs/covidnet_siamese/search)")
     search.add_argument("--seed", type=int, default=0)
     add_store_arg(search)
     add_scale_args(search)
     search.set_defaults(func=_cmd_search)
+
+    predict = sub.add_parser("predict", help="classify image files with a finished run's saved model")
+    predict.add_argument("--model", type=Path, required=True, metavar="RUN_DIR",
+                         help="run folder holding bundle.json and the .keras models")
+    predict.add_argument("--arm", choices=("siamese", "single", "single_cropped"), default="siamese",
+                         help="which saved net to use (default: siamese)")
+    predict.add_argument("images", type=Path, nargs="+", metavar="IMAGE",
+                         help="PNG or JPEG files (8 or 16 bit, grey or colour)")
+    predict.set_defaults(func=_cmd_predict)
     parser.set_defaults(func=lambda args: (parser.print_help(), 0)[1])
 
 
@@ -69,10 +85,38 @@ def _cmd_run(args) -> int:
     config, strategy = _scaled(args)
     if args.no_search:
         config = dataclasses.replace(config, run_search=False)
+    if args.data is not None and not Path(args.data).is_dir():
+        raise ValueError(f"--data {args.data}: no such folder; expected a COVIDx folder with train/ and test/")
+    for flag, path in (("--train-split", args.train_split), ("--test-split", args.test_split)):
+        if path is not None and args.data is None:
+            raise ValueError(f"{flag} {path}: needs --data (the synthetic data writes its own split files)")
+        if path is not None and not Path(path).is_file():
+            raise ValueError(f"{flag} {path}: split file not found")
+    if args.smoke:
+        from covidnet_siamese.smoke import run_smoke
+        from shared.cli.resources import peak_memory_line
+
+        out = prepared_run_folder(args, "covidnet_siamese", f"{args.preset}_smoke")
+        for line in run_smoke(config, out, seed=args.seed):
+            print(line)
+        print(peak_memory_line())
+        return 0
     out = prepared_run_folder(args, "covidnet_siamese", args.preset)
     report = run_experiment(config, out, store_url=resolve_store_url(args.store), seed=args.seed,
-                            data_root=args.data, show_progress=not args.no_progress, strategy=strategy)
+                            data_root=args.data, show_progress=not args.no_progress, strategy=strategy,
+                            train_split_file=args.train_split, test_split_file=args.test_split,
+                            on_error="skip" if args.skip_bad_images else "raise")
     print(f"Report: {report}")
+    return 0
+
+
+def _cmd_predict(args) -> int:
+    from covidnet_siamese.inference import predict_images
+
+    names, rows = predict_images(args.model, args.images, arm=args.arm)
+    print("image\tclass\t" + "\t".join(names))
+    for path, name, scores in rows:
+        print(f"{path}\t{name}\t" + "\t".join(f"{v:.4f}" for v in scores))
     return 0
 
 
@@ -82,8 +126,7 @@ def _cmd_generate(args) -> int:
 
     config = get_preset(args.preset)
     written = generate_covidx(args.out, counts=config.counts, size=args.size or config.raw_size, seed=args.seed,
-                              artefact_strength=config.artefact_strength if args.artefact_strength is None
-                              else args.artefact_strength)
+                              difficulty=config.difficulty, artefact_strength=args.artefact_strength)
     for split, path in written.items():
         print(f"{split}: {path}")
     return 0
@@ -98,7 +141,8 @@ def _cmd_search(args) -> int:
     from shared.cli.options import resolve_store_url
 
     config, strategy = _scaled(args)
-    data = load_covidx(args.data, size=config.image_size, val_fraction=config.val_fraction, seed=args.seed)
+    data = load_covidx(args.data, size=config.image_size, val_fraction=config.val_fraction, seed=args.seed,
+                       val_counts=config.counts["val"])
     out = args.out or Path("runs") / "covidnet_siamese" / "search"
     result = grid_search(args.net, config, data, store=resolve_store_url(args.store),
                          experiment=EXPERIMENT, directory=out, seed=args.seed, strategy=strategy)

@@ -81,8 +81,13 @@ def parse_split_file(path, *, on_error="raise"):
         raise ValueError(f"on_error must be 'raise' or 'skip'. Received: on_error={on_error!r}")
     if not path.is_file():
         raise FileNotFoundError(f"COVIDx split file not found: {path}")
-    entries, skipped = [], []
-    for number, text in enumerate(path.read_text().splitlines(), start=1):
+    try:
+        # utf-8-sig: a byte-order mark written by some editors is not part of the first id.
+        lines = path.read_bytes().decode("utf-8-sig").splitlines()
+    except UnicodeDecodeError as err:
+        raise ValueError(f"{path}: split file must be UTF-8 text; byte {err.start} is not") from None
+    entries, skipped, seen = [], [], {}
+    for number, text in enumerate(lines, start=1):
         fields = text.split()
         if not fields:
             continue
@@ -98,12 +103,15 @@ def parse_split_file(path, *, on_error="raise"):
         if problem is None:
             name = CLASS_ALIASES.get(cls.lower())
             if name is None:
-                problem = f"unknown class {cls!r}; expected one of {list(CLASS_NAMES)}"
+                problem = f"field 'class': unknown class {cls!r}; expected one of {list(CLASS_NAMES)}"
+            elif filename in seen:
+                problem = f"field 'filename': {filename!r} is listed twice (first on line {seen[filename]})"
         if problem is not None:
             if on_error == "raise":
                 raise ValueError(f"{path}, line {number}: {problem}")
             skipped.append((number, text, problem))
             continue
+        seen[filename] = number
         entries.append(SplitEntry(number, patient_id, filename, CLASS_NAMES.index(name), source))
     return entries, skipped
 
@@ -111,24 +119,43 @@ def parse_split_file(path, *, on_error="raise"):
 def read_grayscale(path) -> np.ndarray:
     """Reads an image file as one grey-scale channel scaled to [0, 1] (steps 1 and 3).
 
-    8-bit images are divided by 255 as in the paper; 16-bit images by 65535.
-    Colour images are converted with OpenCV's BGR -> grey weights.
+    8-bit images are divided by 255 as in the paper; 16-bit images by 65535; float
+    images (TIFF) must already lie in [0, 1]. Colour images are converted with
+    OpenCV's BGR -> grey weights. A JPEG's EXIF orientation is applied (OpenCV does
+    so unless told to keep every channel unchanged, which 16-bit PNGs need).
 
     Raises:
         FileNotFoundError: the file does not exist.
-        ValueError: OpenCV cannot decode it.
+        ValueError: it cannot be decoded, has an unsupported dtype or channel count,
+            or holds NaN / Inf or values outside [0, 1] (float images).
     """
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"image file not found: {path}")
-    image = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
-    if image is None:
+    # ANYDEPTH | ANYCOLOR keeps 16 bits and colour but, unlike IMREAD_UNCHANGED,
+    # honours the EXIF orientation tag.
+    image = cv2.imread(str(path), cv2.IMREAD_ANYDEPTH | cv2.IMREAD_ANYCOLOR)
+    if image is None or image.size == 0:
         raise ValueError(f"unreadable image file (OpenCV could not decode it): {path}")
     if image.ndim == 3:
+        if image.shape[2] not in (3, 4):
+            raise ValueError(f"{path}: expected 1, 3 or 4 channels, found {image.shape[2]}")
         code = cv2.COLOR_BGRA2GRAY if image.shape[2] == 4 else cv2.COLOR_BGR2GRAY
         image = cv2.cvtColor(image, code)
-    scale = 65535.0 if image.dtype == np.uint16 else 255.0
-    return image.astype(np.float32) / scale
+    if image.dtype == np.uint8:
+        return image.astype(np.float32) / 255.0
+    if image.dtype == np.uint16:
+        return image.astype(np.float32) / 65535.0
+    if image.dtype in (np.float32, np.float64):
+        image = image.astype(np.float32)
+        if not np.all(np.isfinite(image)):
+            raise ValueError(f"{path}: pixel values must be finite; found "
+                             f"{int(np.sum(~np.isfinite(image)))} NaN/Inf pixel(s)")
+        if image.min() < 0.0 or image.max() > 1.0:
+            raise ValueError(f"{path}: float pixel values must lie in [0, 1], found "
+                             f"[{image.min():g}, {image.max():g}]")
+        return image
+    raise ValueError(f"{path}: pixel dtype must be uint8, uint16 or float in [0, 1], found {image.dtype}")
 
 
 def crop_border(image: np.ndarray, fraction: float) -> np.ndarray:
@@ -222,8 +249,15 @@ def border_mask(size: int, fraction: float) -> np.ndarray:
     return mask
 
 
-def split_validation(labels, fraction, *, seed):
+def split_validation(labels, fraction, *, seed, val_counts=None):
     """Draws `fraction` of each class out of the training split (Section 3.1).
+
+    Args:
+        labels: int array [N].
+        fraction: float. Share of each class drawn (rounded per class).
+        seed: int. Seed of the draw.
+        val_counts: optional (normal, pneumonia, COVID-19) exact numbers to draw
+            instead (the paper's 1593 / 1090 / 44; rounding 20 % of 223 gives 45).
 
     Returns:
         (train_indices, val_indices), both sorted.
@@ -233,7 +267,10 @@ def split_validation(labels, fraction, *, seed):
     val = []
     for c in np.unique(labels):
         idx = np.flatnonzero(labels == c)
-        n_val = int(round(len(idx) * fraction))
+        n_val = int(round(len(idx) * fraction)) if val_counts is None else int(val_counts[c])
+        if n_val >= len(idx):
+            raise ValueError(f"validation draw: class {CLASS_NAMES[c]!r} has {len(idx)} training image(s), "
+                             f"cannot hold {n_val} out for validation")
         val.append(rng.choice(idx, size=n_val, replace=False))
     val = np.sort(np.concatenate(val)) if val else np.zeros(0, np.int64)
     train = np.setdiff1d(np.arange(len(labels)), val)
@@ -242,8 +279,9 @@ def split_validation(labels, fraction, *, seed):
 
 def standardize(images, mean, std):
     """Step 4: (x - mean) / std with the training set's global statistics."""
-    if std <= 0:
-        raise ValueError(f"the training set's standard deviation must be positive. Received: std={std}")
+    if not np.isfinite(mean) or not np.isfinite(std) or std <= 0:
+        raise ValueError(f"the training set's mean and standard deviation must be finite and the "
+                         f"deviation positive. Received: mean={mean}, std={std}")
     return ((images - mean) / std).astype(np.float32)
 
 
@@ -264,7 +302,7 @@ class CovidxData:
 
 
 def load_covidx(root, *, size, val_fraction=0.2, seed=0, crop_fraction=0.0, on_error="raise",
-                train_split_file=None, test_split_file=None):
+                train_split_file=None, test_split_file=None, val_counts=None):
     """Loads COVIDx, draws the validation set and standardises with training statistics.
 
     Args:
@@ -275,6 +313,8 @@ def load_covidx(root, *, size, val_fraction=0.2, seed=0, crop_fraction=0.0, on_e
         crop_fraction: float, default 0. Border share cut before resizing.
         on_error: "raise" or "skip" (see `load_split`).
         train_split_file / test_split_file: optional explicit split files.
+        val_counts: optional exact validation counts per class (see `split_validation`);
+            used only when the training split holds more images of every class.
 
     Returns:
         `CovidxData`.
@@ -284,8 +324,19 @@ def load_covidx(root, *, size, val_fraction=0.2, seed=0, crop_fraction=0.0, on_e
     test = load_split(root, "test", size=size, split_file=test_split_file,
                       crop_fraction=crop_fraction, on_error=on_error)
     if len(train.labels) == 0:
-        raise ValueError(f"no training images could be loaded from {root}")
-    tr, va = split_validation(train.labels, val_fraction, seed=seed)
+        raise ValueError(f"{root}: no training images could be loaded (empty split file or every line skipped)")
+    if len(test.labels) == 0:
+        raise ValueError(f"{root}: no test images could be loaded (empty split file or every line skipped)")
+    present = np.bincount(train.labels, minlength=len(CLASS_NAMES))
+    if np.any(present < 2):
+        missing = [CLASS_NAMES[c] for c in range(len(CLASS_NAMES)) if present[c] < 2]
+        raise ValueError(f"{train_split_file or Path(root) / SPLIT_FILES['train']}: field 'class' needs at "
+                         f"least 2 training images of every class; too few of {missing}")
+    if val_counts is not None and np.any(present <= np.asarray(val_counts)):
+        log.warning("training split too small for the validation counts %s; drawing %.0f %% per class",
+                    tuple(val_counts), 100 * val_fraction)
+        val_counts = None
+    tr, va = split_validation(train.labels, val_fraction, seed=seed, val_counts=val_counts)
     x_train = train.images[tr]
     mean = float(x_train.mean(dtype=np.float64))
     std = float(x_train.std(dtype=np.float64))

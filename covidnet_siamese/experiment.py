@@ -25,11 +25,14 @@ import tensorflow as tf
 
 from covidnet_siamese.config import CLASS_NAMES, study_protocol
 from covidnet_siamese.data import border_mask, generate_covidx, load_covidx, load_masks
-from covidnet_siamese.models import gradcam_layer_name, similarity_from_embeddings
+from covidnet_siamese.models import gradcam_layer_name, template_contrast
+from covidnet_siamese.gates import pixel_logistic_gates
+from covidnet_siamese.inference import bundle_entry, write_bundle
 from covidnet_siamese.search import grid_search
-from covidnet_siamese.training import (class_templates, embed, fit_siamese, fit_single, new_siamese,
+from covidnet_siamese.training import (class_templates, dead_units, embed, fit_siamese, fit_single, new_siamese,
                                        new_single, predict_siamese)
 from shared.cli.progress import progress
+from shared.io.atomic import write_text
 from shared.study import Study, claims_markdown
 from shared.study.trivial import majority_class
 from shared.tracking.runs import git_revision, make_run_dir, write_json
@@ -64,26 +67,50 @@ def single_gradcam(model, x, targets, *, layer_name, batch_size=64):
 
 
 def siamese_gradcam(siamese, x, targets, templates, *, layer_name, batch_size=64):
-    """Grad-CAM maps [N, S, S] of the siamese twin.
+    """Grad-CAM maps [N, S, S] of the siamese twin, class-discriminative.
 
-    The score of image i is the siamese similarity between its embedding and the
-    template of class `targets[i]` (Section 3.2.2), so the map shows what makes the
-    image look like that class; the layer sits inside the nested twin model.
+    The score of image i is the contrast before the sigmoid between its similarity to
+    the template of class `targets[i]` and to the most similar other template
+    (`models.template_contrast`; Section 3.2.2's templates), so the map shows what
+    makes the image look like that class rather than the runner-up. Scoring the
+    similarity itself gave near-identical maps for every template on a trained net
+    (saturated sigmoid features). The layer sits inside the nested twin model.
     """
     from shared.explain import attribution_maps, feature_model
 
     fm = feature_model(siamese.get_layer("twin"), layer_name)
     size = x.shape[1:3]
+    tmpl = tf.constant(np.asarray(templates, np.float32))
     maps = []
     for i in range(0, len(x), batch_size):
-        tmpl = tf.constant(templates[targets[i:i + batch_size]])
+        tgt = tf.constant(np.asarray(targets[i:i + batch_size]), tf.int32)
 
-        def score(embeddings, tmpl=tmpl):
-            return similarity_from_embeddings(siamese, embeddings, tmpl)
+        def score(embeddings, tgt=tgt):
+            return template_contrast(siamese, embeddings, tmpl, tgt)
 
         maps.append(attribution_maps(fm, tf.constant(x[i:i + batch_size]), targets=score,
                                      method="gradcam", upsample_to=size).numpy())
     return np.concatenate(maps) if maps else np.zeros((0,) + tuple(size), np.float32)
+
+
+def attention_lift(maps, regions) -> float:
+    """Mean over images of (share of map mass in the region) / (share of the image it covers).
+
+    1 is what a uniform map gets; above 1 the map favours the region. Computed per
+    image in the image's own frame, so a region's size does not inflate the score.
+
+    Args:
+        maps: [N, S, S] non-negative maps.
+        regions: [N, S, S] bool masks, each non-empty.
+    """
+    from shared.explain import mass_inside
+
+    regions = np.asarray(regions, bool)
+    area = regions.reshape(len(regions), -1).mean(axis=1)
+    if np.any(area <= 0):
+        raise ValueError("attention_lift needs a non-empty region on every image")
+    share = mass_inside(maps, regions.astype(np.float32)).numpy()
+    return float(np.mean(share / area))
 
 
 def map_shares(maps, *, border=None, artefacts=None, lungs=None):
@@ -98,6 +125,7 @@ def map_shares(maps, *, border=None, artefacts=None, lungs=None):
     out = {}
     if border is not None:
         out["border"] = float(np.mean(mass_inside(maps, np.broadcast_to(border, maps.shape)).numpy()))
+        out["border_lift"] = out["border"] / float(np.mean(border)) if np.mean(border) > 0 else float("nan")
     if artefacts is not None:
         has = artefacts.reshape(len(artefacts), -1).any(axis=1)
         out["artefact"] = (float(np.mean(mass_inside(maps[has], artefacts[has].astype(np.float32)).numpy()))
@@ -105,6 +133,7 @@ def map_shares(maps, *, border=None, artefacts=None, lungs=None):
         out["artefact_images"] = int(has.sum())
         # The share a uniform map would put there, for comparison.
         out["artefact_area"] = float(artefacts[has].mean()) if has.any() else float("nan")
+        out["artefact_lift"] = attention_lift(maps[has], artefacts[has]) if has.any() else float("nan")
     if lungs is not None:
         out["lung"] = float(np.mean(mass_inside(maps, lungs.astype(np.float32)).numpy()))
         out["lung_area"] = float(lungs.mean())
@@ -128,8 +157,9 @@ def _endpoints(metrics) -> dict:
     """The endpoints of the study's hypotheses, from one arm's test metrics."""
     out = {"accuracy": metrics["accuracy"],
            "covid_recall": metrics["per_class_accuracy"][CLASS_NAMES.index("COVID-19")]}
-    if "border" in metrics["attention"]:
-        out["border_share"] = metrics["attention"]["border"]
+    lift = metrics.get("attention_full_frame", {}).get("artefact_lift")
+    if lift is not None and np.isfinite(lift):
+        out["artefact_lift"] = lift
     return out
 
 
@@ -137,14 +167,14 @@ def trivial_predictors(y_test, border) -> dict:
     """What a model that learned nothing scores on each endpoint.
 
     Accuracy and COVID-19 recall of predicting the majority class for every image;
-    the border share of a uniform map (the border band's area).
+    the artefact lift of a uniform map (1 by definition).
     """
     majority, accuracy = majority_class(y_test, CLASS_NAMES)
     return {
         "accuracy": accuracy,
         "covid_recall": {"name": accuracy["name"],
                          "value": float(majority == CLASS_NAMES.index("COVID-19"))},
-        "border_share": {"name": "uniform map", "value": float(np.mean(border))},
+        "artefact_lift": {"name": "uniform map", "value": 1.0},
     }
 
 
@@ -162,7 +192,7 @@ def _record(store, arm, seed, preset, metrics, shares):
 
 
 def run_experiment(config, out_dir, *, store_url=None, seed=0, data_root=None, show_progress=True,
-                   strategy=None):
+                   strategy=None, train_split_file=None, test_split_file=None, on_error="raise"):
     """Runs the whole reproduction and writes `report.md` into `out_dir`.
 
     Args:
@@ -176,6 +206,10 @@ def run_experiment(config, out_dir, *, store_url=None, seed=0, data_root=None, s
         show_progress: bool, default True.
         strategy: tf.distribute.Strategy, optional. Every model (search trials and
             final runs) is built, trained and evaluated under it; None: the default.
+        train_split_file / test_split_file: optional split files (default
+            `<data_root>/train_split.txt`, `test_split.txt`).
+        on_error: "raise" (default) or "skip": unreadable images and bad split-file
+            lines are left out and listed in `skipped.json` and the report.
 
     Returns:
         Path of the Markdown report.
@@ -194,10 +228,14 @@ def run_experiment(config, out_dir, *, store_url=None, seed=0, data_root=None, s
     if synthetic:
         data_root = out / "covidx"
         generate_covidx(data_root, counts=config.counts, size=config.raw_size, seed=seed,
-                        artefact_strength=config.artefact_strength)
-    data = load_covidx(data_root, size=config.image_size, val_fraction=config.val_fraction, seed=seed)
-    cropped = load_covidx(data_root, size=config.image_size, val_fraction=config.val_fraction, seed=seed,
-                          crop_fraction=config.crop_fraction)
+                        difficulty=config.difficulty)
+    load = dict(size=config.image_size, val_fraction=config.val_fraction, seed=seed, on_error=on_error,
+                train_split_file=train_split_file, test_split_file=test_split_file,
+                val_counts=config.counts["val"])
+    data = load_covidx(data_root, **load)
+    cropped = load_covidx(data_root, crop_fraction=config.crop_fraction, **load)
+    if data.skipped:
+        write_json(out / "skipped.json", [{"line": n, "path": p, "reason": why} for n, p, why in data.skipped])
     masks = {}
     if (Path(data_root) / "masks" / "test").is_dir():
         masks["full"] = load_masks(data_root, "test", data.test_entries, size=config.image_size)
@@ -207,6 +245,11 @@ def run_experiment(config, out_dir, *, store_url=None, seed=0, data_root=None, s
                      (("train", data.y_train), ("val", data.y_val), ("test", data.y_test))}
               for c, name in enumerate(CLASS_NAMES)}
     study.record_gate("covid_test_images", counts["COVID-19"]["test"])
+    gates = pixel_logistic_gates(data.x_train, data.y_train, data.x_val, data.y_val, seed=seed)
+    study.record_gate("lr_min_recall", gates["min_recall"])
+    study.record_gate("lr_max_recall", gates["max_recall"])
+    study.record_gate("lr_covid_pneumonia_confusion", gates["covid_pneumonia_confusion"])
+    write_json(out / "gates.json", gates)
     bar.update(1)
 
     store = open_store(store_url)
@@ -217,7 +260,7 @@ def run_experiment(config, out_dir, *, store_url=None, seed=0, data_root=None, s
             best[net] = grid_search(net, config, data, store=store, experiment=EXPERIMENT,
                                     directory=out / "tuner", seed=seed, strategy=strategy)
         else:
-            best[net] = {"learning_rate": config.default_learning_rate, "batch_size": config.default_batch_size,
+            best[net] = {"learning_rate": config.default_learning_rate, "batch_size": config.default_batch_size[net],
                          "best_val_accuracy": None, "trials": []}
         bar.update(1)
     write_json(out / "search.json", best)
@@ -225,7 +268,7 @@ def run_experiment(config, out_dir, *, store_url=None, seed=0, data_root=None, s
     layer = gradcam_layer_name(config.depths)
     border = border_mask(config.image_size, config.crop_fraction)
     results = {arm: [] for arm in ARMS}
-    keep = {}
+    keep, bundle = {}, {}
     for i, run_seed in enumerate(config.seeds):
         run_seed = int(run_seed) + int(seed)
         for arm in ARMS:
@@ -251,12 +294,25 @@ def run_experiment(config, out_dir, *, store_url=None, seed=0, data_root=None, s
                     pred = np.argmax(model.predict(arm_data.x_test, batch_size=64, verbose=0), axis=1)
                     maps = single_gradcam(model, arm_data.x_test, pred, layer_name=layer)
                     templates = None
+                if arm == "single_cropped":
+                    # H3 compares both nets on the same (full-frame) test images: the
+                    # cropped net sees them standardised with its own statistics.
+                    x_full = ((data.x_test * data.std + data.mean) - cropped.mean) / cropped.std
+                    full_pred = np.argmax(model.predict(x_full, batch_size=64, verbose=0), axis=1)
+                    full_maps = single_gradcam(model, x_full.astype(np.float32), full_pred, layer_name=layer)
+                else:
+                    full_maps = maps
+                dead = dead_units(model, arm_data.x_val)
             metrics = _evaluate(arm_data.y_test, pred)
             mk = masks.get("cropped" if arm == "single_cropped" else "full")
             shares = map_shares(maps, border=border, artefacts=mk[1] if mk else None,
                                 lungs=mk[0] if mk else None)
+            full = masks.get("full")
             metrics.update({"seed": run_seed, "best_epoch": kb.best_epoch, "best_val": kb.best,
-                            "attention": shares, "seconds": time.perf_counter() - t_arm})
+                            "attention": shares, "dead_stem_units": list(dead),
+                            "attention_full_frame": map_shares(full_maps, border=border, artefacts=full[1],
+                                                               lungs=full[0]) if full else {},
+                            "seconds": time.perf_counter() - t_arm})
             results[arm].append(metrics)
             study.record(arm, run_seed, _endpoints(metrics))
             write_json(out / "results.json", results)  # kept up to date: a long run can be read early
@@ -265,6 +321,8 @@ def run_experiment(config, out_dir, *, store_url=None, seed=0, data_root=None, s
                 keep[arm] = {"model": model, "history": hist.history, "pred": pred, "maps": maps,
                              "templates": templates, "data": arm_data}
                 model.save(out / f"{arm}.keras")
+                bundle[arm] = bundle_entry(arm, f"{arm}.keras", arm_data, config, templates)
+                write_bundle(out, bundle)
             else:
                 clear_session()  # keeps the --precision policy
             bar.update(1)
@@ -277,8 +335,8 @@ def run_experiment(config, out_dir, *, store_url=None, seed=0, data_root=None, s
     bar.close()
     claims = study.finish(seed=seed, revision=git_revision(),
                           trivial=trivial_predictors(data.y_test, border))
-    report = _write_report(out, config, best, results, counts, figures, stats, claims,
-                           synthetic=synthetic, seconds=time.perf_counter() - start, store=store,
+    report = _write_report(out, config, best, results, counts, figures, stats, claims, gates=gates,
+                           skipped=data.skipped, synthetic=synthetic, seconds=time.perf_counter() - start, store=store,
                            strategy=strategy or tf.distribute.get_strategy())
     return report
 
@@ -351,7 +409,11 @@ def summarize(results):
         return float(np.mean(values[np.isfinite(values)])) if np.isfinite(values).any() else float("nan")
 
     att = {arm: {k: nanmean([r["attention"].get(k, np.nan) for r in results[arm]])
-                 for k in ("border", "artefact", "lung", "artefact_area", "lung_area")} for arm in ARMS}
+                 for k in ("border", "border_lift", "artefact", "lung", "artefact_area", "lung_area")}
+           for arm in ARMS}
+    for arm in ARMS:
+        att[arm]["full_frame_artefact_lift"] = nanmean([r.get("attention_full_frame", {}).get("artefact_lift", np.nan)
+                                                        for r in results[arm]])
     return {
         "test_accuracy": mean,
         "per_class_accuracy": per_class,
@@ -359,14 +421,16 @@ def summarize(results):
         "claims": {
             "siamese_above_single": mean["siamese"] > mean["single"],
             "single_better_on_covid": per_class["single"][covid] > per_class["siamese"][covid],
-            "cropping_reduces_artefact_attention": bool(att["single_cropped"]["artefact"] < att["single"]["artefact"])
-            if np.isfinite(att["single_cropped"]["artefact"]) and np.isfinite(att["single"]["artefact"]) else None,
+            "cropping_reduces_artefact_attention": bool(att["single_cropped"]["full_frame_artefact_lift"]
+                                                        < att["single"]["full_frame_artefact_lift"])
+            if np.isfinite(att["single_cropped"]["full_frame_artefact_lift"])
+            and np.isfinite(att["single"]["full_frame_artefact_lift"]) else None,
         },
     }
 
 
-def _write_report(out, config, best, results, counts, figures, stats, claims, *, synthetic, seconds,
-                  store, strategy):
+def _write_report(out, config, best, results, counts, figures, stats, claims, *, gates, skipped, synthetic,
+                  seconds, store, strategy):
     summary = summarize(results)
     write_json(out / "summary.json", summary)
     n = len(config.seeds)
@@ -387,6 +451,13 @@ def _write_report(out, config, best, results, counts, figures, stats, claims, *,
     ]
     for split in ("train", "val", "test"):
         lines.append(f"| {split} | " + " | ".join(str(counts[c][split]) for c in CLASS_NAMES) + " |")
+    recall = ", ".join(f"{name} {v:.2f}" for name, v in zip(CLASS_NAMES, gates["recall"]))
+    lines += ["", f"Pixel-level logistic regression (data gate, validation split): recall {recall}; "
+              f"COVID-19 taken for pneumonia {gates['covid_as_pneumonia']:.2f}, pneumonia for COVID-19 "
+              f"{gates['pneumonia_as_covid']:.2f} (`gates.json`)."]
+    if skipped:
+        lines += ["", f"Skipped {len(skipped)} unreadable image(s) or bad split-file line(s) "
+                      f"(listed in `skipped.json`)."]
     lines += ["", "## Grid search (Table 2)", "",
               "| net | best lr | best batch | max. validation accuracy | paper |",
               "| --- | ---: | ---: | ---: | --- |"]
@@ -414,6 +485,14 @@ def _write_report(out, config, best, results, counts, figures, stats, claims, *,
         a = att[arm]
         lines.append(f"| {arm} | {a['border']:.3f} | {a['artefact']:.3f} ({a['artefact_area']:.3f}) | "
                      f"{a['lung']:.3f} ({a['lung_area']:.3f}) |")
+    lines += ["", "Attention lift on the artefacts (share of the map on the artefacts over the share of the "
+              "image they cover; 1 = a uniform map), every net on the same full-frame test images (H3):", "",
+              "| net | artefact lift |", "| --- | ---: |"]
+    lines += [f"| {arm} | {att[arm]['full_frame_artefact_lift']:.2f} |" for arm in ARMS]
+    lines += ["", "Dead first-layer units (stem convolution channels zero on every validation image), per seed:",
+              ""]
+    lines += [f"- {arm}: " + ", ".join(f"{r['dead_stem_units'][0]}/{r['dead_stem_units'][1]}" for r in results[arm])
+              for arm in ARMS]
     c = summary["claims"]
     lines += ["", "## Claims in numbers (means over seeds)", "",
               f"- Siamese overall test accuracy above the single net's (paper 0.87 vs 0.81): "
@@ -422,7 +501,9 @@ def _write_report(out, config, best, results, counts, figures, stats, claims, *,
               f"- Single net better on COVID-19: **{'yes' if c['single_better_on_covid'] else 'no'}** "
               f"({summary['per_class_accuracy']['single'][2]:.3f} vs {summary['per_class_accuracy']['siamese'][2]:.3f}).",
               f"- Cropping reduces attention on artefacts: **{ {True: 'yes', False: 'no', None: 'n/a'}[c['cropping_reduces_artefact_attention']] }** "
-              f"(artefact share {att['single']['artefact']:.3f} -> {att['single_cropped']['artefact']:.3f}; "
+              f"(artefact lift on full-frame images {att['single']['full_frame_artefact_lift']:.2f} -> "
+              f"{att['single_cropped']['full_frame_artefact_lift']:.2f}; own-frame artefact share "
+              f"{att['single']['artefact']:.3f} -> {att['single_cropped']['artefact']:.3f}; "
               f"lung share {att['single']['lung']:.3f} -> {att['single_cropped']['lung']:.3f}).",
               "", "## Figures", ""]
     for key, name in figures.items():
@@ -435,5 +516,5 @@ def _write_report(out, config, best, results, counts, figures, stats, claims, *,
         lines.append("")
     lines += [f"Results store: `{store.masked_url}`, experiment `{EXPERIMENT}`.", ""]
     path = out / "report.md"
-    path.write_text("\n".join(lines))
+    write_text(path, "\n".join(lines))
     return path

@@ -268,3 +268,35 @@ def similarity_from_embeddings(siamese, emb_a, emb_b):
     """
     d = siamese.get_layer("weighted_l1")([emb_a, emb_b])
     return ops.squeeze(siamese.get_layer("similarity")(d), axis=-1)
+
+
+def similarity_logits(siamese, embeddings, templates):
+    """Pre-sigmoid similarity w d(e, t_c) + b of every embedding to every template: [B, C].
+
+    Differentiable. Args: embeddings [B, D] tensor, templates [C, D] array or tensor.
+    """
+    templates = ops.convert_to_tensor(templates, dtype="float32")
+    distance = siamese.get_layer("weighted_l1")
+    head = siamese.get_layer("similarity")
+    emb = ops.cast(embeddings, "float32")
+    cols = []
+    for c in range(int(templates.shape[0])):
+        tiled = ops.broadcast_to(templates[c:c + 1], ops.shape(emb))
+        d = distance([emb, tiled])
+        cols.append(ops.matmul(d, ops.cast(head.kernel, "float32")) + ops.cast(head.bias, "float32"))
+    return ops.concatenate(cols, axis=-1)
+
+
+def template_contrast(siamese, embeddings, templates, targets):
+    """The siamese Grad-CAM score: logit of the target template minus the best other one.
+
+    `z_target - max_{k != target} z_k` with `z` from `similarity_logits`. Scoring the
+    contrast before the sigmoid keeps the score from saturating and makes it
+    class-discriminative: the map for the runner-up template is built from the
+    opposite gradient. Shape [B].
+    """
+    z = similarity_logits(siamese, embeddings, templates)
+    one_hot = ops.one_hot(ops.cast(targets, "int32"), int(z.shape[-1]), dtype=z.dtype)
+    target = ops.sum(z * one_hot, axis=-1)
+    others = ops.max(z - 1e9 * one_hot, axis=-1)
+    return target - others

@@ -10,6 +10,10 @@ the thorax, two lung fields (dark: air attenuates little), the heart and spine
 - COVID-19: bilateral ground-glass opacity, hazy and patchy, weighted to the
   periphery and the lower zones of both lungs.
 
+How much the classes overlap is set by `config.Difficulty`, declared before any arm
+is compared: pneumonia may be bilateral and drawn with COVID-19's patchy texture,
+COVID-19 may be unilateral or dense, opacity strength varies within a class.
+
 Border artefacts (corner text tags, side letters, ECG electrodes with wires) appear
 with class-dependent rates (`ARTEFACT_RATES`), so a network can learn the shortcut
 the paper found with Grad-CAM (its Figure 8); `artefact_strength` scales how much the
@@ -29,7 +33,8 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from covidnet_siamese.config import CLASS_NAMES
+from covidnet_siamese.config import CLASS_NAMES, Difficulty
+from shared.io.atomic import write_text
 from shared.training.seeding import numpy_rng
 
 log = logging.getLogger(__name__)
@@ -67,24 +72,27 @@ def _soft(x, width):
     return 1.0 / (1.0 + np.exp(np.clip(-x / width, -30.0, 30.0)))
 
 
-def draw_chest_xrays(labels, *, size, rng, artefact_strength=0.75, severity_range=(0.5, 1.0)):
+def draw_chest_xrays(labels, *, size, rng, difficulty=None, artefact_strength=None):
     """Draws a batch of synthetic chest X-rays.
 
     Args:
         labels: int array [N]. Class per image (indices into `CLASS_NAMES`).
         size: int. Side of the square images in pixels.
         rng: np.random.Generator or int seed.
-        artefact_strength: float in [0, 1], default 0.75. How strongly the artefact
-            rates depend on the class (see `ARTEFACT_RATES`).
-        severity_range: (low, high), default (0.35, 1.0). Uniform range of the
-            opacity strength of pneumonia and COVID-19 images; low values make
-            hard cases.
+        difficulty: `config.Difficulty`, default `Difficulty()`. Class overlap,
+            within-class heterogeneity and artefact-class co-occurrence.
+        artefact_strength: float in [0, 1], optional. Overrides the difficulty's
+            artefact strength (how strongly the artefact rates depend on the class,
+            see `ARTEFACT_RATES`).
 
     Returns:
         (images uint8 [N, size, size], masks uint8 [N, size, size]) with mask codes
         `MASK_LUNG` and `MASK_ARTEFACT` (artefacts drawn over lungs win).
     """
     rng = numpy_rng(rng)
+    difficulty = Difficulty() if difficulty is None else difficulty
+    if artefact_strength is None:
+        artefact_strength = difficulty.artefact_strength
     labels = np.asarray(labels, np.int64)
     if labels.ndim != 1 or np.any((labels < 0) | (labels >= len(CLASS_NAMES))):
         raise ValueError(f"labels must be a 1-D array of class indices in [0, {len(CLASS_NAMES)}). "
@@ -148,22 +156,36 @@ def draw_chest_xrays(labels, *, size, rng, artefact_strength=0.75, severity_rang
     img = img + thorax * (0.1 * ribs + 0.1 * clav)
 
     # Disease.
-    severity = _col(rng.uniform(*severity_range, n))
+    severity = _col(rng.uniform(*difficulty.severity_range, n))
     is_pneu = _col(labels == 1)
     is_covid = _col(labels == 2)
-    # Pneumonia: one lung, one lobe-sized zone (upper, middle or lower), dense.
+    patches = _smooth_noise(rng, n, size, 10)
+    # Pneumonia: one lung, one lobe-sized zone (upper, middle or lower), dense; with
+    # `pneumonia_bilateral` a smaller second zone in the other lung; with
+    # `shared_texture` drawn patchy like ground glass instead of dense.
     side = _col(rng.choice([-1, 1], n))
-    zone_y = _col(rng.choice([-0.35, 0.0, 0.3], n) + rng.normal(0, 0.05, n))
-    zone_x = side * _col(rng.normal(0.38, 0.04, n))
-    blob = _soft(1.0 - (((x - zone_x) / 0.22) ** 2 + ((y - zone_y) / 0.2) ** 2)
-                 + 0.4 * (_smooth_noise(rng, n, size, 6) - 0.5), 0.04)
-    consolidation = blob * lungs * (lung_side == side)
-    img = img + is_pneu * severity * 0.4 * consolidation
-    # COVID-19: both lungs, peripheral, lower zones, patchy haze.
+    bilateral = _col(rng.random(n) < difficulty.pneumonia_bilateral)
+    patchy = _col(rng.random(n) < difficulty.shared_texture)
+    texture = np.where(patchy > 0, 1.6 * (0.2 + patches) * 0.6, 1.0)
+    consolidation = np.zeros((n, size, size), np.float32)
+    for lobe_side, scale in ((side, 1.0), (-side, 0.6)):
+        zone_y = _col(rng.choice([-0.35, 0.0, 0.3], n) + rng.normal(0, 0.05, n))
+        zone_x = lobe_side * _col(rng.normal(0.38, 0.04, n))
+        blob = _soft(1.0 - (((x - zone_x) / (0.22 * scale)) ** 2 + ((y - zone_y) / (0.2 * scale)) ** 2)
+                     + 0.4 * (_smooth_noise(rng, n, size, 6) - 0.5), 0.04)
+        weight = 1.0 if scale == 1.0 else bilateral
+        consolidation = np.maximum(consolidation, weight * blob * lungs * (lung_side == lobe_side))
+    img = img + is_pneu * severity * 0.4 * consolidation * texture
+    # COVID-19: peripheral, lower zones, patchy haze in both lungs; with
+    # `covid_unilateral` in one lung only, with `covid_density` dense.
     lower = _soft(y - _col(rng.normal(0.0, 0.06, n)), 0.12)
     periphery = 0.2 + 0.8 * lat
-    patches = _smooth_noise(rng, n, size, 10)
-    ggo = lungs * lower * periphery * (0.2 + patches)
+    one_side = _col(rng.random(n) < difficulty.covid_unilateral)
+    covid_side = _col(rng.choice([-1, 1], n))
+    which = np.where(one_side > 0, (lung_side == covid_side).astype(np.float32), 1.0)
+    ggo = lungs * lower * periphery * (0.2 + patches) * which
+    dense = _col(rng.random(n) < difficulty.covid_density)
+    ggo = np.where(dense > 0, np.clip(1.6 * ggo, 0.0, 1.0), ggo)
     img = img + is_covid * severity * 0.6 * ggo
 
     img = img + rng.normal(0.0, 0.018, (n, size, size)).astype(np.float32)
@@ -227,8 +249,8 @@ def _draw_device(image, art, rng, size):
         cv2.line(art, (cx, cy), end, 1, max(1, size // 128) + 1)
 
 
-def generate_covidx(root, *, counts, size=256, seed=0, artefact_strength=0.75, batch_size=64,
-                    write_masks=True):
+def generate_covidx(root, *, counts, size=256, seed=0, difficulty=None, artefact_strength=None,
+                    batch_size=64, write_masks=True):
     """Writes a synthetic COVIDx dataset: PNGs, split files and (optionally) masks.
 
     Args:
@@ -239,7 +261,8 @@ def generate_covidx(root, *, counts, size=256, seed=0, artefact_strength=0.75, b
             training split back out for validation).
         size: int, default 256. Side of the PNGs.
         seed: int. Seed of the generator.
-        artefact_strength: float, default 0.75. See `draw_chest_xrays`.
+        difficulty: `config.Difficulty`, default `Difficulty()`. See `draw_chest_xrays`.
+        artefact_strength: float, optional. Overrides the difficulty's.
         batch_size: int, default 64. Images drawn per vectorised batch.
         write_masks: bool, default True. Also write `masks/<split>/<filename>`.
 
@@ -265,7 +288,8 @@ def generate_covidx(root, *, counts, size=256, seed=0, artefact_strength=0.75, b
         lines = []
         for start in range(0, len(labels), batch_size):
             chunk = labels[start:start + batch_size]
-            images, masks = draw_chest_xrays(chunk, size=size, rng=rng, artefact_strength=artefact_strength)
+            images, masks = draw_chest_xrays(chunk, size=size, rng=rng, difficulty=difficulty,
+                                             artefact_strength=artefact_strength)
             for j, label in enumerate(chunk):
                 patient += 1
                 fname = f"synth-{split}-{start + j:06d}.png"
@@ -274,7 +298,7 @@ def generate_covidx(root, *, counts, size=256, seed=0, artefact_strength=0.75, b
                     cv2.imwrite(str(root / "masks" / split / fname), masks[j])
                 lines.append(f"synth{patient:06d} {fname} {CLASS_NAMES[label]} synthetic")
         path = root / SPLIT_FILES[split]
-        path.write_text("\n".join(lines) + "\n")
+        write_text(path, "\n".join(lines) + "\n")
         written[split] = path
         log.info("wrote %d %s images to %s", len(labels), split, root / split)
     return written

@@ -14,6 +14,7 @@ import keras_tuner as kt
 
 from covidnet_siamese.training import fit_siamese, fit_single, new_siamese, new_single
 from shared.tracking.tuning import make_tuner
+from shared.training.seeding import set_global_seed
 
 log = logging.getLogger(__name__)
 
@@ -30,7 +31,10 @@ class CovidNetHyperModel(kt.HyperModel):
         net: "single" or "siamese".
         config: `CovidNetSiameseConfig` (architecture, grid, search epochs and pairs).
         data: `CovidxData`.
-        seed: int. Seed of the per-epoch balancing and pair draws.
+        seed: int. Seed of every trial's initial weights, dropout, per-epoch balancing
+            and pair draws: each trial starts from the same global seed, so the same
+            seed gives the same trial scores and the grid points differ only by
+            their learning rate and batch size.
     """
 
     def __init__(self, net, config, data, seed, **kwargs):
@@ -40,6 +44,7 @@ class CovidNetHyperModel(kt.HyperModel):
         self.net, self.config, self.data, self.seed = net, config, data, seed
 
     def build(self, hp):
+        set_global_seed(self.seed)  # weights and dropout of every trial from the search's seed
         lr = hp.Choice("learning_rate", [float(v) for v in self.config.search_learning_rates])
         hp.Choice("batch_size", [int(v) for v in self.config.search_batch_sizes])
         return new_single(self.config, lr) if self.net == "single" else new_siamese(self.config, lr)

@@ -284,14 +284,16 @@ def new_single(config, learning_rate):
     """A compiled single net for `config` (a `CovidNetSiameseConfig`)."""
     s = config.image_size
     return compile_single(build_single_net((s, s, 1), nf=config.nf, depths=config.depths, fc_units=config.fc_units,
-                                           bn_momentum=config.bn_momentum), learning_rate, config.jit_compile)
+                                           batch_norm=config.batch_norm, bn_momentum=config.bn_momentum),
+                          learning_rate, config.jit_compile)
 
 
 def new_siamese(config, learning_rate):
     """A compiled siamese net for `config`."""
     s = config.image_size
     return compile_siamese(build_siamese_net((s, s, 1), nf=config.nf, depths=config.depths,
-                                             embedding_dim=config.embedding_dim, bn_momentum=config.bn_momentum),
+                                             embedding_dim=config.embedding_dim, batch_norm=config.batch_norm,
+                                             bn_momentum=config.bn_momentum),
                            learning_rate, config.jit_compile)
 
 
@@ -346,3 +348,26 @@ def predict_siamese(siamese, x, templates, batch_size=64):
     """Class predictions by the most similar template, and the similarities [N, C]."""
     sims = template_similarities(siamese, embed(siamese, x, batch_size), templates)
     return np.argmax(sims, axis=1), sims
+
+
+def dead_units(model, x, *, layer_name="stem_conv", batch_size=64):
+    """Units of a ReLU layer that are zero on every image of `x` (dead units).
+
+    Args:
+        model: the single net or the siamese net (its twin is searched).
+        x: images [N, S, S, 1].
+        layer_name: str, default "stem_conv" (the first convolution).
+        batch_size: int, default 64.
+
+    Returns:
+        (dead, total): number of channels whose activation is 0 everywhere, channels.
+    """
+    base = model.get_layer("twin") if any(layer.name == "twin" for layer in model.layers) else model
+    layer = base.get_layer(layer_name)
+    probe = keras.Model(base.inputs, layer.output)
+    peak = None
+    for i in range(0, len(x), batch_size):
+        act = keras.ops.convert_to_numpy(probe(x[i:i + batch_size], training=False))
+        batch_peak = act.reshape(-1, act.shape[-1]).max(axis=0)
+        peak = batch_peak if peak is None else np.maximum(peak, batch_peak)
+    return int(np.sum(peak <= 0.0)), int(peak.shape[0])

@@ -36,7 +36,7 @@ def test_four_and_three_column_split_files(tmp_path):
 def test_split_file_errors_name_file_and_line(tmp_path):
     bad = tmp_path / "split.txt"
     bad.write_text("p1 a.png normal src\np2 b.png influenza src\n")
-    with pytest.raises(ValueError, match=r"split\.txt, line 2: unknown class 'influenza'"):
+    with pytest.raises(ValueError, match=r"split\.txt, line 2: field 'class': unknown class 'influenza'"):
         parse_split_file(bad)
     bad.write_text("p1 a.png normal src extra\n")
     with pytest.raises(ValueError, match=r"line 1: expected 4 columns"):
@@ -97,12 +97,53 @@ def test_split_validation_is_stratified_and_seeded():
 
 def test_load_covidx_uses_training_statistics(tmp_path):
     rng = np.random.default_rng(0)
-    train = {f"t{i}.png": rng.integers(0, 256, (6, 6), dtype=np.uint8) for i in range(10)}
+    train = {f"t{i}.png": rng.integers(0, 256, (6, 6), dtype=np.uint8) for i in range(12)}
     test = {"s0.png": np.full((6, 6), 255, np.uint8)}
-    _dataset(tmp_path, [f"p{i} t{i}.png {['normal', 'pneumonia'][i % 2]} s" for i in range(10)], train)
+    _dataset(tmp_path, [f"p{i} t{i}.png {['normal', 'pneumonia', 'COVID-19'][i % 3]} s" for i in range(12)], train)
     _dataset(tmp_path, ["q s0.png COVID-19 s"], test, split="test")
     data = load_covidx(tmp_path, size=3, val_fraction=0.2, seed=0)
-    assert data.x_train.shape == (8, 3, 3, 1) and data.x_val.shape == (2, 3, 3, 1)
+    assert data.x_train.shape == (9, 3, 3, 1) and data.x_val.shape == (3, 3, 3, 1)
     assert abs(float(data.x_train.mean())) < 1e-5 and abs(float(data.x_train.std()) - 1) < 1e-4
     np.testing.assert_allclose(data.x_test, (1.0 - data.mean) / data.std, rtol=1e-5)
     assert data.y_test.tolist() == [2]
+
+
+def test_exact_validation_counts_match_the_paper():
+    # 20 % of the paper's 223 COVID-19 training-split images rounds to 45; the paper holds out 44.
+    labels = np.repeat([0, 1, 2], [6373 + 1593, 4361 + 1090, 179 + 44])
+    assert np.bincount(labels[split_validation(labels, 0.2, seed=0)[1]]).tolist()[2] == 45
+    train, val = split_validation(labels, 0.2, seed=0, val_counts=(1593, 1090, 44))
+    assert np.bincount(labels[val]).tolist() == [1593, 1090, 44]
+    assert np.bincount(labels[train]).tolist() == [6373, 4361, 179]
+
+
+def test_sixteen_bit_float_and_exif_orientation(tmp_path):
+    from PIL import Image
+
+    ramp = (np.arange(16, dtype=np.uint16).reshape(4, 4) * 4000)
+    _write_png(tmp_path / "r16.png", ramp)
+    np.testing.assert_allclose(read_grayscale(tmp_path / "r16.png"), ramp / 65535.0, atol=1e-7)
+    # A JPEG stored sideways with EXIF orientation 6 (rotate 90 degrees clockwise to view).
+    stored = np.zeros((16, 32), np.uint8)
+    stored[:, :8] = 255  # bright left edge of the stored pixels
+    exif = Image.Exif()
+    exif[0x0112] = 6
+    Image.fromarray(stored).save(tmp_path / "rot.jpg", exif=exif.tobytes(), quality=95)
+    shown = read_grayscale(tmp_path / "rot.jpg")
+    assert shown.shape == (32, 16)  # turned upright
+    assert shown[:8].mean() > 0.9 and shown[-8:].mean() < 0.1  # the left edge is now the top
+    nan = np.full((4, 4), 0.5, np.float32)
+    nan[1, 2] = np.nan
+    assert cv2.imwrite(str(tmp_path / "nan.tiff"), nan)
+    with pytest.raises(ValueError, match="NaN/Inf"):
+        read_grayscale(tmp_path / "nan.tiff")
+
+
+def test_byte_order_mark_and_duplicates(tmp_path):
+    split = tmp_path / "split.txt"
+    split.write_bytes("\ufeffp1 a.png normal s\np2 b.png COVID-19 s\n".encode("utf-8"))
+    entries, _ = parse_split_file(split)
+    assert entries[0].patient_id == "p1"
+    split.write_text("p1 a.png normal s\np2 a.png COVID-19 s\n")
+    with pytest.raises(ValueError, match="line 2: field 'filename': 'a.png' is listed twice"):
+        parse_split_file(split)
