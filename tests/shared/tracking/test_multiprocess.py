@@ -46,21 +46,23 @@ def _env():
     return env
 
 
-def test_four_concurrent_writers_lose_and_double_nothing(store_url, tmp_path):
+@pytest.mark.parametrize("writers", [4, 16])
+def test_concurrent_writers_lose_and_double_nothing(store_url, tmp_path, writers):
     open_store(store_url)  # create the schema once; the writers race on the rows
     go = tmp_path / "go"
     procs = [subprocess.Popen([sys.executable, "-c", WRITER, store_url, str(w), str(go)],
-                              env=_env(), stderr=subprocess.PIPE, text=True) for w in range(4)]
-    time.sleep(1.0)
+                              env=_env(), stderr=subprocess.PIPE, text=True)
+             for w in range(writers)]
+    time.sleep(1.0 + writers / 8)
     go.write_text("go")
-    errors = [p.communicate(timeout=120)[1] for p in procs]
-    assert [p.returncode for p in procs] == [0, 0, 0, 0], errors
+    errors = [p.communicate(timeout=300)[1] for p in procs]
+    assert [p.returncode for p in procs] == [0] * writers, errors
     store = open_store(store_url)
     rows = store.trials("concurrency")
-    assert len(rows) == 80
-    assert len({r["trial_id"] for r in rows}) == 80
+    assert len(rows) == 20 * writers
+    assert len({r["trial_id"] for r in rows}) == 20 * writers
     assert all(r["status"] == "completed" for r in rows)
-    assert len(store.evaluations("concurrency", "acc")) == 80
+    assert len(store.evaluations("concurrency", "acc")) == 20 * writers
     assert len(store.searches("concurrency")) == 1
 
 
