@@ -1,4 +1,4 @@
-"""`medrepro heatmap-loss ...`: run, generate, acdc-info."""
+"""`medrepro heatmap-loss ...`: run (synthetic data or ACDC), generate, acdc-info."""
 
 import logging
 from pathlib import Path
@@ -18,7 +18,7 @@ def register(subparsers) -> None:
 
     run = sub.add_parser("run", help="experiment 1 or 2: Bayesian search per group, "
                                      "overlaps, statistical report")
-    add_run_args(run, presets=("quick", "paper", "tiny"))
+    add_run_args(run, presets=("quick", "powered", "paper", "tiny"))
     run.add_argument("--experiment", type=int, choices=(1, 2), default=1,
                      help="1: sex-dependent anatomy; 2: marker square on male images (default 1)")
     run.add_argument("--models-per-group", type=int, default=None,
@@ -30,6 +30,16 @@ def register(subparsers) -> None:
                      help="override the weight of the attribution penalty")
     run.add_argument("--method", choices=("hirescam", "gradcam"), default=None,
                      help="attribution method of the loss and the overlaps (default hirescam)")
+    run.add_argument("--data", type=Path, default=None, metavar="PATH",
+                     help="train on this data instead of generating images: an ACDC folder "
+                          "(patientNNN/ folders, or one holding training/) or a folder of "
+                          "train.npz/val.npz/test.npz written by `generate`")
+    run.add_argument("--task", choices=("binary", "4class", "5class"), default="binary",
+                     help="ACDC labels: normal vs diseased (thesis), NOR/DCM/HCM/RV, or all "
+                          "five groups (default binary)")
+    run.add_argument("--skip-bad-patients", action="store_true",
+                     help="ACDC: report and skip a patient whose files cannot be read "
+                          "instead of stopping")
     run.set_defaults(func=_cmd_run)
 
     gen = sub.add_parser("generate", help="write synthetic train/val/test .npz files and a sample sheet")
@@ -43,14 +53,15 @@ def register(subparsers) -> None:
 
     acdc = sub.add_parser("acdc-info", help="load an ACDC folder and print slice and class counts")
     acdc.add_argument("root", type=Path, help="ACDC training/ or testing/ folder")
-    acdc.add_argument("--task", choices=("binary", "5class"), default="binary")
+    acdc.add_argument("--task", choices=("binary", "4class", "5class"), default="binary")
+    acdc.add_argument("--skip-bad-patients", action="store_true",
+                      help="report and skip a patient whose files cannot be read")
     acdc.set_defaults(func=_cmd_acdc)
     parser.set_defaults(func=lambda args: parser.print_help() or 0)
 
 
 def _cmd_run(args) -> int:
     from heatmap_loss.config import get_config
-    from heatmap_loss.experiment import run_experiment
     from shared.training.scale import configure
 
     overrides = {}
@@ -62,16 +73,57 @@ def _cmd_run(args) -> int:
         overrides["heatmap_weight"] = args.heatmap_weight
     if args.method is not None:
         overrides["method"] = args.method
+    if args.weights not in (None, "imagenet") and not Path(args.weights).is_file():
+        raise FileNotFoundError(f"--weights: file not found: {args.weights} (expected "
+                                "'imagenet' or a .weights.h5 file)")
     config = get_config(args.preset, **overrides)
+    kind = None if args.data is None else data_kind(args.data)
     settings = configure(args.strategy, args.precision, xla=args.xla)
-    out = prepared_run_folder(args, "heatmap_loss", f"{args.preset}_exp{args.experiment}")
-    report = run_experiment(config, experiment=args.experiment, out_dir=out,
-                            store_url=resolve_store_url(args.store), seed=args.seed,
-                            progress=not args.no_progress,
-                            strategy=None if args.strategy == "default" else settings.strategy,
-                            jit_compile=settings.jit_compile)
+    if args.smoke:
+        from heatmap_loss.smoke import run_smoke
+        from shared.cli.resources import peak_memory_line
+
+        out = prepared_run_folder(args, "heatmap_loss", f"{args.preset}_exp{args.experiment}_smoke")
+        summary = run_smoke(config, out, experiment=args.experiment, seed=args.seed)
+        for line in summary:
+            print(line)
+        print(peak_memory_line())
+        return 0
+    name = "acdc" if kind == "acdc" else f"exp{args.experiment}"
+    out = prepared_run_folder(args, "heatmap_loss", f"{args.preset}_{name}")
+    common = dict(out_dir=out, store_url=resolve_store_url(args.store), seed=args.seed,
+                  progress=not args.no_progress,
+                  strategy=None if args.strategy == "default" else settings.strategy,
+                  jit_compile=settings.jit_compile)
+    if kind == "acdc":
+        from heatmap_loss.experiment import run_acdc
+
+        report = run_acdc(config, args.data, task=args.task,
+                          skip_bad_patients=args.skip_bad_patients, **common)
+    else:
+        from heatmap_loss.experiment import run_experiment
+
+        report = run_experiment(config, experiment=args.experiment, data_dir=args.data, **common)
     print(f"Report: {report}")
     return 0
+
+
+def data_kind(path) -> str:
+    """"acdc" or "synthetic": what `run --data PATH` holds.
+
+    Raises:
+        FileNotFoundError: no such folder.
+        ValueError: the folder holds neither layout (names the folder).
+    """
+    path = Path(path)
+    if not path.is_dir():
+        raise FileNotFoundError(f"--data: folder not found: {path}")
+    if (path / "train.npz").exists():
+        return "synthetic"
+    from heatmap_loss.acdc import find_acdc_root
+
+    find_acdc_root(path)  # raises naming the folder
+    return "acdc"
 
 
 def _cmd_generate(args) -> int:
@@ -96,9 +148,11 @@ def _cmd_acdc(args) -> int:
 
     from heatmap_loss.acdc import load_acdc
 
-    data = load_acdc(args.root, task=args.task)
+    data = load_acdc(args.root, task=args.task, skip_bad_patients=args.skip_bad_patients)
     counts = np.bincount(data["labels"], minlength=len(data["classes"]))
     print(f"{len(data['labels'])} slices from {len(set(data['patients']))} patients")
+    for patient, reason in data["skipped"]:
+        print(f"  skipped {patient}: {reason}")
     for name, count in zip(data["classes"], counts):
         print(f"  {name}: {count} slices, class weight {data['class_weight'][list(data['classes']).index(name)]:.3f}")
     return 0

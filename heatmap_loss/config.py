@@ -3,13 +3,14 @@
 `paper` holds the thesis' settings (sections 3.2-3.3 and the released generator's
 figures); `quick` is a CPU-sized run of the same protocol (about two minutes on two
 cores): images downscaled 2x to 52 x 67, a VGG16 of 1/8-1/16 width, 512/192/384
-images, 5 models per group, the maps taken at `block4_conv3` (a 6 x 8 grid, the
+images, 6 models per group, the maps taken at `block4_conv3` (a 6 x 8 grid, the
 grid `block5_conv3` has at the thesis' full 105 x 135 size; `block5_conv3` would be
 3 x 4 here), He-normal initialisation (from Keras' Glorot-uniform default the
 plain ReLU stack often sits at 25 % accuracy for several epochs or dies under the
 penalty) and learning-rate ranges suited to random initialisation (the thesis'
-ranges were for fine-tuning ImageNet weights). `tiny` takes seconds and serves the tests and
-the notebook in CI.
+ranges were for fine-tuning ImageNet weights). `powered` is `quick` with 22 models per
+group (sized by `powered_models_per_group`) and 1,000 test images. `tiny` takes seconds
+and serves the tests and the notebook in CI.
 """
 
 import dataclasses
@@ -28,6 +29,9 @@ class HeatmapLossConfig:
         backbone_weights: None, "imagenet" or a weights-file path.
         kernel_initializer: str. Kernel initializer when training from scratch
             (Keras' VGG16: "glorot_uniform").
+        preprocessing: None, "unit" or "vgg16". Input preprocessing of the
+            classifier (`build_classifier`); None: VGG16's own with ImageNet
+            weights, intensities / 255 otherwise.
         n_train, n_val, n_test: ints. Synthetic images per split (thesis: 10,000,
             3,000 and a 10,000-image test set).
         models_per_group: int. Trials of the Bayesian search per group (thesis: ~30).
@@ -52,6 +56,7 @@ class HeatmapLossConfig:
     dense_units: int = 100
     backbone_weights: object = None
     kernel_initializer: str = "glorot_uniform"
+    preprocessing: object = None
     n_train: int = 10_000
     n_val: int = 3_000
     n_test: int = 10_000
@@ -77,7 +82,17 @@ PRESETS = {
     "quick": HeatmapLossConfig(
         preset="quick", image_size=(52, 67), filters=(8, 16, 32, 32, 32), dense_units=32,
         kernel_initializer="he_normal",
-        n_train=512, n_val=192, n_test=384, models_per_group=5,
+        n_train=512, n_val=192, n_test=384, models_per_group=6,
+        lr_cce=(5e-4, 2e-3), lr_heatmap=(5e-4, 1.5e-3), heatmap_weight=1.0,
+        cam_layer="block4_conv3", epochs=6, patience=2, batch_size=16,
+        val_accuracy_threshold=0.95,
+    ),
+    # The quick models, enough trials per group for H1-H3 (`powered_models_per_group`),
+    # and a larger test set.
+    "powered": HeatmapLossConfig(
+        preset="powered", image_size=(52, 67), filters=(8, 16, 32, 32, 32), dense_units=32,
+        kernel_initializer="he_normal",
+        n_train=512, n_val=192, n_test=1000, models_per_group=22,
         lr_cce=(5e-4, 2e-3), lr_heatmap=(5e-4, 1.5e-3), heatmap_weight=1.0,
         cam_layer="block4_conv3", epochs=6, patience=2, batch_size=16,
         val_accuracy_threshold=0.95,
@@ -92,6 +107,34 @@ PRESETS = {
 }
 
 
+# Pilot figures the powered preset is sized from: the CCE (baseline) group of the quick
+# run of experiment 1 at seed 0 (five models): SD of the heart overlap 0.0397 and of
+# the test accuracy 0.0021, the latter floored by the binomial SD of an accuracy of
+# 0.95 on 1000 test images (0.0069). Paired differences are taken as independent
+# (SD x sqrt 2); 70 % of the trials are expected to keep both groups' models.
+POWERED_PILOT = {"heart_overlap_sd_diff": 0.0562, "test_accuracy_sd_diff": 0.0097,
+                 "kept_pair_share": 0.7, "alpha": 0.05 / 3}
+
+
+def powered_models_per_group(pilot=None) -> int:
+    """Trials per group for 80 % power on H1 (Wilcoxon) and H2 (TOST), Holm-safe.
+
+    `shared.stats.units_for_mde` at alpha / 3 (Holm's smallest level over H1-H3)
+    gives the pairs needed for H1's smallest effect (0.05) and H2's margin (0.02);
+    dividing by the share of trials expected to keep both models gives the trials.
+    """
+    import math
+
+    from shared.stats import units_for_mde
+
+    pilot = dict(POWERED_PILOT if pilot is None else pilot)
+    h1 = units_for_mde(0.05, pilot["heart_overlap_sd_diff"], alpha=pilot["alpha"],
+                       alternative="greater", test="wilcoxon")
+    h2 = units_for_mde(0.02, pilot["test_accuracy_sd_diff"], alpha=pilot["alpha"],
+                       alternative="greater", test="paired_t")
+    return int(math.ceil(max(h1, h2) / pilot["kept_pair_share"]))
+
+
 def get_config(preset: str, **overrides) -> HeatmapLossConfig:
     """The named preset with `overrides` applied (any field of HeatmapLossConfig)."""
     if preset not in PRESETS:
@@ -99,43 +142,67 @@ def get_config(preset: str, **overrides) -> HeatmapLossConfig:
     return dataclasses.replace(PRESETS[preset], **overrides)
 
 
-def study_protocol(config: HeatmapLossConfig, experiment: int, seed: int = 0):
+def study_protocol(config: HeatmapLossConfig, experiment, seed: int = 0, *, test_set=None,
+                   has_marker=None):
     """The study a run declares before training (see docs/studies.md).
 
-    The two groups share nothing but the data: each model is a trial of its group's
-    own Bayesian search, so the groups are compared as independent samples of the
-    models kept (validation accuracy above the threshold); a unit is a model's index
-    within its group.
+    Trial k of both groups starts from the initial weights of the same `init_seed`
+    (the loaded backbone and the same drawn head with pretrained weights), trains on
+    the same data in the same batch order; each group's Bayesian search picks its
+    own learning rate. So trial k is the pairing unit and the groups are compared by
+    paired tests over the trials whose models both pass the validation filter.
+
+    Args:
+        config: HeatmapLossConfig.
+        experiment: 1, 2 or "acdc".
+        seed: int. The run's seed.
+        test_set: dict, optional. How the test set was made (default: the synthetic
+            test set of seed + 2).
+        has_marker: bool, optional. Whether H3 (marker overlap) is tested; default
+            experiment 2.
     """
     from shared.study import Gate, Hypothesis, Protocol
 
+    if has_marker is None:
+        has_marker = experiment == 2
+    if test_set is None:
+        test_set = {"source": f"synthetic experiment-{experiment} images generated once",
+                    "seed": int(seed) + 2, "images": int(config.n_test)}
     hypotheses = [
         Hypothesis(id="H1", statement="Models trained with the heatmap loss put more of their "
                                       "HiResCAM mass inside the heart (thesis 3.4, p < 0.05)",
                    endpoint="heart_overlap", arms=("heatmap", "cce"), direction="greater",
-                   sesoi=0.05, test="mannwhitney"),
+                   sesoi=0.05, test="wilcoxon"),
         Hypothesis(id="H2", statement="The heatmap loss keeps the classification accuracy "
                                       "of cross-entropy alone (thesis 3.4)",
                    endpoint="test_accuracy", arms=("heatmap", "cce"), direction="equivalent",
-                   sesoi=0.02, test="welch"),
+                   sesoi=0.02, test="paired_t"),
     ]
-    if experiment == 2:
+    if has_marker:
         hypotheses.append(
             Hypothesis(id="H3", statement="With the heatmap loss the maps of male images "
-                                          "overlap the sex marker less (thesis 3.5)",
+                                          "overlap the sex marker less (thesis 3.5); mean over "
+                                          "the male images, the only ones with a marker",
                        endpoint="marker_overlap", arms=("heatmap", "cce"), direction="less",
-                       sesoi=0.001, test="mannwhitney"))
+                       sesoi=0.001, test="wilcoxon"))
     return Protocol(
         paper="heatmap_loss", preset=config.preset, arms=("cce", "heatmap"),
-        pairing_unit="none: independent groups; a unit is a kept model's index in its group",
+        pairing_unit=("trial index k: initial weights (init_seed of the run seed and k), "
+                      "training data and batch order; the learning rate is each group's own "
+                      "search's choice. A trial enters the comparison when both groups' "
+                      f"models pass validation accuracy > {config.val_accuracy_threshold}"),
         units=tuple(range(config.models_per_group)),
-        test_set={"source": f"synthetic experiment-{experiment} images generated once",
-                  "seed": int(seed) + 2, "images": int(config.n_test)},
+        test_set=dict(test_set),
         hypotheses=tuple(hypotheses),
         gates=(Gate(name="heart_area", source="data", comparison="<=", threshold=0.5,
                     description="share of the image inside the heart (a uniform map's overlap): "
                                 "above one half, overlap cannot show where a model looks",
                     hypotheses=("H1",)),),
-        deviations=("experiment-level protocol added by this suite; the thesis tests the kept "
-                    "models with Shapiro-Wilk then Mann-Whitney or a t-test",),
+        deviations=(
+            "experiment-level protocol added by this suite; the thesis tests the kept "
+            "models as independent groups with Shapiro-Wilk then Mann-Whitney or a t-test",
+            "paired by trial index (shared initial weights and batch order); models below the "
+            "validation filter or not trained (non-finite loss, or validation accuracy not "
+            "above the majority-class rate) are counted per group, not compared",
+        ),
     )

@@ -14,6 +14,8 @@ PNG; `load_dataset` reads one file back into a `SyntheticMRI`.
 
 import json
 import logging
+import zipfile
+import zlib
 from pathlib import Path
 
 import cv2
@@ -38,27 +40,66 @@ def save_dataset(path, data: SyntheticMRI, *, seed=None) -> Path:
 
 
 def load_dataset(path) -> SyntheticMRI:
-    """Reads a file written by `save_dataset`.
+    """Reads a file written by `save_dataset`, checking what a run relies on.
 
     Raises:
         FileNotFoundError: the file does not exist.
-        ValueError: a required array is missing or the shapes disagree (names the file).
+        ValueError: the file cannot be read (truncated, not an archive), a required
+            array is missing, or an array has the wrong shape, dtype or values (NaN
+            or infinite pixels, mask codes outside 0-6, labels outside the classes);
+            the message names the file and the array.
     """
     path = Path(path)
     if not path.exists():
         raise FileNotFoundError(f"Synthetic MRI dataset not found: {path}")
-    with np.load(path, allow_pickle=False) as archive:
-        missing = [k for k in ("images", "masks", "labels", "info") if k not in archive.files]
-        if missing:
-            raise ValueError(f"{path}: missing array(s) {missing}; expected a file written by "
-                             "`medrepro heatmap-loss generate`.")
-        images, masks, labels = archive["images"], archive["masks"], archive["labels"]
-        info = json.loads(str(archive["info"]))
-        meta = {k[len("meta_"):]: archive[k] for k in archive.files if k.startswith("meta_")}
-    if images.shape != masks.shape or images.shape[0] != labels.shape[0]:
+    try:
+        with np.load(path, allow_pickle=False) as archive:
+            if not isinstance(archive, np.lib.npyio.NpzFile):
+                raise ValueError("a single array, not an archive")
+            arrays = {k: archive[k] for k in archive.files}
+        info = json.loads(str(arrays["info"])) if "info" in arrays else None
+    except (OSError, EOFError, ValueError, zipfile.BadZipFile, zlib.error) as err:
+        raise ValueError(f"{path}: cannot read the dataset (truncated or not a .npz written by "
+                         f"`medrepro heatmap-loss generate`): {type(err).__name__}") from None
+    missing = [k for k in ("images", "masks", "labels", "info") if k not in arrays]
+    if missing:
+        raise ValueError(f"{path}: missing array(s) {missing}; expected a file written "
+                         "by `medrepro heatmap-loss generate`.")
+    images, masks, labels = arrays["images"], arrays["masks"], arrays["labels"]
+    meta = {k[len("meta_"):]: v for k, v in arrays.items() if k.startswith("meta_")}
+    _check_arrays(path, images, masks, labels, info)
+    return SyntheticMRI(images, masks, labels.astype(np.int64), meta, int(info["experiment"]))
+
+
+def _check_arrays(path, images, masks, labels, info) -> None:
+    if images.ndim != 3:
+        raise ValueError(f"{path}: array 'images' has shape {images.shape}; expected "
+                         "[N, height, width]")
+    if len(images) == 0:
+        raise ValueError(f"{path}: array 'images' holds no images; expected at least one")
+    if not (np.issubdtype(images.dtype, np.integer) or np.issubdtype(images.dtype, np.floating)):
+        raise ValueError(f"{path}: array 'images' has dtype {images.dtype}; expected uint8 "
+                         "(or a real number type)")
+    if np.issubdtype(images.dtype, np.floating) and not np.all(np.isfinite(images)):
+        index = int(np.argmin(np.isfinite(images).reshape(len(images), -1).all(axis=1)))
+        raise ValueError(f"{path}: array 'images', image {index} contains NaN or infinite "
+                         "pixels; expected finite intensities")
+    if images.shape != masks.shape or images.shape[0] != labels.shape[0] or labels.ndim != 1:
         raise ValueError(f"{path}: images {images.shape}, masks {masks.shape} and labels "
                          f"{labels.shape} do not describe the same samples.")
-    return SyntheticMRI(images, masks, labels.astype(np.int64), meta, int(info["experiment"]))
+    if not np.issubdtype(labels.dtype, np.integer):
+        raise ValueError(f"{path}: array 'labels' has dtype {labels.dtype}; expected integers")
+    bad = (labels < 0) | (labels >= len(CLASSES))
+    if bad.any():
+        i = int(np.argmax(bad))
+        raise ValueError(f"{path}: array 'labels', sample {i} has label {labels[i]}; expected "
+                         f"0-{len(CLASSES) - 1} ({', '.join(CLASSES)})")
+    if not np.issubdtype(masks.dtype, np.integer) or masks.min() < 0 or masks.max() > 6:
+        raise ValueError(f"{path}: array 'masks' must hold integer codes 0-6; received dtype "
+                         f"{masks.dtype}, range {masks.min()}-{masks.max()}")
+    if not isinstance(info, dict) or info.get("experiment") not in (1, 2):
+        raise ValueError(f"{path}: field 'experiment' of 'info' must be 1 or 2. Received: "
+                         f"{info.get('experiment') if isinstance(info, dict) else info!r}")
 
 
 def resize_batch(images, size, *, nearest=False) -> np.ndarray:

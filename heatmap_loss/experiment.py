@@ -1,15 +1,18 @@
-"""Experiments 1 and 2 of the thesis, end to end (sections 3.2 and 3.3).
+"""Experiments 1 and 2 of the thesis (sections 3.2 and 3.3), and the same study on ACDC.
 
 For each group ("cce": cross-entropy alone; "heatmap": MSE + weighted HiResCAM
 penalty outside the heart) a Keras Tuner Bayesian search over the learning rate
-trains `models_per_group` models with early stopping on the validation loss. Each
-model is evaluated on a separate test set as soon as it is trained: accuracy, mean
-HiResCAM-heart overlap (share of the map of the true class inside the heart) and, in
-experiment 2, the mean HiResCAM-marker overlap on male images. Every trial and every
-evaluation (with training time) goes into the results store. Models whose
-validation accuracy exceeds the threshold are compared between groups with
-`shared.report.write_comparison_report` (Shapiro-Wilk, then Mann-Whitney U or a
-t-test, Cohen's d, common-language effect size, IQR-filtered d).
+trains `models_per_group` models with early stopping on the validation loss. Trial
+k of either group starts from the weights drawn from the same `init_seed` (or the
+same loaded backbone and the same drawn head) and sees the same batch order, so
+trial k is the pairing unit of the protocol; each group's search picks its own
+learning rates. Each model is evaluated on the test set as soon as it is trained:
+accuracy, mean HiResCAM-heart overlap and, in experiment 2, the mean
+HiResCAM-marker overlap over the male images (the only images with a marker).
+Every trial and every evaluation (with `init_seed` and training time) goes into the
+results store. Models are counted per group as kept (validation accuracy above
+the threshold, 0.95 in the thesis), below the filter, or not trained (a non-finite
+loss or a validation accuracy not above the majority-class rate).
 """
 
 import dataclasses
@@ -24,33 +27,38 @@ import keras_tuner
 import tensorflow as tf
 
 from heatmap_loss.config import HeatmapLossConfig, study_protocol
-from heatmap_loss.data import model_arrays, save_sample_sheet
 from heatmap_loss.models import HeatmapLossModel, build_classifier, validate_training_arrays
-from heatmap_loss.phantom import CLASSES, generate
-from shared.explain import feature_model, forward_with_maps, mass_inside
-from shared.study import Study, claims_markdown
+from heatmap_loss.trials import InitialWeights, start_trial, trial_init_seed
+from shared.explain import attribution_maps, feature_model, forward_with_maps, mass_inside
+from shared.study import Study
 from shared.study.trivial import majority_class
-from shared.tracking.runs import git_revision, make_run_dir, write_json
+from shared.tracking.runs import git_revision, make_run_dir
+from shared.io.atomic import write_json
 from shared.tracking.store import mask_url
 
 log = logging.getLogger(__name__)
 
 GROUPS = ("cce", "heatmap")
+ENDPOINTS = ("heart_overlap", "test_accuracy", "marker_overlap")
+STATUSES = ("kept", "below_filter", "not_trained")
 
 
-def experiment_name(experiment: int) -> str:
-    return f"heatmap_loss_exp{experiment}"
+def experiment_name(experiment) -> str:
+    """Store name of a study: `heatmap_loss_exp1`, `heatmap_loss_exp2`, `heatmap_loss_acdc`."""
+    return f"heatmap_loss_exp{experiment}" if experiment in (1, 2) else f"heatmap_loss_{experiment}"
 
 
-def build_model(config: HeatmapLossConfig, group: str, learning_rate: float, *,
-                jit_compile=False) -> HeatmapLossModel:
+def build_model(config: HeatmapLossConfig, group: str, learning_rate: float, *, num_classes=4,
+                channels_last_size=None, jit_compile=False) -> HeatmapLossModel:
     """A compiled model of one group: "cce" (weight 0, cross-entropy) or "heatmap"."""
     if group not in GROUPS:
         raise ValueError(f"group must be one of {GROUPS}. Received: group={group!r}")
-    classifier = build_classifier(tuple(config.image_size) + (1,), num_classes=len(CLASSES),
+    size = tuple(config.image_size) if channels_last_size is None else tuple(channels_last_size)
+    classifier = build_classifier(size + (1,), num_classes=num_classes,
                                   filters=config.filters, dense_units=config.dense_units,
                                   weights=config.backbone_weights,
-                                  kernel_initializer=config.kernel_initializer)
+                                  kernel_initializer=config.kernel_initializer,
+                                  preprocessing=config.preprocessing)
     if group == "cce":
         model = HeatmapLossModel(classifier, cam_layer=config.cam_layer, weight=0.0,
                                  method=config.method, classification_loss="cce")
@@ -60,6 +68,11 @@ def build_model(config: HeatmapLossConfig, group: str, learning_rate: float, *,
                                  classification_loss=config.heatmap_classification_loss)
     model.compile(optimizer=keras.optimizers.Adam(learning_rate), jit_compile=jit_compile)
     return model
+
+
+def initial_weights_of(model: HeatmapLossModel, config: HeatmapLossConfig) -> InitialWeights:
+    """What every trial starts from: the loaded backbone (when weights were loaded)."""
+    return InitialWeights(model, pretrained=None if config.backbone_weights is None else "vgg16")
 
 
 def evaluate_model(model: HeatmapLossModel, images, labels, regions: dict, *, method="hirescam",
@@ -93,89 +106,105 @@ def evaluate_model(model: HeatmapLossModel, images, labels, regions: dict, *, me
     return out
 
 
-def save_class_overlays(model: HeatmapLossModel, images, labels, path, *, per_class, title,
-                        method="hirescam") -> Path:
-    """Normalised HiResCAM overlays of `per_class` test images of each class (rows)."""
-    from shared.explain import attribution_maps
-    from shared.report.figures import save_overlay_grid
-
-    index = np.concatenate([np.flatnonzero(labels == k)[:per_class] for k in range(len(CLASSES))])
-    maps = attribution_maps(feature_model(model.classifier, model.cam_layer),
-                            tf.constant(images[index]), targets=tf.constant(labels[index], tf.int32),
-                            method=method, upsample_to=images.shape[1:3], normalize=True).numpy()
-    titles = [f"{title}: {CLASSES[labels[i]]}" for i in index]
-    return save_overlay_grid(images[index, ..., 0], maps, path, titles=titles, ncols=per_class)
+def overlay_index(labels, per_class: int, num_classes: int) -> np.ndarray:
+    """The test images shown in the overlay figures: the first `per_class` of each class."""
+    return np.concatenate([np.flatnonzero(labels == k)[:per_class] for k in range(num_classes)])
 
 
-def reinitialise(model: keras.Model, learning_rate: float) -> keras.Model:
-    """Gives a compiled model fresh initial weights, a reset optimizer and a new rate.
+def raw_maps(model: HeatmapLossModel, images, labels, *, method="hirescam") -> np.ndarray:
+    """Unnormalised (ReLU'd) maps of the true class, upsampled to the image grid."""
+    return attribution_maps(feature_model(model.classifier, model.cam_layer),
+                            tf.constant(images), targets=tf.constant(labels, tf.int32),
+                            method=method, upsample_to=images.shape[1:3],
+                            normalize=False).numpy()
 
-    Every kernel and bias is redrawn from its layer's initializer (from the Keras
-    global random state, so runs stay seeded) and the optimizer's slots and step
-    counter are zeroed. The model is then equivalent to a newly built one, but its
-    compiled training and evaluation functions are kept: tracing a graph that holds
-    the second-order attribution terms costs more than training a small model.
-    """
-    def walk(layer):
-        yield layer
-        for sub in getattr(layer, "layers", []):
-            yield from walk(sub)
 
-    for layer in walk(model):
-        for attr, init in (("kernel", "kernel_initializer"), ("bias", "bias_initializer")):
-            variable = getattr(layer, attr, None)
-            initializer = getattr(layer, init, None)
-            if variable is not None and initializer is not None:
-                variable.assign(initializer(variable.shape, dtype=variable.dtype))
-    for variable in model.optimizer.variables:
-        variable.assign(tf.zeros(variable.shape, dtype=variable.dtype))
-    model.optimizer.learning_rate = learning_rate
-    return model
+def model_status(history: dict, val_accuracy: float, *, threshold: float,
+                 majority_rate: float) -> str:
+    """"not_trained", "below_filter" or "kept" (see the module docstring)."""
+    losses = np.asarray(history.get("loss", []) + history.get("val_loss", []), dtype=float)
+    if not np.all(np.isfinite(losses)) or not np.isfinite(val_accuracy) \
+            or val_accuracy <= majority_rate:
+        return "not_trained"
+    return "kept" if val_accuracy > threshold else "below_filter"
 
 
 class GroupHyperModel(keras_tuner.HyperModel):
     """One group's search space (the learning rate) and its per-model evaluation.
 
-    `build` makes the group's model once and afterwards re-initialises it for every
-    trial (`reinitialise`), so each trial is a fresh model without a new graph trace.
-    `fit` trains, times and then evaluates the model on the test set, appending one
-    record per model to `records` (the trial id is read from the running tuner).
+    `build` makes the group's model once (one graph trace) and, for every trial,
+    gives it the initial weights of the trial's `init_seed` (`start_trial`). `fit`
+    trains, times and evaluates the model on the test set, appending one record per
+    model to `records` (the trial index is read from the running tuner).
+
+    Args:
+        config: HeatmapLossConfig.
+        group: "cce" or "heatmap".
+        test: dict of test arrays ("images", "heart", "labels", optional "marker",
+            "male").
+        seed: int. The run's seed; trial k starts from `trial_init_seed(seed, k)`.
+        num_classes: int.
+        majority_rate: float. Validation accuracy of always predicting the most
+            frequent validation class (a model not above it did not train).
+        class_weight: dict, optional. Keras class weights (ACDC).
+        jit_compile: bool.
     """
 
-    def __init__(self, config, group, test, experiment, figure_dir, jit_compile=False):
+    def __init__(self, config, group, test, *, seed, num_classes, majority_rate,
+                 class_weight=None, jit_compile=False):
         super().__init__(name=f"heatmap_loss_{group}")
         self.config, self.group, self.test = config, group, test
-        self.experiment = experiment
-        self.figure_dir = Path(figure_dir)
+        self.seed, self.num_classes = int(seed), int(num_classes)
+        self.majority_rate = float(majority_rate)
+        self.class_weight = class_weight
+        self.jit_compile = jit_compile
         self.tuner = None
         self.records = []
         self._model = None
-        self.jit_compile = jit_compile
+        self._start = None
+        self._trial = None
+        self.overlay_images = overlay_index(test["labels"], config.overlay_per_class, num_classes)
+
+    def _trial_index(self) -> int:
+        trial = self.tuner.oracle.ongoing_trials.get(self.tuner.tuner_id) if self.tuner else None
+        if trial is not None and str(trial.trial_id).isdigit():
+            return int(trial.trial_id)
+        return len(self.records)
 
     def build(self, hp):
         low, high = self.config.lr_cce if self.group == "cce" else self.config.lr_heatmap
         learning_rate = hp.Float("learning_rate", low, high, sampling="log")
         if self._model is None:
             self._model = build_model(self.config, self.group, learning_rate,
+                                      num_classes=self.num_classes,
                                       jit_compile=self.jit_compile)
-            return self._model
-        return reinitialise(self._model, learning_rate)
+            self._start = initial_weights_of(self._model, self.config)
+        index = self._trial_index()
+        init_seed = trial_init_seed(self.seed, index)
+        self._trial = {"trial_index": index, "init_seed": init_seed}
+        return start_trial(self._model, self._start, init_seed=init_seed,
+                           learning_rate=learning_rate)
 
     def fit(self, hp, model, *args, **kwargs):
+        if self.class_weight is not None:
+            kwargs["class_weight"] = self.class_weight
         start = time.perf_counter()
         history = model.fit(*args, **kwargs)
         train_time = time.perf_counter() - start
         trial = self.tuner.oracle.ongoing_trials.get(self.tuner.tuner_id) if self.tuner else None
         trial_id = trial.trial_id if trial is not None else str(len(self.records))
         h = history.history
-        best = int(np.argmin(h["val_loss"])) if h.get("val_loss") else len(h["loss"]) - 1
+        val_loss = np.asarray(h.get("val_loss", []), dtype=float)
+        best = int(np.nanargmin(val_loss)) if val_loss.size and np.isfinite(val_loss).any() \
+            else len(h["loss"]) - 1
         regions = {"heart_overlap": self.test["heart"]}
-        if self.experiment == 2:
+        if "marker" in self.test:
             regions["marker_overlap"] = self.test["marker"]
         scores = evaluate_model(model, self.test["images"], self.test["labels"], regions,
                                 method=self.config.method)
         record = {
             "group": self.group, "trial_id": trial_id, "model_id": f"{self.group}-{trial_id}",
+            **self._trial,
             "learning_rate": float(hp.get("learning_rate")),
             "epochs": len(h["loss"]), "best_epoch": best + 1,
             "training_time_s": train_time,
@@ -183,87 +212,114 @@ class GroupHyperModel(keras_tuner.HyperModel):
             "val_accuracy": float(h["val_accuracy"][best]),
             "val_penalty": float(h["val_penalty"][best]),
             "test_accuracy": scores["accuracy"],
-            "heart_overlap": float(np.mean(scores["heart_overlap"])),
+            "heart_overlap": float(np.nanmean(scores["heart_overlap"])),
         }
-        if self.experiment == 2:
+        if "marker" in self.test:
             male = self.test["male"]
-            record["marker_overlap"] = float(np.mean(scores["marker_overlap"][male]))
-        record["kept"] = record["val_accuracy"] > self.config.val_accuracy_threshold
-        if record["kept"] and not any(r["kept"] for r in self.records):
-            self.figure_dir.mkdir(parents=True, exist_ok=True)
-            record["overlay"] = str(save_class_overlays(
-                model, self.test["images"], self.test["labels"],
-                self.figure_dir / f"overlays_{self.group}.png",
-                per_class=self.config.overlay_per_class, title=self.group,
-                method=self.config.method))
+            record["marker_overlap"] = float(np.nanmean(scores["marker_overlap"][male]))
+        record["status"] = model_status(h, record["val_accuracy"],
+                                        threshold=self.config.val_accuracy_threshold,
+                                        majority_rate=self.majority_rate)
+        record["kept"] = record["status"] == "kept"
+        index = self.overlay_images
+        record["maps"] = raw_maps(model, self.test["images"][index], self.test["labels"][index],
+                                  method=self.config.method)
         self.records.append(record)
-        log.info("%s trial %s: %s", self.group, trial_id, record)
+        log.info("%s trial %s: %s", self.group, trial_id,
+                 {k: v for k, v in record.items() if k != "maps"})
         return history
 
 
 def _record_evaluations(store, name, record):
-    extra = {k: record[k] for k in ("trial_id", "learning_rate", "epochs", "best_epoch", "kept")}
+    extra = {k: record[k] for k in ("trial_id", "trial_index", "init_seed", "learning_rate",
+                                    "epochs", "best_epoch", "kept", "status")}
     metrics = ["test_accuracy", "val_accuracy", "heart_overlap", "training_time_s",
                "seconds_per_epoch", "val_penalty"]
     if "marker_overlap" in record:
         metrics.append("marker_overlap")
     for metric in metrics:
+        value = record[metric]
+        if not np.isfinite(value):
+            continue
         split = "val" if metric.startswith("val_") else "test"
-        store.record_evaluation(name, record["model_id"], metric, record[metric], split=split,
+        store.record_evaluation(name, record["model_id"], metric, value, split=split,
                                 group=record["group"], extra=extra)
 
 
-def run_experiment(config: HeatmapLossConfig, *, experiment: int, out_dir, store_url, seed=0,
-                   progress=True, strategy=None, jit_compile=False) -> Path:
-    """Runs experiment 1 or 2 and writes its run folder; returns the path of report.md.
+def trivial_predictors(test, classes=None) -> dict:
+    """What a model that learned nothing scores on each endpoint of the test set.
+
+    Accuracy of always predicting the most frequent class; the heart and marker
+    overlap of a uniform map (the regions' share of the image; the marker over male
+    images, as the endpoint is).
+    """
+    if classes is None:
+        from heatmap_loss.phantom import CLASSES as classes
+    out = {"test_accuracy": majority_class(test["labels"], classes)[1],
+           "heart_overlap": {"name": "uniform map", "value": float(np.mean(test["heart"] > 0))}}
+    if "marker" in test and np.any(test["male"]):
+        out["marker_overlap"] = {"name": "uniform map",
+                                 "value": float(np.mean(test["marker"][test["male"]] > 0))}
+    return out
+
+
+def majority_rate(labels) -> float:
+    """Share of the most frequent label."""
+    return float(np.max(np.bincount(np.asarray(labels, dtype=np.int64))) / len(labels))
+
+
+def run_study(config: HeatmapLossConfig, splits: dict, *, study_name, classes, source: dict,
+              out_dir, store_url, seed=0, progress=True, strategy=None, jit_compile=False,
+              class_weight=None, sample_sheet=None) -> Path:
+    """Declares the protocol, runs both groups' searches and writes the report.
 
     Args:
-        config: HeatmapLossConfig (see `heatmap_loss.config.PRESETS`).
-        experiment: int, 1 (sex-dependent anatomy) or 2 (marker square on male images).
-        out_dir: str or Path. The run folder.
+        config: HeatmapLossConfig.
+        splits: dict "train", "val", "test" -> arrays ("images", "heart", "labels";
+            "marker" and "male" for experiment 2).
+        study_name: 1, 2 or "acdc" (`experiment_name`).
+        classes: sequence of class names.
+        source: dict. How the data were made (goes into the protocol's test set).
+        out_dir: Path. The run folder (already checked by the CLI).
         store_url: str. Results store URL.
-        seed: int, default 0. Seeds the data (seed, seed+1, seed+2), the tuner and Keras.
-        progress: bool. Show Keras progress bars (per model) when True.
-        strategy: tf.distribute.Strategy, optional. Models are built and trained
-            under it (Keras Tuner's `distribution_strategy`).
-        jit_compile: bool, default False. Compile the training steps with XLA.
+        seed: int. Seeds the tuner, the init seeds and the overlay draw.
+        progress: bool. Keras progress bars.
+        strategy: tf.distribute.Strategy, optional.
+        jit_compile: bool.
+        class_weight: dict, optional. Keras class weights.
+        sample_sheet: callable(path), optional. Writes `samples.png`.
+
+    Returns:
+        Path of report.md.
     """
-    from shared.report import write_comparison_report
-    from shared.training.seeding import set_global_seed
+    from heatmap_loss.report import write_report
     from shared.tracking.store import open_store
     from shared.tracking.tuning import make_tuner
 
-    if experiment not in (1, 2):
-        raise ValueError(f"experiment must be 1 or 2. Received: experiment={experiment!r}")
-    if seed is None:
-        raise ValueError("run_experiment needs an integer seed. Received: seed=None")
-    set_global_seed(seed)
-    out = make_run_dir(out_dir, {"config": dataclasses.asdict(config), "experiment": experiment,
-                                 "seed": seed, "store": mask_url(store_url)})
-    study = Study(study_protocol(config, experiment, seed), out)  # before any training
-    name = experiment_name(experiment)
     started = time.perf_counter()
-
-    splits = {}
-    for offset, (split, n) in enumerate((("train", config.n_train), ("val", config.n_val),
-                                         ("test", config.n_test))):
-        data = generate(n, experiment=experiment, seed=seed + offset)
-        if split == "train":
-            save_sample_sheet(data, out / "samples.png")
-        splits[split] = model_arrays(data, config.image_size)
-    for split in ("train", "val"):
+    for split in ("train", "val", "test"):
         s = splits[split]
-        validate_training_arrays(s["images"], s["heart"], s["labels"], num_classes=len(CLASSES))
-    trivial = trivial_predictors(splits["test"])
+        validate_training_arrays(s["images"], s["heart"], s["labels"], num_classes=len(classes))
+    out = make_run_dir(out_dir, {"config": dataclasses.asdict(config), "study": str(study_name), "seed": seed,
+                                 "source": source, "store": mask_url(store_url)})
+    has_marker = "marker" in splits["test"]
+    protocol = study_protocol(config, study_name, seed, test_set=source, has_marker=has_marker)
+    study = Study(protocol, out)  # before any model trains
+    if sample_sheet is not None:
+        sample_sheet(out / "samples.png")
+    trivial = trivial_predictors(splits["test"], classes)
     study.record_gate("heart_area", trivial["heart_overlap"]["value"])
 
+    name = experiment_name(study_name)
     store = open_store(store_url)
     store.ensure_experiment(name, {"preset": config.preset, "seed": seed})
     records = []
     train, val = splits["train"], splits["val"]
+    chance = majority_rate(val["labels"])
     for group in GROUPS:
-        hypermodel = GroupHyperModel(config, group, splits["test"], experiment, out / "figures",
-                                     jit_compile=jit_compile)
+        hypermodel = GroupHyperModel(config, group, splits["test"], seed=seed,
+                                     num_classes=len(classes), majority_rate=chance,
+                                     class_weight=class_weight, jit_compile=jit_compile)
         extra = {} if strategy is None else {"distribution_strategy": strategy}
         tuner = make_tuner(
             "bayesian", hypermodel, objective=config.objective,
@@ -276,148 +332,95 @@ def run_experiment(config: HeatmapLossConfig, *, experiment: int, out_dir, store
                                              restore_best_weights=True)
         tuner.search((train["images"], train["heart"]), train["labels"],
                      validation_data=((val["images"], val["heart"]), val["labels"]),
-                     epochs=config.epochs, batch_size=config.batch_size, callbacks=[stop],
+                     epochs=config.epochs, batch_size=config.batch_size,
+                     callbacks=[stop, keras.callbacks.TerminateOnNaN()],
                      verbose=1 if progress else 0)
         for record in hypermodel.records:
             _record_evaluations(store, name, record)
         store.record_evaluation(
             name, f"{group}-all", "group_training_time_s",
             float(sum(r["training_time_s"] for r in hypermodel.records)), split="train",
-            group=group, extra={"models": len(hypermodel.records)})
+            group=group, extra={"models": len(hypermodel.records),
+                                **{s: sum(r["status"] == s for r in hypermodel.records)
+                                   for s in STATUSES}})
+        for record in hypermodel.records:
+            if record["kept"] and record["trial_index"] in protocol.units:
+                study.record(group, record["trial_index"],
+                             {k: record[k] for k in ENDPOINTS
+                              if k in record and np.isfinite(record[k])})
         records += hypermodel.records
-        kept = [r for r in hypermodel.records if r["kept"]]
-        for unit, record in enumerate(kept):
-            study.record(group, unit, {k: record[k] for k in ENDPOINTS if k in record})
+        initialisation = hypermodel._start.describe() if hypermodel._start else ""
 
     elapsed = time.perf_counter() - started
-    write_json(out / "models.json", records)
+    write_json(out / "models.json", [{k: v for k, v in r.items() if k != "maps"}
+                                     for r in records])
     claims = study.finish(seed=seed, revision=git_revision(), trivial=trivial)
-    return write_report(records, out, experiment=experiment, config=config, elapsed=elapsed,
-                        store_url=store_url, write_comparison_report=write_comparison_report,
-                        claims=claims)
+    index = overlay_index(splits["test"]["labels"], config.overlay_per_class, len(classes))
+    return write_report(records, out, study_name=study_name, config=config, elapsed=elapsed,
+                        store_url=store_url, claims=claims, classes=classes,
+                        overlay_images=splits["test"]["images"][index, ..., 0],
+                        overlay_labels=splits["test"]["labels"][index], seed=seed,
+                        initialisation=initialisation, has_marker=has_marker)
 
 
-ENDPOINTS = ("heart_overlap", "test_accuracy", "marker_overlap")
+def run_experiment(config: HeatmapLossConfig, *, experiment: int, out_dir, store_url, seed=0,
+                   data_dir=None, progress=True, strategy=None, jit_compile=False) -> Path:
+    """Runs experiment 1 or 2 and writes its run folder; returns the path of report.md.
 
-
-def trivial_predictors(test) -> dict:
-    """What a model that learned nothing scores on each endpoint of the test set.
-
-    Accuracy of always predicting the most frequent class; the heart and marker
-    overlap of a uniform map (the regions' share of the image; the marker over male
-    images, as the endpoint is).
+    Args:
+        config: HeatmapLossConfig (see `heatmap_loss.config.PRESETS`).
+        experiment: int, 1 (sex-dependent anatomy) or 2 (marker square on male images).
+        out_dir: str or Path. The run folder.
+        store_url: str. Results store URL.
+        seed: int, default 0. Seeds the data (seed, seed+1, seed+2 for train, val and
+            test), the tuner, each trial's initial weights and the overlay draw.
+        data_dir: str or Path, optional. A folder of `train.npz`, `val.npz` and
+            `test.npz` written by `medrepro heatmap-loss generate`, used instead of
+            generating the images.
+        progress: bool. Show Keras progress bars (per model) when True.
+        strategy: tf.distribute.Strategy, optional. Models are built and trained
+            under it (Keras Tuner's `distribution_strategy`).
+        jit_compile: bool, default False. Compile the training steps with XLA.
     """
-    out = {"test_accuracy": majority_class(test["labels"], CLASSES)[1],
-           "heart_overlap": {"name": "uniform map", "value": float(np.mean(test["heart"] > 0))}}
-    if np.any(test["male"]):
-        out["marker_overlap"] = {"name": "uniform map",
-                                 "value": float(np.mean(test["marker"][test["male"]] > 0))}
-    return out
+    from heatmap_loss.sources import synthetic_splits
+    from shared.training.seeding import set_global_seed
+
+    if experiment not in (1, 2):
+        raise ValueError(f"experiment must be 1 or 2. Received: experiment={experiment!r}")
+    if seed is None:
+        raise ValueError("run_experiment needs an integer seed. Received: seed=None")
+    set_global_seed(seed)
+    splits, source, sheet = synthetic_splits(config, experiment=experiment, seed=seed,
+                                             data_dir=data_dir)
+    from heatmap_loss.phantom import CLASSES
+
+    return run_study(config, splits, study_name=experiment, classes=CLASSES, source=source,
+                     out_dir=out_dir, store_url=store_url, seed=seed, progress=progress,
+                     strategy=strategy, jit_compile=jit_compile, sample_sheet=sheet)
 
 
-def _fmt(x, digits=3):
-    return "-" if x is None else (f"{x:.{digits}g}" if isinstance(x, float) else str(x))
+def run_acdc(config: HeatmapLossConfig, root, *, out_dir, store_url, seed=0, task="binary",
+             skip_bad_patients=False, progress=True, strategy=None, jit_compile=False) -> Path:
+    """The same two-group study on ACDC slices (see `heatmap_loss.acdc`).
 
+    Args:
+        config: HeatmapLossConfig. Its image size is the model grid.
+        root: str or Path. An ACDC `training/` folder (or a folder holding one).
+        out_dir, store_url, seed, progress, strategy, jit_compile: as `run_experiment`;
+            `seed` also draws the patient-level train/validation/test split.
+        task: "binary" (normal vs diseased, thesis), "4class" or "5class".
+        skip_bad_patients: bool, default False. Report and skip a patient whose files
+            cannot be read instead of stopping.
+    """
+    from heatmap_loss.acdc import acdc_splits
+    from shared.training.seeding import set_global_seed
 
-def write_report(records, out: Path, *, experiment, config, elapsed, store_url,
-                 write_comparison_report, claims) -> Path:
-    """Writes the comparison sub-reports, the overlap figure and report.md."""
-    kept = {g: [r for r in records if r["group"] == g and r["kept"]] for g in GROUPS}
-    metrics = ["heart_overlap", "test_accuracy"] + (["marker_overlap"] if experiment == 2 else [])
-    summaries, links = {}, []
-    for metric in metrics:
-        groups = {g: [r[metric] for r in kept[g]] for g in GROUPS}
-        if min(len(v) for v in groups.values()) < 2:
-            summaries[metric] = None
-            continue
-        path = write_comparison_report(
-            groups, metric=metric, out_dir=out / metric,
-            title=f"Experiment {experiment}: {metric} by loss ({config.preset} preset)",
-            description=("Models with validation accuracy above "
-                         f"{config.val_accuracy_threshold}; one value per model."),
-            provenance={"store": mask_url(store_url), "experiment": experiment_name(experiment)})
-        import json
-
-        summaries[metric] = json.loads((out / metric / "report.json").read_text())["comparison"]
-        links.append(f"- [{metric}]({path.relative_to(out).as_posix()})")
-
-    lines = [f"# Heatmap loss, experiment {experiment} ({config.preset} preset)", "",
-             claims_markdown(claims),
-             f"{len(records)} models trained in {elapsed / 60:.1f} min; kept (validation "
-             f"accuracy > {config.val_accuracy_threshold}): "
-             + ", ".join(f"{g} {len(kept[g])}" for g in GROUPS) + ".", "",
-             f"Images {config.image_size[0]} x {config.image_size[1]}, VGG16 filters "
-             f"{tuple(config.filters)}, {config.n_train}/{config.n_val}/{config.n_test} "
-             f"train/val/test images, heatmap weight {config.heatmap_weight}, "
-             f"{config.method}.", "", "## Comparison of kept models", "",
-             "| metric | cce median | heatmap median | test | p | Cohen's d | CLES |",
-             "| --- | ---: | ---: | --- | ---: | ---: | ---: |"]
-    for metric in metrics:
-        s = summaries[metric]
-        med = {g: (float(np.median([r[metric] for r in kept[g]])) if kept[g] else None)
-               for g in GROUPS}
-        if s is None:
-            lines.append(f"| {metric} | {_fmt(med['cce'])} | {_fmt(med['heatmap'])} | "
-                         "too few models | - | - | - |")
-            continue
-        c = s["comparisons"][0]
-        lines.append(f"| {metric} | {_fmt(med['cce'])} | {_fmt(med['heatmap'])} | {c.get('test')} | "
-                     f"{_fmt(c.get('p_value'))} | {_fmt(c.get('cohens_d'))} | "
-                     f"{_fmt(c.get('cles'))} |")
-    if experiment == 2 and summaries.get("marker_overlap"):
-        c = summaries["marker_overlap"]["comparisons"][0]
-        iqr = ", ".join(f"{v['k']:g} IQR: {_fmt(v['cohens_d'])}"
-                        for v in c.get("cohens_d_iqr", {}).values())
-        lines += ["", f"Cohen's d of the marker overlap after removing values beyond k IQRs "
-                      f"from each group's median: {iqr}."]
-    lines += ["", "Detailed reports (normality tests, decision path, figures):", ""] + links
-    fig = _overlap_figure(records, out / "figures" / "overlap_distributions.png", experiment)
-    lines += ["", "## Figures", "", "![Samples](samples.png)", "",
-              f"![Overlap distributions]({fig.relative_to(out).as_posix()})", ""]
-    for g in GROUPS:
-        overlay = next((r.get("overlay") for r in records if r["group"] == g and r.get("overlay")), None)
-        if overlay:
-            lines += [f"Normalised HiResCAM of one {g} model (rows: classes):", "",
-                      f"![{g} overlays]({Path(overlay).relative_to(out).as_posix()})", ""]
-    lines += ["## Every model", "",
-              "| group | trial | lr | epochs | time s | val acc | test acc | heart overlap"
-              + (" | marker overlap" if experiment == 2 else "") + " | kept |",
-              "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---:"
-              + (" | ---:" if experiment == 2 else "") + " | --- |"]
-    for r in records:
-        lines.append(f"| {r['group']} | {r['trial_id']} | {r['learning_rate']:.2e} | {r['epochs']} | "
-                     f"{r['training_time_s']:.1f} | {r['val_accuracy']:.3f} | {r['test_accuracy']:.3f} | "
-                     f"{r['heart_overlap']:.3f}"
-                     + (f" | {r['marker_overlap']:.2e}" if experiment == 2 else "")
-                     + f" | {'yes' if r['kept'] else 'no'} |")
-    path = out / "report.md"
-    path.write_text("\n".join(lines) + "\n")
-    return path
-
-
-def _overlap_figure(records, path, experiment):
-    """Strip plots of each model's overlaps per group (kept models filled, others hollow)."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    metrics = ["heart_overlap"] + (["marker_overlap"] if experiment == 2 else [])
-    fig, axes = plt.subplots(1, len(metrics), figsize=(4.5 * len(metrics), 3.5), squeeze=False)
-    for ax, metric in zip(axes[0], metrics):
-        for i, g in enumerate(GROUPS):
-            for kept, style in ((True, "o"), (False, "x")):
-                vals = [r[metric] for r in records if r["group"] == g and r["kept"] == kept]
-                jitter = np.linspace(-0.1, 0.1, len(vals)) if vals else []
-                ax.plot(np.full(len(vals), i) + jitter, vals, style, alpha=0.8,
-                        label=f"{g}{'' if kept else ' (not kept)'}")
-        ax.set_xticks(range(len(GROUPS)), GROUPS)
-        ax.set_ylabel(f"mean {metric.replace('_', ' ')} per model")
-        if metric == "marker_overlap":
-            ax.set_yscale("symlog", linthresh=1e-6)
-    axes[0][0].legend(fontsize=7)
-    fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    if seed is None:
+        raise ValueError("run_acdc needs an integer seed. Received: seed=None")
+    set_global_seed(seed)
+    splits, source, classes, class_weight = acdc_splits(
+        root, size=config.image_size, task=task, seed=seed,
+        skip_bad_patients=skip_bad_patients)
+    return run_study(config, splits, study_name="acdc", classes=classes, source=source,
+                     out_dir=out_dir, store_url=store_url, seed=seed, progress=progress,
+                     strategy=strategy, jit_compile=jit_compile, class_weight=class_weight)

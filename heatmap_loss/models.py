@@ -32,11 +32,14 @@ from shared.explain import METHODS, feature_model, forward_with_maps
 from shared.training.scale import scale_for_replicas, skip_together
 
 CLASSIFICATION_LOSSES = ("mse", "cce")
+PREPROCESSING = ("unit", "vgg16")
+# Keras' VGG16 `preprocess_input` ("caffe" mode): ImageNet means of B, G, R (0-255).
+VGG16_BGR_MEANS = (103.939, 116.779, 123.68)
 
 
 def build_classifier(input_shape, *, num_classes=4, filters=VGG16_FILTERS, dense_units=100,
                      weights=None, rgb=None, kernel_initializer="glorot_uniform",
-                     name="vgg16_classifier") -> keras.Model:
+                     preprocessing=None, name="vgg16_classifier") -> keras.Model:
     """VGG16 (no top) + Dense(dense_units, relu) + Dense(num_classes) logits.
 
     Args:
@@ -50,6 +53,12 @@ def build_classifier(input_shape, *, num_classes=4, filters=VGG16_FILTERS, dense
             `weights="imagenet"`.
         kernel_initializer: str, default "glorot_uniform" (Keras' VGG16). Initializer
             of the backbone's and the head's kernels when training from scratch.
+        preprocessing: str, optional. "unit": intensities divided by 255 (training
+            from scratch); "vgg16": Keras' VGG16 preprocessing of the ImageNet
+            weights (`keras.applications.vgg16.preprocess_input`, "caffe" mode: the
+            grey image repeated to RGB, channels in BGR order, ImageNet channel means
+            subtracted, no scaling). Default: "vgg16" with `weights="imagenet"`,
+            else "unit".
         name: str. Model name.
 
     Returns:
@@ -59,14 +68,28 @@ def build_classifier(input_shape, *, num_classes=4, filters=VGG16_FILTERS, dense
     input_shape = tuple(input_shape)
     if len(input_shape) != 3 or input_shape[-1] != 1:
         raise ValueError(f"input_shape must be (height, width, 1). Received: input_shape={input_shape}")
+    imagenet = isinstance(weights, str) and weights == "imagenet"
+    if preprocessing is None:
+        preprocessing = "vgg16" if imagenet else "unit"
+    if preprocessing not in PREPROCESSING:
+        raise ValueError(f"preprocessing must be one of {PREPROCESSING}. "
+                         f"Received: preprocessing={preprocessing!r}")
     if rgb is None:
-        rgb = isinstance(weights, str) and weights == "imagenet"
+        rgb = imagenet or preprocessing == "vgg16"
+    if preprocessing == "vgg16" and not rgb:
+        raise ValueError("preprocessing='vgg16' needs three channels. Received: rgb=False")
     inputs = keras.Input(shape=input_shape, name="image")
-    x = keras.layers.Rescaling(1.0 / 255.0, name="rescale")(inputs)
+    x = inputs
+    if preprocessing == "unit":
+        x = keras.layers.Rescaling(1.0 / 255.0, name="rescale")(x)
     channels = 1
     if rgb:
         x = keras.layers.Concatenate(name="grey_to_rgb")([x, x, x])
         channels = 3
+    if preprocessing == "vgg16":
+        # RGB -> BGR is a no-op on a repeated grey channel; the means are in BGR order.
+        x = keras.layers.Normalization(mean=list(VGG16_BGR_MEANS), variance=[1.0, 1.0, 1.0],
+                                       name="vgg16_preprocess")(x)
     backbone = vgg16_backbone(input_shape[:2] + (channels,), weights=weights, filters=filters,
                               kernel_initializer=kernel_initializer)
     x = backbone(x)

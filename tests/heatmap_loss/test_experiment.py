@@ -3,8 +3,9 @@ import json
 import numpy as np
 import pytest
 
-from heatmap_loss.config import PRESETS, get_config
-from heatmap_loss.experiment import run_experiment
+from heatmap_loss.config import PRESETS, get_config, powered_models_per_group, study_protocol
+from heatmap_loss.experiment import model_status, run_experiment
+from heatmap_loss.report import draw_overlay_models, save_overlays, status_counts
 from shared.tracking.store import open_store
 
 
@@ -17,6 +18,77 @@ def test_presets():
     assert get_config("quick", models_per_group=3).models_per_group == 3
     with pytest.raises(ValueError, match="preset"):
         get_config("huge")
+
+
+def test_powered_preset_is_sized_by_units_for_mde():
+    from shared.stats import units_for_mde
+
+    powered = PRESETS["powered"]
+    assert powered.models_per_group == powered_models_per_group() == 22
+    # By hand: 15 pairs for H1 (Wilcoxon, alpha 0.05/3), 15 / 0.7 -> 22 trials.
+    assert units_for_mde(0.05, 0.0562, alpha=0.05 / 3, alternative="greater",
+                         test="wilcoxon") == 15
+    assert powered.image_size == PRESETS["quick"].image_size
+
+
+def test_protocol_pairs_trials_and_states_the_male_images():
+    protocol = study_protocol(get_config("quick"), 2, seed=3)
+    assert protocol.units == tuple(range(6)) and "trial index" in protocol.pairing_unit
+    tests = {h.id: (h.test, h.direction) for h in protocol.hypotheses}
+    assert tests == {"H1": ("wilcoxon", "greater"), "H2": ("paired_t", "equivalent"),
+                     "H3": ("wilcoxon", "less")}
+    assert "male images" in protocol.hypotheses[2].statement
+    assert protocol.test_set["seed"] == 5
+    assert [h.id for h in study_protocol(get_config("quick"), "acdc").hypotheses] == ["H1", "H2"]
+
+
+def test_model_status_by_hand():
+    history = {"loss": [1.0, 0.5], "val_loss": [0.9, 0.6]}
+    assert model_status(history, 0.97, threshold=0.95, majority_rate=0.25) == "kept"
+    assert model_status(history, 0.90, threshold=0.95, majority_rate=0.25) == "below_filter"
+    assert model_status(history, 0.25, threshold=0.95, majority_rate=0.25) == "not_trained"
+    nan = {"loss": [1.0, float("nan")], "val_loss": [0.9]}
+    assert model_status(nan, 0.97, threshold=0.95, majority_rate=0.25) == "not_trained"
+
+
+def _records():
+    out = []
+    for g in ("cce", "heatmap"):
+        for k, status in enumerate(("kept", "kept", "kept", "below_filter", "not_trained")):
+            out.append({"group": g, "model_id": f"{g}-{k}", "status": status,
+                        "kept": status == "kept"})
+    return out
+
+
+def test_status_counts_and_seeded_overlay_draw():
+    records = _records()
+    records[-2]["status"], records[-2]["kept"] = "not_trained", False
+    counts = status_counts(records)
+    assert counts["cce"] == {"trained": 5, "kept": 3, "below_filter": 1, "not_trained": 1}
+    assert counts["heatmap"] == {"trained": 5, "kept": 3, "below_filter": 0, "not_trained": 2}
+    draws = [draw_overlay_models(records, seed)["cce"]["model_id"] for seed in range(12)]
+    assert set(draws) == {"cce-0", "cce-1", "cce-2"}  # only kept models, not always the first
+    assert draws == [draw_overlay_models(records, seed)["cce"]["model_id"] for seed in range(12)]
+    none_kept = [dict(r, kept=False) for r in records]
+    assert draw_overlay_models(none_kept, 0) == {"cce": None, "heatmap": None}
+
+
+def test_unnormalised_overlays_share_one_scale(tmp_path, monkeypatch):
+    import shared.report.figures as figures
+
+    seen = []
+    monkeypatch.setattr(figures, "save_image_grid", lambda panels, path, **kw: seen.append(panels))
+    images = np.zeros((2, 4, 4), np.uint8)
+    maps = np.stack([np.full((4, 4), 1.0), np.full((4, 4), 4.0)])
+    maps[:, 0, 0] = 0.0
+    save_overlays(images, maps, [0, 1], ("a", "b"), tmp_path / "x.png", normalized=False,
+                  title="t", ncols=2)
+    save_overlays(images, maps, [0, 1], ("a", "b"), tmp_path / "y.png", normalized=True,
+                  title="t", ncols=2)
+    raw, norm = seen
+    # One scale: the weaker map is drawn paler than the stronger; normalised, they match.
+    assert not np.array_equal(raw[0][1, 1], raw[1][1, 1])
+    assert np.array_equal(norm[0][1, 1], norm[1][1, 1])
 
 
 @pytest.mark.slow
@@ -35,24 +107,34 @@ def test_tiny_experiment_2_end_to_end(tmp_path):
     # Two models per group: too few units for any test.
     assert all(c["verdict"] in ("inconclusive", "untestable") and c["p"] is None
                for c in claims["claims"])
-    assert not claims["claims"][0]["paired"] and claims["claims"][1]["test"] == "tost_welch"
+    assert claims["claims"][0]["paired"] and claims["claims"][1]["test"] == "tost_paired_t"
     assert claims["claims"][1]["trivial"]["name"].startswith("always ")
-    assert text.index("## Claims") < text.index("## Comparison of kept models")
+    assert text.index("## Claims") < text.index("## Kept models as independent groups")
     for name in ("config.json", "run_info.json", "samples.png", "models.json",
-                 "figures/overlap_distributions.png", "figures/overlays_cce.png",
-                 "figures/overlays_heatmap.png", "heart_overlap/report.md"):
+                 "figures/overlap_distributions.png", "figures/marker_iqr.png"):
         assert (run / name).exists(), name
     models = json.loads((run / "models.json").read_text())
     assert sorted(m["group"] for m in models) == ["cce", "cce", "heatmap", "heatmap"]
     for m in models:
         assert 0.0 <= m["heart_overlap"] <= 1.0 and 0.0 <= m["marker_overlap"] <= 1.0
         assert m["training_time_s"] > 0
+        assert m["status"] in ("kept", "below_filter", "not_trained")
+        assert m["kept"] == (m["status"] == "kept")
+        if m["kept"]:
+            for suffix in ("", "_unnormalised"):
+                assert (run / "figures" / f"overlays_{m['group']}{suffix}.png").exists()
+    # Trial k of both groups starts from the same seed; the trials' seeds differ.
+    seeds = {(m["group"], m["trial_index"]): m["init_seed"] for m in models}
+    assert seeds[("cce", 0)] == seeds[("heatmap", 0)] != seeds[("cce", 1)]
+    assert seeds[("cce", 1)] == seeds[("heatmap", 1)]
+    assert "## Models per group" in text and "init_seed" in text
     store = open_store(url)
     trials = store.trials("heatmap_loss_exp2")
     assert len(trials) == 4 and all(t["status"] == "completed" for t in trials)
     assert all(t["duration_s"] > 0 and "learning_rate" in t["hyperparameters"] for t in trials)
     evaluations = store.evaluations("heatmap_loss_exp2", metric="heart_overlap")
     assert {e["group"] for e in evaluations} == {"cce", "heatmap"} and len(evaluations) == 4
+    assert sorted(e["extra"]["init_seed"] for e in evaluations) == sorted(seeds.values())
     times = store.evaluations("heatmap_loss_exp2", metric="training_time_s")
     assert len(times) == 4 and all(np.isfinite(t["value"]) for t in times)
     totals = store.evaluations("heatmap_loss_exp2", metric="group_training_time_s")

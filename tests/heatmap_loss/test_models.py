@@ -4,7 +4,6 @@ import pytest
 import keras
 import tensorflow as tf
 
-from heatmap_loss.experiment import reinitialise
 from heatmap_loss.losses import attribution_penalty
 from heatmap_loss.models import HeatmapLossModel, build_classifier, validate_training_arrays
 
@@ -132,20 +131,20 @@ def test_vgg_classifier_shapes():
     model = HeatmapLossModel(clf)
     assert model.cam_layer == "block5_conv3"
     rgb = build_classifier((40, 48, 1), filters=(2, 2, 4, 4, 4), rgb=True)
-    assert rgb.get_layer("vgg16").input_shape[-1] == 3 if hasattr(rgb.get_layer("vgg16"), "input_shape") else True
+    assert rgb.get_layer("vgg16").input.shape[-1] == 3
 
 
-def test_reinitialise_redraws_weights_and_resets_optimizer(batch):
-    images, masks, labels = batch
-    model = HeatmapLossModel(_tiny_classifier(), cam_layer="cam")
-    model.compile(optimizer=keras.optimizers.Adam(0.01))
-    model.fit((images, masks), labels, epochs=1, verbose=0)
-    before = [v.numpy().copy() for v in model.trainable_variables]
-    reinitialise(model, 0.123)
-    after = [v.numpy() for v in model.trainable_variables]
-    assert not np.allclose(before[0], after[0])
-    assert float(model.optimizer.iterations.numpy()) == 0
-    assert float(model.optimizer.learning_rate.numpy()) == pytest.approx(0.123)
+def test_vgg16_preprocessing_equals_keras_preprocess_input():
+    clf = build_classifier((40, 48, 1), filters=(2, 2, 4, 4, 4), preprocessing="vgg16")
+    grey = np.random.default_rng(0).uniform(0, 255, (2, 40, 48, 1)).astype("float32")
+    seen = keras.Model(clf.input, clf.get_layer("vgg16_preprocess").output)(grey).numpy()
+    rgb = np.repeat(grey, 3, axis=-1)
+    expected = keras.applications.vgg16.preprocess_input(rgb.copy())
+    np.testing.assert_allclose(seen, expected, rtol=1e-5, atol=1e-3)
+    unit = build_classifier((40, 48, 1), filters=(2, 2, 4, 4, 4))
+    assert "vgg16_preprocess" not in [layer.name for layer in unit.layers]
+    with pytest.raises(ValueError, match="preprocessing"):
+        build_classifier((40, 48, 1), filters=(2, 2, 4, 4, 4), preprocessing="torch")
 
 
 @pytest.mark.parametrize("case, message", [
