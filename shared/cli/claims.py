@@ -14,6 +14,9 @@ def register(subparsers) -> None:
     parser.add_argument("runs", nargs="+", type=Path, metavar="RUN_DIR",
                         help="run folders (or claims.json files); a demo folder is searched "
                              "one level down")
+    parser.add_argument("--markdown", action="store_true",
+                        help="print a Markdown table (which run: paper, preset, seed, "
+                             "revision; then each claim) instead of plain text")
     parser.set_defaults(func=_cmd_claims)
 
 
@@ -25,7 +28,7 @@ def _claim_files(path: Path) -> list:
 
 
 def _cmd_claims(args) -> int:
-    from shared.study.claims import claims_table_text, read_claims
+    from shared.study.claims import claims_table_markdown, claims_table_text, read_claims
 
     documents, errors = [], []
     for run in args.runs:
@@ -35,7 +38,8 @@ def _cmd_claims(args) -> int:
             except (ValueError, FileNotFoundError) as err:
                 errors.append(str(err))
     if documents:
-        sys.stdout.write(claims_table_text(documents))
+        table = claims_table_markdown if args.markdown else claims_table_text
+        sys.stdout.write(table(documents))
     for error in errors:
         print(f"medrepro: error: {error}", file=sys.stderr)
     return 2 if errors else 0

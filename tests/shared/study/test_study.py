@@ -5,7 +5,7 @@ import pytest
 
 from shared.study import (Gate, Hypothesis, Protocol, Study, decide_verdict, read_claims,
                           read_protocol, validate_claims, write_protocol)
-from shared.study.claims import claims_markdown, claims_table_text
+from shared.study.claims import claims_markdown, claims_table_markdown, claims_table_text
 
 pytestmark = pytest.mark.no_keras
 
@@ -189,6 +189,10 @@ def test_claims_file_validates_and_renders(tmp_path):
     markdown = claims_markdown(doc)
     assert "| H1 | acc | new vs old | 12 |" in markdown and "**reproduced**" in markdown
     assert "reproduced" in claims_table_text([doc, doc]).splitlines()[2]
+    rows = claims_table_markdown([doc, {**doc, "seed": 7, "revision": "abcdef123"}]).splitlines()
+    assert len(rows) == 2 + 2 * len(doc["claims"])
+    assert rows[0].startswith("| paper | preset | seed | revision | claim |")
+    assert rows[-1].startswith(f"| {doc['paper']} | {doc['preset']} | 7 | `abcdef1` | H1 |")
 
 
 @pytest.mark.parametrize("mutate,field", [
