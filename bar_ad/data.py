@@ -22,6 +22,7 @@ from pathlib import Path
 
 import numpy as np
 
+from bar_ad import alignment
 from bar_ad.atlas import Atlas, alignment_score, resample
 
 log = logging.getLogger(__name__)
@@ -29,6 +30,11 @@ log = logging.getLogger(__name__)
 CSV_COLUMNS = ("Image Data ID", "Subject", "Group", "Sex", "Age", "Visit", "Modality",
                "Description", "Type", "Acq Date", "Format", "Downloaded")
 GROUPS = ("CN", "MCI", "AD")
+# ADNI-2/GO diagnostic subgroups that collection exports also carry.
+SUBGROUPS = ("EMCI", "LMCI", "SMC")
+# How rows of those subgroups are read: "skip" leaves them out (counted); "adni" maps them
+# onto the three diagnoses (early / late MCI are MCI, significant memory concern is CN).
+GROUP_MAPS = {"skip": {}, "adni": {"EMCI": "MCI", "LMCI": "MCI", "SMC": "CN"}}
 DESCRIPTION = "MPRAGE_MNI_brain"
 
 
@@ -95,20 +101,33 @@ def write_adni_cohort(root, scans, atlas: Atlas, *, collection="bar_ad_collectio
     return csv_path
 
 
-def read_collection_csv(path) -> list:
+def read_collection(path, *, group_map="skip") -> dict:
     """Reads and validates an ADNI collection CSV.
 
+    Args:
+        path: str or Path.
+        group_map: str, default "skip". How rows of the subgroups EMCI / LMCI / SMC are
+            read (`GROUP_MAPS`): "skip" leaves them out, "adni" maps EMCI and LMCI to MCI
+            and SMC to CN.
+
     Returns:
-        list of dict rows (all CSV columns, `Group` upper-cased).
+        dict(rows=list of dict rows (all CSV columns, `Group` upper-cased and mapped),
+        skipped={group: rows left out}, mapped={"EMCI->MCI": rows, ...}).
 
     Raises:
         FileNotFoundError: no such CSV.
-        ValueError: missing columns, or a row whose Group is not CN / MCI / AD (names the
-            file, the row number and the value).
+        ValueError: missing columns; a Group that is neither CN / MCI / AD nor a known
+            subgroup; an empty Image Data ID or Subject; an image listed twice (names the
+            file, the rows and the value).
     """
+    if group_map not in GROUP_MAPS:
+        raise ValueError(f"group_map must be one of {sorted(GROUP_MAPS)}. "
+                         f"Received: group_map={group_map!r}")
+    mapping = GROUP_MAPS[group_map]
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"ADNI collection CSV not found: {path}")
+    skipped, mapped, first_row = {}, {}, {}
     with open(path, newline="", encoding="utf-8-sig") as fh:
         reader = csv.DictReader(fh)
         header = [h.strip() for h in (reader.fieldnames or [])]
@@ -121,17 +140,40 @@ def read_collection_csv(path) -> list:
         for row_no, raw in enumerate(reader, start=2):
             row = {(k or "").strip(): (v or "").strip() for k, v in raw.items()}
             group = row["Group"].upper()
-            if group not in GROUPS:
+            if group not in GROUPS + SUBGROUPS:
                 raise ValueError(f"{path}, row {row_no} (Image Data ID {row['Image Data ID']!r}): "
-                                 f"Group must be one of {'/'.join(GROUPS)}. "
+                                 f"Group must be one of {'/'.join(GROUPS + SUBGROUPS)}. "
                                  f"Received: Group={row['Group']!r}")
-            row["Group"] = group
             if not row["Image Data ID"] or not row["Subject"]:
                 raise ValueError(f"{path}, row {row_no}: empty Image Data ID or Subject")
+            image = row["Image Data ID"].upper()
+            if image in first_row:
+                raise ValueError(f"{path}, rows {first_row[image]} and {row_no}: Image Data ID "
+                                 f"{row['Image Data ID']!r} is listed twice; expected each image "
+                                 "once (remove the repeated row)")
+            first_row[image] = row_no
+            if group in SUBGROUPS:
+                if group not in mapping:
+                    skipped[group] = skipped.get(group, 0) + 1
+                    continue
+                key = f"{group}->{mapping[group]}"
+                mapped[key] = mapped.get(key, 0) + 1
+                group = mapping[group]
+            row["Group"] = group
             rows.append(row)
     if not rows:
-        raise ValueError(f"{path}: the collection CSV has no rows")
-    return rows
+        raise ValueError(f"{path}: the collection CSV has no rows of the groups "
+                         f"{'/'.join(GROUPS)} (skipped: {skipped or 'none'})")
+    if skipped:
+        log.warning("%s: skipped %s rows of groups outside CN/MCI/AD (%s); "
+                    "group_map='adni' maps them", path, sum(skipped.values()),
+                    ", ".join(f"{g} {n}" for g, n in sorted(skipped.items())))
+    return dict(rows=rows, skipped=skipped, mapped=mapped)
+
+
+def read_collection_csv(path, *, group_map="skip") -> list:
+    """The rows of `read_collection` (see there)."""
+    return read_collection(path, group_map=group_map)["rows"]
 
 
 def find_scan_file(root, subject, image_id) -> Path:
@@ -158,7 +200,28 @@ def normalize_intensity(volume, brain=None, *, percentile=99.5) -> np.ndarray:
     return np.clip(volume / scale, 0.0, 1.0)
 
 
-def load_volume(path, atlas: Atlas, *, min_alignment=0.9) -> np.ndarray:
+def _finite_or_raise(data, path):
+    finite = np.isfinite(data)
+    if not finite.all():
+        n_nan = int(np.isnan(data).sum())
+        n_inf = int((~finite).sum()) - n_nan
+        kinds = " and ".join(k for k, n in (("NaN", n_nan), ("infinite", n_inf)) if n)
+        first = tuple(int(i) for i in np.argwhere(~finite)[0])
+        raise ValueError(f"{path}: {n_nan + n_inf} voxel(s) are {kinds} (first at voxel "
+                         f"{first}); expected finite intensities")
+
+
+def _placement_or_raise(img, path):
+    header = img.header
+    codes = (int(header["qform_code"]), int(header["sform_code"]))
+    if codes == (0, 0):
+        raise ValueError(f"{path}: the NIfTI header holds no placement (qform_code and "
+                         "sform_code are 0), so the scan's position in MNI space is unknown; "
+                         "expected a scan registered to the ICBM/MNI template")
+
+
+def load_volume(path, atlas: Atlas, *, min_alignment=0.9, max_shift_mm=alignment.MAX_SHIFT_MM,
+                max_rotation_deg=alignment.MAX_ROTATION_DEG, details=None) -> np.ndarray:
     """Loads one NIfTI scan onto the atlas grid, checked and normalised.
 
     Args:
@@ -166,22 +229,34 @@ def load_volume(path, atlas: Atlas, *, min_alignment=0.9) -> np.ndarray:
         atlas: `Atlas`. Defines the working grid.
         min_alignment: float, default 0.9. Minimum share of intensity mass inside the
             atlas brain (see `bar_ad.atlas.alignment_score`).
+        max_shift_mm: float, default 3.0. Largest accepted shift from the template
+            (`bar_ad.alignment.measure_misalignment`); None skips the check.
+        max_rotation_deg: float, default 3.5. Largest accepted rotation; None skips it.
+        details: dict, optional. Filled with the measured misalignment and the scan on
+            the check grid (`check_volume`, for `bar_ad.alignment.mirror_scores`).
 
     Returns:
         float32 [D, H, W] in [0, 1].
 
     Raises:
-        ValueError: not 3D, or not aligned with the atlas grid (names the file).
+        ValueError: not 3D, NaN or infinite voxels, no placement in the header, or not
+            aligned with the atlas (names the file and the measured misalignment).
     """
     import nibabel as nib
 
     path = Path(path)
-    img = nib.load(str(path))
-    data = np.asarray(img.dataobj, dtype=np.float32)
+    try:
+        img = nib.load(str(path))
+        data = np.asarray(img.dataobj, dtype=np.float32)
+    except (OSError, EOFError, ValueError, nib.filebasedimages.ImageFileError) as err:
+        raise ValueError(f"{path}: cannot read the NIfTI file "
+                         f"({type(err).__name__}: {' '.join(str(err).split())})") from None
     if data.ndim == 4 and data.shape[-1] == 1:
         data = data[..., 0]
     if data.ndim != 3:
         raise ValueError(f"{path}: expected a 3D volume. Received: shape={data.shape}")
+    _finite_or_raise(data, path)
+    _placement_or_raise(img, path)
     volume = resample(data, img.affine, atlas.affine, atlas.shape, order=1)
     score = alignment_score(volume, atlas)
     if score < min_alignment:
@@ -189,11 +264,55 @@ def load_volume(path, atlas: Atlas, *, min_alignment=0.9) -> np.ndarray:
             f"{path}: volume is not aligned with the atlas grid (MNI space): only {score:.0%} "
             f"of its intensity lies inside the atlas brain (expected >= {min_alignment:.0%}). "
             "Register it to the ICBM/MNI template and skull-strip it first.")
+    if max_shift_mm is not None or max_rotation_deg is not None:
+        reference = alignment.reference_for(atlas.source_key)
+        found = alignment.measure_misalignment(np.clip(data, 0, None), img.affine, reference)
+        shift, turn = found["shift_mm"], found["rotation_deg"]
+        if (max_shift_mm is not None and not shift < max_shift_mm) or \
+                (max_rotation_deg is not None and not turn < max_rotation_deg):
+            raise ValueError(
+                f"{path}: not aligned with the MNI template: shifted {shift:.1f} mm "
+                f"(x, y, z {', '.join(f'{v:+.1f}' for v in found['shift_xyz_mm'])}) and "
+                f"rotated {turn:.1f} degrees (about x, y, z "
+                f"{', '.join(f'{v:+.1f}' for v in found['rotation_xyz_deg'])}); expected "
+                f"under {max_shift_mm} mm and {max_rotation_deg} degrees. Register it to the "
+                "ICBM/MNI template first.")
+        if details is not None:
+            details.update(found)
+            check = reference.to_check_grid(np.clip(data, 0, None), img.affine)
+            details["check_volume"] = normalize_intensity(check, reference.check.brain_mask)
     return normalize_intensity(np.where(volume > 0, volume, 0.0), atlas.brain_mask)
 
 
+def check_not_mirrored(check_volumes, paths, *, min_score=0.0):
+    """Raises ValueError when a scan's left-right asymmetry is the mirror of the cohort's.
+
+    Args:
+        check_volumes: list of N arrays on the check grid (`load_volume(details=...)`).
+        paths: list of N paths, named in the error.
+        min_score: float, default 0. Lowest accepted `bar_ad.alignment.mirror_scores`.
+
+    Returns:
+        float array [N] of the scores (empty when N < 3: nothing to compare with).
+    """
+    if len(check_volumes) < 3:
+        return np.zeros(0)
+    scores = alignment.mirror_scores(np.stack(check_volumes))
+    bad = np.flatnonzero(scores < min_score)
+    if len(bad):
+        worst = int(bad[np.argmin(scores[bad])])
+        more = f" ({len(bad) - 1} more scan(s) likewise)" if len(bad) > 1 else ""
+        raise ValueError(
+            f"{paths[worst]}: looks left-right flipped: its left-right asymmetry correlates "
+            f"{scores[worst]:+.2f} with the other scans' (expected >= {min_score:+.2f}){more}; "
+            "check the orientation in its NIfTI header (qform/sform)")
+    return scores
+
+
 def load_adni(root, atlas: Atlas, *, csv_path=None, groups=("CN", "AD"), min_alignment=0.9,
-              progress=None) -> dict:
+              max_shift_mm=alignment.MAX_SHIFT_MM,
+              max_rotation_deg=alignment.MAX_ROTATION_DEG, check_mirror=True,
+              group_map="skip", progress=None) -> dict:
     """Loads an ADNI collection for AD-vs-CN classification.
 
     Args:
@@ -202,29 +321,52 @@ def load_adni(root, atlas: Atlas, *, csv_path=None, groups=("CN", "AD"), min_ali
         csv_path: str or Path, optional. The collection CSV; default: the only `*.csv`
             in `root`.
         groups: tuple, default ("CN", "AD"). Groups kept, in label order (index = label).
-        min_alignment: float. See `load_volume`.
+        min_alignment, max_shift_mm, max_rotation_deg: float. See `load_volume`.
+        check_mirror: bool, default True. Refuse a scan whose left-right asymmetry is
+            the mirror of the other scans' (`check_not_mirrored`; needs 3 scans).
+        group_map: str, default "skip". See `read_collection`.
         progress: callable wrapping an iterable, optional.
 
     Returns:
         dict(x float32 [N, D, H, W, 1], y int32 [N] (index in `groups`), subjects str [N],
-        image_ids str [N], ages float32 [N], paths list, groups tuple).
+        image_ids str [N], ages float32 [N], paths list, groups tuple, skipped and mapped
+        (row counts of `read_collection`), misalignment (per scan: shift_mm,
+        rotation_deg, mirror_score)).
     """
     root = Path(root)
+    if not root.is_dir():
+        raise FileNotFoundError(f"ADNI folder not found: {root} (expected ADNI/ and the "
+                                "collection CSV)")
     if csv_path is None:
         candidates = sorted(root.glob("*.csv"))
         if len(candidates) != 1:
             raise FileNotFoundError(f"Expected one collection CSV in {root}, found "
                                     f"{[c.name for c in candidates]}; pass csv_path")
         csv_path = candidates[0]
-    rows = [r for r in read_collection_csv(csv_path) if r["Group"] in groups]
+    collection = read_collection(csv_path, group_map=group_map)
+    rows = [r for r in collection["rows"] if r["Group"] in groups]
     if not rows:
         raise ValueError(f"{csv_path}: no rows of groups {groups}")
     iterator = progress(rows) if progress is not None else rows
-    volumes, paths = [], []
+    volumes, paths, found, seen = [], [], [], {}
     for row in iterator:
         path = find_scan_file(root, row["Subject"], row["Image Data ID"])
-        volumes.append(load_volume(path, atlas, min_alignment=min_alignment))
+        if path in seen:
+            raise ValueError(f"{csv_path}: Image Data IDs {seen[path]!r} and "
+                             f"{row['Image Data ID']!r} both resolve to {path}; expected each "
+                             "image once")
+        seen[path] = row["Image Data ID"]
+        details = {}
+        volumes.append(load_volume(path, atlas, min_alignment=min_alignment,
+                                   max_shift_mm=max_shift_mm, max_rotation_deg=max_rotation_deg,
+                                   details=details))
         paths.append(path)
+        found.append(details)
+    mirror = np.full(len(rows), np.nan)
+    if check_mirror and all("check_volume" in d for d in found):
+        scores = check_not_mirrored([d["check_volume"] for d in found], paths)
+        if len(scores):
+            mirror = scores
     ages = []
     for row in rows:
         try:
@@ -237,6 +379,10 @@ def load_adni(root, atlas: Atlas, *, csv_path=None, groups=("CN", "AD"), min_ali
         subjects=np.array([r["Subject"] for r in rows]),
         image_ids=np.array([r["Image Data ID"] for r in rows]),
         ages=np.array(ages, np.float32), paths=paths, groups=tuple(groups),
+        skipped=collection["skipped"], mapped=collection["mapped"],
+        misalignment=dict(shift_mm=[d.get("shift_mm", float("nan")) for d in found],
+                          rotation_deg=[d.get("rotation_deg", float("nan")) for d in found],
+                          mirror_score=[float(v) for v in mirror]),
     )
 
 
@@ -286,3 +432,53 @@ def subject_holdout(indices, subjects, labels, *, fraction, seed=0):
             held.extend(rng.choice(uniq, size=n, replace=False).tolist())
     is_val = np.isin(subs, held)
     return indices[~is_val], indices[is_val]
+
+
+def draw_splits(subjects, labels, *, n_test_subjects, n_draws, draw_subjects, seed=0):
+    """A fixed subject-level test set and independent training draws from the rest.
+
+    The powered study's design: `n_test_subjects` subjects (stratified by label) are held
+    out once; each of `n_draws` training sets is `draw_subjects` subjects drawn without
+    replacement from the remaining pool, stratified by the pool's class shares, each draw
+    from its own seed.
+
+    Args:
+        subjects: array [N] of subject ids (one per scan).
+        labels: array [N] of int labels.
+        n_test_subjects, n_draws, draw_subjects: int.
+        seed: int.
+
+    Returns:
+        (list of (train_indices, test_indices) over scans, one per draw, pool indices)
+
+    Raises:
+        ValueError: the cohort is too small for the test set plus one draw.
+    """
+    subjects = np.asarray(subjects)
+    labels = np.asarray(labels)
+    uniq, first = np.unique(subjects, return_index=True)
+    sub_label = labels[first]
+    if n_test_subjects + draw_subjects > len(uniq):
+        raise ValueError(f"the cohort has {len(uniq)} subjects; the draws design needs "
+                         f"n_test_subjects + draw_subjects = {n_test_subjects + draw_subjects}")
+
+    def stratified(pool, n, rng):
+        picked = []
+        shares = np.array([np.mean(sub_label[pool] == c) for c in (0, 1)])
+        counts = np.round(shares * n).astype(int)
+        counts[1] = n - counts[0]
+        for c, k in zip((0, 1), counts):
+            members = pool[sub_label[pool] == c]
+            picked.extend(rng.choice(members, size=min(k, len(members)), replace=False).tolist())
+        return np.sort(np.array(picked, int))
+
+    everyone = np.arange(len(uniq))
+    test_sub = stratified(everyone, n_test_subjects, np.random.default_rng([seed, 7919]))
+    pool_sub = np.setdiff1d(everyone, test_sub)
+    test_idx = np.flatnonzero(np.isin(subjects, uniq[test_sub]))
+    pool_idx = np.flatnonzero(np.isin(subjects, uniq[pool_sub]))
+    splits = []
+    for k in range(n_draws):
+        draw = stratified(pool_sub, draw_subjects, np.random.default_rng([seed, 104729, k]))
+        splits.append((np.flatnonzero(np.isin(subjects, uniq[draw])), test_idx))
+    return splits, pool_idx

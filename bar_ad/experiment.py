@@ -21,12 +21,15 @@ from pathlib import Path
 import numpy as np
 
 from bar_ad.atlas import load_atlas
-from bar_ad.config import (ABLATIONS, FRAMEWORKS, METRICS, TABLE1, BarConfig, declared_claims,
-                           get_framework, study_protocol, study_units)
-from bar_ad.data import load_adni, subject_folds, subject_holdout, write_adni_cohort
+from bar_ad.config import (ABLATIONS, FRAMEWORKS, METRICS, POWERED_CLAIMS, TABLE1, BarConfig,
+                           declared_claims, get_framework, study_protocol, study_units)
+from bar_ad.data import (draw_splits, load_adni, subject_folds, subject_holdout,
+                         write_adni_cohort)
 from bar_ad.phantom import CohortGenerator, CohortSpec
-from bar_ad.report import curves_figure, mixing_figure, summarize, write_report
+from bar_ad.report import (collapse_figure, collapse_rows, curves_figure, mixing_figure,
+                           paired_rows, summarize, write_report)
 from bar_ad.training import ModelBank, evaluate, finetune, pretrain_encoder
+from shared.tracking.sink import SPOOL_FILE, ResultsSink
 
 log = logging.getLogger(__name__)
 
@@ -59,7 +62,10 @@ def generate_cohort(config: BarConfig, root, *, seed=0, progress=None, spec=None
     atlas = load_atlas(generation_shape(config), source=config.atlas_source)
     if spec is None:
         spec = CohortSpec(n_ad=config.n_ad, n_cn=config.n_cn,
-                          scans_per_subject=tuple(config.scans_per_subject))
+                          scans_per_subject=tuple(config.scans_per_subject),
+                          ad_atrophy=config.ad_atrophy, severity=tuple(config.severity),
+                          region_std=config.region_std,
+                          ad_region_jitter=config.ad_region_jitter)
     generator = CohortGenerator(atlas, spec)
     return write_adni_cohort(root, generator.subjects(seed), atlas, seed=seed, progress=progress)
 
@@ -112,24 +118,58 @@ def trivial_predictor(y, folds) -> dict:
     return {"accuracy": {"name": name, "value": float(np.mean(acc))}}
 
 
-def _record(store_url, config, results, log_fn):
-    from shared.tracking.store import StoreUnreachableError, open_store
+def open_results_sink(store_url, config, out):
+    """Opens the results store before anything trains; an unreachable one spools.
 
-    try:
-        store = open_store(store_url)
-        name = experiment_name(config)
-        store.ensure_experiment(name, config=dataclasses.asdict(config))
-        for fw, folds in results.items():
-            for k, fold in enumerate(folds):
-                for m in METRICS:
-                    store.record_evaluation(
-                        name, f"{fw}_fold{k}", m, fold["scores"][m], split="test", group=fw,
-                        extra={"fold": k, "preset": config.preset, "seed": fold["seed"]})
-        store.close()
-        return True
-    except StoreUnreachableError as err:
-        log_fn(f"results store unreachable, rows not recorded: {err}")
-        return False
+    Rows then go to `<run folder>/results.spool.jsonl`, pushed later with
+    `medrepro store sync --spool <run folder>/results.spool.jsonl --store URL`.
+    """
+    sink = ResultsSink.open(store_url, out)
+    sink.ensure_experiment(experiment_name(config), dataclasses.asdict(config))
+    return sink
+
+
+def has_claims(config, frameworks) -> bool:
+    """Whether a claim of the run's design compares two of `frameworks`."""
+    if config.design == "draws":
+        return any(c[1] in frameworks and c[2] in frameworks for c in POWERED_CLAIMS)
+    return bool(declared_claims(frameworks))
+
+
+def difficulty_gates(data, atlas, test_idx, pool_idx, *, seed=0) -> dict:
+    """The powered study's gate values, from the training pool only (never the test set).
+
+    Returns:
+        dict(test_subjects, linear_baseline_min and linear_baseline_max (the same value:
+        the cross-validated accuracy, %, of a logistic regression on the region means),
+        best_single_region_auc).
+    """
+    from bar_ad.baselines import best_single_feature_auc, linear_baseline_accuracy, region_means
+
+    subjects = data["subjects"]
+    pool_subjects, first = np.unique(subjects[pool_idx], return_index=True)
+    features = region_means(data["x"][pool_idx], atlas)
+    # One row per subject: the mean of its scans' region means.
+    rows = np.stack([features[subjects[pool_idx] == s].mean(axis=0) for s in pool_subjects])
+    y = data["y"][pool_idx][first]
+    linear = linear_baseline_accuracy(rows, y, seed=seed)
+    region, auc = best_single_feature_auc(rows, y)
+    log.info("difficulty on the pool: linear %.1f %%, best region %s AUC %.3f", linear,
+             atlas.names[region], auc)
+    return dict(test_subjects=int(len(np.unique(subjects[test_idx]))),
+                linear_baseline_min=linear, linear_baseline_max=linear,
+                best_single_region_auc=auc)
+
+
+def record_fold(sink, config, framework, fold) -> int:
+    """Writes one fold's test metrics through `sink` (store or spool); returns the row count."""
+    names = METRICS + (("auc",) if np.isfinite(fold["scores"].get("auc", np.nan)) else ())
+    for m in names:
+        sink.record_evaluation(experiment_name(config), f"{framework}_fold{fold['fold']}", m,
+                               fold["scores"][m], group=framework,
+                               extra={"fold": fold["fold"], "preset": config.preset,
+                                      "seed": fold["seed"]})
+    return len(names)
 
 
 def run_experiment(config: BarConfig, out_dir, *, store_url=None, frameworks=None, seed=0,
@@ -166,7 +206,7 @@ def run_experiment(config: BarConfig, out_dir, *, store_url=None, frameworks=Non
                                      seed=seed, data_root=data_root, replicas=replicas,
                                      precision=precision, jit_compile=bool(jit_compile)))
     # protocol.json before any training (none when no claim compares two of the frameworks).
-    study = Study(study_protocol(config, seed, frameworks), out) if declared_claims(frameworks) else None
+    study = Study(study_protocol(config, seed, frameworks), out) if has_claims(config, frameworks) else None
     if study is None:
         log.warning("no claim of the paper compares two of %s: no claims.json", list(frameworks))
     units = study_units(config, seed)
@@ -177,12 +217,26 @@ def run_experiment(config: BarConfig, out_dir, *, store_url=None, frameworks=Non
             generate_cohort(config, data_root, seed=seed,
                             progress=(lambda it: bar(it, desc="generate", enabled=progress)))
     atlas = load_atlas(config.grid, source=config.atlas_source)
-    data = load_adni(data_root, atlas, progress=lambda it: bar(it, desc="load", enabled=progress))
-    folds = subject_folds(data["subjects"], data["y"], n_folds=config.n_folds, seed=seed)
-    if config.folds_run is not None:
-        folds = folds[: int(config.folds_run)]
-    if study is not None:
-        study.record_gate("min_test_fold_scans", min(len(te) for _, te in folds))
+    data = load_adni(data_root, atlas, group_map=config.group_map,
+                     progress=lambda it: bar(it, desc="load", enabled=progress))
+    if config.design == "draws":
+        folds, pool = draw_splits(data["subjects"], data["y"],
+                                  n_test_subjects=config.n_test_subjects,
+                                  n_draws=config.n_draws, draw_subjects=config.draw_subjects,
+                                  seed=seed)
+        gates = difficulty_gates(data, atlas, folds[0][1], pool, seed=seed)
+        if study is not None:
+            for name, value in gates.items():
+                study.record_gate(name, value)
+    else:
+        folds = subject_folds(data["subjects"], data["y"], n_folds=config.n_folds, seed=seed)
+        if config.folds_run is not None:
+            folds = folds[: int(config.folds_run)]
+        if study is not None:
+            study.record_gate("min_test_fold_scans", min(len(te) for _, te in folds))
+    endpoint = "auc" if config.design == "draws" else "accuracy"
+    # The store is opened before anything trains: unreachable, its rows are spooled.
+    sink = open_results_sink(store_url, config, out)
     results = {fw: [] for fw in frameworks}
     jobs = [(fw, k) for fw in frameworks for k in range(len(folds))]
     from shared.training.scale import clear_session
@@ -199,11 +253,13 @@ def run_experiment(config: BarConfig, out_dir, *, store_url=None, frameworks=Non
         res["seed"] = fold_seed
         res["fold"] = k
         results[fw].append(res)
+        record_fold(sink, config, fw, res)
         if study is not None:
-            study.record(fw, units[k], {"accuracy": res["scores"]["accuracy"]})
+            study.record(fw, units[k], {endpoint: res["scores"][endpoint]})
     figures = out / "figures"
     figures.mkdir(exist_ok=True)
     mixing_figure(atlas, data, config, figures / "bar_vs_cutmix.png", seed=seed)
+    collapse_figure(results, frameworks, figures / "collapse.png")
     curve_paths = {}
     for fw in frameworks:
         p = curves_figure(results[fw][0], figures / f"curves_{fw}.png", FRAMEWORKS[fw].label)
@@ -211,28 +267,43 @@ def run_experiment(config: BarConfig, out_dir, *, store_url=None, frameworks=Non
             curve_paths[fw] = p
     table = summarize(results)
     write_json(out / "results.json", dict(table=table, folds=results,
+                                          paired=paired_rows(results, frameworks, endpoint),
+                                          collapse=collapse_rows(results, frameworks),
+                                          skipped=data["skipped"], mapped=data["mapped"],
+                                          misalignment=data["misalignment"],
                                           n_scans=int(len(data["y"])),
                                           n_subjects=int(len(np.unique(data["subjects"]))),
                                           n_ad_scans=int(data["y"].sum()),
                                           atlas=atlas.source, num_regions=atlas.num_regions,
                                           seconds=time.perf_counter() - t0))
-    notes = []
-    recorded = _record(store_url, config, results, notes.append)
+    sink.close()
+    notes = [f"{n} {g} row(s) of the collection CSV skipped (group_map='skip'; "
+             "group_map='adni' maps EMCI/LMCI to MCI and SMC to CN)"
+             for g, n in sorted(data["skipped"].items())]
+    notes += [f"{n} row(s) mapped {k}" for k, n in sorted(data["mapped"].items())]
+    if sink.spooled:
+        notes.append(f"results store unreachable: {sink.spooled} row(s) spooled to "
+                     f"{SPOOL_FILE}; push them with `medrepro store sync --spool "
+                     f"{out / SPOOL_FILE} --store URL`")
+    recorded = sink.spooled == 0
     stats_md = None
     if len(frameworks) > 1 and all(len(v) > 1 for v in results.values()):
         from shared.report import write_comparison_report
 
         stats_md = write_comparison_report(
-            {fw: [f["scores"]["accuracy"] for f in results[fw]] for fw in frameworks},
-            metric="accuracy", out_dir=out / "stats",
-            title="BAR reproduction: accuracy per framework",
+            {fw: [f["scores"][endpoint] for f in results[fw]] for fw in frameworks},
+            metric=endpoint, out_dir=out / "stats",
+            title=f"BAR reproduction: {endpoint} per framework",
             description=f"Fold accuracies (%) of each framework, preset `{config.preset}`.",
             provenance={"experiment": experiment_name(config), "store": store_url})
-    claims = None if study is None else study.finish(
-        seed=seed, revision=git_revision(), trivial=trivial_predictor(data["y"], folds))
+    trivial = ({"auc": {"name": "constant score", "value": 0.5}} if endpoint == "auc"
+               else trivial_predictor(data["y"], folds))
+    claims = None if study is None else study.finish(seed=seed, revision=git_revision(),
+                                                     trivial=trivial)
     report = write_report(out, config, table, results, data, atlas, frameworks,
                           curve_paths=curve_paths, stats_md=stats_md, recorded=recorded,
-                          notes=notes, seconds=time.perf_counter() - t0, claims=claims)
+                          notes=notes, seconds=time.perf_counter() - t0, claims=claims,
+                          endpoint=endpoint)
     return report
 
 

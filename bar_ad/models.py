@@ -44,12 +44,16 @@ class SiamesePretrainer(keras.Model):
             (0..B-1, self-supervised).
         contrastive_weight: float, default 1.0. alpha1.
         recon_weight: float, default 1.0. alpha2.
+        shuffle_labels: bool, default False. Permute the labels within each batch before
+            the contrastive loss (the control "do the labels matter?").
+        seed: int, default 0. Seeds that permutation.
 
     Inputs of `fit`: ({"view1", "view2", "anchor"}, labels [B]).
     """
 
     def __init__(self, encoder, decoder=None, contrastive_loss=None, label_mode="soft",
-                 contrastive_weight=1.0, recon_weight=1.0, **kwargs):
+                 contrastive_weight=1.0, recon_weight=1.0, shuffle_labels=False, seed=0,
+                 **kwargs):
         super().__init__(**kwargs)
         if decoder is None and contrastive_loss is None:
             raise ValueError("SiamesePretrainer needs a decoder, a contrastive loss or both")
@@ -62,13 +66,24 @@ class SiamesePretrainer(keras.Model):
         self.label_mode = label_mode
         self.contrastive_weight = float(contrastive_weight)
         self.recon_weight = float(recon_weight)
+        self.shuffle_labels = bool(shuffle_labels)
+        self.seed = int(seed)
+        self.label_seeds = keras.random.SeedGenerator(self.seed) if self.shuffle_labels else None
         self.loss_tracker = keras.metrics.Mean(name="loss")
         self.contrastive_tracker = keras.metrics.Mean(name="contrastive")
         self.recon_tracker = keras.metrics.Mean(name="recon")
+        # Collapse diagnostics (not losses): how alike the [cls] tokens of different
+        # scans are, and, for a soft-label kernel, the range of its pair weights.
+        self.cosine_tracker = keras.metrics.Mean(name="cls_cosine")
+        self.sigma = getattr(contrastive_loss, "sigma", None) if label_mode == "soft" else None
+        self.kernel_trackers = ([keras.metrics.Mean(name="kernel_min"),
+                                 keras.metrics.Mean(name="kernel_max")]
+                                if self.sigma is not None else [])
 
     @property
     def metrics(self):
-        return [self.loss_tracker, self.contrastive_tracker, self.recon_tracker]
+        return [self.loss_tracker, self.contrastive_tracker, self.recon_tracker,
+                self.cosine_tracker] + self.kernel_trackers
 
     def call(self, inputs, training=False):
         """Returns (cls of view1, cls of view2, reconstruction of view2 or None)."""
@@ -77,7 +92,33 @@ class SiamesePretrainer(keras.Model):
         recon = self.decoder(tokens2, training=training) if self.decoder is not None else None
         return cls1, cls2, recon
 
+    @staticmethod
+    def mean_pairwise_cosine(tokens):
+        """Mean cosine similarity over the pairs i != j of the rows of `tokens` [B, W]."""
+        t = as_float32(tokens)
+        t = t / ops.maximum(ops.sqrt(ops.sum(t * t, axis=1, keepdims=True)), 1e-12)
+        sims = ops.matmul(t, ops.transpose(t))
+        b = ops.cast(ops.shape(t)[0], "float32")
+        pairs = ops.maximum(b * (b - 1.0), 1.0)
+        return (ops.sum(sims) - ops.trace(sims)) / pairs
+
+    @staticmethod
+    def kernel_range(labels, sigma):
+        """(min, max) of the RBF pair weights exp(-(y_i - y_j)^2 / (2 sigma^2)), i != j.
+
+        A batch of one sample has no pair: both are 1.
+        """
+        y = ops.reshape(ops.cast(labels, "float32"), (-1, 1))
+        w = ops.exp(-ops.square(y - ops.transpose(y)) / (2.0 * float(sigma) ** 2))
+        off = 1.0 - ops.eye(ops.shape(y)[0], dtype="float32")
+        low = ops.min(w * off + (1.0 - off) * 2.0)
+        high = ops.max(w * off)
+        single = ops.cast(ops.shape(y)[0], "float32") < 2.0
+        return ops.where(single, 1.0, ops.minimum(low, 1.0)), ops.where(single, 1.0, high)
+
     def _contrastive_labels(self, labels, batch, offset=0):
+        if self.shuffle_labels and self.label_mode != "instance":
+            labels = keras.random.shuffle(labels, axis=0, seed=self.label_seeds)
         if self.label_mode == "soft":
             return ops.cast(labels, "float32")
         if self.label_mode == "hard":
@@ -129,17 +170,24 @@ class SiamesePretrainer(keras.Model):
             objective = objective + self.recon_weight * (
                 ops.sum(per_sample) / ops.cast(global_batch, "float32"))
         total = self.contrastive_weight * contrastive + self.recon_weight * recon
-        return dict(total=total, contrastive=contrastive, recon=recon, objective=objective)
+        terms = dict(total=total, contrastive=contrastive, recon=recon, objective=objective,
+                     cls_cosine=ops.stop_gradient(self.mean_pairwise_cosine(cls2)))
+        if self.sigma is not None:
+            terms["kernel_min"], terms["kernel_max"] = self.kernel_range(labels, self.sigma)
+        return terms
 
     def compute_losses(self, inputs, labels, training):
         """(total, contrastive, recon) losses of one batch (Eqs. 4-5)."""
         terms = self.loss_terms(inputs, labels, training)
         return terms["total"], terms["contrastive"], terms["recon"]
 
-    def _update(self, total, contrastive, recon):
-        self.loss_tracker.update_state(total)
-        self.contrastive_tracker.update_state(contrastive)
-        self.recon_tracker.update_state(recon)
+    def _update(self, terms):
+        self.loss_tracker.update_state(terms["total"])
+        self.contrastive_tracker.update_state(terms["contrastive"])
+        self.recon_tracker.update_state(terms["recon"])
+        self.cosine_tracker.update_state(terms["cls_cosine"])
+        for tracker in self.kernel_trackers:
+            tracker.update_state(terms[tracker.name])
         return {m.name: m.result() for m in self.metrics}
 
     def train_step(self, data):
@@ -152,11 +200,11 @@ class SiamesePretrainer(keras.Model):
         grads = tape.gradient(scaled, variables)
         grads = skip_together(self.optimizer, grads)
         self.optimizer.apply(grads, variables)
-        return self._update(terms["total"], terms["contrastive"], terms["recon"])
+        return self._update(terms)
 
     def test_step(self, data):
         inputs, labels = data
-        return self._update(*self.compute_losses(inputs, labels, training=False))
+        return self._update(self.loss_terms(inputs, labels, training=False))
 
     def get_config(self):
         config = super().get_config()
@@ -167,7 +215,7 @@ class SiamesePretrainer(keras.Model):
             contrastive_loss=(keras.saving.serialize_keras_object(self.contrastive_loss)
                               if self.contrastive_loss is not None else None),
             label_mode=self.label_mode, contrastive_weight=self.contrastive_weight,
-            recon_weight=self.recon_weight,
+            recon_weight=self.recon_weight, shuffle_labels=self.shuffle_labels, seed=self.seed,
         )
         return config
 

@@ -52,6 +52,16 @@ class CohortSpec:
         bias_std: float, default 0.06. Multiplicative bias field amplitude.
         noise_std: float, default 0.03. Voxel noise (template scale 0..1).
         visit_years: tuple, default (0, 0.5, 1, 2, 3). Visit times of the scans, in order.
+        petalia_mm: float, default 5.0. The brain's shared left-right asymmetry
+            (Yakovlevian torque): the right frontal pole reaches this far forward, the
+            left occipital pole this far back. The template is symmetric; this is what
+            lets the loader tell a left-right flipped scan (`bar_ad.alignment`).
+        region_std: float, default 0.0. Normal between-subject variation of every atlas
+            region's intensity (a per-subject, per-region gain of 1 + region_std * N(0, 1)),
+            in AD and CN alike: no single region separates the groups perfectly.
+        ad_region_jitter: float, default 0.0. Heterogeneity of AD atrophy: each AD
+            subject's region weights are `REGION_WEIGHTS` times a log-normal factor of
+            this spread, so atrophy patterns differ from subject to subject.
     """
 
     n_ad: int = 246
@@ -71,6 +81,9 @@ class CohortSpec:
     bias_std: float = 0.06
     noise_std: float = 0.03
     visit_years: tuple = (0.0, 0.5, 1.0, 2.0, 3.0)
+    petalia_mm: float = 5.0
+    region_std: float = 0.0
+    ad_region_jitter: float = 0.0
 
 
 @dataclasses.dataclass
@@ -112,6 +125,7 @@ class CohortGenerator:
         for name, w in REGION_WEIGHTS.items():
             if name in atlas.names:
                 weights[atlas.region_label(name)] = w
+        self.region_weights = weights
         self.ad_map = ndimage.gaussian_filter(weights[atlas.labels], 0.7).astype(np.float32)
         template = atlas.template
         brain = atlas.brain_mask
@@ -125,6 +139,20 @@ class CohortGenerator:
         self.ventricle_centre = (np.array(ndimage.center_of_mass(vent))
                                  if vent.any() else centre)
         self.grid = grid
+        self.petalia = self._petalia_field(spec.petalia_mm)
+
+    def _petalia_field(self, magnitude_mm):
+        """Displacement (voxels, axis 1) of the frontal-occipital petalia."""
+        world = [self.grid[a] * self.atlas.affine[a, a] + self.atlas.affine[a, 3]
+                 for a in range(3)]
+        x, y = world[0], world[1]
+
+        def sigmoid(t):
+            return 1.0 / (1.0 + np.exp(-t))
+
+        forward = sigmoid(x / 8.0) * sigmoid((y - 10.0) / 12.0)
+        backward = sigmoid(-x / 8.0) * sigmoid((-50.0 - y) / 12.0)
+        return (magnitude_mm * (forward - backward) / self.voxel_mm[1]).astype(np.float32)
 
     def _radial_field(self, magnitude_mm):
         """Displacement (voxels) pushing tissue away from the ventricles' centre."""
@@ -134,13 +162,29 @@ class CohortGenerator:
         r = np.sqrt(r2) + 1e-3
         return [magnitude_mm * falloff * o / r / self.voxel_mm[a] for a, o in enumerate(offsets)]
 
-    def scan_volume(self, rng, subject_field, gain, bias, age, severity, years):
+    def subject_maps(self, rng):
+        """(AD atrophy map, regional gain map) of one subject (see `region_std`, `ad_region_jitter`)."""
+        spec = self.spec
+        ad_map, gain_map = self.ad_map, None
+        n = self.atlas.num_regions + 1
+        if spec.ad_region_jitter > 0:
+            factors = np.exp(spec.ad_region_jitter * rng.standard_normal(n)).astype(np.float32)
+            ad_map = ndimage.gaussian_filter((self.region_weights * factors)[self.atlas.labels], 0.7)
+        if spec.region_std > 0:
+            gains = (1.0 + spec.region_std * rng.standard_normal(n)).astype(np.float32)
+            gain_map = ndimage.gaussian_filter(gains[self.atlas.labels], 0.7)
+        return ad_map.astype(np.float32), gain_map
+
+    def scan_volume(self, rng, subject_field, gain, bias, age, severity, years, maps=None):
         """One scan (float32, template scale) of a subject at `years` after baseline."""
         spec = self.spec
+        ad_map, gain_map = (self.ad_map, None) if maps is None else maps
         over60 = max(age + years - 60.0, 0.0)
         progress = severity * (1.0 + 0.25 * years) if severity > 0 else 0.0
-        loss = spec.ageing_atrophy * over60 * self.gm + spec.ad_atrophy * progress * self.ad_map
+        loss = spec.ageing_atrophy * over60 * self.gm + spec.ad_atrophy * progress * ad_map
         image = self.atlas.template * np.clip(1.0 - loss, 0.0, 1.0)
+        if gain_map is not None:
+            image = image * gain_map
         radial = self._radial_field(spec.ventricle_mm * progress + spec.ventricle_age_mm * over60)
         coords = [self.grid[a] - radial[a] - subject_field[a] for a in range(3)]
         image = ndimage.map_coordinates(image, coords, order=1, mode="constant", cval=0.0)
@@ -175,13 +219,17 @@ class CohortGenerator:
                 severity = 0.0
             field = [_smooth_field(sub_rng, self.atlas.shape, sigma_vox, spec.deform_mm / v)
                      for v in self.voxel_mm]
+            field[1] = field[1] + self.petalia
             bias = _smooth_field(sub_rng, self.atlas.shape, 3 * sigma_vox, spec.bias_std)
+            # Drawn from their own stream so that the default cohort is unchanged.
+            maps = self.subject_maps(np.random.default_rng([seed, int(k), 1]))
             lo, hi = spec.scans_per_subject
             n_scans = int(sub_rng.integers(lo, hi + 1))
             for visit in range(n_scans):
                 years = float(spec.visit_years[min(visit, len(spec.visit_years) - 1)])
                 gain = float(1.0 + spec.gain_std * sub_rng.standard_normal())
-                volume = self.scan_volume(sub_rng, field, gain, bias, age, severity, years)
+                volume = self.scan_volume(sub_rng, field, gain, bias, age, severity, years,
+                                          maps=maps)
                 image_id += int(sub_rng.integers(1, 500))
                 yield Scan(subject=subject, group=group, sex=sex, age=round(age + years, 1),
                            visit=self.VISITS[min(visit, len(self.VISITS) - 1)], years=years,

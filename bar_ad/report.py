@@ -63,12 +63,139 @@ def curves_figure(result, path, title):
     return None
 
 
+COLLAPSE_KEYS = ("cls_cosine", "contrastive", "kernel_min", "kernel_max")
+
+
+def collapse_rows(results, frameworks) -> list:
+    """Per pre-training framework: first and last epoch of the collapse diagnostics.
+
+    Means over the folds of the per-epoch pre-training history (`cls_cosine`: mean
+    cosine between the [cls] tokens of different scans of a batch; `contrastive`: the
+    contrastive term; `kernel_min` / `kernel_max`: the range of the soft-label kernel's
+    pair weights in a batch). A mean cosine near 1 with a contrastive term near its
+    floor is a collapsed encoder.
+
+    Returns:
+        list of dict(framework, n_folds, and for each key present `<key>_first`,
+        `<key>_last`).
+    """
+    rows = []
+    for fw in frameworks:
+        hists = [f["pretrain_history"] for f in results[fw] if f["pretrain_history"]]
+        if not hists:
+            continue
+        row = {"framework": fw, "n_folds": len(hists)}
+        for key in COLLAPSE_KEYS:
+            series = [h[key] for h in hists if h.get(key)]
+            if series:
+                row[f"{key}_first"] = float(np.mean([s[0] for s in series]))
+                row[f"{key}_last"] = float(np.mean([s[-1] for s in series]))
+        rows.append(row)
+    return rows
+
+
+def collapse_markdown(rows) -> list:
+    """The collapse table of `collapse_rows` as Markdown lines (empty when no row)."""
+    if not rows:
+        return []
+
+    def cell(row, key):
+        if f"{key}_first" not in row:
+            return "-"
+        return f"{row[f'{key}_first']:.3f} → {row[f'{key}_last']:.3f}"
+
+    lines = ["## Collapse of the pre-trained encoder", "",
+             "First → last pre-training epoch, mean over folds. `cls cosine`: mean cosine "
+             "between the [cls] tokens of different scans in a batch (1 = every scan encoded "
+             "alike); kernel weights: smallest and largest soft-label pair weight in a batch "
+             "(at the paper's sigma = 0.8 labels 0 and 1 still weigh 0.46).", "",
+             "| framework | cls cosine | contrastive term | kernel weight min | kernel weight max |",
+             "| --- | ---: | ---: | ---: | ---: |"]
+    for row in rows:
+        lines.append(f"| {FRAMEWORKS[row['framework']].label} | {cell(row, 'cls_cosine')} | "
+                     f"{cell(row, 'contrastive')} | {cell(row, 'kernel_min')} | "
+                     f"{cell(row, 'kernel_max')} |")
+    return lines + [""]
+
+
+def collapse_figure(results, frameworks, path):
+    """Per-epoch cls cosine and contrastive term of every pre-training framework (fold 0)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    series = {fw: results[fw][0]["pretrain_history"] for fw in frameworks
+              if results[fw] and results[fw][0]["pretrain_history"].get("cls_cosine")}
+    if not series:
+        return None
+    fig, axes = plt.subplots(1, 2, figsize=(9.0, 3.4))
+    for fw, hist in series.items():
+        epochs = np.arange(1, len(hist["cls_cosine"]) + 1)
+        axes[0].plot(epochs, hist["cls_cosine"], marker="o", ms=3, label=FRAMEWORKS[fw].label)
+        if hist.get("contrastive"):
+            axes[1].plot(epochs, hist["contrastive"], marker="o", ms=3, label=FRAMEWORKS[fw].label)
+    axes[0].set_title("mean cosine between [cls] tokens")
+    axes[1].set_title("contrastive term")
+    for ax in axes:
+        ax.set_xlabel("pre-training epoch")
+        ax.grid(alpha=0.3)
+    axes[0].legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return Path(path)
+
+
+def paired_rows(results, frameworks, metric="accuracy") -> list:
+    """Every pair of frameworks compared fold by fold (the folds are shared).
+
+    The frameworks of a run share the folds, the initial weights and the batch order, so
+    their fold scores are paired: paired t-test and Wilcoxon signed-rank test of the
+    per-fold differences (`shared.stats`), two-sided.
+
+    Returns:
+        list of dict(a, b, n, mean_difference, paired_t_p, wilcoxon_p); none when fewer
+        than 2 folds.
+    """
+    from shared.stats import paired_t, wilcoxon_signed_rank
+
+    rows = []
+    for i, a in enumerate(frameworks):
+        for b in frameworks[i + 1:]:
+            x = [f["scores"][metric] for f in results[a]]
+            y = [f["scores"][metric] for f in results[b]]
+            if len(x) < 2 or len(x) != len(y):
+                continue
+            rows.append(dict(a=a, b=b, n=len(x), mean_difference=float(np.mean(np.subtract(x, y))),
+                             paired_t_p=paired_t(x, y)["p"],
+                             wilcoxon_p=wilcoxon_signed_rank(x, y)["p"]))
+    return rows
+
+
+def paired_markdown(rows, metric="accuracy") -> list:
+    if not rows:
+        return []
+    lines = ["## Paired comparisons (fold by fold)", "",
+             f"{metric} difference first minus second framework over the shared folds; "
+             "two-sided p values. With n folds the exact Wilcoxon p cannot fall below "
+             "2 / 2^n.", "",
+             "| first | second | folds | mean difference | paired t p | Wilcoxon p |",
+             "| --- | --- | ---: | ---: | ---: | ---: |"]
+    for r in rows:
+        lines.append(f"| {FRAMEWORKS[r['a']].label} | {FRAMEWORKS[r['b']].label} | {r['n']} | "
+                     f"{r['mean_difference']:+.2f} | {r['paired_t_p']:.3g} | {r['wilcoxon_p']:.3g} |")
+    return lines + [""]
+
+
 def summarize(results):
     """{framework: {metric: (mean, std)}} over folds (std with ddof=0 for 1 fold)."""
     table = {}
     for fw, folds in results.items():
         table[fw] = {}
-        for m in METRICS:
+        for m in METRICS + ("auc",):
+            if any(m not in f["scores"] for f in folds):
+                continue
             vals = np.array([f["scores"][m] for f in folds], float)
             table[fw][m] = (float(vals.mean()), float(vals.std(ddof=1) if len(vals) > 1 else 0.0))
     return table
@@ -102,7 +229,7 @@ def claim_checks(table):
 
 
 def write_report(out, config, table, results, data, atlas, frameworks, *, curve_paths,
-                 stats_md, recorded, notes, seconds, claims=None):
+                 stats_md, recorded, notes, seconds, claims=None, endpoint="accuracy"):
     """Writes report.md: the claims and their verdicts (`claims`, the document of
     `shared.study`; None when no claim compares two of the frameworks run), our Table 1
     beside the paper's, claim checks on the means, figures."""
@@ -125,6 +252,10 @@ def write_report(out, config, table, results, data, atlas, frameworks, *, curve_
         "| framework | precision | recall | accuracy | paper precision | paper recall | paper accuracy |",
         "| --- | ---: | ---: | ---: | ---: | ---: | ---: |",
     ]
+    with_auc = all("auc" in table[fw] for fw in frameworks)
+    if with_auc:
+        lines[-2] += " AUC |"
+        lines[-1] += " ---: |"
     for fw in frameworks:
         ours = table[fw]
         paper = PAPER_TABLE1.get(fw)
@@ -134,8 +265,9 @@ def write_report(out, config, table, results, data, atlas, frameworks, *, curve_
             ref = ["-", "-", f"{PAPER_ABLATIONS[fw]:.1f}"]
         else:
             ref = ["-", "-", "-"]
+        auc = f" {ours['auc'][0]:.3f} ± {ours['auc'][1]:.3f} |" if with_auc else ""
         lines.append(f"| {FRAMEWORKS[fw].label} | " + " | ".join(_fmt(ours[m]) for m in METRICS)
-                     + " | " + " | ".join(ref) + " |")
+                     + " | " + " | ".join(ref) + " |" + auc)
     lines += ["", "Mean ± standard deviation over folds, in percent; AD is the positive class.",
               ""]
     checks = claim_checks(table)
@@ -144,14 +276,20 @@ def write_report(out, config, table, results, data, atlas, frameworks, *, curve_
         for text, ok, detail in checks:
             lines.append(f"- {text}: {'yes' if ok else 'no'} ({detail})")
         lines.append("")
+    lines += paired_markdown(paired_rows(results, frameworks, endpoint), endpoint)
+    lines += collapse_markdown(collapse_rows(results, frameworks))
     lines += ["## Figures", "", "![BAR and CutMix mixes with soft labels](figures/bar_vs_cutmix.png)",
               ""]
+    if (Path(out) / "figures" / "collapse.png").is_file():
+        lines += ["![cls cosine and contrastive term per pre-training epoch](figures/collapse.png)",
+                  ""]
     for fw, p in curve_paths.items():
         lines += [f"![training curves: {FRAMEWORKS[fw].label}](figures/{p.name})", ""]
     if stats_md is not None:
         lines += [f"Statistical comparison of the frameworks: [stats/report.md]"
                   f"({Path(stats_md).relative_to(out).as_posix()})", ""]
-    lines.append("Results store: " + ("rows recorded." if recorded else "not recorded."))
+    lines.append("Results store: " + ("rows recorded." if recorded
+                                      else "unreachable; rows spooled (see the notes)."))
     lines += [f"- {n}" for n in notes]
     path = Path(out) / "report.md"
     path.write_text("\n".join(lines) + "\n")

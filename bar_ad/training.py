@@ -140,7 +140,7 @@ class ModelBank:
         from bar_ad.models import SiamesePretrainer, build_decoder
 
         c = self.config
-        key = (framework.contrastive, framework.recon, framework.sigma)
+        key = (framework.contrastive, framework.recon, framework.sigma, framework.shuffle_labels)
         if key not in self._pretrainers:
             self._seed_build(10 + 2 * self.CONTRASTIVE_KINDS.index(framework.contrastive)
                              + int(framework.recon))
@@ -152,7 +152,8 @@ class ModelBank:
                 model = SiamesePretrainer(
                     self._encoder(f"vit3d_pre_{len(self._pretrainers)}"), decoder, loss,
                     label_mode=label_mode, contrastive_weight=c.contrastive_weight,
-                    recon_weight=c.recon_weight)
+                    recon_weight=c.recon_weight, shuffle_labels=framework.shuffle_labels,
+                    seed=self.seed)
                 model.compile(optimizer=keras.optimizers.Adam(c.pretrain_lr),
                               jit_compile=self.jit_compile)
                 model.optimizer.build(model.trainable_variables)
@@ -228,11 +229,17 @@ def finetune(encoder_weights, framework, config, x, y, *, seed, x_val=None, y_va
 
 
 def evaluate(model, x, y, *, batch_size=16):
-    """Precision, recall (AD positive) and accuracy at threshold 0.5, in percent."""
+    """Precision, recall (AD positive) and accuracy at threshold 0.5, in percent, and the
+    AUC of the AD probability (NaN when the test set holds one class)."""
+    from sklearn.metrics import roc_auc_score
+
     from shared.metrics import classification_metrics
 
     prob = model.predict(x, batch_size=batch_size, verbose=0)[:, 0]
     pred = (prob >= 0.5).astype(int)
     scores = classification_metrics(y.astype(int), pred, num_classes=2, average="binary",
                                     positive=1)
-    return {m: 100.0 * scores[m] for m in METRICS}
+    out = {m: 100.0 * scores[m] for m in METRICS}
+    both = len(np.unique(y)) == 2
+    out["auc"] = float(roc_auc_score(y.astype(int), prob)) if both else float("nan")
+    return out

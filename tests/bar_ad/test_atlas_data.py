@@ -109,13 +109,13 @@ def test_load_adni_and_subject_folds(cohort):
         subject_folds(data["subjects"], data["y"], n_folds=50)
 
 
-def test_csv_group_outside_cn_mci_ad_raises(cohort, tmp_path):
+def test_csv_group_outside_the_known_groups_raises(cohort, tmp_path):
     _, csv_path = cohort
     lines = csv_path.read_text().splitlines()
-    lines[2] = lines[2].replace(",AD,", ",EMCI,").replace(",CN,", ",EMCI,").replace(",MCI,", ",EMCI,")
+    lines[2] = lines[2].replace(",AD,", ",ADX,").replace(",CN,", ",ADX,").replace(",MCI,", ",ADX,")
     bad = tmp_path / "bad.csv"
     bad.write_text("\n".join(lines) + "\n")
-    with pytest.raises(ValueError, match="bad.csv, row 3.*Group.*EMCI"):
+    with pytest.raises(ValueError, match="bad.csv, row 3.*Group.*ADX"):
         read_collection_csv(bad)
     (tmp_path / "nogroup.csv").write_text("Image Data ID,Subject\nI1,002_S_0001\n")
     with pytest.raises(ValueError, match="missing column"):
@@ -161,3 +161,17 @@ def test_generator_is_seeded_and_ad_shows_atrophy():
     assert ad < 0.8 * cn
     with pytest.raises(ValueError, match="seed"):
         next(CohortGenerator(atlas, spec).subjects(None))
+
+
+def test_auto_source_prefers_the_original_aal(tmp_path, monkeypatch):
+    from bar_ad import atlas as atlas_module
+
+    assert atlas_module.atlas_files("auto")["source"].startswith("packages")  # no mricron here
+    for name in ("aal.nii.gz", "aal.nii.txt", "ch2bet.nii.gz"):
+        (tmp_path / name).write_bytes(b"")
+    monkeypatch.setattr(atlas_module, "MRICRON_DIR", tmp_path)
+    files = atlas_module.atlas_files("auto")
+    assert files["atlas"] == tmp_path / "aal.nii.gz" and "62 merged" in files["source"]
+    assert files["template"].name == "mni_icbm152_t1_tal_nlin_sym_09a_converted.nii.gz"
+    assert atlas_module.atlas_files("packages")["source"].startswith("packages")
+    assert atlas_module.atlas_files("mricron")["template"] == tmp_path / "ch2bet.nii.gz"

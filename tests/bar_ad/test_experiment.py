@@ -29,7 +29,7 @@ def test_tiny_run_end_to_end(tmp_path):
     assert results["folds"]["bar_recon"][0]["pretrain_history"]["recon"]
     rows = open_store(url).evaluations("bar_ad_tiny")
     assert {r["group"] for r in rows} == {"scratch", "bar_recon"}
-    assert {r["metric"] for r in rows} == {"precision", "recall", "accuracy"}
+    assert {r["metric"] for r in rows} == {"precision", "recall", "accuracy", "auc"}
     from shared.study import read_claims, read_protocol
 
     assert text.index("## Claims") < text.index("| framework | precision")
@@ -153,3 +153,79 @@ def test_center_volumes_uses_training_scans_only():
     np.testing.assert_allclose(out[2, 0, 0, 0, 0], (5 - 3) / std, rtol=1e-6)
     np.testing.assert_allclose(out[0, 0, 0, 0, 0], (1 - 3) / std, rtol=1e-6)
     assert out.dtype == np.float32 and out.shape == x.shape
+
+
+# ----------------------------------------------------------------------------- results store
+
+
+def test_unreachable_store_spools_fold_rows_that_sync_later(tmp_path):
+    from bar_ad.experiment import SPOOL_FILE, experiment_name, open_results_sink, record_fold
+    from shared.tracking.spool import sync_spool
+    from shared.tracking.store import open_store
+
+    config = get_config("tiny")
+    (tmp_path / "blocker").write_text("")  # a file where the store's folder should be
+    sink = open_results_sink(f"sqlite:///{tmp_path / 'blocker' / 's.sqlite'}", config,
+                             tmp_path / "run")
+    assert sink.store is None
+    fold = {"fold": 1, "seed": 10, "scores": {"precision": 50.0, "recall": 25.0, "accuracy": 62.5}}
+    assert record_fold(sink, config, "bar_recon", fold) == 3
+    sink.close()
+    assert sink.spooled == 3 and (tmp_path / "run" / SPOOL_FILE).is_file()
+    store = open_store(f"sqlite:///{tmp_path / 'good.sqlite'}")
+    assert sync_spool(store, tmp_path / "run" / SPOOL_FILE) == 3
+    rows = store.evaluations(experiment_name(config), metric="accuracy")
+    store.close()
+    assert [(r["model_id"], r["value"], r["group"]) for r in rows] == [
+        ("bar_recon_fold1", 62.5, "bar_recon")]
+
+
+def test_store_is_opened_before_anything_trains(tmp_path, monkeypatch):
+    from bar_ad import experiment
+
+    events = []
+    real_open = experiment.ResultsSink.open
+
+    def spy_open(url, run_dir):
+        events.append("store opened")
+        return real_open(url, run_dir)
+
+    def stop(*args, **kwargs):
+        events.append("training")
+        raise RuntimeError("stop here")
+
+    monkeypatch.setattr(experiment.ResultsSink, "open", staticmethod(spy_open))
+    monkeypatch.setattr(experiment, "run_fold", stop)
+    with pytest.raises(RuntimeError, match="stop here"):
+        run_experiment(get_config("tiny"), tmp_path / "run", progress=False,
+                       store_url=f"sqlite:///{tmp_path / 's.sqlite'}")
+    assert events == ["store opened", "training"]
+
+
+@pytest.mark.slow
+def test_tiny_draws_design_end_to_end(tmp_path):
+    from shared.study import read_claims, read_protocol
+
+    config = get_config("tiny", design="draws", n_ad=6, n_cn=8, scans_per_subject=(1, 1),
+                        n_test_subjects=6, n_draws=2, draw_subjects=6,
+                        frameworks=("scratch", "bar_recon", "bar_recon_shuffled"))
+    report = run_experiment(config, tmp_path / "run", seed=0, progress=False,
+                            store_url=f"sqlite:///{tmp_path / 's.sqlite'}")
+    run = tmp_path / "run"
+    results = json.loads((run / "results.json").read_text())
+    folds = results["folds"]["bar_recon"]
+    assert [f["n_test"] for f in folds] == [6, 6] and all(f["n_train"] == 6 for f in folds)
+    assert all(0.0 <= f["scores"]["auc"] <= 1.0 for f in folds)
+    assert {"cls_cosine", "kernel_min", "kernel_max"} <= set(folds[0]["pretrain_history"])
+    protocol = read_protocol(run / "protocol.json")
+    assert protocol["protocol"]["units"] == ["s0-d0", "s0-d1"]
+    claims = read_claims(run)
+    by_id = {c["id"]: c for c in claims["claims"]}
+    assert set(by_id) == {"H1c", "C1"}
+    gates = {g["name"]: g for g in claims["gates"]}
+    assert gates["test_subjects"]["value"] == 6 and not gates["test_subjects"]["passed"]
+    assert 0.5 <= gates["best_single_region_auc"]["value"] <= 1.0
+    assert all(c["verdict"] == "untestable" for c in claims["claims"])
+    text = report.read_text()
+    assert "## Collapse of the pre-trained encoder" in text and "## Paired comparisons" in text
+    assert (run / "figures" / "collapse.png").is_file()

@@ -110,3 +110,48 @@ def test_pretrainer_mixed_float16_on_two_replicas():
     single, mirrored = result["single"]["loss"], result["mirrored"]["loss"]
     assert mirrored[-1] < mirrored[0]
     np.testing.assert_allclose(mirrored, single, rtol=1e-3)
+
+
+def test_collapse_diagnostics_by_hand():
+    tokens = np.array([[1.0, 0.0], [0.0, 2.0], [3.0, 0.0]], np.float32)
+    # cosines: (0,1) 0, (0,2) 1, (1,2) 0 -> mean over the 6 ordered pairs = 2 / 6
+    assert float(SiamesePretrainer.mean_pairwise_cosine(tokens)) == pytest.approx(1 / 3)
+    collapsed = np.tile([[0.3, -0.2, 0.9]], (4, 1)).astype(np.float32)
+    assert float(SiamesePretrainer.mean_pairwise_cosine(collapsed)) == pytest.approx(1.0)
+    # sigma = 0.8: labels 0 and 1 weigh exp(-1 / 1.28) = 0.458 (the paper's kernel width)
+    low, high = SiamesePretrainer.kernel_range(np.array([0.0, 1.0, 0.5], np.float32), 0.8)
+    assert float(low) == pytest.approx(np.exp(-1 / 1.28), rel=1e-5)
+    assert float(high) == pytest.approx(np.exp(-0.25 / 1.28), rel=1e-5)
+    low, high = SiamesePretrainer.kernel_range(np.array([0.0, 0.0, 1.0], np.float32), 0.25)
+    assert float(low) == pytest.approx(np.exp(-1 / 0.125), rel=1e-4) and float(high) == 1.0
+    low, high = SiamesePretrainer.kernel_range(np.array([0.4], np.float32), 0.8)
+    assert float(low) == 1.0 and float(high) == 1.0
+
+
+def test_pretraining_history_carries_the_diagnostics():
+    enc, dec = _parts()
+    model = SiamesePretrainer(enc, dec, ContinuousInfoNCE(sigma=0.8, mode="cross_view"))
+    model.compile(optimizer=keras.optimizers.Adam(1e-3))
+    x, y = _batch()
+    hist = model.fit(tf.data.Dataset.from_tensors((x, y)), epochs=1, shuffle=False,
+                     verbose=0).history
+    assert set(hist) >= {"contrastive", "cls_cosine", "kernel_min", "kernel_max"}
+    assert hist["kernel_min"][0] == pytest.approx(np.exp(-1 / 1.28), rel=1e-5)  # labels 0 and 1
+    assert -1.0 <= hist["cls_cosine"][0] <= 1.0
+    ssl = SiamesePretrainer(enc, dec, SupConLoss(temperature=0.1), label_mode="instance")
+    assert [m.name for m in ssl.metrics] == ["loss", "contrastive", "recon", "cls_cosine"]
+
+
+def test_shuffled_label_control_permutes_the_batch_labels():
+    enc, dec = _parts()
+    model = SiamesePretrainer(enc, dec, ContinuousInfoNCE(sigma=0.8), shuffle_labels=True,
+                              seed=3)
+    labels = np.linspace(0.0, 1.0, 8).astype(np.float32)
+    draws = [np.asarray(model._contrastive_labels(labels, 8)) for _ in range(3)]
+    for d in draws:
+        np.testing.assert_allclose(np.sort(d), labels)
+    assert any(not np.allclose(d, labels) for d in draws)
+    plain = SiamesePretrainer(enc, dec, ContinuousInfoNCE(sigma=0.8))
+    np.testing.assert_allclose(np.asarray(plain._contrastive_labels(labels, 8)), labels)
+    clone = SiamesePretrainer.from_config(model.get_config())
+    assert clone.shuffle_labels and clone.seed == 3
