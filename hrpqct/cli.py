@@ -1,6 +1,7 @@
 """`medrepro hrpqct ...`: run, generate, grade."""
 
 import logging
+import time
 from pathlib import Path
 
 from shared.cli.options import add_run_args, resolve_store_url, prepared_run_folder
@@ -17,7 +18,7 @@ def register(subparsers) -> None:
     sub = parser.add_subparsers(dest="hrpqct_command", metavar="SUBCOMMAND")
 
     run = sub.add_parser("run", help="simulate a cohort, train baseline and proposed ensembles, QME, report")
-    add_run_args(run, presets=("quick", "paper", "tiny"))
+    add_run_args(run, presets=("quick", "powered", "paper", "tiny"))
     run.add_argument("--data", type=Path, default=None,
                      help="existing dataset folder (grades.csv + aim/; default: simulate one)")
     run.add_argument("--seeds", type=int, default=None, help="override the ensembles per arm")
@@ -28,7 +29,7 @@ def register(subparsers) -> None:
     run.set_defaults(func=_cmd_run)
 
     gen = sub.add_parser("generate", help="write simulated AIM files, grades.csv and projections")
-    gen.add_argument("--preset", choices=("quick", "paper", "tiny"), default="quick",
+    gen.add_argument("--preset", choices=("quick", "powered", "paper", "tiny"), default="quick",
                      help="simulation settings of this preset (default quick)")
     gen.add_argument("--radius", type=int, default=None, help="radius scans (default: the preset's)")
     gen.add_argument("--tibia", type=int, default=None, help="tibia scans (default: the preset's)")
@@ -67,13 +68,25 @@ def _cmd_run(args) -> int:
     if args.epochs is not None:
         overrides["epochs"] = args.epochs
     config = get_config(args.preset, **overrides)
+    smoke = {}
+    if args.smoke:
+        from hrpqct.smoke import smoke_config, smoke_run_arguments
+
+        config = smoke_config(config)
+        smoke = smoke_run_arguments(config)
     settings = configure(args.strategy, args.precision, xla=args.xla)
-    out = prepared_run_folder(args, PAPER, args.preset)
+    out = prepared_run_folder(args, PAPER, args.preset + ("_smoke" if args.smoke else ""))
+    start = time.perf_counter()
     report = run_experiment(config, out_dir=out, store_url=resolve_store_url(args.store), seed=args.seed,
                             progress=not args.no_progress, data_dir=args.data,
                             strategy=None if args.strategy == "default" else settings.strategy,
-                            jit_compile=settings.jit_compile, workers=_workers(args.workers))
+                            jit_compile=settings.jit_compile, workers=_workers(args.workers), **smoke)
     print(f"Report: {report}")
+    if args.smoke:
+        from shared.cli.resources import peak_memory_line
+
+        print(f"wall time: {time.perf_counter() - start:.0f} s")
+        print(peak_memory_line())
     return 0
 
 

@@ -23,6 +23,7 @@ import csv
 import io
 import logging
 import re
+import zipfile
 from pathlib import Path
 
 import numpy as np
@@ -276,8 +277,8 @@ def read_grades(path) -> list[dict]:
     """Reads a grades table: scan_id, site (radius|tibia), up to three rater columns.
 
     Returns:
-        list of dicts with ``scan_id``, ``site`` and ``grades`` (list of 3
-        floats, NaN where a rater is missing).
+        list of dicts with ``scan_id``, ``site``, ``grades`` (list of 3
+        floats, NaN where a rater is missing) and ``line`` (its line in the file).
 
     Raises:
         FileNotFoundError: no such file.
@@ -349,7 +350,7 @@ def read_grades(path) -> list[dict]:
             grades.append(value)
         if all(np.isnan(grades)):
             raise ValueError(f"{path}, line {line} (scan {row['scan_id']!r}): no rater grade")
-        rows.append({"scan_id": scan_id, "site": site, "grades": grades})
+        rows.append({"scan_id": scan_id, "site": site, "grades": grades, "line": line})
     if not rows:
         raise ValueError(f"{path}: no scans listed")
     return rows
@@ -407,6 +408,26 @@ def load_scan_slices(path, *, slices_per_scan=8, image_size=None, backend="auto"
     return picked
 
 
+def _aim_paths(root, rows) -> list:
+    """The AIM file of every row of the grades table; refuses a missing folder, an empty
+    one and a missing file, naming the folder or file and the table's line."""
+    folder = root / "aim"
+    if not folder.is_dir():
+        raise FileNotFoundError(f"AIM folder not found: {folder} (expected aim/<scan_id>.AIM for every scan "
+                                f"of {GRADES_FILE})")
+    if not any(p.suffix.lower() == ".aim" for p in folder.iterdir()):
+        raise ValueError(f"{folder}: no AIM files; expected <scan_id>.AIM for every scan of {GRADES_FILE} "
+                         f"(first: {rows[0]['scan_id']}.AIM)")
+    paths = []
+    for r in rows:
+        path = folder / f"{r['scan_id']}.AIM"
+        if not path.is_file():
+            raise FileNotFoundError(f"AIM file not found: {path} (scan {r['scan_id']!r} on line {r['line']} of "
+                                    f"{root / GRADES_FILE})")
+        paths.append(path)
+    return paths
+
+
 def load_dataset(root, *, slices_per_scan=8, image_size=None, backend="auto") -> dict:
     """Loads a dataset folder: the graded slices, the grades and (when present) the QMEs.
 
@@ -423,9 +444,11 @@ def load_dataset(root, *, slices_per_scan=8, image_size=None, backend="auto") ->
         ``qme_ncc`` [N]; from simulation.csv ``true_grade`` and ``motion_size``.
     """
     root = Path(root)
+    if not root.is_dir():
+        raise FileNotFoundError(f"data folder not found: {root} (expected {GRADES_FILE} and aim/ in it)")
     rows = read_grades(root / GRADES_FILE)
-    images = np.stack([load_scan_slices(root / "aim" / f"{r['scan_id']}.AIM", slices_per_scan=slices_per_scan,
-                                        image_size=image_size, backend=backend) for r in rows])
+    images = np.stack([load_scan_slices(path, slices_per_scan=slices_per_scan, image_size=image_size,
+                                        backend=backend) for path in _aim_paths(root, rows)])
     out = {"images": images, "scan_ids": np.array([r["scan_id"] for r in rows]),
            "sites": np.array([r["site"] for r in rows]),
            "rater_grades": np.array([r["grades"] for r in rows], dtype=float)}
@@ -440,7 +463,7 @@ def load_dataset(root, *, slices_per_scan=8, image_size=None, backend="auto") ->
             try:
                 with np.load(f) as z:
                     views = z["views"]
-            except (OSError, ValueError, KeyError, EOFError) as err:
+            except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile) as err:
                 raise ValueError(f"{f}: field 'views' could not be read ({type(err).__name__}); expected "
                                  f"an .npz with views [>= 3, slices, bins]") from err
             if views.ndim != 3 or views.shape[0] < 3 or not np.all(np.isfinite(views)):

@@ -149,7 +149,8 @@ def write_report(out, config, results, comparison, claims=None) -> Path:
     for arm in r.get("confusion", {}):
         lines += [f"![confusion {arm}](figures/confusion_{arm}.png)",
                   f"![Grad-CAM {arm}](figures/gradcam_{arm}.png)", ""]
-    lines += ["## Baseline vs proposed over units", "",
-              f"See [comparison/report.md]({Path(comparison).relative_to(out)}).", "",
+    see = ("One unit: no comparison over units." if comparison is None
+           else f"See [comparison/report.md]({Path(comparison).relative_to(out)}).")
+    lines += ["## Baseline vs proposed over units", "", see, "",
               f"Run time: {r['timing_s']['total']:.0f} s (data {r['timing_s']['data']:.0f} s).", ""]
     return write_text(out / "report.md", "\n".join(lines))

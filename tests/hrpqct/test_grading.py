@@ -136,3 +136,16 @@ def test_agreement_pairwise_and_full_with_a_missing_rater():
     assert out["scans_with_two_raters"] == 3 and out["full_agreement_fraction"] == pytest.approx(2 / 3)
     assert full_agreement_by_site(g, np.array(["radius", "radius", "tibia", "tibia"])) == {
         "radius": 0.5, "tibia": 1.0}
+
+
+def test_split_of_a_few_scans_leaves_no_part_empty():
+    # Four singleton grades: round(0.3) = round(0.2) = 0 scans per grade for test and
+    # validation, so each part takes one training scan of the most common training grade
+    # (all tie at one: the lowest grade first) -> test scan 0, validation scan 1.
+    tr, va, te = experiment.stratified_split(np.array([1, 2, 3, 4]), val_fraction=0.2, test_fraction=0.3, seed=0)
+    np.testing.assert_array_equal(te, [0])
+    np.testing.assert_array_equal(va, [1])
+    np.testing.assert_array_equal(tr, [2, 3])
+    # A part not asked for stays empty.
+    tr, va, te = experiment.stratified_split(np.array([1, 2, 3, 4]), val_fraction=0.0, test_fraction=0.3, seed=0)
+    assert len(va) == 0 and len(te) == 1 and len(tr) == 3

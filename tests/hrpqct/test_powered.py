@@ -1,0 +1,24 @@
+import numpy as np
+import pytest
+
+from hrpqct import motion
+from hrpqct.config import POWERED_UNITS, get_config, powered_units
+
+pytestmark = pytest.mark.no_keras
+
+
+def test_powered_design_meets_its_declared_sizes():
+    c = get_config("powered")
+    sites = c.sites
+    n = sum(sites.values())
+    # A fixed test cohort of at least 400 scans, expected to hold at least 40 of grade 4-5
+    # at the thesis' frequencies: radius (62 + 8) / 611, tibia (24 + 2) / 499.
+    assert n * c.test_fraction >= 400
+    high = sum(k * c.test_fraction * np.sum(motion.THESIS_GRADE_COUNTS[s][3:]) / np.sum(motion.THESIS_GRADE_COUNTS[s])
+               for s, k in sites.items())
+    assert high == pytest.approx(600 * 0.5 * 70 / 611 + 400 * 0.5 * 26 / 499)
+    assert high >= c.min_high_grade_test_scans == 40
+    # The units are those a one-sided paired t-test needs for the declared SESOI and SD.
+    assert c.seeds == POWERED_UNITS == powered_units()
+    # 350 training and 150 validation scans per unit: val 0.15 of the cohort, of a 0.5 pool.
+    assert round(n * (1 - c.test_fraction) * (1 - c.val_fraction / (1 - c.test_fraction))) == 350
