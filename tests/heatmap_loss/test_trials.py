@@ -138,3 +138,41 @@ def test_three_mixed_float16_trials_stay_finite(mixed_float16, tiny_data):
 def _loss_scale(optimizer):
     scales = [v for v in optimizer.variables if v.path.endswith("dynamic_scale")]
     return float(scales[0].numpy()) if scales else None
+
+
+class _RecordsBatches(keras.Model):
+    """Records the labels of every training batch (eager), trains nothing."""
+
+    def __init__(self):
+        super().__init__()
+        self.dense = keras.layers.Dense(1)
+        self.seen = []
+
+    def call(self, x):
+        return self.dense(x)
+
+    def train_step(self, data):
+        self.seen.append(np.asarray(data[1]).tolist())
+        return {"batches": len(self.seen)}
+
+
+def _batch_order(init_seed):
+    x = np.zeros((16, 3), dtype="float32")
+    y = np.arange(16)
+    model = _RecordsBatches()
+    model(x[:1])
+    model.compile(optimizer=keras.optimizers.Adam(1e-3), run_eagerly=True)
+    start_trial(model, InitialWeights(model), init_seed=init_seed, learning_rate=1e-3)
+    model.fit(x, y, batch_size=4, epochs=2, shuffle=True, verbose=0)
+    return model.seen
+
+
+def test_batch_order_follows_the_init_seed():
+    # Both groups' trial k call start_trial with the same init_seed before fitting.
+    first = _batch_order(trial_init_seed(0, 3))
+    assert len(first) == 8
+    for epoch in (first[:4], first[4:]):
+        assert sorted(sum(epoch, [])) == list(range(16))  # each epoch a permutation
+    assert first[:4] != [[0, 1, 2, 3], [4, 5, 6, 7], [8, 9, 10, 11], [12, 13, 14, 15]]
+    assert _batch_order(trial_init_seed(0, 3)) == first
+    assert _batch_order(trial_init_seed(0, 4)) != first
