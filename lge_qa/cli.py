@@ -44,6 +44,9 @@ def register(subparsers) -> None:
                      help="declared correlation of the phantom's quality attributes: high (as the "
                           "paper states, default) or low (the second condition)")
     run.add_argument("--threshold", type=float, default=None, help="LA detector threshold t")
+    run.add_argument("--gates-only", action="store_true",
+                     help="--preset powered: measure the gates (data, oracle feature, baseline on the "
+                          "gate cohort) and stop before any arm trains")
     run.set_defaults(func=_cmd_run)
 
     gen = sub.add_parser("generate", help="write the synthetic LGE phantom in the challenge layout")
@@ -77,6 +80,10 @@ def _cmd_run(args) -> int:
     if args.correlation is not None:
         overrides["correlation_level"] = args.correlation
     cfg = get_config(args.preset, **overrides)
+    if args.gates_only and (args.smoke or not cfg.training_sizes):
+        raise ValueError(f"--gates-only: expected --preset powered (a preset with training sizes) "
+                         f"without --smoke. Received: --preset {args.preset}"
+                         f"{' --smoke' if args.smoke else ''}")
     scale = configure(args.distribute, args.precision, args.xla)
     distribute = None if args.distribute == "default" else scale.strategy
     out = prepared_run_folder(args, PAPER, args.preset)
@@ -90,8 +97,9 @@ def _cmd_run(args) -> int:
     if cfg.training_sizes:
         from lge_qa.limited import run_limited_study
 
-        result = run_limited_study(cfg, **common)
-        print(result["table"])
+        result = run_limited_study(cfg, gates_only=args.gates_only, **common)
+        print(result["table"] if not args.gates_only else
+              "\n".join(f"{k}: {v}" for k, v in {**result["gates"], **result["seconds"]}.items()))
     else:
         from lge_qa.experiment import run_experiment
         from lge_qa.report import table_markdown

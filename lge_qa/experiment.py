@@ -30,7 +30,7 @@ import numpy as np
 
 from lge_qa import io, phantom
 from lge_qa.config import METRICS, STRATEGIES, LgeQaConfig, study_protocol
-from lge_qa.results_sink import ResultsSink
+from shared.tracking.sink import ResultsSink
 from lge_qa.report import save_cam_figure, save_embedding_figure, summarise, write_report
 from lge_qa.training import detector_metrics, evaluate_scans, train_la_detector, train_strategy
 
@@ -166,6 +166,7 @@ def stage_one(cfg: LgeQaConfig, seg, qa, labels, *, verbose=0, distribute=None, 
     selected = detect_slices(prob, qa["case_index"], qa["case_ids"], cfg.detection_threshold)
     det = detector_metrics(prob, qa["masks"], selected, cfg.detection_threshold,
                            has_mask=qa["has_mask"][qa["case_index"]])
+    det["train_steps"] = int(detector.optimizer.iterations)
     log.info("LA detector: %s", det)
     masks = qa["masks"].copy()
     for i in np.flatnonzero(~qa["has_mask"]):
@@ -275,6 +276,8 @@ def run_experiment(cfg: LgeQaConfig, *, out_dir, store_url=None, data_root=None,
         metrics, slice_prob, _ = evaluate_scans(model, data["images"][test_idx], data["case_index"][test_idx],
                                                 {i: int(labels[i, 3]) for i in split["test"]})
         metrics["epochs"] = len(history["qa"].get("loss", []))
+        metrics["train_steps"] = int(model.optimizer.iterations)
+        metrics["parameters"] = int(model.count_params())
         metrics["seconds"] = time.time() - ts
         if "pretrain" in history:
             # Eq. 5 per pre-training epoch (mean over its batches), for metrics.json.

@@ -47,6 +47,17 @@ GATE_THRESHOLDS = {"oracle_auc": 0.85, "baseline_auc": 0.75, "prevalence_low": 0
 CORRELATION_GATES = {"high": (">=", 0.5), "low": ("<=", 0.25)}
 
 
+ARMS_LOG = "arms.jsonl"  # one line per trained arm, written as it finishes
+
+
+def append_jsonl(path, record) -> None:
+    """Appends `record` as one JSON line to `path`."""
+    import json
+
+    with Path(path).open("a") as f:
+        f.write(json.dumps(record, default=float) + "\n")
+
+
 def size_endpoint(n) -> str:
     return f"auc_n{int(n)}"
 
@@ -240,7 +251,8 @@ def study_endpoints(per_size, sizes) -> dict:
 
 
 def run_limited_study(cfg: LgeQaConfig, *, out_dir, store_url=None, data_root=None, arms=LIMITED_ARMS,
-                      progress=True, verbose=0, distribute=None, jit_compile=False, strict=False) -> dict:
+                      progress=True, verbose=0, distribute=None, jit_compile=False, strict=False,
+                      gates_only=False) -> dict:
     """Runs the limited-label study and writes its run folder.
 
     Args:
@@ -251,13 +263,18 @@ def run_limited_study(cfg: LgeQaConfig, *, out_dir, store_url=None, data_root=No
             written into the run folder.
         arms: sequence of str, default LIMITED_ARMS.
         progress, verbose, distribute, jit_compile, strict: as `experiment.run_experiment`.
+        gates_only: bool, default False. Measure the gates (data, oracle feature, the
+            baseline on the gate cohort) and stop: no arm trains and no claims.json is
+            written (what fixes the phantom's signal strength before any comparison).
 
     Returns:
-        dict with "results" ({arm: {n: [metrics per seed]}}), "gates", "claims",
-        "detector", "report" (path of report.md) and "table" (`limited_table`).
+        dict with "results" ({arm: {n: [metrics per seed]}}), "gates", "claims"
+        (None with `gates_only`), "detector", "report" (path of report.md), "table"
+        (`limited_table`) and "seconds" (wall time of the parts: "data" phantom and loading,
+        "gates" LA detector and gate baseline, "arms" the study's training).
     """
     from lge_qa.experiment import load_dataset, resolve_dataset, stage_one
-    from lge_qa.results_sink import ResultsSink
+    from shared.tracking.sink import ResultsSink
     from shared.cli.progress import progress as pbar
     from shared.study import Study
     from shared.tracking.runs import git_revision, make_run_dir, write_json
@@ -286,6 +303,7 @@ def run_limited_study(cfg: LgeQaConfig, *, out_dir, store_url=None, data_root=No
     for name in ("prevalence_low", "prevalence_high", "attribute_correlation", "oracle_auc"):
         study.record_gate(name, gates[name])
 
+    t_gates = time.time()
     set_global_seed(cfg.seed)
     data, det = stage_one(cfg, seg, qa, labels, verbose=verbose, distribute=distribute, jit_compile=jit_compile)
     gate_metrics, _ = train_and_test("baseline", cfg, data, split["gate_train"], split["val"], split["gate_test"],
@@ -294,16 +312,21 @@ def run_limited_study(cfg: LgeQaConfig, *, out_dir, store_url=None, data_root=No
     gates["baseline_auc"] = gate_metrics["auc"]
     study.record_gate("baseline_auc", gate_metrics["auc"])
     log.info("gates: %s", gates)
+    seconds = {"data": t_gates - t0, "gates": time.time() - t_gates}
 
     results = {arm: {n: [] for n in sizes} for arm in arms}
-    if study.gates_passed():
+    t_arms = time.time()
+    if gates_only:
+        log.info("gates only: the arms are not trained")
+    elif study.gates_passed():
         steps = [(r, n, arm) for r in study.protocol.units for n in sizes for arm in arms]
         for r, n, arm in wrap(steps, "lge-qa powered"):
             train = training_scans(split["pool"], n, cfg.seed + r)
             metrics, _ = train_and_test(arm, cfg, data, train, split["val"], split["test"], seed=cfg.seed + r,
                                         verbose=verbose, distribute=distribute, jit_compile=jit_compile)
-            metrics.update(seed=r, n=n)
+            metrics.update(seed=r, n=n, arm=arm)
             results[arm][n].append(metrics)
+            append_jsonl(out / ARMS_LOG, metrics)  # kept when a long run is stopped early
             log.info("seed %d n=%d %s: auc %.3f f1 %.3f", r, n, arm, metrics["auc"], metrics["f1"])
             if n == sizes[-1]:
                 per_size = {m: results[arm][m][-1]["auc"] for m in sizes}
@@ -315,16 +338,17 @@ def run_limited_study(cfg: LgeQaConfig, *, out_dir, store_url=None, data_root=No
     trivial_auc = {"name": "all diagnostic", "value": 0.5}
     trivial = {size_endpoint(n): trivial_auc for n in sizes}
     trivial.update(auc_mean=trivial_auc, **{drop_endpoint(sizes): {"name": "all diagnostic", "value": 0.0}})
-    claims = study.finish(seed=cfg.seed, revision=git_revision(), trivial=trivial)
+    seconds["arms"] = time.time() - t_arms
+    claims = None if gates_only else study.finish(seed=cfg.seed, revision=git_revision(), trivial=trivial)
     write_json(out / "metrics.json", {"detector": det, "gates": gates, "gate_baseline": gate_metrics,
-                                      "test_prevalence": test_prevalence,
+                                      "test_prevalence": test_prevalence, "seconds": seconds,
                                       "results": {a: {str(n): v for n, v in per.items()}
                                                   for a, per in results.items()}})
     rows = _record(sink, cfg, results)
     report = write_limited_report(out, cfg, results, gates, det, claims, test_prevalence,
                                   time.time() - t0, rows)
     return {"results": results, "gates": gates, "claims": claims, "detector": det, "report": report,
-            "table": limited_table(results, test_prevalence)}
+            "table": limited_table(results, test_prevalence), "seconds": seconds}
 
 
 def _record(sink, cfg, results) -> int:
@@ -376,12 +400,16 @@ def write_limited_report(out, cfg, results, gates, det, claims, test_prevalence,
     from shared.study import claims_markdown
 
     level = CORRELATION_LEVELS.get(cfg.correlation_level)
-    gate_lines = ["| gate | value |", "|---|---|"] + [
-        f"| {k} | {'not measured' if v is None else f'{v:.3f}'} |" for k, v in gates.items()]
+    declared = {g.name: g for g in limited_protocol(cfg).gates}
+    gate_lines = ["| gate | source | value | required | passed |", "|---|---|---|---|---|"] + [
+        f"| {k} | {declared[k].source} | {'not measured' if v is None else f'{v:.3f}'} | "
+        f"{declared[k].comparison} {declared[k].threshold} | {'yes' if declared[k].passes(v) else 'no'} |"
+        for k, v in gates.items()]
     lines = [
         "# LGE-MRI quality assessment (Sultan et al.): limited-label study",
         "",
-        claims_markdown(claims),
+        claims_markdown(claims) if claims is not None else
+        "Gates only: no arm was trained and no claim is tested in this run.\n",
         f"Training sizes {list(cfg.training_sizes)} scans, {cfg.repetitions} paired seeds, validation "
         f"{cfg.val_scans} scans, test {cfg.test_scans} scans (diagnostic share {test_prevalence:.2f}); "
         f"correlation level {cfg.correlation_level} (latent {level}). Run time {seconds:.0f} s; {rows} rows "

@@ -318,6 +318,9 @@ def train_strategy(strategy, cfg: LgeQaConfig, data, split_slices, *, seed, verb
     from shared.training.seeding import set_global_seed
 
     set_global_seed(seed)
+    if cfg.max_train_slices and len(split_slices["train"]) > cfg.max_train_slices:
+        pick = np.random.default_rng(seed).choice(split_slices["train"], cfg.max_train_slices, replace=False)
+        split_slices = {**split_slices, "train": np.sort(pick)}
     with strategy_scope(distribute):
         model, encoder = build_strategy_model(strategy, cfg)
     multitask = strategy == "multitask"

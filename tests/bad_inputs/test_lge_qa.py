@@ -176,3 +176,8 @@ def test_mask_values_not_binary(root, tmp_path):
 def test_segmentation_case_without_mask(root, tmp_path):
     (root / phantom.SEG_SPLIT / "SEG0000" / io.MASK_FILE).unlink()
     assert_one_line_error(_run(root, tmp_path), "SEG0000", io.MASK_FILE, "not found")
+
+
+def test_gates_only_needs_the_powered_preset(tmp_path):
+    assert_one_line_error(["lge-qa", "run", "--preset", "tiny", "--gates-only", "--out", str(tmp_path / "run"),
+                           "--no-progress"], "--gates-only", "--preset powered")

@@ -62,3 +62,30 @@ def test_distribute_flag_reaches_the_experiment(monkeypatch, tmp_path, capsys):
     assert seen["distribute"] is None and seen["jit_compile"] is False
     with pytest.raises(SystemExit):
         _parser().parse_args(["lge-qa", "run", "--distribute", "baseline"])
+
+
+@pytest.mark.slow
+def test_smoke_reads_back_full_size_files_and_trains_two_steps(tmp_path, capsys):
+    """--smoke: the preset's volume shape on disk, read back; every network two steps."""
+    import json
+
+    from lge_qa.config import get_config
+    from shared.cli.app import main
+
+    cfg = get_config("tiny")
+    out = tmp_path / "smoke"
+    assert main(["lge-qa", "run", "--preset", "tiny", "--smoke", "--out", str(out), "--no-progress",
+                 "--store", f"sqlite:///{tmp_path / 's.sqlite'}"]) == 0
+    assert capsys.readouterr().out.strip().splitlines()[-1].startswith("peak memory:")
+    image, _ = io.read_nrrd(out / "data" / phantom.QA_SPLIT / "QA0000" / io.IMAGE_FILE)
+    assert image.shape == cfg.volume_shape
+    assert len(io.list_cases(out / "data" / phantom.QA_SPLIT)) == 6
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["detector"]["train_steps"] == 2
+    runs = {s: r[0] for s, r in metrics["results"].items()}
+    assert set(runs) == {"baseline", "multitask", "contrastive"}
+    assert {r["train_steps"] for r in runs.values()} == {2}
+    assert len(runs["contrastive"]["pretrain_loss"]) == 2
+    # The preset's networks: the multi-task model is the baseline's plus its decoder.
+    assert runs["multitask"]["parameters"] > runs["baseline"]["parameters"]
+    assert (out / "report.md").is_file() and (out / "figures" / "fig3_embedding.png").is_file()

@@ -216,7 +216,7 @@ def test_loader_reports_cases_in_one_place_only(tmp_path, caplog):
 
 
 def test_unreachable_store_spools_rows_that_sync_later(tmp_path):
-    from lge_qa.results_sink import SPOOL_FILE, ResultsSink
+    from shared.tracking.sink import SPOOL_FILE, ResultsSink
     from shared.tracking.spool import sync_spool
     from shared.tracking.store import open_store
 

@@ -1,3 +1,5 @@
+import json
+
 import numpy as np
 import pytest
 from scipy import special, stats
@@ -119,6 +121,35 @@ def test_tiny_limited_study_end_to_end(tmp_path):
     trained = sum(len(v) for per in result["results"].values() for v in per.values())
     if all(g["passed"] for g in gates.values()):
         assert trained == 2 * 2 * 2
+        lines = (run / limited.ARMS_LOG).read_text().splitlines()
+        assert len(lines) == trained and {json.loads(x)["arm"] for x in lines} == {"baseline", "contrastive"}
     else:  # a failed gate: nothing compared, every claim untestable
         assert trained == 0 and {c["verdict"] for c in claims["claims"]} == {"untestable"}
     assert "always diagnostic" in result["table"]
+
+
+@pytest.mark.slow
+def test_gates_only_measures_the_gates_and_trains_no_arm(tmp_path):
+    cfg = _cfg(n_scored=40, n_segmentation=2, quality_shift=0.0)
+    result = limited.run_limited_study(cfg, out_dir=tmp_path / "run", gates_only=True,
+                                       store_url=f"sqlite:///{tmp_path / 's.sqlite'}", progress=False)
+    run = tmp_path / "run"
+    assert (run / "protocol.json").is_file() and not (run / "claims.json").exists()
+    assert result["claims"] is None
+    assert all(not runs for per in result["results"].values() for runs in per.values())
+    # The oracle gate, recomputed from the phantom's parameters table with scikit-learn.
+    from sklearn.metrics import roc_auc_score
+
+    from lge_qa import io
+
+    scores = io.read_scores_csv(run / "data" / phantom.SCORES_FILE)
+    case_ids = sorted(scores)
+    split = limited.fixed_split(len(case_ids), cfg)
+    gate = np.r_[split["gate_train"], split["gate_test"]]
+    contrast = phantom.read_oracle_contrast(run / "data")
+    y = [int(scores[case_ids[i]][3] >= cfg.score_threshold) for i in gate]
+    assert result["gates"]["oracle_auc"] == pytest.approx(roc_auc_score(y, [contrast[case_ids[i]] for i in gate]))
+    saved = json.loads((run / "metrics.json").read_text())
+    assert saved["gate_baseline"]["epochs"] >= 1 and "auc" in saved["gate_baseline"]
+    assert set(result["seconds"]) == {"data", "gates", "arms"}
+    assert "Gates only" in (run / "report.md").read_text()
