@@ -15,8 +15,9 @@ def register(subparsers) -> None:
                         help="run folders (or claims.json files); a demo folder is searched "
                              "one level down")
     parser.add_argument("--markdown", action="store_true",
-                        help="print a Markdown table (which run: paper, preset, seed, "
-                             "revision; then each claim) instead of plain text")
+                        help="print a Markdown table (which run: its folder or file name, "
+                             "paper, preset, seed, revision; then each claim) instead of "
+                             "plain text")
     parser.set_defaults(func=_cmd_claims)
 
 
@@ -27,19 +28,28 @@ def _claim_files(path: Path) -> list:
     return [path]
 
 
+def run_label(path: Path) -> str:
+    """What names a run in a table: its folder, or a kept copy's file name."""
+    path = Path(path)
+    if path.is_dir():
+        return path.name
+    return path.parent.name if path.name == "claims.json" else path.stem
+
+
 def _cmd_claims(args) -> int:
     from shared.study.claims import claims_table_markdown, claims_table_text, read_claims
 
-    documents, errors = [], []
+    documents, labels, errors = [], [], []
     for run in args.runs:
         for path in _claim_files(run):
             try:
                 documents.append(read_claims(path))
+                labels.append(run_label(path))
             except (ValueError, FileNotFoundError) as err:
                 errors.append(str(err))
     if documents:
-        table = claims_table_markdown if args.markdown else claims_table_text
-        sys.stdout.write(table(documents))
+        sys.stdout.write(claims_table_markdown(documents, labels) if args.markdown
+                         else claims_table_text(documents))
     for error in errors:
         print(f"medrepro: error: {error}", file=sys.stderr)
     return 2 if errors else 0

@@ -140,14 +140,16 @@ def verdict_summary(document) -> str:
     return ", ".join(f"{c['id']} {c['verdict']}" for c in document["claims"])
 
 
-def claims_table_markdown(documents) -> str:
-    """A Markdown table of the claims of several runs: which run (paper, preset, seed,
-    revision), then each claim's cells as in a report."""
-    columns = ("paper", "preset", "seed", "revision") + CLAIM_COLUMNS
+def claims_table_markdown(documents, labels=None) -> str:
+    """A Markdown table of the claims of several runs: which run (its label when given,
+    then paper, preset, seed, revision), then each claim's cells as in a report."""
+    columns = (("run",) if labels is not None else ()) + ("paper", "preset", "seed",
+                                                          "revision") + CLAIM_COLUMNS
     lines = ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
-    for doc in documents:
-        run = [doc["paper"], doc["preset"], str(doc["seed"]), f"`{doc['revision'][:7]}`"
-               if doc["revision"] else "-"]
+    for k, doc in enumerate(documents):
+        run = ([labels[k]] if labels is not None else []) + [
+            doc["paper"], doc["preset"], str(doc["seed"]),
+            f"`{doc['revision'][:7]}`" if doc["revision"] else "-"]
         for claim in doc["claims"]:
             lines.append("| " + " | ".join(run + claim_cells(claim)) + " |")
     return "\n".join(lines) + "\n"

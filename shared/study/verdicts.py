@@ -133,11 +133,13 @@ def _test_one(hypothesis, a, b, *, seed):
         diff = a - b
         sd = float(np.std(diff, ddof=1))
         out["mde"] = _finite(mde_paired(n, sd, alpha=hypothesis.alpha, test=hypothesis.test))
-        p = result["p"]
+        p, note = result["p"], result.get("note")
         if hypothesis.direction == "equivalent":
             p = tost_paired(a, b, margin=hypothesis.sesoi, alpha=hypothesis.alpha)["p"]
+            if np.all(diff == 0):  # the difference test's "p = 1" says nothing here
+                note = "every paired difference is zero: the arms agree on every unit"
         out.update(effect=_finite(result["mean_difference"]), ci95=list(result["ci95"]), p=_finite(p),
-                   note=result.get("note"))
+                   note=note)
     else:
         result = compare_independent(a, b, test=hypothesis.test, seed=seed,
                                      interval="bootstrap" if bootstrap else "welch")

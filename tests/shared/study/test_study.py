@@ -276,3 +276,12 @@ def test_majority_class_predictor_by_hand():
     from shared.study.trivial import majority_class
 
     assert majority_class([0, 2, 2, 1, 2], ("a", "b", "c")) == (2, {"name": "always c", "value": 0.6})
+
+
+def test_equivalence_when_every_paired_difference_is_zero(tmp_path):
+    same = [0.9] * 12
+    claim = _run(tmp_path, _protocol(direction="equivalent", test="paired_t", sesoi=0.02),
+                 same, same)["claims"][0]
+    assert claim["verdict"] == "reproduced"
+    assert claim["note"].endswith("every paired difference is zero: the arms agree on every unit")
+    assert "p = 1" not in claim["note"]

@@ -1,0 +1,40 @@
+"""README's "What reproduces" table is the claims of the runs kept in docs/results/
+(copies of their claims.json), rendered by `medrepro claims --markdown`, not prose."""
+
+import re
+from pathlib import Path
+
+import pytest
+
+from shared.cli.claims import run_label
+from shared.study.claims import claims_table_markdown, read_claims
+
+ROOT = Path(__file__).resolve().parents[1]
+START, END = "<!-- claims-table:start -->", "<!-- claims-table:end -->"
+
+pytestmark = pytest.mark.no_keras
+
+
+def _results():
+    return sorted((ROOT / "docs" / "results").glob("*.json"))
+
+
+def test_readme_table_is_rendered_from_the_kept_claims():
+    text = (ROOT / "README.md").read_text(encoding="utf-8")
+    match = re.search(re.escape(START) + r"\n(.*?)" + re.escape(END), text, re.S)
+    assert match, f"README.md lacks the {START} ... {END} block"
+    files = _results()
+    assert files, "docs/results/ holds no claims file"
+    expected = claims_table_markdown([read_claims(path) for path in files],
+                                     [run_label(path) for path in files])
+    assert match.group(1) == expected, (
+        "README.md's claims table is out of date; regenerate it with "
+        "`medrepro claims --markdown docs/results/*.json`")
+
+
+def test_kept_claims_are_named_after_their_run():
+    for path in _results():
+        doc = read_claims(path)
+        # <paper>_<preset>[_<part, e.g. exp1>]_seed<k>
+        assert path.stem.startswith(f"{doc['paper']}_{doc['preset']}_"), path.name
+        assert path.stem.endswith(f"_seed{doc['seed']}"), path.name
