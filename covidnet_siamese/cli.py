@@ -24,6 +24,9 @@ def register(subparsers):
     run.add_argument("--skip-bad-images", action="store_true",
                      help="leave unreadable images and bad split-file lines out and list them in "
                           "skipped.json and the report (default: stop at the first)")
+    run.add_argument("--batch-norm", choices=("on", "off"), default=None,
+                     help="batch normalisation in the trunk (default: the preset's; off in paper, "
+                          "which names none)")
     run.add_argument("--no-search", action="store_true",
                      help="skip the grid search; use the preset's default learning rate and batch size")
     run.set_defaults(func=_cmd_run)
@@ -85,6 +88,8 @@ def _cmd_run(args) -> int:
     config, strategy = _scaled(args)
     if args.no_search:
         config = dataclasses.replace(config, run_search=False)
+    if args.batch_norm is not None:
+        config = dataclasses.replace(config, batch_norm=args.batch_norm == "on")
     if args.data is not None and not Path(args.data).is_dir():
         raise ValueError(f"--data {args.data}: no such folder; expected a COVIDx folder with train/ and test/")
     for flag, path in (("--train-split", args.train_split), ("--test-split", args.test_split)):

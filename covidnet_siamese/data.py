@@ -80,7 +80,8 @@ def parse_split_file(path, *, on_error="raise"):
     if on_error not in ("raise", "skip"):
         raise ValueError(f"on_error must be 'raise' or 'skip'. Received: on_error={on_error!r}")
     if not path.is_file():
-        raise FileNotFoundError(f"COVIDx split file not found: {path}")
+        raise FileNotFoundError(f"{path}: COVIDx split file not found; expected lines "
+                                f"'patient_id filename class source'")
     try:
         # utf-8-sig: a byte-order mark written by some editors is not part of the first id.
         lines = path.read_bytes().decode("utf-8-sig").splitlines()
@@ -132,11 +133,13 @@ def read_grayscale(path) -> np.ndarray:
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"image file not found: {path}")
+    _check_complete(path)
     # ANYDEPTH | ANYCOLOR keeps 16 bits and colour but, unlike IMREAD_UNCHANGED,
     # honours the EXIF orientation tag.
     image = cv2.imread(str(path), cv2.IMREAD_ANYDEPTH | cv2.IMREAD_ANYCOLOR)
     if image is None or image.size == 0:
-        raise ValueError(f"unreadable image file (OpenCV could not decode it): {path}")
+        raise ValueError(f"{path}: unreadable image file; expected a PNG, JPEG or TIFF image with 1, 3 or 4 "
+                         f"channels that OpenCV can decode")
     if image.ndim == 3:
         if image.shape[2] not in (3, 4):
             raise ValueError(f"{path}: expected 1, 3 or 4 channels, found {image.shape[2]}")
@@ -156,6 +159,34 @@ def read_grayscale(path) -> np.ndarray:
                              f"[{image.min():g}, {image.max():g}]")
         return image
     raise ValueError(f"{path}: pixel dtype must be uint8, uint16 or float in [0, 1], found {image.dtype}")
+
+
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+JPEG_START, JPEG_END = b"\xff\xd8", b"\xff\xd9"
+
+
+def _check_complete(path) -> None:
+    """Refuses a truncated PNG or JPEG file.
+
+    OpenCV decodes a JPEG cut short without an error (the missing rows come out
+    grey), so a truncated film would silently enter the training set. A complete PNG
+    ends with its IEND chunk, a complete JPEG with the end-of-image marker (padding
+    after it is allowed).
+
+    Raises:
+        ValueError: naming the file and the missing end marker.
+    """
+    with open(path, "rb") as handle:
+        head = handle.read(8)
+        handle.seek(0, 2)
+        size = handle.tell()
+        handle.seek(max(0, size - 4096))
+        tail = handle.read()
+    if head.startswith(PNG_SIGNATURE) and b"IEND" not in tail[-16:]:
+        raise ValueError(f"{path}: truncated PNG file; expected it to end with the IEND chunk")
+    if head.startswith(JPEG_START) and not tail.rstrip(b"\x00").endswith(JPEG_END):
+        raise ValueError(f"{path}: truncated JPEG file; expected it to end with the end-of-image "
+                         f"marker FFD9")
 
 
 def crop_border(image: np.ndarray, fraction: float) -> np.ndarray:
@@ -323,15 +354,17 @@ def load_covidx(root, *, size, val_fraction=0.2, seed=0, crop_fraction=0.0, on_e
                        crop_fraction=crop_fraction, on_error=on_error)
     test = load_split(root, "test", size=size, split_file=test_split_file,
                       crop_fraction=crop_fraction, on_error=on_error)
-    if len(train.labels) == 0:
-        raise ValueError(f"{root}: no training images could be loaded (empty split file or every line skipped)")
-    if len(test.labels) == 0:
-        raise ValueError(f"{root}: no test images could be loaded (empty split file or every line skipped)")
+    train_file = Path(train_split_file) if train_split_file is not None else Path(root) / SPLIT_FILES["train"]
+    test_file = Path(test_split_file) if test_split_file is not None else Path(root) / SPLIT_FILES["test"]
+    for loaded, split_file in ((train, train_file), (test, test_file)):
+        if len(loaded.labels) == 0:
+            raise ValueError(f"{split_file}: no images could be loaded (empty split file or every line "
+                             f"skipped); expected at least one line 'patient_id filename class source'")
     present = np.bincount(train.labels, minlength=len(CLASS_NAMES))
     if np.any(present < 2):
         missing = [CLASS_NAMES[c] for c in range(len(CLASS_NAMES)) if present[c] < 2]
-        raise ValueError(f"{train_split_file or Path(root) / SPLIT_FILES['train']}: field 'class' needs at "
-                         f"least 2 training images of every class; too few of {missing}")
+        raise ValueError(f"{train_file}: field 'class' needs at least 2 training images of every class; "
+                         f"too few of {missing}")
     if val_counts is not None and np.any(present <= np.asarray(val_counts)):
         log.warning("training split too small for the validation counts %s; drawing %.0f %% per class",
                     tuple(val_counts), 100 * val_fraction)

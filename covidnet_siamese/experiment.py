@@ -113,6 +113,17 @@ def attention_lift(maps, regions) -> float:
     return float(np.mean(share / area))
 
 
+def gradcam_subset(n_test, n_images, seed) -> np.ndarray:
+    """Sorted indices of the test images that get Grad-CAM maps (all when `n_images` is None).
+
+    A fixed random draw from the data seed, so every arm and seed is scored on the same
+    images (the attention endpoints stay paired).
+    """
+    if n_images is None or n_images >= n_test:
+        return np.arange(n_test)
+    return np.sort(numpy_rng(seed).choice(n_test, size=int(n_images), replace=False))
+
+
 def map_shares(maps, *, border=None, artefacts=None, lungs=None):
     """Mean share of Grad-CAM mass on the border band, the artefacts and the lungs.
 
@@ -267,6 +278,8 @@ def run_experiment(config, out_dir, *, store_url=None, seed=0, data_root=None, s
 
     layer = gradcam_layer_name(config.depths)
     border = border_mask(config.image_size, config.crop_fraction)
+    cam = gradcam_subset(len(data.y_test), config.gradcam_images, seed)
+    masks = {key: (lung[cam], art[cam]) for key, (lung, art) in masks.items()}
     results = {arm: [] for arm in ARMS}
     keep, bundle = {}, {}
     for i, run_seed in enumerate(config.seeds):
@@ -286,18 +299,18 @@ def run_experiment(config, out_dir, *, store_url=None, seed=0, data_root=None, s
                                            n_trials=config.three_way_trials, seed=run_seed)
                     templates = class_templates(embed(model, arm_data.x_train), arm_data.y_train)
                     pred, _ = predict_siamese(model, arm_data.x_test, templates)
-                    maps = siamese_gradcam(model, arm_data.x_test, pred, templates, layer_name=layer)
+                    maps = siamese_gradcam(model, arm_data.x_test[cam], pred[cam], templates, layer_name=layer)
                 else:
                     model = new_single(config, lr)
                     hist, kb = fit_single(model, arm_data, batch_size=batch,
                                           epochs=config.final_epochs_single, seed=run_seed)
                     pred = np.argmax(model.predict(arm_data.x_test, batch_size=64, verbose=0), axis=1)
-                    maps = single_gradcam(model, arm_data.x_test, pred, layer_name=layer)
+                    maps = single_gradcam(model, arm_data.x_test[cam], pred[cam], layer_name=layer)
                     templates = None
                 if arm == "single_cropped":
                     # H3 compares both nets on the same (full-frame) test images: the
                     # cropped net sees them standardised with its own statistics.
-                    x_full = ((data.x_test * data.std + data.mean) - cropped.mean) / cropped.std
+                    x_full = ((data.x_test[cam] * data.std + data.mean) - cropped.mean) / cropped.std
                     full_pred = np.argmax(model.predict(x_full, batch_size=64, verbose=0), axis=1)
                     full_maps = single_gradcam(model, x_full.astype(np.float32), full_pred, layer_name=layer)
                 else:
@@ -319,7 +332,7 @@ def run_experiment(config, out_dir, *, store_url=None, seed=0, data_root=None, s
             _record(store, arm, run_seed, config.name, metrics, shares)
             if i == 0:
                 keep[arm] = {"model": model, "history": hist.history, "pred": pred, "maps": maps,
-                             "templates": templates, "data": arm_data}
+                             "templates": templates, "data": arm_data, "cam": cam}
                 model.save(out / f"{arm}.keras")
                 bundle[arm] = bundle_entry(arm, f"{arm}.keras", arm_data, config, templates)
                 write_bundle(out, bundle)
@@ -354,15 +367,17 @@ def _figures(config, keep, results, fig_dir, seed):
         plot_history(k["history"], path)
         figures[f"history_{arm}"] = path.name
     # The same random test images per class for all three models (Figures 7-8).
+    # Positions inside the Grad-CAM subset (`cam`), which is the same for every arm.
     rng = numpy_rng(seed)
-    y_test = keep["single"]["data"].y_test
-    picks = np.concatenate([rng.choice(np.flatnonzero(y_test == c),
-                                       size=min(config.gradcam_per_class, int(np.sum(y_test == c))),
+    cam = keep["single"]["cam"]
+    y_cam = keep["single"]["data"].y_test[cam]
+    picks = np.concatenate([rng.choice(np.flatnonzero(y_cam == c),
+                                       size=min(config.gradcam_per_class, int(np.sum(y_cam == c))),
                                        replace=False) for c in range(len(CLASS_NAMES))])
     for arm, k in keep.items():
         d = k["data"]
-        images = d.x_test[picks, ..., 0] * d.std + d.mean
-        titles = [f"{CLASS_NAMES[y_test[j]]} -> {CLASS_NAMES[k['pred'][j]]}" for j in picks]
+        images = d.x_test[cam[picks], ..., 0] * d.std + d.mean
+        titles = [f"{CLASS_NAMES[y_cam[j]]} -> {CLASS_NAMES[k['pred'][cam[j]]]}" for j in picks]
         path = fig_dir / f"gradcam_{arm}.png"
         save_overlay_grid(images, k["maps"][picks], path, titles=titles, ncols=max(1, config.gradcam_per_class))
         figures[f"gradcam_{arm}"] = path.name

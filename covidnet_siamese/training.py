@@ -364,7 +364,9 @@ def dead_units(model, x, *, layer_name="stem_conv", batch_size=64):
     """
     base = model.get_layer("twin") if any(layer.name == "twin" for layer in model.layers) else model
     layer = base.get_layer(layer_name)
-    probe = keras.Model(base.inputs, layer.output)
+    # A single input tensor, not the one-element list `base.inputs`: calling a model
+    # built on a list with a bare array makes Keras warn about the input structure.
+    probe = keras.Model(base.inputs[0], layer.output)
     peak = None
     for i in range(0, len(x), batch_size):
         act = keras.ops.convert_to_numpy(probe(x[i:i + batch_size], training=False))

@@ -29,7 +29,8 @@ def test_tiny_end_to_end_through_cli(tmp_path, monkeypatch):
     assert (data / "train_split.txt").is_file()
     # Two seeds: the second run clears the Keras session between models, which must not
     # lose the strategy (the search's trials clear it too).
-    monkeypatch.setitem(config.PRESETS, "tiny", lambda: dataclasses.replace(tiny(), seeds=(0, 1), run_search=True))
+    monkeypatch.setitem(config.PRESETS, "tiny", lambda: dataclasses.replace(tiny(), seeds=(0, 1), run_search=True,
+                                                                       gradcam_images=10))
     store = f"sqlite:///{tmp_path / 'store.sqlite'}"
     out = tmp_path / "run"
     assert main(["covidnet-siamese", "run", "--preset", "tiny", "--out", str(out), "--store", store,
@@ -54,6 +55,9 @@ def test_tiny_end_to_end_through_cli(tmp_path, monkeypatch):
     assert (out / "siamese.keras").is_file() and (out / "figures" / "gradcam_siamese.png").is_file()
     assert set(json.loads((out / "gates.json").read_text())) >= {"recall", "covid_pneumonia_confusion"}
     assert all(len(r["dead_stem_units"]) == 2 for r in results["single"])
+    # Grad-CAM on the declared 10 of the 18 test images only.
+    assert 0 < results["single"][0]["attention"]["artefact_images"] <= 10
+    assert json.loads((out / "protocol.json").read_text())["protocol"]["test_set"]["gradcam_images"].startswith("10,")
     # The run folder alone classifies a new image, with the same answer as the run's own test.
     from covidnet_siamese.inference import predict_images
     from shared.testing.bad_input import run_cli
@@ -116,6 +120,37 @@ def test_run_honours_strategy_precision_and_xla(tmp_path, monkeypatch):
                     "replicas": len(tf.config.list_logical_devices("CPU"))}
 
 
+def test_batch_norm_follows_the_paper_and_the_switch(tmp_path, monkeypatch):
+    import keras
+
+    from covidnet_siamese import experiment
+    from covidnet_siamese.training import new_single
+    from shared.cli.app import main
+
+    # The paper names no normalisation (Figure 4: ReLU and max-pooling only).
+    assert get_preset("paper").batch_norm is False
+    assert quick().batch_norm and tiny().batch_norm and get_preset("powered").batch_norm
+    from covidnet_siamese.config import study_protocol
+
+    assert study_protocol(get_preset("paper")).deviations == ()
+    assert any("batch normalisation" in d for d in study_protocol(quick()).deviations)
+    seen = []
+    monkeypatch.setattr(experiment, "run_experiment",
+                        lambda config, out_dir, **kw: seen.append(config.batch_norm) or tmp_path / "report.md")
+    for flag, expected in ((None, True), ("off", False), ("on", True)):
+        argv = ["covidnet-siamese", "run", "--preset", "tiny", "--out", str(tmp_path / str(flag)), "--no-progress",
+                "--store", f"sqlite:///{tmp_path / 's.sqlite'}"] + ([] if flag is None else ["--batch-norm", flag])
+        assert main(argv) == 0
+        assert seen[-1] is expected
+    plain = new_single(dataclasses.replace(tiny(), batch_norm=False), 1e-3)
+    normed = new_single(tiny(), 1e-3)
+
+    def count(model):
+        return sum(isinstance(layer, keras.layers.BatchNormalization) for layer in model._flatten_layers())
+
+    assert count(plain) == 0 and count(normed) > 0
+
+
 @pytest.mark.slow
 def test_search_command_takes_the_scale_switches(tmp_path, capsys):
     import keras
@@ -136,3 +171,29 @@ def test_search_command_takes_the_scale_switches(tmp_path, capsys):
     assert result["learning_rate"] == 1e-3 and result["batch_size"] == 8
     trials = open_store(store).trials("covidnet_siamese")
     assert len(trials) == 1 and trials[0]["status"] == "completed"
+
+
+@pytest.mark.slow
+def test_smoke_writes_reads_back_and_steps_every_arm(tmp_path):
+    import cv2
+
+    from covidnet_siamese.smoke import SMOKE_COUNTS, STEPS
+    from shared.testing.bad_input import run_cli
+
+    out = tmp_path / "smoke"
+    code, printed, err = run_cli(["covidnet-siamese", "run", "--preset", "tiny", "--smoke", "--out", out,
+                                  "--no-progress", "--store", f"sqlite:///{tmp_path / 's.sqlite'}"])
+    assert code == 0, err
+    report = json.loads((out / "smoke.json").read_text())
+    # The images went to disk as PNGs at the preset's raw size and came back through the loader.
+    pngs = sorted((out / "covidx" / "train").glob("*.png")) + sorted((out / "covidx" / "test").glob("*.png"))
+    assert len(pngs) == sum(sum(v) for v in SMOKE_COUNTS.values())
+    assert cv2.imread(str(pngs[0]), cv2.IMREAD_UNCHANGED).shape == (tiny().raw_size, tiny().raw_size)
+    assert report["images"]["test"] == sum(SMOKE_COUNTS["test"])
+    assert report["images"]["train"] + report["images"]["val"] == sum(SMOKE_COUNTS["train"]) + sum(
+        SMOKE_COUNTS["val"])
+    assert set(report["arms"]) == {"siamese", "single", "single_cropped"}
+    for arm in report["arms"].values():
+        assert len(arm["losses"]) == STEPS and all(v == v and abs(v) < 1e6 for v in arm["losses"])
+        assert arm["parameters"] > 0
+    assert "smoke finished" in printed and "peak" in printed.lower()

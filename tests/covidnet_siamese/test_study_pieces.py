@@ -83,7 +83,11 @@ def test_dead_units_counts_channels_that_never_fire():
     kernel[..., 2:] = np.abs(kernel[..., 2:]) + 0.1
     stem.set_weights([kernel, bias])
     x = np.random.default_rng(0).uniform(0.1, 1.0, (5, 16, 16, 1)).astype(np.float32)
-    assert dead_units(model, x) == (2, 4)
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # no input-structure warning on a bare array
+        assert dead_units(model, x) == (2, 4)
 
 
 def test_template_contrast_by_hand():
@@ -150,3 +154,102 @@ def test_grid_search_is_seeded(tiny_data, tmp_path):
     scores = [grid_search("single", config, tiny_data, store=store, experiment="covidnet_siamese",
                           directory=tmp_path / f"tuner{i}", seed=7)["trials"][0]["score"] for i in range(2)]
     assert scores[0] == scores[1]
+
+
+# The generator draws the same random numbers whatever the labels and the knob values,
+# so two batches drawn from one seed differ only by what a knob adds: the opacity is
+# (image of a diseased class) - (the same image drawn as normal).
+_PLAIN = dict(artefact_strength=0.0, covid_density=0.0, covid_unilateral=0.0)
+
+
+def _draw(label, difficulty, n=24, size=64, seed=5):
+    from covidnet_siamese.phantom import MASK_LUNG, draw_chest_xrays
+
+    images, masks = draw_chest_xrays(np.full(n, label), size=size, rng=seed, difficulty=difficulty)
+    return images.astype(np.float64), masks == MASK_LUNG
+
+
+def _opacity(label, difficulty, **kw):
+    diseased, lungs = _draw(label, difficulty, **kw)
+    normal, _ = _draw(0, difficulty, **kw)
+    return diseased - normal, lungs
+
+
+def test_pneumonia_bilateral_knob_adds_a_second_zone_in_the_other_lung():
+    one = Difficulty(pneumonia_bilateral=0.0, shared_texture=0.0, severity_range=(1.0, 1.0), **_PLAIN)
+    two = dataclasses.replace(one, pneumonia_bilateral=1.0)
+    first, lungs = _opacity(1, one)
+    both, _ = _opacity(1, two)
+    added = both - first
+    # It only adds, and (but for the soft lung edge the mask leaves out) inside the lungs.
+    assert np.all(added >= 0) and added[~lungs].sum() < 0.1 * added.sum()
+    columns = np.arange(64)
+    ratios = []
+    for main, extra in zip(first, added):
+        if main.sum() < 50 or extra.sum() < 50:
+            continue  # a zone that fell mostly outside the lung field
+        side_main = np.sign((main.sum(axis=0) * (columns - 31.5)).sum())
+        side_extra = np.sign((extra.sum(axis=0) * (columns - 31.5)).sum())
+        assert side_main == -side_extra  # the second zone lies in the other lung
+        ratios.append(extra.sum() / main.sum())
+    assert len(ratios) >= 15
+    # The second zone is the smaller one (0.6 of the size: 0.36 of the area) on most films;
+    # either zone may be cut by the lung edge.
+    assert np.median(ratios) < 0.8
+
+
+def test_shared_texture_knob_makes_the_pneumonia_opacity_patchy_like_covid():
+    dense = Difficulty(pneumonia_bilateral=0.0, shared_texture=0.0, severity_range=(1.0, 1.0), **_PLAIN)
+    patchy = dataclasses.replace(dense, shared_texture=1.0)
+
+    def spread_and_likeness(difficulty):
+        pneumonia, _ = _opacity(1, difficulty)
+        covid, _ = _opacity(2, difficulty)
+        spread, likeness = [], []
+        for p, c in zip(pneumonia, covid):
+            inside = p > 2
+            if inside.sum() < 30:
+                continue
+            spread.append(p[inside].std() / p[inside].mean())
+            both = inside & (c > 2)
+            if both.sum() > 30:
+                likeness.append(np.corrcoef(p[both], c[both])[0, 1])
+        return np.mean(spread), np.mean(likeness)
+
+    spread_dense, like_dense = spread_and_likeness(dense)
+    spread_patchy, like_patchy = spread_and_likeness(patchy)
+    # Patchy opacity varies more inside its zone, and with the very texture COVID-19's
+    # ground glass has (the same noise field): its pixels follow COVID-19's.
+    assert spread_patchy > spread_dense + 0.05  # 0.41 vs 0.34 at this seed
+    assert like_patchy > like_dense + 0.1  # correlation 0.17 vs -0.01 at this seed
+
+
+@pytest.mark.parametrize("label", [1, 2])
+def test_severity_range_scales_the_opacity(label):
+    faint = Difficulty(pneumonia_bilateral=0.0, shared_texture=0.0, severity_range=(0.5, 0.5), **_PLAIN)
+    full = dataclasses.replace(faint, severity_range=(1.0, 1.0))
+    wide = dataclasses.replace(faint, severity_range=(0.3, 1.0))
+    mass_faint = _opacity(label, faint)[0].sum(axis=(1, 2))
+    mass_full = _opacity(label, full)[0].sum(axis=(1, 2))
+    mass_wide = _opacity(label, wide)[0].sum(axis=(1, 2))
+    # The opacity is linear in the severity (up to 8-bit rounding): twice the severity,
+    # twice the mass, image by image.
+    assert np.median(mass_full / mass_faint) == pytest.approx(2.0, rel=0.05)
+    # A wide range makes the class heterogeneous: the opacity's spread over images grows.
+    assert np.std(mass_wide / mass_full) > 0.1 > np.std(mass_faint / mass_full)
+
+
+def test_gradcam_subset_is_fixed_by_the_data_seed_and_declared():
+    from covidnet_siamese.config import study_protocol, tiny
+    from covidnet_siamese.experiment import gradcam_subset
+
+    assert gradcam_subset(7, None, seed=0).tolist() == list(range(7))
+    assert gradcam_subset(7, 10, seed=0).tolist() == list(range(7))
+    a, b = gradcam_subset(100, 12, seed=3), gradcam_subset(100, 12, seed=3)
+    assert a.tolist() == b.tolist() and len(set(a.tolist())) == 12 and a.tolist() == sorted(a.tolist())
+    assert gradcam_subset(100, 12, seed=4).tolist() != a.tolist()
+    declared = study_protocol(dataclasses.replace(tiny(), gradcam_images=12)).test_set["gradcam_images"]
+    assert declared.startswith("12, drawn at random")
+    assert study_protocol(tiny()).test_set["gradcam_images"] == "all"
+    with pytest.raises(ValueError, match="gradcam_images"):
+        dataclasses.replace(tiny(), gradcam_images=0)
