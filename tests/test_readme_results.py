@@ -38,3 +38,19 @@ def test_kept_claims_are_named_after_their_run():
         # <paper>_<preset>[_<part, e.g. exp1>]_seed<k>
         assert path.stem.startswith(f"{doc['paper']}_{doc['preset']}_"), path.name
         assert path.stem.endswith(f"_seed{doc['seed']}"), path.name
+
+
+def test_kept_verdicts_follow_from_their_own_numbers():
+    """Each kept verdict is what the study's decision rule gives for the claim's own
+    p, effect, interval and margin: the files are run outputs, not edited by hand."""
+    from shared.study.verdicts import decide_verdict
+
+    for path in _results():
+        doc = read_claims(path)
+        failed = [g["name"] for g in doc["gates"] if not g["passed"]]
+        for claim in doc["claims"]:
+            verdict, _ = decide_verdict(
+                claim["direction"], p_holm=claim["p_holm"], effect=claim["effect"],
+                ci95=claim["ci95"], sesoi=claim["sesoi"], alpha=claim.get("alpha", 0.05),
+                mde=claim["mde"], n=claim["n"], failed_gates=failed)
+            assert verdict == claim["verdict"], (path.name, claim["id"])

@@ -182,21 +182,10 @@ def test_unreachable_store_spools_fold_rows_that_sync_later(tmp_path):
 
 def test_store_is_opened_before_anything_trains(tmp_path, monkeypatch):
     from bar_ad import experiment
+    from shared.testing.call_order import TrainingStopped, store_then_training
 
-    events = []
-    real_open = experiment.ResultsSink.open
-
-    def spy_open(url, run_dir):
-        events.append("store opened")
-        return real_open(url, run_dir)
-
-    def stop(*args, **kwargs):
-        events.append("training")
-        raise RuntimeError("stop here")
-
-    monkeypatch.setattr(experiment.ResultsSink, "open", staticmethod(spy_open))
-    monkeypatch.setattr(experiment, "run_fold", stop)
-    with pytest.raises(RuntimeError, match="stop here"):
+    events = store_then_training(monkeypatch, experiment, "run_fold")
+    with pytest.raises(TrainingStopped, match="stop here"):
         run_experiment(get_config("tiny"), tmp_path / "run", progress=False,
                        store_url=f"sqlite:///{tmp_path / 's.sqlite'}")
     assert events == ["store opened", "training"]

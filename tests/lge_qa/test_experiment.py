@@ -235,23 +235,12 @@ def test_unreachable_store_spools_rows_that_sync_later(tmp_path):
 
 
 def test_store_is_opened_before_anything_trains(tmp_path, monkeypatch):
+    from shared.testing.call_order import TrainingStopped, store_then_training
     from tests.lge_qa.small_dataset import write_small_dataset
 
-    events = []
-    real_open = experiment.ResultsSink.open
-
-    def spy_open(url, run_dir):
-        events.append("store opened")
-        return real_open(url, run_dir)
-
-    def stop(*args, **kwargs):
-        events.append("training")
-        raise RuntimeError("stop here")
-
-    monkeypatch.setattr(experiment.ResultsSink, "open", staticmethod(spy_open))
-    monkeypatch.setattr(experiment, "train_la_detector", stop)
+    events = store_then_training(monkeypatch, experiment, "train_la_detector")
     root = write_small_dataset(tmp_path / "d")
-    with pytest.raises(RuntimeError, match="stop here"):
+    with pytest.raises(TrainingStopped, match="stop here"):
         experiment.run_experiment(get_config("tiny"), out_dir=tmp_path / "run", data_root=root,
                                   store_url=f"sqlite:///{tmp_path / 's.sqlite'}", progress=False)
     assert events == ["store opened", "training"]
