@@ -5,6 +5,7 @@ import logging
 import os
 import sys
 import traceback
+import zipfile
 from pathlib import Path
 
 # TensorFlow's C++ start-up lines (CPU instruction sets, a failed CUDA probe on
@@ -90,10 +91,12 @@ def input_errors() -> tuple:
     """Exception types that report bad input or a broken environment, not a bug.
 
     Besides ValueError, OSError (missing, unreadable or truncated files), EOFError
-    (a truncated gzip stream), KeyError, UnicodeError and RuntimeError: the errors
-    of the readers and the store, where installed (SQLAlchemy, OpenCV, pynrrd).
+    (a truncated gzip stream), zipfile.BadZipFile (a corrupt .npz), KeyError,
+    UnicodeError and RuntimeError: the errors of the readers and the store, where
+    installed (SQLAlchemy, OpenCV, pynrrd).
     """
-    types = [ValueError, OSError, EOFError, KeyError, UnicodeError, RuntimeError]
+    types = [ValueError, OSError, EOFError, zipfile.BadZipFile, KeyError, UnicodeError,
+             RuntimeError]
     for module_name, attribute in (("sqlalchemy.exc", "SQLAlchemyError"), ("cv2", "error"),
                                    ("nrrd", "NRRDError")):
         module = sys.modules.get(module_name)

@@ -1,4 +1,5 @@
 import json
+import zipfile
 
 import pytest
 
@@ -61,6 +62,8 @@ def test_doctor_prints_no_import_warning_for_this_installation(capsys):
     (EOFError("Compressed file ended before the end-of-stream marker was reached"),
      "medrepro: error: EOFError: Compressed file ended before the end-of-stream marker was reached"),
     (KeyError("case_id"), "medrepro: error: missing key 'case_id'"),
+    (zipfile.BadZipFile("File is not a zip file"),
+     "medrepro: error: BadZipFile: File is not a zip file"),
     (UnicodeDecodeError("utf-8", b"\xff", 0, 1, "invalid start byte"),
      "medrepro: error: UnicodeDecodeError: 'utf-8' codec can't decode byte 0xff in position 0: "
      "invalid start byte"),
