@@ -26,7 +26,7 @@ import tensorflow as tf
 from covidnet_siamese.config import CLASS_NAMES, study_protocol
 from covidnet_siamese.data import border_mask, generate_covidx, load_covidx, load_masks
 from covidnet_siamese.models import gradcam_layer_name, template_contrast
-from covidnet_siamese.gates import pixel_logistic_gates
+from covidnet_siamese.gates import pixel_logistic_cv_gates
 from covidnet_siamese.inference import bundle_entry, write_bundle
 from covidnet_siamese.search import grid_search
 from covidnet_siamese.training import (class_templates, dead_units, embed, fit_siamese, fit_single, new_siamese,
@@ -256,7 +256,7 @@ def run_experiment(config, out_dir, *, store_url=None, seed=0, data_root=None, s
                      (("train", data.y_train), ("val", data.y_val), ("test", data.y_test))}
               for c, name in enumerate(CLASS_NAMES)}
     study.record_gate("covid_test_images", counts["COVID-19"]["test"])
-    gates = pixel_logistic_gates(data.x_train, data.y_train, data.x_val, data.y_val, seed=seed)
+    gates = pixel_logistic_cv_gates(data.x_train, data.y_train, folds=config.gate_folds, seed=seed)
     study.record_gate("lr_min_recall", gates["min_recall"])
     study.record_gate("lr_max_recall", gates["max_recall"])
     study.record_gate("lr_covid_pneumonia_confusion", gates["covid_pneumonia_confusion"])
@@ -467,7 +467,8 @@ def _write_report(out, config, best, results, counts, figures, stats, claims, *,
     for split in ("train", "val", "test"):
         lines.append(f"| {split} | " + " | ".join(str(counts[c][split]) for c in CLASS_NAMES) + " |")
     recall = ", ".join(f"{name} {v:.2f}" for name, v in zip(CLASS_NAMES, gates["recall"]))
-    lines += ["", f"Pixel-level logistic regression (data gate, validation split): recall {recall}; "
+    lines += ["", f"Pixel-level logistic regression (data gate, {gates['folds']}-fold cross-validation over the "
+              f"training split, out of fold): recall {recall}; "
               f"COVID-19 taken for pneumonia {gates['covid_as_pneumonia']:.2f}, pneumonia for COVID-19 "
               f"{gates['pneumonia_as_covid']:.2f} (`gates.json`)."]
     if skipped:

@@ -53,7 +53,9 @@ def test_tiny_end_to_end_through_cli(tmp_path, monkeypatch):
         assert 0.0 <= acc <= 1.0
         assert len(results[arm][0]["confusion_matrix"]) == 3
     assert (out / "siamese.keras").is_file() and (out / "figures" / "gradcam_siamese.png").is_file()
-    assert set(json.loads((out / "gates.json").read_text())) >= {"recall", "covid_pneumonia_confusion"}
+    gates = json.loads((out / "gates.json").read_text())
+    assert set(gates) >= {"recall", "covid_pneumonia_confusion"}
+    assert gates["scored_on"] == "training split, out of fold" and gates["folds"] == 5
     assert all(len(r["dead_stem_units"]) == 2 for r in results["single"])
     # Grad-CAM on the declared 10 of the 18 test images only.
     assert 0 < results["single"][0]["attention"]["artefact_images"] <= 10

@@ -42,21 +42,65 @@ def test_covid_unilateral_knob_confines_the_opacity_to_one_lung():
     assert side_gap(Difficulty(covid_unilateral=1.0, **base)) > side_gap(Difficulty(covid_unilateral=0.0, **base)) + 3
 
 
-def test_pixel_logistic_gates_on_separable_and_confused_classes():
-    from covidnet_siamese.gates import pixel_logistic_gates
+def test_pixel_logistic_cv_gates_on_separable_and_confused_classes():
+    from covidnet_siamese.gates import pixel_logistic_cv_gates
 
     rng = np.random.default_rng(0)
     y = np.repeat([0, 1, 2], 30)
     x = rng.normal(0, 0.1, (90, 8, 8, 1)).astype(np.float32)
     x[y == 1, 0, 0] += 3.0  # pneumonia marked at one pixel
     x[y == 2, 7, 7] += 3.0  # COVID-19 at another
-    g = pixel_logistic_gates(x[::2], y[::2], x[1::2], y[1::2], side=8)
+    g = pixel_logistic_cv_gates(x, y, side=8)
     assert g["recall"] == [1.0, 1.0, 1.0] and g["covid_pneumonia_confusion"] == 0.0
+    assert g["images"] == [30, 30, 30] and g["folds"] == 5
     # Pneumonia and COVID-19 marked the same way: a linear model cannot tell them apart.
     x[y == 2, 7, 7] -= 3.0
     x[y == 2, 0, 0] += 3.0
-    g = pixel_logistic_gates(x[::2], y[::2], x[1::2], y[1::2], side=8)
+    g = pixel_logistic_cv_gates(x, y, side=8)
     assert g["recall"][0] == 1.0 and g["covid_pneumonia_confusion"] > 0.2
+    with pytest.raises(ValueError, match="5-fold"):
+        pixel_logistic_cv_gates(x[:64], y[:64], side=8)  # 4 COVID-19 images for 5 folds
+
+
+def test_pixel_logistic_cv_gates_equal_scikit_learn_cross_val_predict():
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.metrics import confusion_matrix
+    from sklearn.model_selection import StratifiedKFold, cross_val_predict
+
+    from covidnet_siamese.gates import pixel_logistic_cv_gates
+
+    rng = np.random.default_rng(4)
+    y = np.repeat([0, 1, 2], [40, 30, 10])
+    x = rng.normal(0, 1.0, (80, 8, 8, 1)).astype(np.float32)
+    x[y == 1, :2, :2] += 0.6  # weak, overlapping signals: recalls strictly between 0 and 1
+    x[y == 2, :2, :2] += 0.4
+    x[y == 2, 7, 7] += 0.5
+    g = pixel_logistic_cv_gates(x, y, folds=4, side=8, seed=3)
+    model = LogisticRegression(C=1.0, class_weight="balanced", max_iter=200, random_state=3)
+    pred = cross_val_predict(model, x.reshape(80, 64), y,
+                             cv=StratifiedKFold(n_splits=4, shuffle=True, random_state=3))
+    cm = confusion_matrix(y, pred, labels=[0, 1, 2])
+    recall = cm.diagonal() / cm.sum(axis=1)
+    assert g["recall"] == pytest.approx(recall.tolist())
+    assert g["covid_as_pneumonia"] == pytest.approx(cm[2, 1] / 10)
+    assert g["pneumonia_as_covid"] == pytest.approx(cm[1, 2] / 30)
+    assert 0.0 < g["min_recall"] < g["max_recall"] < 1.0
+    # Other fold seeds assign other folds.
+    assert pixel_logistic_cv_gates(x, y, folds=4, side=8, seed=3) == g
+    assert any(pixel_logistic_cv_gates(x, y, folds=4, side=8, seed=s)["recall"] != g["recall"]
+               for s in (0, 1, 2))
+
+
+def test_protocol_declares_the_cross_validated_gate():
+    from covidnet_siamese.config import study_protocol
+
+    gates = {g.name: g for g in study_protocol(powered(), seed=1).gates}
+    for name in ("lr_min_recall", "lr_max_recall", "lr_covid_pneumonia_confusion"):
+        assert "5-fold stratified cross-validation over the training split" in gates[name].description
+        assert "data seed 1" in gates[name].description
+    assert gates["lr_min_recall"].threshold == powered().gate_recall_band[0]
+    with pytest.raises(ValueError, match="gate_folds"):
+        dataclasses.replace(powered(), gate_folds=1)
 
 
 def test_attention_lift_by_hand():
