@@ -196,7 +196,7 @@ def run_experiment(config: BarConfig, out_dir, *, store_url=None, frameworks=Non
     """
     from shared.cli.progress import progress as bar
     from shared.study import Study
-    from shared.tracking.runs import git_revision, make_run_dir, write_json
+    from shared.tracking.runs import make_run_dir, write_json
 
     frameworks = tuple(config.frameworks if frameworks is None else frameworks)
     for fw in frameworks:
@@ -298,7 +298,7 @@ def run_experiment(config: BarConfig, out_dir, *, store_url=None, frameworks=Non
             provenance={"experiment": experiment_name(config), "store": store_url})
     trivial = ({"auc": {"name": "constant score", "value": 0.5}} if endpoint == "auc"
                else trivial_predictor(data["y"], folds))
-    claims = None if study is None else study.finish(seed=seed, revision=git_revision(),
+    claims = None if study is None else study.finish(seed=seed,
                                                      trivial=trivial)
     report = write_report(out, config, table, results, data, atlas, frameworks,
                           curve_paths=curve_paths, stats_md=stats_md, recorded=recorded,

@@ -35,7 +35,7 @@ from shared.cli.progress import progress
 from shared.io.atomic import write_text
 from shared.study import Study, claims_markdown
 from shared.study.trivial import majority_class
-from shared.tracking.runs import git_revision, make_run_dir, write_json
+from shared.tracking.runs import make_run_dir, write_json
 from shared.training.scale import clear_session, strategy_scope
 from shared.training.seeding import numpy_rng, set_global_seed
 
@@ -346,7 +346,7 @@ def run_experiment(config, out_dir, *, store_url=None, seed=0, data_root=None, s
     stats = _stats(results, out)
     bar.update(1)
     bar.close()
-    claims = study.finish(seed=seed, revision=git_revision(),
+    claims = study.finish(seed=seed,
                           trivial=trivial_predictors(data.y_test, border))
     report = _write_report(out, config, best, results, counts, figures, stats, claims, gates=gates,
                            skipped=data.skipped, synthetic=synthetic, seconds=time.perf_counter() - start, store=store,

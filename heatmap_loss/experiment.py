@@ -32,7 +32,7 @@ from heatmap_loss.trials import InitialWeights, start_trial, trial_init_seed
 from shared.explain import attribution_maps, feature_model, forward_with_maps, mass_inside
 from shared.study import Study
 from shared.study.trivial import majority_class
-from shared.tracking.runs import git_revision, make_run_dir
+from shared.tracking.runs import make_run_dir
 from shared.io.atomic import write_json
 from shared.tracking.store import mask_url
 
@@ -354,7 +354,7 @@ def run_study(config: HeatmapLossConfig, splits: dict, *, study_name, classes, s
     elapsed = time.perf_counter() - started
     write_json(out / "models.json", [{k: v for k, v in r.items() if k != "maps"}
                                      for r in records])
-    claims = study.finish(seed=seed, revision=git_revision(), trivial=trivial)
+    claims = study.finish(seed=seed, trivial=trivial)
     index = overlay_index(splits["test"]["labels"], config.overlay_per_class, len(classes))
     return write_report(records, out, study_name=study_name, config=config, elapsed=elapsed,
                         store_url=store_url, claims=claims, classes=classes,

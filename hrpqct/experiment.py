@@ -47,7 +47,7 @@ from hrpqct.training import pooled_rescan, rescan_counts, scan_metrics, train_gr
 from shared.metrics import confusion_matrix
 from shared.cli.progress import progress as progress_bar
 from shared.study import Study
-from shared.tracking.runs import git_revision, make_run_dir, write_json
+from shared.tracking.runs import make_run_dir, write_json
 from shared.training.scale import clear_session
 from shared.training.seeding import numpy_rng
 
@@ -337,7 +337,7 @@ def run_experiment(config, *, out_dir, store_url=None, seed=0, progress=True, da
                      f"unit by unit; this report treats them as independent groups."))
     results["timing_s"] = {"data": t_data, "total": time.perf_counter() - t_start}
     write_json(out / "results.json", results)
-    claims = study.finish(seed=seed, revision=git_revision(),
+    claims = study.finish(seed=seed,
                           trivial=trivial_predictors(consensus[pool_idx], consensus[test_idx]))
     report = write_report(out, config, results, comparison, claims=claims)
     return report

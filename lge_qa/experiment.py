@@ -232,7 +232,7 @@ def run_experiment(cfg: LgeQaConfig, *, out_dir, store_url=None, data_root=None,
     """
     from shared.cli.progress import progress as pbar
     from shared.study import Study
-    from shared.tracking.runs import git_revision, make_run_dir, write_json
+    from shared.tracking.runs import make_run_dir, write_json
     from shared.training.seeding import set_global_seed
 
     strategies = tuple(cfg.strategies if strategies is None else strategies)
@@ -319,7 +319,7 @@ def run_experiment(cfg: LgeQaConfig, *, out_dir, store_url=None, data_root=None,
                 description=f"Test-set {metric} of the fibrosis-quality label over {cfg.repetitions} repetitions.")
 
     claims = None if study is None else study.finish(
-        seed=cfg.seed, revision=git_revision(), trivial=trivial_predictors(labels, splits))
+        seed=cfg.seed, trivial=trivial_predictors(labels, splits))
     report = write_report(out, cfg, strategies, summary, det, figures, projection, stats_paths,
                           time.time() - t0, store_rows, claims=claims)
     return {"summary": summary, "results": results, "detector": det, "report": report,

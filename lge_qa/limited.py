@@ -277,7 +277,7 @@ def run_limited_study(cfg: LgeQaConfig, *, out_dir, store_url=None, data_root=No
     from shared.tracking.sink import ResultsSink
     from shared.cli.progress import progress as pbar
     from shared.study import Study
-    from shared.tracking.runs import git_revision, make_run_dir, write_json
+    from shared.tracking.runs import make_run_dir, write_json
     from shared.training.seeding import set_global_seed
 
     t0 = time.time()
@@ -339,7 +339,7 @@ def run_limited_study(cfg: LgeQaConfig, *, out_dir, store_url=None, data_root=No
     trivial = {size_endpoint(n): trivial_auc for n in sizes}
     trivial.update(auc_mean=trivial_auc, **{drop_endpoint(sizes): {"name": "all diagnostic", "value": 0.0}})
     seconds["arms"] = time.time() - t_arms
-    claims = None if gates_only else study.finish(seed=cfg.seed, revision=git_revision(), trivial=trivial)
+    claims = None if gates_only else study.finish(seed=cfg.seed, trivial=trivial)
     write_json(out / "metrics.json", {"detector": det, "gates": gates, "gate_baseline": gate_metrics,
                                       "test_prevalence": test_prevalence, "seconds": seconds,
                                       "results": {a: {str(n): v for n, v in per.items()}

@@ -6,9 +6,11 @@
         for seed in protocol.units:
             ... train every arm on the same split, initial weights, batch order ...
             study.record(arm, seed, {"f1": 0.74, "specificity": 0.6})
-    document = study.finish(seed=0, revision=git_revision(), trivial={...})
+    document = study.finish(seed=0, trivial={...})
 
-`finish` writes `claims.json` (validated against the schema). Hypotheses covered by a
+`finish` writes `claims.json` (validated against the schema), stamped with the source
+revision read when the protocol was written: the code that trained, not whatever was
+checked out by the time the run ended. Hypotheses covered by a
 failed gate are reported as untestable and their arms are not compared.
 """
 
@@ -20,6 +22,7 @@ from pathlib import Path
 from shared.study.claims import build_claims, write_claims
 from shared.study.protocol import Protocol, write_protocol
 from shared.study.verdicts import evaluate_hypotheses
+from shared.tracking.runs import git_revision
 
 
 class Study:
@@ -28,12 +31,16 @@ class Study:
     Args:
         protocol: Protocol.
         out_dir: str or Path. The run folder; `protocol.json` is written at once.
+
+    Attributes:
+        revision: the source revision (`git_revision()`) when the protocol was written.
     """
 
     def __init__(self, protocol: Protocol, out_dir):
         self.protocol = protocol
         self.out_dir = Path(out_dir)
         self.protocol_sha256 = write_protocol(protocol, self.out_dir)
+        self.revision = git_revision()
         self.gate_values: dict = {}
         self.outcomes: dict = {arm: {} for arm in protocol.arms}
 
@@ -71,8 +78,11 @@ class Study:
                                  f"expected a finite number")
             self.outcomes[arm].setdefault(endpoint, {})[unit] = float(value)
 
-    def claims(self, *, seed: int, revision: str = "", trivial=None) -> dict:
-        """The claims document of what was recorded so far (not written)."""
+    def claims(self, *, seed: int, revision=None, trivial=None) -> dict:
+        """The claims document of what was recorded so far (not written).
+
+        `revision` defaults to the one read when the protocol was written."""
+        revision = self.revision if revision is None else revision
         claims, gates = evaluate_hypotheses(self.protocol, self.outcomes,
                                             gate_values=self.gate_values, trivial=trivial,
                                             seed=seed)
@@ -80,7 +90,7 @@ class Study:
                             revision=revision, protocol_sha256=self.protocol_sha256,
                             deviations=self.protocol.deviations, gates=gates, claims=claims)
 
-    def finish(self, *, seed: int, revision: str = "", trivial=None) -> dict:
+    def finish(self, *, seed: int, revision=None, trivial=None) -> dict:
         """Evaluates every hypothesis and writes `claims.json`; returns the document."""
         document = self.claims(seed=seed, revision=revision, trivial=trivial)
         write_claims(self.out_dir, document)

@@ -285,3 +285,18 @@ def test_equivalence_when_every_paired_difference_is_zero(tmp_path):
     assert claim["verdict"] == "reproduced"
     assert claim["note"].endswith("every paired difference is zero: the arms agree on every unit")
     assert "p = 1" not in claim["note"]
+
+
+def test_claims_carry_the_revision_that_trained_not_the_one_checked_out_at_the_end(tmp_path, monkeypatch):
+    import shared.study.study as study_module
+
+    checked_out = {"rev": "1111111aaaaa"}
+    monkeypatch.setattr(study_module, "git_revision", lambda: checked_out["rev"])
+    study = Study(_protocol(units=(0, 1, 2)), tmp_path)
+    for unit in (0, 1, 2):
+        study.record("new", unit, {"acc": 0.8})
+        study.record("old", unit, {"acc": 0.7})
+    checked_out["rev"] = "2222222bbbbb+dirty"  # a commit lands while the run trains
+    doc = study.finish(seed=0, trivial={"acc": {"name": "majority", "value": 0.5}})
+    assert doc["revision"] == "1111111aaaaa"
+    assert read_claims(tmp_path / "claims.json")["revision"] == "1111111aaaaa"
