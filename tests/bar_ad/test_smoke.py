@@ -1,16 +1,18 @@
-"""`bar-ad run --smoke`: the preset's sizes kept, eight subjects, one fold, two steps."""
+"""`bar-ad run --smoke`: the preset's model and grid kept, four subjects, one fold, two steps
+of batch two."""
 
-import dataclasses
 import re
 
+import numpy as np
 import pytest
 
 from bar_ad.config import get_config
+from bar_ad.data import subject_folds, subject_holdout
 from bar_ad.smoke import smoke_config
 from shared.testing.bad_input import run_cli
 
 SIZES = ("grid", "gen_voxel_mm", "patch_size", "width", "depth", "num_heads", "mlp_dim",
-         "pretrain_batch", "finetune_batch", "frameworks")
+         "decoder_hidden", "head_units", "shuffle_blocks", "cutmix_cells", "frameworks")
 
 
 @pytest.mark.no_keras
@@ -18,13 +20,34 @@ def test_smoke_config_keeps_the_sizes_and_cuts_the_rest():
     paper = get_config("paper")
     smoke = smoke_config(paper)
     assert {k: getattr(smoke, k) for k in SIZES} == {k: getattr(paper, k) for k in SIZES}
-    assert (smoke.n_ad, smoke.n_cn, smoke.scans_per_subject) == (4, 4, (1, 1))
+    assert (smoke.n_ad, smoke.n_cn, smoke.scans_per_subject) == (2, 2, (1, 1))
     assert (smoke.n_folds, smoke.folds_run) == (2, 1)
     assert (smoke.pretrain_epochs, smoke.finetune_epochs) == (2, 2)
-    # one fold's training part (4 subjects of one scan) fits in one batch of each kind
-    assert smoke.n_ad + smoke.n_cn - (smoke.n_ad + smoke.n_cn) // smoke.n_folds <= min(
-        smoke.pretrain_batch, smoke.finetune_batch)
-    assert dataclasses.replace(smoke, n_ad=paper.n_ad) != paper
+    assert (smoke.pretrain_batch, smoke.finetune_batch) == (2, 2)
+    # the preset itself is untouched
+    assert (paper.n_ad, paper.n_cn, paper.pretrain_batch, paper.finetune_batch) == (
+        246, 597, 4, 12)
+
+
+@pytest.mark.no_keras
+@pytest.mark.parametrize("preset", ["paper", "tiny"])
+def test_smoke_fold_is_one_batch_of_both_classes_and_tests_both(preset):
+    """The split the run makes: the first fold's training part (less its validation
+    share) is exactly one pre-training and one fine-tuning batch holding one AD and one CN
+    scan, so each epoch is one step; its test part holds both classes (AUC defined)."""
+    smoke = smoke_config(get_config(preset))
+    labels = np.array([1] * smoke.n_ad + [0] * smoke.n_cn)
+    subjects = np.array([f"S{i}" for i in range(len(labels))])
+    train, test = subject_folds(subjects, labels, n_folds=smoke.n_folds, seed=0)[0]
+    train, val = subject_holdout(train, subjects, labels, fraction=smoke.val_fraction, seed=0)
+    assert len(val) == 0
+    assert sorted(labels[train]) == [0, 1] and sorted(labels[test]) == [0, 1]
+    assert len(train) == smoke.pretrain_batch == smoke.finetune_batch
+    # the pre-training dataset drops a remainder only when the set exceeds one batch:
+    # one batch of two per epoch, two epochs, two steps
+    steps_per_epoch = -(-len(train) // smoke.pretrain_batch)
+    assert steps_per_epoch * smoke.pretrain_epochs == 2
+    assert -(-len(train) // smoke.finetune_batch) * smoke.finetune_epochs == 2
 
 
 @pytest.mark.slow
@@ -35,4 +58,4 @@ def test_tiny_smoke_run_reports_and_prints_its_peak_memory(tmp_path):
     assert code == 0, err[-2000:]
     assert re.search(r"^peak memory: \d+ MiB$", out, re.M), out
     assert (tmp_path / "run" / "report.md").is_file()
-    assert len(list((tmp_path / "run" / "data").rglob("*.nii*"))) == 8
+    assert len(list((tmp_path / "run" / "data").rglob("*.nii*"))) == 4
