@@ -21,6 +21,7 @@ import cv2
 import numpy as np
 
 from covidnet_siamese.config import CLASS_NAMES
+from shared.metrics.classification import confusion_matrix
 
 PNEUMONIA = CLASS_NAMES.index("pneumonia")
 COVID = CLASS_NAMES.index("COVID-19")
@@ -41,13 +42,11 @@ def gate_values(y_true, y_pred):
         taken for pneumonia), "pneumonia_as_covid" and "covid_pneumonia_confusion"
         (their mean).
     """
-    y_true, y_pred = np.asarray(y_true), np.asarray(y_pred)
-
-    def share(true, pred):
-        return float(np.mean(y_pred[y_true == true] == pred)) if np.any(y_true == true) else float("nan")
-
-    recall = [share(c, c) for c in range(len(CLASS_NAMES))]
-    covid_as_pneu, pneu_as_covid = share(COVID, PNEUMONIA), share(PNEUMONIA, COVID)
+    counts = confusion_matrix(y_true, y_pred, num_classes=len(CLASS_NAMES)).astype(float)
+    with np.errstate(invalid="ignore"):  # an absent class gives a row of NaN
+        rates = counts / counts.sum(axis=1, keepdims=True)
+    recall = [float(r) for r in np.diag(rates)]
+    covid_as_pneu, pneu_as_covid = float(rates[COVID, PNEUMONIA]), float(rates[PNEUMONIA, COVID])
     return {"recall": recall, "min_recall": float(np.min(recall)), "max_recall": float(np.max(recall)),
             "covid_as_pneumonia": covid_as_pneu, "pneumonia_as_covid": pneu_as_covid,
             "covid_pneumonia_confusion": float(np.mean([covid_as_pneu, pneu_as_covid]))}
