@@ -6,6 +6,7 @@ vs Multi-Task), `save_embedding_figure` Fig. 3 (UMAP, or PCA without umap-learn,
 encoder embeddings); `write_report` writes the run's report.md.
 """
 
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -68,7 +69,10 @@ def project_2d(embeddings, *, seed, method="umap"):
             umap = None
     if umap is not None and len(embeddings) > 10:
         reducer = umap.UMAP(n_components=2, random_state=seed, n_neighbors=min(15, len(embeddings) - 1))
-        return reducer.fit_transform(embeddings), "UMAP"
+        with warnings.catch_warnings():
+            # A seeded UMAP runs on one thread and says so at every call.
+            warnings.filterwarnings("ignore", message="n_jobs value", category=UserWarning)
+            return reducer.fit_transform(embeddings), "UMAP"
     centred = embeddings - embeddings.mean(axis=0)
     _, _, vt = np.linalg.svd(centred, full_matrices=False)
     return centred @ vt[:2].T, "PCA"
