@@ -56,8 +56,8 @@ def _welch(a, b):
 
 
 def compare_independent(a, b, *, test="mannwhitney", seed=0, level=0.95,
-                        interval="bootstrap") -> dict:
-    """Mean difference, bootstrap CI and a two-sided test for two independent groups.
+                        interval="bootstrap", alternative="two-sided") -> dict:
+    """Mean difference, bootstrap CI and a test for two independent groups.
 
     Args:
         a, b: sequences of numbers (>= 2 each).
@@ -66,10 +66,15 @@ def compare_independent(a, b, *, test="mannwhitney", seed=0, level=0.95,
         level: float, default 0.95.
         interval: str, default "bootstrap". "bootstrap" (`bootstrap_independent_ci`)
             or "welch" (`welch_interval`).
+        alternative: str, default "two-sided". "two-sided", "greater" (a above b) or
+            "less", as SciPy's `alternative=`.
 
     Returns:
         dict with n_a, n_b, mean_difference (a - b), ci95, test, statistic, p, note.
     """
+    if alternative not in ("two-sided", "greater", "less"):
+        raise ValueError(f"alternative: expected 'two-sided', 'greater' or 'less', got "
+                         f"{alternative!r}")
     if test not in INDEPENDENT_TESTS:
         raise ValueError(f"test must be one of {INDEPENDENT_TESTS}, got {test!r}")
     if interval not in ("bootstrap", "welch"):
@@ -80,14 +85,15 @@ def compare_independent(a, b, *, test="mannwhitney", seed=0, level=0.95,
     if np.ptp(np.concatenate([a, b])) == 0:
         statistic, p, note = 0.0, 1.0, "every value is the same"
     elif test == "welch" and np.ptp(a) == 0 and np.ptp(b) == 0:
-        statistic, p, note = float("inf"), 0.0, "both groups are constant and differ"
+        statistic, note = float("inf"), "both groups are constant and differ"
+        p = 0.0 if alternative == "two-sided" or (diff > 0) == (alternative == "greater") else 1.0
     else:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", RuntimeWarning)
             if test == "mannwhitney":
-                res = stats.mannwhitneyu(a, b, alternative="two-sided")
+                res = stats.mannwhitneyu(a, b, alternative=alternative)
             else:
-                res = stats.ttest_ind(a, b, equal_var=False)
+                res = stats.ttest_ind(a, b, equal_var=False, alternative=alternative)
         statistic, p = float(res.statistic), float(res.pvalue)
     return {"n_a": int(a.size), "n_b": int(b.size), "mean_difference": diff,
             "ci95": list(bootstrap_independent_ci(a, b, seed=seed, level=level)
@@ -95,15 +101,17 @@ def compare_independent(a, b, *, test="mannwhitney", seed=0, level=0.95,
             "test": test, "statistic": statistic, "p": p, "note": note}
 
 
-def mde_independent(a, b, *, alpha=0.05, power=0.8) -> float:
+def mde_independent(a, b, *, alpha=0.05, power=0.8, alternative="two-sided") -> float:
     """Minimum detectable mean difference of a two-group design of these sizes.
 
-    Uses the pooled SD of the observed groups and the smaller group's size.
+    Uses the pooled SD of the observed groups and the smaller group's size; a
+    one-sided `alternative` sizes a one-sided test.
     """
     a, b = _check(a, b)
     pooled = np.sqrt(((a.size - 1) * a.var(ddof=1) + (b.size - 1) * b.var(ddof=1))
                      / (a.size + b.size - 2))
-    return mde_two_sample(min(a.size, b.size), float(pooled), alpha=alpha, power=power)
+    return mde_two_sample(min(a.size, b.size), float(pooled), alpha=alpha, power=power,
+                          alternative=alternative)
 
 
 def tost_independent(a, b, *, margin, alpha=0.05) -> dict:

@@ -82,7 +82,7 @@ def _solve_effect(power_of, alpha, power):
 
 
 def mde_paired(n, sd_diff, *, alpha=0.05, power=0.8, alternative="two-sided",
-               test="paired_t") -> float:
+               test="paired_t", ratio=0.0) -> float:
     """Minimum detectable mean paired difference.
 
     The standardised effect d_z solves power = P(reject | d_z) for a one-sample
@@ -100,6 +100,9 @@ def mde_paired(n, sd_diff, *, alpha=0.05, power=0.8, alternative="two-sided",
         power: float in (alpha, 1). Defaults to 0.8.
         alternative: str. "two-sided" (default), "greater" or "less".
         test: str. "paired_t" (default) or "wilcoxon".
+        ratio: float >= 0, default 0. n_test / n_train when the units re-split one
+            pool: the corrected resampled t (`shared.stats.resampled`) has
+            noncentrality d_z / sqrt(1 / n + ratio) on n - 1 df.
 
     Returns:
         float >= 0, in the metric's units (0.0 when sd_diff is 0).
@@ -115,10 +118,15 @@ def mde_paired(n, sd_diff, *, alpha=0.05, power=0.8, alternative="two-sided",
         raise ValueError(f"alternative: expected one of {ALTERNATIVES}, got {alternative!r}")
     if test not in MDE_TESTS:
         raise ValueError(f"test: expected one of {MDE_TESTS}, got {test!r}")
+    if not (isinstance(ratio, (int, float)) and math.isfinite(ratio) and ratio >= 0):
+        raise ValueError(f"ratio: expected n_test / n_train >= 0, got {ratio!r}")
     if sd_diff == 0:
         return 0.0
     nobs = n * WILCOXON_ARE if test == "wilcoxon" else float(n)
-    d = _solve_effect(lambda e: _t_power(e, nobs, nobs - 1.0, alpha, alternative), alpha, power)
+    df = nobs - 1.0
+    if ratio:
+        nobs = 1.0 / (1.0 / nobs + ratio)
+    d = _solve_effect(lambda e: _t_power(e, nobs, df, alpha, alternative), alpha, power)
     return float(d * sd_diff)
 
 
@@ -253,7 +261,7 @@ def tost_paired(a, b, *, margin, alpha=0.05) -> dict:
 
 
 def units_for_mde(sesoi, sd_diff, *, alpha=0.05, power=0.8, alternative="two-sided",
-                  test="paired_t", max_units=10_000) -> int:
+                  test="paired_t", max_units=10_000, ratio=0.0) -> int:
     """The fewest paired units whose minimum detectable effect is at most `sesoi`.
 
     What a `powered` preset needs: given the smallest effect of interest and the SD
@@ -263,7 +271,8 @@ def units_for_mde(sesoi, sd_diff, *, alpha=0.05, power=0.8, alternative="two-sid
     Args:
         sesoi: float > 0. Smallest effect of interest, in the metric's units.
         sd_diff: float >= 0. SD of the paired differences.
-        alpha, power, alternative, test: as in `mde_paired`.
+        alpha, power, alternative, test, ratio: as in `mde_paired` (a hypothesis
+            declared one-sided is sized with its one-sided `alternative`).
         max_units: int, default 10000. Upper end of the search.
 
     Returns:
@@ -277,11 +286,12 @@ def units_for_mde(sesoi, sd_diff, *, alpha=0.05, power=0.8, alternative="two-sid
 
     def enough(n):
         return mde_paired(n, sd_diff, alpha=alpha, power=power, alternative=alternative,
-                          test=test) <= sesoi
+                          test=test, ratio=ratio) <= sesoi
 
     if not enough(max_units):
         raise ValueError(f"sesoi: {sesoi:g} is not detectable with {max_units} units at SD "
-                         f"{sd_diff:g}")
+                         f"{sd_diff:g}" + (f" (a pool re-split at ratio {ratio:g} bounds the "
+                                           f"variance below by ratio * SD^2)" if ratio else ""))
     low, high = 2, max_units
     while low < high:
         mid = (low + high) // 2

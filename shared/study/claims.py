@@ -45,13 +45,21 @@ def validate_claims(document, *, source="claims") -> dict:
 
 
 def build_claims(*, paper, preset, seed, revision, protocol_sha256, deviations, gates,
-                 claims) -> dict:
-    """The claims document (validated); non-finite numbers become null."""
-    document = finite_or_none(to_jsonable({
+                 claims, design=None, design_sha256=None, provenance=None, data=None,
+                 arm_validity=None, headroom=None) -> dict:
+    """The claims document (validated); non-finite numbers become null.
+
+    The keyword fields after `claims` were added later; a document without them (a
+    kept file from before) still reads, with them shown as absent."""
+    document = {
         "paper": paper, "preset": preset, "seed": int(seed), "revision": revision or "",
         "protocol_sha256": protocol_sha256, "deviations": list(deviations),
         "gates": list(gates), "claims": list(claims),
-    }))
+    }
+    later = {"design": design, "design_sha256": design_sha256, "provenance": provenance,
+             "data": data, "arm_validity": arm_validity, "headroom": headroom}
+    document.update({k: v for k, v in later.items() if v is not None})
+    document = finite_or_none(to_jsonable(document))
     return validate_claims(document, source=f"claims of {paper}")
 
 

@@ -62,6 +62,10 @@ class Hypothesis:
         family: str, default "primary". Hypotheses of one family are Holm-corrected
             together.
         paper_value: str or float, optional. What the paper reports for this claim.
+        sides: int, default 2. 1 tests a "greater" / "less" claim one-sided: the p of
+            the test in the claimed direction, the 1 - 2 alpha interval (whose end on
+            the claimed side is the one-sided 1 - alpha bound), the one-sided MDE; the
+            design is sized the same way (`units_for_mde(alternative=direction)`).
     """
 
     id: str
@@ -74,10 +78,21 @@ class Hypothesis:
     alpha: float = 0.05
     family: str = "primary"
     paper_value: object = None
+    sides: int = 2
 
     @property
     def paired(self) -> bool:
         return self.test in PAIRED_TESTS
+
+    @property
+    def alternative(self) -> str:
+        """SciPy's `alternative=` for this hypothesis' test."""
+        return self.direction if self.sides == 1 else "two-sided"
+
+    @property
+    def ci_level(self) -> float:
+        """The level of the interval the claim reports (0.95, or 1 - 2 alpha one-sided)."""
+        return 1.0 - 2.0 * self.alpha if self.sides == 1 else 0.95
 
     def validate(self, arms) -> None:
         where = f"hypothesis {self.id!r}"
@@ -104,6 +119,11 @@ class Hypothesis:
                              f"{self.sesoi!r}")
         if not 0 < self.alpha < 1:
             raise ValueError(f"{where}: field 'alpha' must lie in (0, 1), got {self.alpha!r}")
+        if self.sides not in (1, 2) or isinstance(self.sides, bool):
+            raise ValueError(f"{where}: field 'sides' must be 1 or 2, got {self.sides!r}")
+        if self.sides == 1 and self.direction not in ("greater", "less"):
+            raise ValueError(f"{where}: field 'sides' is 1, which only a 'greater' or 'less' "
+                             f"claim can be; got direction {self.direction!r}")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -149,12 +169,132 @@ class Gate:
         """Whether `value` satisfies the gate; NaN or None never does."""
         if value is None or not math.isfinite(float(value)):
             return False
-        value = float(value)
-        return {">=": value >= self.threshold, "<=": value <= self.threshold,
-                ">": value > self.threshold, "<": value < self.threshold}[self.comparison]
+        return _compare(float(value), self.comparison, self.threshold)
 
     def covers(self, hypothesis_id: str) -> bool:
         return not self.hypotheses or hypothesis_id in self.hypotheses
+
+
+CHECK_KINDS = ("learned", "not_collapsed", "stop_reachable")
+
+
+@dataclasses.dataclass(frozen=True)
+class ArmCheck:
+    """A validity check of an arm, measured per unit on validation data only.
+
+    An arm that did not learn, whose representation collapsed or whose stopping rule
+    could not be reached answers nothing: a hypothesis naming an arm that fails a check
+    on more than `max_failed_share` of its units is untestable.
+
+    The checked quantity is `value - reference` when the run records a reference (the
+    trivial predictor's validation value for "learned", the stopping target for
+    "stop_reachable"), else `value`, compared with `threshold`.
+
+    Args:
+        name: str. Identifier ("learned_val_accuracy").
+        kind: str. "learned" (the validation endpoint beats the trivial predictor by a
+            margin), "not_collapsed" (e.g. mean pairwise cosine of embeddings on a fixed
+            validation batch below a bound) or "stop_reachable" (the stopping criterion
+            was reachable).
+        comparison: str. ">=", "<=", ">" or "<".
+        threshold: float. The margin or bound.
+        arms: tuple of str, default () (every arm). The arms it applies to.
+        max_failed_share: float in [0, 1), default 0. Share of units that may fail
+            before the hypotheses naming the arm become untestable.
+        description: str, default "".
+    """
+
+    name: str
+    kind: str
+    comparison: str
+    threshold: float
+    arms: tuple = ()
+    max_failed_share: float = 0.0
+    description: str = ""
+
+    def validate(self, arms) -> None:
+        where = f"arm check {self.name!r}"
+        if self.kind not in CHECK_KINDS:
+            raise ValueError(f"{where}: field 'kind' must be one of {CHECK_KINDS}, got "
+                             f"{self.kind!r}")
+        if self.comparison not in COMPARISONS:
+            raise ValueError(f"{where}: field 'comparison' must be one of {COMPARISONS}, got "
+                             f"{self.comparison!r}")
+        if not (isinstance(self.threshold, (int, float)) and math.isfinite(self.threshold)):
+            raise ValueError(f"{where}: field 'threshold' must be a finite number, got "
+                             f"{self.threshold!r}")
+        unknown = [a for a in self.arms if a not in arms]
+        if unknown:
+            raise ValueError(f"{where}: field 'arms' names {unknown}, expected some of "
+                             f"{list(arms)}")
+        if not (isinstance(self.max_failed_share, (int, float))
+                and 0 <= self.max_failed_share < 1):
+            raise ValueError(f"{where}: field 'max_failed_share' must lie in [0, 1), got "
+                             f"{self.max_failed_share!r}")
+
+    def applies_to(self, arm: str) -> bool:
+        return not self.arms or arm in self.arms
+
+    def passes(self, value, reference=None) -> bool:
+        """Whether one unit passes; a missing or non-finite value never does."""
+        if value is None or not math.isfinite(float(value)):
+            return False
+        if reference is not None:
+            if not math.isfinite(float(reference)):
+                return False
+            value = float(value) - float(reference)
+        return _compare(float(value), self.comparison, self.threshold)
+
+
+@dataclasses.dataclass(frozen=True)
+class Headroom:
+    """Room for a directional claim, from the data, an oracle and the baseline only.
+
+    For a "greater" claim the room is `ceiling - max(baseline, shortcut)`, for a "less"
+    claim `min(baseline, shortcut) - ceiling` (the ceiling is then the best attainable
+    low value). It must be at least `multiple` times the hypothesis' smallest effect of
+    interest, and the baseline must not sit at the endpoint's `bound` (specificity 1.0
+    for "greater"): otherwise the claim is untestable (no headroom), whatever the arms do.
+
+    Args:
+        hypothesis: str. The hypothesis it covers (a "greater" or "less" claim).
+        multiple: float > 0, default 1. Required room in SESOIs.
+        bound: float, optional. The endpoint's bound on the claimed side.
+        ceiling_source: str, default "oracle". "data" or "oracle".
+        description: str, default "". What the ceiling, baseline and shortcut are.
+    """
+
+    hypothesis: str
+    multiple: float = 1.0
+    bound: object = None
+    ceiling_source: str = "oracle"
+    description: str = ""
+
+    def validate(self, hypotheses) -> None:
+        where = f"headroom of {self.hypothesis!r}"
+        by_id = {h.id: h for h in hypotheses}
+        if self.hypothesis not in by_id:
+            raise ValueError(f"{where}: field 'hypothesis' names no declared hypothesis; "
+                             f"expected one of {list(by_id)}")
+        if by_id[self.hypothesis].direction not in ("greater", "less"):
+            raise ValueError(f"{where}: field 'hypothesis' must name a 'greater' or 'less' "
+                             f"claim, got direction {by_id[self.hypothesis].direction!r}")
+        if not (isinstance(self.multiple, (int, float)) and math.isfinite(self.multiple)
+                and self.multiple > 0):
+            raise ValueError(f"{where}: field 'multiple' must be a positive number, got "
+                             f"{self.multiple!r}")
+        if self.ceiling_source not in ("data", "oracle"):
+            raise ValueError(f"{where}: field 'ceiling_source' must be 'data' or 'oracle' "
+                             f"(never an arm being compared), got {self.ceiling_source!r}")
+        if self.bound is not None and not (isinstance(self.bound, (int, float))
+                                           and math.isfinite(self.bound)):
+            raise ValueError(f"{where}: field 'bound' must be a finite number or null, got "
+                             f"{self.bound!r}")
+
+
+def _compare(value: float, comparison: str, threshold: float) -> bool:
+    return {">=": value >= threshold, "<=": value <= threshold,
+            ">": value > threshold, "<": value < threshold}[comparison]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -175,6 +315,18 @@ class Protocol:
         training_sizes: tuple, default (). Levels of labelled training data when the
             claim is about limited data.
         deviations: tuple of str, default (). Where the design departs from the paper.
+        validity: tuple of ArmCheck, default (). Per-arm, per-unit checks on validation
+            data that an arm learned, did not collapse and could stop.
+        headroom: tuple of Headroom, default (). Room between baseline and ceiling for
+            directional claims.
+        resampling: dict, optional. {"train_fraction": f, "test_fraction": g} when the
+            units re-split one finite pool: paired t claims use the corrected resampled
+            t (Nadeau-Bengio) with ratio g / f.
+        design: str, default "". Names the condition when one paper runs several
+            designs ("exp1", "low"); runs at other seeds of the same design combine.
+
+    Fields left at their defaults are not written to `protocol.json`, so protocols
+    declared before they existed keep their hash.
     """
 
     paper: str
@@ -187,6 +339,10 @@ class Protocol:
     gates: tuple = ()
     training_sizes: tuple = ()
     deviations: tuple = ()
+    validity: tuple = ()
+    headroom: tuple = ()
+    resampling: object = None
+    design: str = ""
 
     def __post_init__(self):
         if len(self.arms) < 2 or len(set(self.arms)) != len(self.arms):
@@ -207,6 +363,24 @@ class Protocol:
             raise ValueError(f"protocol {self.paper!r}: gate names repeat: {names}")
         for gate in self.gates:
             gate.validate(ids)
+        checks = [c.name for c in self.validity]
+        if len(set(checks)) != len(checks):
+            raise ValueError(f"protocol {self.paper!r}: arm check names repeat: {checks}")
+        for check in self.validity:
+            check.validate(self.arms)
+        for room in self.headroom:
+            room.validate(self.hypotheses)
+        if self.resampling is not None:
+            from shared.stats.resampled import resampling_ratio
+
+            if not isinstance(self.resampling, dict):
+                raise ValueError(f"protocol {self.paper!r}: field 'resampling' must be "
+                                 f"{{'train_fraction', 'test_fraction'}}, got {self.resampling!r}")
+            try:
+                resampling_ratio(self.resampling.get("train_fraction"),
+                                 self.resampling.get("test_fraction"))
+            except ValueError as err:
+                raise ValueError(f"protocol {self.paper!r}: field 'resampling': {err}") from None
 
     def hypothesis(self, hypothesis_id: str) -> Hypothesis:
         for hypothesis in self.hypotheses:
@@ -220,8 +394,32 @@ class Protocol:
                 return gate
         raise KeyError(name)
 
+    @property
+    def resampling_ratio(self) -> float:
+        """n_test / n_train of the declared re-splits (0 when units do not share a pool)."""
+        if self.resampling is None:
+            return 0.0
+        from shared.stats.resampled import resampling_ratio
+
+        return resampling_ratio(self.resampling["train_fraction"],
+                                self.resampling["test_fraction"])
+
+    def checks_for(self, arm: str) -> list:
+        return [c for c in self.validity if c.applies_to(arm)]
+
     def to_dict(self) -> dict:
-        return to_jsonable(self)
+        data = to_jsonable(self)
+        for field, empty in _LATER_FIELDS.items():
+            if data.get(field) == empty:
+                del data[field]
+        for hypothesis in data["hypotheses"]:
+            if hypothesis.get("sides") == 2:
+                del hypothesis["sides"]
+        return data
+
+
+# Fields added after protocols were first kept, with the value that means "not declared".
+_LATER_FIELDS = {"validity": [], "headroom": [], "resampling": None, "design": ""}
 
 
 def canonical_json(value) -> str:
@@ -231,6 +429,22 @@ def canonical_json(value) -> str:
 
 def protocol_sha256(protocol: Protocol) -> str:
     return hashlib.sha256(canonical_json(protocol.to_dict()).encode("utf-8")).hexdigest()
+
+
+def design_dict(protocol_dict: dict) -> dict:
+    """A protocol with what its seed draws taken out: the unit labels (their count stays)
+    and the test set's seed. Runs of one design at different seeds share it."""
+    data = json.loads(canonical_json(protocol_dict))
+    data["units"] = len(data.get("units", []))
+    if isinstance(data.get("test_set"), dict):
+        data["test_set"] = {k: v for k, v in data["test_set"].items() if "seed" not in k}
+    return data
+
+
+def design_sha256(protocol) -> str:
+    """SHA-256 of `design_dict` (canonical JSON): equal for runs of one design."""
+    data = protocol.to_dict() if isinstance(protocol, Protocol) else protocol
+    return hashlib.sha256(canonical_json(design_dict(data)).encode("utf-8")).hexdigest()
 
 
 def write_protocol(protocol: Protocol, out_dir) -> str:

@@ -13,11 +13,12 @@ from shared import __version__
 
 
 def git_revision(path=None) -> str:
-    """The git revision of the source tree (with `+dirty` when modified), or ''."""
+    """The full git revision of the source tree (with `+dirty` when a tracked file is
+    modified), or '' outside a git checkout."""
     root = Path(path) if path is not None else Path(__file__).resolve().parents[2]
     try:
         rev = subprocess.run(
-            ["git", "rev-parse", "--short=12", "HEAD"], cwd=root,
+            ["git", "rev-parse", "HEAD"], cwd=root,
             capture_output=True, text=True, timeout=5, check=True,
         ).stdout.strip()
         dirty = subprocess.run(
