@@ -85,7 +85,8 @@ def _cmd_run(args) -> int:
                             frameworks=_resolve_frameworks(args.framework), seed=args.seed,
                             data_root=args.data, progress=not args.no_progress,
                             strategy=None if args.strategy == "default" else settings.strategy,
-                            jit_compile=settings.jit_compile, precision=args.precision)
+                            jit_compile=settings.jit_compile, precision=args.precision,
+                            allow_dirty=args.allow_dirty)
     print(f"Report: {report}")
     if args.smoke:
         from shared.cli.resources import peak_memory_line

@@ -46,6 +46,21 @@ def generation_shape(config: BarConfig):
     return tuple(max(8, int(round((hi - lo) / config.gen_voxel_mm))) for lo, hi in BRAIN_BOX_MM)
 
 
+def cohort_spec(config: BarConfig) -> CohortSpec:
+    """The synthetic cohort's sizes and effect sizes of `config`."""
+    return CohortSpec(n_ad=config.n_ad, n_cn=config.n_cn,
+                      scans_per_subject=tuple(config.scans_per_subject),
+                      ad_atrophy=config.ad_atrophy, severity=tuple(config.severity),
+                      region_std=config.region_std, ad_region_jitter=config.ad_region_jitter)
+
+
+def cohort_settings(config: BarConfig, seed) -> dict:
+    """What decides the cohort `generate_cohort(config, seed=seed)` writes: its spec,
+    grid, atlas and seed."""
+    return {"spec": cohort_spec(config), "grid": generation_shape(config),
+            "atlas_source": config.atlas_source, "seed": int(seed)}
+
+
 def generate_cohort(config: BarConfig, root, *, seed=0, progress=None, spec=None) -> Path:
     """Writes the synthetic cohort of `config` in the ADNI layout under `root`.
 
@@ -60,13 +75,7 @@ def generate_cohort(config: BarConfig, root, *, seed=0, progress=None, spec=None
         Path of the collection CSV.
     """
     atlas = load_atlas(generation_shape(config), source=config.atlas_source)
-    if spec is None:
-        spec = CohortSpec(n_ad=config.n_ad, n_cn=config.n_cn,
-                          scans_per_subject=tuple(config.scans_per_subject),
-                          ad_atrophy=config.ad_atrophy, severity=tuple(config.severity),
-                          region_std=config.region_std,
-                          ad_region_jitter=config.ad_region_jitter)
-    generator = CohortGenerator(atlas, spec)
+    generator = CohortGenerator(atlas, cohort_spec(config) if spec is None else spec)
     return write_adni_cohort(root, generator.subjects(seed), atlas, seed=seed, progress=progress)
 
 
@@ -174,7 +183,7 @@ def record_fold(sink, config, framework, fold) -> int:
 
 def run_experiment(config: BarConfig, out_dir, *, store_url=None, frameworks=None, seed=0,
                    data_root=None, progress=True, strategy=None, jit_compile=False,
-                   precision="float32") -> Path:
+                   precision="float32", allow_dirty=False) -> Path:
     """Runs the reproduction and writes `<out_dir>/report.md`.
 
     Args:
@@ -190,12 +199,15 @@ def run_experiment(config: BarConfig, out_dir, *, store_url=None, frameworks=Non
         jit_compile: bool, default False. XLA-compile the train steps.
         precision: str. The dtype policy in force (set by the caller with
             `shared.scale.set_precision`); recorded in the run folder.
+        allow_dirty: bool, default False. The user allowed a `powered` / `paper` run on
+            a modified source tree (`--allow-dirty`); recorded in `claims.json`.
 
     Returns:
         Path of report.md.
     """
     from shared.cli.progress import progress as bar
     from shared.study import Study
+    from shared.study.provenance import synthetic_data, user_data
     from shared.tracking.runs import make_run_dir, write_json
 
     frameworks = tuple(config.frameworks if frameworks is None else frameworks)
@@ -206,19 +218,26 @@ def run_experiment(config: BarConfig, out_dir, *, store_url=None, frameworks=Non
                                      seed=seed, data_root=data_root, replicas=replicas,
                                      precision=precision, jit_compile=bool(jit_compile)))
     # protocol.json before any training (none when no claim compares two of the frameworks).
-    study = Study(study_protocol(config, seed, frameworks), out) if has_claims(config, frameworks) else None
+    study = (Study(study_protocol(config, seed, frameworks), out, allow_dirty=allow_dirty)
+             if has_claims(config, frameworks) else None)
     if study is None:
         log.warning("no claim of the paper compares two of %s: no claims.json", list(frameworks))
     units = study_units(config, seed)
     t0 = time.perf_counter()
-    if data_root is None:
+    generated = data_root is None
+    if generated:
         data_root = out / "data"
         if not any(Path(data_root).glob("*.csv")):
             generate_cohort(config, data_root, seed=seed,
                             progress=(lambda it: bar(it, desc="generate", enabled=progress)))
+        if study is not None:
+            study.set_data(synthetic_data("bar_ad.experiment.generate_cohort",
+                                          cohort_settings(config, seed)))
     atlas = load_atlas(config.grid, source=config.atlas_source)
     data = load_adni(data_root, atlas, group_map=config.group_map,
                      progress=lambda it: bar(it, desc="load", enabled=progress))
+    if not generated and study is not None:  # the folder is only read: its manifest goes here
+        study.set_data(user_data(data_root, out))
     if config.design == "draws":
         folds, pool = draw_splits(data["subjects"], data["y"],
                                   n_test_subjects=config.n_test_subjects,

@@ -110,7 +110,8 @@ def _cmd_run(args) -> int:
     report = run_experiment(config, out, store_url=resolve_store_url(args.store), seed=args.seed,
                             data_root=args.data, show_progress=not args.no_progress, strategy=strategy,
                             train_split_file=args.train_split, test_split_file=args.test_split,
-                            on_error="skip" if args.skip_bad_images else "raise")
+                            on_error="skip" if args.skip_bad_images else "raise",
+                            allow_dirty=args.allow_dirty)
     print(f"Report: {report}")
     return 0
 

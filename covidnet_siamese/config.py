@@ -238,10 +238,33 @@ def quick() -> CovidNetSiameseConfig:
     )
 
 
+PRIMARY_SIDES = 1
+"""Sides of the tests the `powered` seeds are sized for, and of the directional primary
+hypotheses' tests (`study_protocol`): one-sided, so the test run is the test sized."""
+
+POWERED_GAP = 0.06
+"""The paper's H1 gap (0.87 - 0.81), the effect the powered seeds are sized for."""
+
+POWERED_SD_DIFF = 0.078
+"""SD of the siamese - single accuracy differences over five seeds at the quick
+settings (README)."""
+
 POWERED_SEEDS = 12
-"""Seeds of the `powered` preset: `shared.stats.units_for_mde(0.06, 0.078, alternative="greater")`
-with sd 0.078 the SD of the siamese - single accuracy differences over five seeds at
-the quick settings (README) and 0.06 the paper's H1 gap (0.87 - 0.81)."""
+"""Seeds of the `powered` preset: `powered_seeds()`, i.e.
+`shared.stats.units_for_mde(0.06, 0.078, alternative="greater")`."""
+
+
+def powered_seeds(gap=POWERED_GAP, sd_diff=POWERED_SD_DIFF) -> int:
+    """Seeds for 80 % power at `gap`: `shared.stats.units_for_mde` for a paired t-test
+    with `PRIMARY_SIDES` sides.
+
+    Args:
+        gap: float, default POWERED_GAP. The effect to detect, in accuracy.
+        sd_diff: float, default POWERED_SD_DIFF. SD of the paired differences.
+    """
+    from shared.stats import units_for_mde
+
+    return units_for_mde(gap, sd_diff, alternative="greater" if PRIMARY_SIDES == 1 else "two-sided")
 
 
 def powered() -> CovidNetSiameseConfig:
@@ -343,17 +366,17 @@ def study_protocol(config: CovidNetSiameseConfig, seed: int = 0):
             Hypothesis(id="H1", statement="The siamese net reaches a higher overall test accuracy "
                                           "than the single net (Table 3: 0.87 vs 0.81)",
                        endpoint="accuracy", arms=("siamese", "single"), direction="greater",
-                       sesoi=0.03, paper_value="0.87 vs 0.81"),
+                       sesoi=0.03, paper_value="0.87 vs 0.81", sides=PRIMARY_SIDES),
             Hypothesis(id="H2", statement="The single net detects COVID-19 better than the "
                                           "siamese net (Table 3, per-class accuracy)",
                        endpoint="covid_recall", arms=("single", "siamese"), direction="greater",
-                       sesoi=0.05),
+                       sesoi=0.05, sides=PRIMARY_SIDES),
             Hypothesis(id="H3", statement="Training on border-cropped images lowers the Grad-CAM "
                                           "attention on the border artefacts (Figures 7-8); measured "
                                           "as attention lift (map share on the artefacts over their "
                                           "area) on the same full-frame test images for both nets",
                        endpoint="artefact_lift", arms=("single_cropped", "single"),
-                       direction="less", sesoi=0.2),
+                       direction="less", sesoi=0.2, sides=PRIMARY_SIDES),
         ),
         gates=(
             Gate(name="lr_min_recall", source="data", comparison=">=", threshold=config.gate_recall_band[0],

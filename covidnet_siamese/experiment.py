@@ -34,6 +34,7 @@ from covidnet_siamese.training import (class_templates, dead_units, embed, fit_s
 from shared.cli.progress import progress
 from shared.io.atomic import write_text
 from shared.study import Study, claims_markdown
+from shared.study.provenance import synthetic_data, user_data
 from shared.study.trivial import majority_class
 from shared.tracking.runs import make_run_dir, write_json
 from shared.training.scale import clear_session, strategy_scope
@@ -202,8 +203,22 @@ def _record(store, arm, seed, preset, metrics, shares):
                                     group=arm, extra={"seed": seed, "preset": preset})
 
 
+def data_files(data_root, *split_files) -> list:
+    """What a run on a user's COVIDx folder reads: every file under the folder and the
+    split files given from elsewhere (`--train-split`, `--test-split`), as absolute paths.
+
+    Args:
+        data_root: str or Path. The COVIDx folder.
+        *split_files: str, Path or None. Split files; None (the folder's own) is skipped.
+    """
+    files = {path.resolve() for path in Path(data_root).rglob("*") if path.is_file()}
+    files |= {Path(f).resolve() for f in split_files if f is not None}
+    return sorted(files)
+
+
 def run_experiment(config, out_dir, *, store_url=None, seed=0, data_root=None, show_progress=True,
-                   strategy=None, train_split_file=None, test_split_file=None, on_error="raise"):
+                   strategy=None, train_split_file=None, test_split_file=None, on_error="raise",
+                   allow_dirty=False):
     """Runs the whole reproduction and writes `report.md` into `out_dir`.
 
     Args:
@@ -221,6 +236,8 @@ def run_experiment(config, out_dir, *, store_url=None, seed=0, data_root=None, s
             `<data_root>/train_split.txt`, `test_split.txt`).
         on_error: "raise" (default) or "skip": unreadable images and bad split-file
             lines are left out and listed in `skipped.json` and the report.
+        allow_dirty: bool, default False. The user allowed a `powered` / `paper` run on
+            a modified source tree (`--allow-dirty`); recorded in `claims.json`.
 
     Returns:
         Path of the Markdown report.
@@ -229,7 +246,8 @@ def run_experiment(config, out_dir, *, store_url=None, seed=0, data_root=None, s
 
     start = time.perf_counter()
     out = make_run_dir(out_dir, config)
-    study = Study(study_protocol(config, seed), out)  # protocol.json before any training
+    # protocol.json before any training
+    study = Study(study_protocol(config, seed), out, allow_dirty=allow_dirty)
     fig_dir = out / "figures"
     fig_dir.mkdir(exist_ok=True)
     steps = 3 + 3 * len(config.seeds) + 2
@@ -238,13 +256,17 @@ def run_experiment(config, out_dir, *, store_url=None, seed=0, data_root=None, s
     synthetic = data_root is None
     if synthetic:
         data_root = out / "covidx"
-        generate_covidx(data_root, counts=config.counts, size=config.raw_size, seed=seed,
-                        difficulty=config.difficulty)
+        settings = dict(counts=config.counts, size=config.raw_size, seed=seed, difficulty=config.difficulty)
+        generate_covidx(data_root, **settings)
+        study.set_data(synthetic_data("covidnet_siamese.phantom.generate_covidx", settings))
     load = dict(size=config.image_size, val_fraction=config.val_fraction, seed=seed, on_error=on_error,
                 train_split_file=train_split_file, test_split_file=test_split_file,
                 val_counts=config.counts["val"])
     data = load_covidx(data_root, **load)
     cropped = load_covidx(data_root, crop_fraction=config.crop_fraction, **load)
+    if not synthetic:  # the folder is only read: its manifest goes into the run folder
+        study.set_data(user_data(data_root, out, files=data_files(data_root, train_split_file,
+                                                                  test_split_file)))
     if data.skipped:
         write_json(out / "skipped.json", [{"line": n, "path": p, "reason": why} for n, p, why in data.skipped])
     masks = {}

@@ -94,7 +94,7 @@ def _cmd_run(args) -> int:
     common = dict(out_dir=out, store_url=resolve_store_url(args.store), seed=args.seed,
                   progress=not args.no_progress,
                   strategy=None if args.strategy == "default" else settings.strategy,
-                  jit_compile=settings.jit_compile)
+                  jit_compile=settings.jit_compile, allow_dirty=args.allow_dirty)
     if kind == "acdc":
         from heatmap_loss.experiment import run_acdc
 

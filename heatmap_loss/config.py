@@ -114,6 +114,10 @@ PRESETS = {
 # (SD x sqrt 2); 70 % of the trials are expected to keep both groups' models.
 POWERED_PILOT = {"heart_overlap_sd_diff": 0.0562, "test_accuracy_sd_diff": 0.0097,
                  "kept_pair_share": 0.7, "alpha": 0.05 / 3}
+# Sides of H1's test, which the powered trials are sized for, and of the other directional
+# claim H3 (`study_protocol`): one-sided, so the test run is the test sized. H2 (TOST) is
+# two one-sided tests by construction and is sized as one.
+PRIMARY_SIDES = 1
 
 
 def powered_models_per_group(pilot=None) -> int:
@@ -129,7 +133,7 @@ def powered_models_per_group(pilot=None) -> int:
 
     pilot = dict(POWERED_PILOT if pilot is None else pilot)
     h1 = units_for_mde(0.05, pilot["heart_overlap_sd_diff"], alpha=pilot["alpha"],
-                       alternative="greater", test="wilcoxon")
+                       alternative="greater" if PRIMARY_SIDES == 1 else "two-sided", test="wilcoxon")
     h2 = units_for_mde(0.02, pilot["test_accuracy_sd_diff"], alpha=pilot["alpha"],
                        alternative="greater", test="paired_t")
     return int(math.ceil(max(h1, h2) / pilot["kept_pair_share"]))
@@ -172,7 +176,7 @@ def study_protocol(config: HeatmapLossConfig, experiment, seed: int = 0, *, test
         Hypothesis(id="H1", statement="Models trained with the heatmap loss put more of their "
                                       "HiResCAM mass inside the heart (thesis 3.4, p < 0.05)",
                    endpoint="heart_overlap", arms=("heatmap", "cce"), direction="greater",
-                   sesoi=0.05, test="wilcoxon"),
+                   sesoi=0.05, test="wilcoxon", sides=PRIMARY_SIDES),
         Hypothesis(id="H2", statement="The heatmap loss keeps the classification accuracy "
                                       "of cross-entropy alone (thesis 3.4)",
                    endpoint="test_accuracy", arms=("heatmap", "cce"), direction="equivalent",
@@ -184,7 +188,7 @@ def study_protocol(config: HeatmapLossConfig, experiment, seed: int = 0, *, test
                                           "overlap the sex marker less (thesis 3.5); mean over "
                                           "the male images, the only ones with a marker",
                        endpoint="marker_overlap", arms=("heatmap", "cce"), direction="less",
-                       sesoi=0.001, test="wilcoxon"))
+                       sesoi=0.001, test="wilcoxon", sides=PRIMARY_SIDES))
     return Protocol(
         paper="heatmap_loss", preset=config.preset, arms=("cce", "heatmap"),
         pairing_unit=("trial index k: initial weights (init_seed of the run seed and k), "
@@ -205,4 +209,5 @@ def study_protocol(config: HeatmapLossConfig, experiment, seed: int = 0, *, test
             "validation filter or not trained (non-finite loss, or validation accuracy not "
             "above the majority-class rate) are counted per group, not compared",
         ),
+        design="acdc" if experiment == "acdc" else f"exp{experiment}",
     )

@@ -270,7 +270,7 @@ def majority_rate(labels) -> float:
 
 def run_study(config: HeatmapLossConfig, splits: dict, *, study_name, classes, source: dict,
               out_dir, store_url, seed=0, progress=True, strategy=None, jit_compile=False,
-              class_weight=None, sample_sheet=None) -> Path:
+              class_weight=None, sample_sheet=None, data_block=None, allow_dirty=False) -> Path:
     """Declares the protocol, runs both groups' searches and writes the report.
 
     Args:
@@ -288,6 +288,10 @@ def run_study(config: HeatmapLossConfig, splits: dict, *, study_name, classes, s
         jit_compile: bool.
         class_weight: dict, optional. Keras class weights.
         sample_sheet: callable(path), optional. Writes `samples.png`.
+        data_block: callable(run folder) -> dict, optional. The claims' `data` block
+            (`shared.study.provenance.synthetic_data` / `user_data`); None records none.
+        allow_dirty: bool, default False. The user allowed a `powered` / `paper` run on
+            a modified source tree (`--allow-dirty`); recorded in `claims.json`.
 
     Returns:
         Path of report.md.
@@ -304,7 +308,9 @@ def run_study(config: HeatmapLossConfig, splits: dict, *, study_name, classes, s
                                  "source": source, "store": mask_url(store_url)})
     has_marker = "marker" in splits["test"]
     protocol = study_protocol(config, study_name, seed, test_set=source, has_marker=has_marker)
-    study = Study(protocol, out)  # before any model trains
+    study = Study(protocol, out, allow_dirty=allow_dirty)  # before any model trains
+    if data_block is not None:
+        study.set_data(data_block(out))
     if sample_sheet is not None:
         sample_sheet(out / "samples.png")
     trivial = trivial_predictors(splits["test"], classes)
@@ -364,7 +370,8 @@ def run_study(config: HeatmapLossConfig, splits: dict, *, study_name, classes, s
 
 
 def run_experiment(config: HeatmapLossConfig, *, experiment: int, out_dir, store_url, seed=0,
-                   data_dir=None, progress=True, strategy=None, jit_compile=False) -> Path:
+                   data_dir=None, progress=True, strategy=None, jit_compile=False,
+                   allow_dirty=False) -> Path:
     """Runs experiment 1 or 2 and writes its run folder; returns the path of report.md.
 
     Args:
@@ -381,8 +388,10 @@ def run_experiment(config: HeatmapLossConfig, *, experiment: int, out_dir, store
         strategy: tf.distribute.Strategy, optional. Models are built and trained
             under it (Keras Tuner's `distribution_strategy`).
         jit_compile: bool, default False. Compile the training steps with XLA.
+        allow_dirty: bool, default False. The user allowed a `powered` / `paper` run on
+            a modified source tree (`--allow-dirty`); recorded in `claims.json`.
     """
-    from heatmap_loss.sources import synthetic_splits
+    from heatmap_loss.sources import data_block, synthetic_splits
     from shared.training.seeding import set_global_seed
 
     if experiment not in (1, 2):
@@ -396,18 +405,23 @@ def run_experiment(config: HeatmapLossConfig, *, experiment: int, out_dir, store
 
     return run_study(config, splits, study_name=experiment, classes=CLASSES, source=source,
                      out_dir=out_dir, store_url=store_url, seed=seed, progress=progress,
-                     strategy=strategy, jit_compile=jit_compile, sample_sheet=sheet)
+                     strategy=strategy, jit_compile=jit_compile, sample_sheet=sheet,
+                     data_block=lambda out: data_block(config, experiment=experiment, seed=seed,
+                                                       data_dir=data_dir, run_dir=out),
+                     allow_dirty=allow_dirty)
 
 
 def run_acdc(config: HeatmapLossConfig, root, *, out_dir, store_url, seed=0, task="binary",
-             skip_bad_patients=False, progress=True, strategy=None, jit_compile=False) -> Path:
+             skip_bad_patients=False, progress=True, strategy=None, jit_compile=False,
+             allow_dirty=False) -> Path:
     """The same two-group study on ACDC slices (see `heatmap_loss.acdc`).
 
     Args:
         config: HeatmapLossConfig. Its image size is the model grid.
         root: str or Path. An ACDC `training/` folder (or a folder holding one).
-        out_dir, store_url, seed, progress, strategy, jit_compile: as `run_experiment`;
-            `seed` also draws the patient-level train/validation/test split.
+        out_dir, store_url, seed, progress, strategy, jit_compile, allow_dirty: as
+            `run_experiment`; `seed` also draws the patient-level train/validation/test
+            split.
         task: "binary" (normal vs diseased, thesis), "4class" or "5class".
         skip_bad_patients: bool, default False. Report and skip a patient whose files
             cannot be read instead of stopping.
@@ -421,6 +435,10 @@ def run_acdc(config: HeatmapLossConfig, root, *, out_dir, store_url, seed=0, tas
     splits, source, classes, class_weight = acdc_splits(
         root, size=config.image_size, task=task, seed=seed,
         skip_bad_patients=skip_bad_patients)
+    from shared.study.provenance import user_data
+
+    # The ACDC folder is only read: its manifest goes into the run folder.
     return run_study(config, splits, study_name="acdc", classes=classes, source=source,
                      out_dir=out_dir, store_url=store_url, seed=seed, progress=progress,
-                     strategy=strategy, jit_compile=jit_compile, class_weight=class_weight)
+                     strategy=strategy, jit_compile=jit_compile, class_weight=class_weight,
+                     data_block=lambda out: user_data(root, out), allow_dirty=allow_dirty)

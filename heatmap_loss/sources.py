@@ -5,7 +5,8 @@ splits (`heatmap_loss.data.model_arrays`), a description of their source for the
 protocol, and a function that writes the run's sample sheet. Generated splits use
 the seeds `seed`, `seed + 1` and `seed + 2`: the test set is drawn once from its
 own seed. A folder written by `medrepro heatmap-loss generate` (`train.npz`,
-`val.npz`, `test.npz`) is read back through `load_dataset` instead.
+`val.npz`, `test.npz`) is read back through `load_dataset` instead. `data_block` is
+the claims' record of either (the generator's settings, or the files' SHA-256).
 """
 
 from __future__ import annotations
@@ -39,9 +40,8 @@ def synthetic_splits(config, *, experiment: int, seed: int, data_dir=None) -> tu
     """
     data = {}
     if data_dir is None:
-        sizes = {"train": config.n_train, "val": config.n_val, "test": config.n_test}
-        for offset, split in enumerate(SPLITS):
-            data[split] = generate(sizes[split], experiment=experiment, seed=seed + offset)
+        for split, drawn in generator_settings(config, experiment=experiment, seed=seed)["splits"].items():
+            data[split] = generate(drawn["n"], experiment=experiment, seed=drawn["seed"])
         source = {"source": f"synthetic experiment-{experiment} images generated once",
                   "seed": int(seed) + 2, "images": int(config.n_test),
                   "train_val_seeds": [int(seed), int(seed) + 1]}
@@ -65,6 +65,31 @@ def synthetic_splits(config, *, experiment: int, seed: int, data_dir=None) -> tu
     splits = {split: _with_marker(model_arrays(data[split], config.image_size), experiment)
               for split in SPLITS}
     return splits, source, lambda path: save_sample_sheet(data["train"], path)
+
+
+def generator_settings(config, *, experiment: int, seed: int) -> dict:
+    """What decides the generated images: the experiment, and each split's size and seed
+    (`seed`, `seed + 1`, `seed + 2` for train, validation and test)."""
+    sizes = {"train": config.n_train, "val": config.n_val, "test": config.n_test}
+    return {"experiment": int(experiment),
+            "splits": {split: {"n": int(sizes[split]), "seed": int(seed) + offset}
+                       for offset, split in enumerate(SPLITS)}}
+
+
+def data_block(config, *, experiment: int, seed: int, data_dir=None, run_dir) -> dict:
+    """The claims' `data` block of the images `synthetic_splits` returns.
+
+    Args:
+        config, experiment, seed, data_dir: as `synthetic_splits`.
+        run_dir: str or Path. The run folder; a given `data_dir` is only read, its
+            manifest (a SHA-256 per file read) is written here.
+    """
+    from shared.study.provenance import synthetic_data, user_data
+
+    if data_dir is None:
+        return synthetic_data("heatmap_loss.phantom.generate",
+                              generator_settings(config, experiment=experiment, seed=seed))
+    return user_data(data_dir, run_dir, files=[f"{split}.npz" for split in SPLITS])
 
 
 def _with_marker(arrays: dict, experiment: int) -> dict:

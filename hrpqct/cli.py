@@ -80,7 +80,8 @@ def _cmd_run(args) -> int:
     report = run_experiment(config, out_dir=out, store_url=resolve_store_url(args.store), seed=args.seed,
                             progress=not args.no_progress, data_dir=args.data,
                             strategy=None if args.strategy == "default" else settings.strategy,
-                            jit_compile=settings.jit_compile, workers=_workers(args.workers), **smoke)
+                            jit_compile=settings.jit_compile, workers=_workers(args.workers),
+                            allow_dirty=args.allow_dirty, **smoke)
     print(f"Report: {report}")
     if args.smoke:
         from shared.cli.resources import peak_memory_line

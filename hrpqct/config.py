@@ -105,13 +105,18 @@ class HrpqctConfig:
 # it (README); with this value 11 units give 80 % power for a one-sided paired t-test.
 POWERED_SESOI = 0.05
 POWERED_SD_DIFF = 0.06
+# Sides of the test the powered units are sized for and of H1's test (`study_protocol`):
+# one-sided, so the test run is the test sized.
+PRIMARY_SIDES = 1
 
 
 def powered_units(sesoi=POWERED_SESOI, sd_diff=POWERED_SD_DIFF) -> int:
-    """Units the powered preset runs: `units_for_mde` for a one-sided paired t-test."""
+    """Units the powered preset runs: `units_for_mde` for a paired t-test with
+    `PRIMARY_SIDES` sides (one-sided)."""
     from shared.stats import units_for_mde
 
-    return units_for_mde(sesoi, sd_diff, alternative="greater", test="paired_t")
+    return units_for_mde(sesoi, sd_diff, alternative="greater" if PRIMARY_SIDES == 1 else "two-sided",
+                         test="paired_t")
 
 
 POWERED_UNITS = 11
@@ -224,7 +229,7 @@ def study_protocol(config: HrpqctConfig, seed: int = 0, *, simulated: bool = Tru
                                       "CBAM) grades motion better than Walle et al.'s CNN: higher "
                                       "quadratic weighted kappa against the rater consensus",
                    endpoint="kappa", arms=("proposed", "baseline"), direction="greater", sesoi=POWERED_SESOI,
-                   test=test, paper_value=no_figure),
+                   test=test, paper_value=no_figure, sides=PRIMARY_SIDES),
         Hypothesis(id="H2", statement=f"The proposed network grades as well as the operators: its kappa "
                                       f"against the consensus is not below the operators' (each rater "
                                       f"against the consensus of the others) by more than "

@@ -47,6 +47,7 @@ from hrpqct.training import pooled_rescan, rescan_counts, scan_metrics, train_gr
 from shared.metrics import confusion_matrix
 from shared.cli.progress import progress as progress_bar
 from shared.study import Study
+from shared.study.provenance import synthetic_data, user_data
 from shared.tracking.runs import make_run_dir, write_json
 from shared.training.scale import clear_session
 from shared.training.seeding import numpy_rng
@@ -134,7 +135,8 @@ def _endpoints(metrics, margin) -> dict:
 
 
 def run_experiment(config, *, out_dir, store_url=None, seed=0, progress=True, data_dir=None,
-                   strategy=None, jit_compile=False, workers=1, max_steps=None, simulated_slices=None) -> Path:
+                   strategy=None, jit_compile=False, workers=1, max_steps=None, simulated_slices=None,
+                   allow_dirty=False) -> Path:
     """Runs the whole protocol at `config`; returns the path of report.md.
 
     Args:
@@ -151,6 +153,8 @@ def run_experiment(config, *, out_dir, store_url=None, seed=0, progress=True, da
         max_steps: int, optional. Training batches per grader (a smoke run: 2).
         simulated_slices: int, optional. Simulate only this many slices per scan and
             write the full stack (a smoke run, see `hrpqct.data.generate_dataset`).
+        allow_dirty: bool, default False. The user allowed a `powered` / `paper` run on
+            a modified source tree (`--allow-dirty`); recorded in `claims.json`.
     """
     from shared.report.figures import save_confusion_matrix, save_image_grid
     from shared.report import write_comparison_report
@@ -159,21 +163,27 @@ def run_experiment(config, *, out_dir, store_url=None, seed=0, progress=True, da
     t_start = time.perf_counter()
     out = make_run_dir(out_dir, config)
     simulated = data_dir is None or (Path(data_dir) / SIMULATION_FILE).is_file()
-    study = Study(study_protocol(config, seed, simulated=simulated), out)  # protocol.json before any training
+    # protocol.json before any training
+    study = Study(study_protocol(config, seed, simulated=simulated), out, allow_dirty=allow_dirty)
     fig_dir = out / "figures"
     fig_dir.mkdir(exist_ok=True)
-    if data_dir is None:
+    generated = data_dir is None
+    if generated:
         data_dir = out / "data"
+        # Everything that decides the simulated cohort (not the worker count).
+        settings = dict(scans_per_site=config.sites, image_size=config.image_size,
+                        oversample=config.oversample, stack_slices=config.stack_slices,
+                        n_projections=config.n_projections, field_of_view_mm=config.field_of_view_mm,
+                        projection_noise=config.projection_noise, fbp_window=config.fbp_window,
+                        grade_counts=config.grade_counts, rater_noise=config.rater_noise, seed=seed,
+                        slices_per_scan=config.slices_per_scan, simulated_slices=simulated_slices)
         if not (data_dir / "grades.csv").is_file():
             bar = (lambda it: progress_bar(it, desc="simulate scans", enabled=True)) if progress else None
-            generate_dataset(data_dir, scans_per_site=config.sites, image_size=config.image_size,
-                             oversample=config.oversample, stack_slices=config.stack_slices,
-                             n_projections=config.n_projections, field_of_view_mm=config.field_of_view_mm,
-                             projection_noise=config.projection_noise, fbp_window=config.fbp_window,
-                             grade_counts=config.grade_counts, rater_noise=config.rater_noise, seed=seed,
-                             progress=bar, workers=workers, slices_per_scan=config.slices_per_scan,
-                             simulated_slices=simulated_slices)
+            generate_dataset(data_dir, progress=bar, workers=workers, **settings)
+        study.set_data(synthetic_data("hrpqct.data.generate_dataset", settings))
     data = load_dataset(data_dir, slices_per_scan=config.slices_per_scan, image_size=config.image_size)
+    if not generated:  # the folder is only read: its manifest goes into the run folder
+        study.set_data(user_data(data_dir, out))
     t_data = time.perf_counter() - t_start
     consensus = data["consensus"]
     seeds = unit_seeds(seed, config.seeds, config.ensemble_size)

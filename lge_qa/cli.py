@@ -89,7 +89,7 @@ def _cmd_run(args) -> int:
     out = prepared_run_folder(args, PAPER, args.preset)
     common = dict(out_dir=out, store_url=resolve_store_url(args.store), data_root=args.data,
                   progress=not args.no_progress, distribute=distribute, jit_compile=scale.jit_compile,
-                  strict=args.strict)
+                  strict=args.strict, allow_dirty=args.allow_dirty)
     if args.smoke:
         from lge_qa.smoke import smoke_config
 

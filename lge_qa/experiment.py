@@ -52,15 +52,34 @@ def phantom_shift(cfg: LgeQaConfig) -> float:
                                         score_threshold=cfg.score_threshold)
 
 
+def phantom_settings(cfg: LgeQaConfig) -> dict:
+    """The arguments of `phantom.generate_dataset` that decide the phantom of `cfg`."""
+    return dict(n_segmentation=cfg.n_segmentation, n_scored=cfg.n_scored, shape=cfg.volume_shape,
+                seed=cfg.seed, rater_sd=cfg.rater_sd, correlation=cfg.quality_correlation,
+                spread=cfg.quality_spread, shift=phantom_shift(cfg), fibrosis_extent=cfg.fibrosis_extent)
+
+
 def write_phantom(cfg: LgeQaConfig, root, *, progress=None) -> Path:
     """Writes the phantom cohort of `cfg` under `root` (a folder of its own). Returns `root`."""
     log.info("writing phantom dataset to %s", root)
-    return phantom.generate_dataset(
-        root, n_segmentation=cfg.n_segmentation, n_scored=cfg.n_scored, shape=cfg.volume_shape,
-        seed=cfg.seed, rater_sd=cfg.rater_sd, correlation=cfg.quality_correlation,
-        spread=cfg.quality_spread, shift=phantom_shift(cfg), fibrosis_extent=cfg.fibrosis_extent,
-        progress=progress,
-    )
+    return phantom.generate_dataset(root, progress=progress, **phantom_settings(cfg))
+
+
+def data_block(cfg: LgeQaConfig, data_root, run_dir) -> dict:
+    """The claims' `data` block of a run (`shared.study.provenance`).
+
+    Args:
+        cfg: LgeQaConfig (the phantom's settings).
+        data_root: str, Path or None. The user's dataset root, as the run was given it
+            (only read: its manifest, a SHA-256 per file, goes into the run folder); None:
+            the phantom of `cfg`, generated into the run folder.
+        run_dir: str or Path. The run folder.
+    """
+    from shared.study.provenance import synthetic_data, user_data
+
+    if data_root is None:
+        return synthetic_data("lge_qa.phantom.generate_dataset", phantom_settings(cfg))
+    return user_data(data_root, run_dir)
 
 
 def check_data_root(root) -> Path:
@@ -207,7 +226,8 @@ def _endpoints(metrics) -> dict:
 
 
 def run_experiment(cfg: LgeQaConfig, *, out_dir, store_url=None, data_root=None, strategies=None,
-                   progress=True, verbose=0, distribute=None, jit_compile=False, strict=False) -> dict:
+                   progress=True, verbose=0, distribute=None, jit_compile=False, strict=False,
+                   allow_dirty=False) -> dict:
     """Runs the whole reproduction and writes its run folder.
 
     Args:
@@ -225,6 +245,8 @@ def run_experiment(cfg: LgeQaConfig, *, out_dir, store_url=None, data_root=None,
         jit_compile: bool, default False. Compile the train steps with XLA.
         strict: bool, default False. Refuse scored cases found only in the scores
             table or only on disk (otherwise they are left out with a warning).
+        allow_dirty: bool, default False. The user allowed a `powered` / `paper` run on
+            a modified source tree (`--allow-dirty`); recorded in `claims.json`.
 
     Returns:
         dict with "summary", "results", "detector", "report" (path of report.md), "figures",
@@ -242,12 +264,15 @@ def run_experiment(cfg: LgeQaConfig, *, out_dir, store_url=None, data_root=None,
     t0 = time.time()
     out = make_run_dir(out_dir, {**cfg.to_dict(), "strategies": list(strategies)})
     # protocol.json before any training; a single strategy has nothing to compare.
-    study = Study(study_protocol(cfg, cfg.seed, strategies), out) if len(strategies) > 1 else None
+    study = (Study(study_protocol(cfg, cfg.seed, strategies), out, allow_dirty=allow_dirty)
+             if len(strategies) > 1 else None)
     if study is None:
         log.warning("one strategy (%s): no hypothesis to test, no claims.json", strategies[0])
     wrap = (lambda it, desc: pbar(it, desc=desc, enabled=progress))
-    data_root = resolve_dataset(cfg, data_root, out, progress=lambda it, desc: wrap(it, desc))
-    qa, seg = load_dataset(cfg, data_root, strict=strict)
+    root = resolve_dataset(cfg, data_root, out, progress=lambda it, desc: wrap(it, desc))
+    if study is not None:
+        study.set_data(data_block(cfg, data_root, out))
+    qa, seg = load_dataset(cfg, root, strict=strict)
     # The store is opened before anything trains: unreachable, its rows are spooled.
     sink = ResultsSink.open(store_url, out)
 

@@ -41,6 +41,9 @@ AUC_SESOI = 0.05
 # SD of the paired AUC differences assumed to size the seeds (no pilot of the arms was
 # run to choose it): units_for_mde(0.05, 0.04, alternative="greater") = 6.
 POWERED_SD_DIFF = 0.04
+# Sides of the test the seeds are sized for and of the primary hypotheses' tests
+# (`limited_protocol`): one-sided, so the test run is the test sized.
+PRIMARY_SIDES = 1
 GATE_THRESHOLDS = {"oracle_auc": 0.85, "baseline_auc": 0.75, "prevalence_low": 0.4,
                    "prevalence_high": 0.6}
 # Mean pairwise Pearson correlation of the four 1-5 scores the declared level must show.
@@ -67,11 +70,12 @@ def drop_endpoint(sizes) -> str:
 
 
 def powered_units(sesoi=AUC_SESOI, sd_diff=POWERED_SD_DIFF) -> int:
-    """Seeds of the powered design: `shared.stats.units_for_mde` for a one-sided paired
-    t-test, at least 6."""
+    """Seeds of the powered design: `shared.stats.units_for_mde` for a paired t-test with
+    `PRIMARY_SIDES` sides (one-sided), at least 6."""
     from shared.stats.power import units_for_mde
 
-    return max(6, units_for_mde(sesoi, sd_diff, alternative="greater"))
+    return max(6, units_for_mde(sesoi, sd_diff,
+                                alternative="greater" if PRIMARY_SIDES == 1 else "two-sided"))
 
 
 def limited_protocol(cfg: LgeQaConfig, arms=LIMITED_ARMS):
@@ -92,15 +96,16 @@ def limited_protocol(cfg: LgeQaConfig, arms=LIMITED_ARMS):
                                       f"than the baseline at the smallest labelled set (n = {small}) "
                                       f"(Table 2: F1 0.76 vs 0.71)",
                    endpoint=size_endpoint(small), arms=("contrastive", "baseline"), direction="greater",
-                   sesoi=AUC_SESOI, test="paired_t", paper_value="F1 0.76 vs 0.71"),
+                   sesoi=AUC_SESOI, test="paired_t", paper_value="F1 0.76 vs 0.71", sides=PRIMARY_SIDES),
         Hypothesis(id="H2", statement="Multi-Task QA has a higher test AUC than the baseline, mean over "
                                       "the training sizes (Table 2: F1 0.73 vs 0.71)",
                    endpoint="auc_mean", arms=("multitask", "baseline"), direction="greater",
-                   sesoi=AUC_SESOI, test="paired_t", paper_value="F1 0.73 vs 0.71"),
+                   sesoi=AUC_SESOI, test="paired_t", paper_value="F1 0.73 vs 0.71", sides=PRIMARY_SIDES),
         Hypothesis(id="H3", statement=f"The contrastive gain over the baseline shrinks as labels grow: "
                                       f"(AUC gain at n = {small}) - (gain at n = {large}) > 0",
                    endpoint=drop_endpoint(sizes), arms=("contrastive", "baseline"), direction="greater",
-                   sesoi=AUC_SESOI, test="paired_t", paper_value="not reported (the limited-label premise)"),
+                   sesoi=AUC_SESOI, test="paired_t", paper_value="not reported (the limited-label premise)",
+                   sides=PRIMARY_SIDES),
         Hypothesis(id="H4", statement=f"The pre-trained encoder beats a frozen random encoder with the "
                                       f"same heads at n = {small} (control)",
                    endpoint=size_endpoint(small), arms=("contrastive", CONTROL), direction="greater",
@@ -154,6 +159,7 @@ def limited_protocol(cfg: LgeQaConfig, arms=LIMITED_ARMS):
                   "validation_scans": int(cfg.val_scans),
                   "cohort": f"phantom generated from seed {cfg.seed} unless the run reads --data"},
         hypotheses=hypotheses, gates=gates, training_sizes=sizes, deviations=tuple(deviations),
+        design=cfg.correlation_level,
     )
 
 
@@ -252,7 +258,7 @@ def study_endpoints(per_size, sizes) -> dict:
 
 def run_limited_study(cfg: LgeQaConfig, *, out_dir, store_url=None, data_root=None, arms=LIMITED_ARMS,
                       progress=True, verbose=0, distribute=None, jit_compile=False, strict=False,
-                      gates_only=False) -> dict:
+                      gates_only=False, allow_dirty=False) -> dict:
     """Runs the limited-label study and writes its run folder.
 
     Args:
@@ -266,6 +272,8 @@ def run_limited_study(cfg: LgeQaConfig, *, out_dir, store_url=None, data_root=No
         gates_only: bool, default False. Measure the gates (data, oracle feature, the
             baseline on the gate cohort) and stop: no arm trains and no claims.json is
             written (what fixes the phantom's signal strength before any comparison).
+        allow_dirty: bool, default False. The user allowed a `powered` / `paper` run on
+            a modified source tree (`--allow-dirty`); recorded in `claims.json`.
 
     Returns:
         dict with "results" ({arm: {n: [metrics per seed]}}), "gates", "claims"
@@ -273,7 +281,7 @@ def run_limited_study(cfg: LgeQaConfig, *, out_dir, store_url=None, data_root=No
         (`limited_table`) and "seconds" (wall time of the parts: "data" phantom and loading,
         "gates" LA detector and gate baseline, "arms" the study's training).
     """
-    from lge_qa.experiment import load_dataset, resolve_dataset, stage_one
+    from lge_qa.experiment import data_block, load_dataset, resolve_dataset, stage_one
     from shared.tracking.sink import ResultsSink
     from shared.cli.progress import progress as pbar
     from shared.study import Study
@@ -283,9 +291,11 @@ def run_limited_study(cfg: LgeQaConfig, *, out_dir, store_url=None, data_root=No
     t0 = time.time()
     sizes = tuple(int(n) for n in cfg.training_sizes)
     out = make_run_dir(out_dir, {**cfg.to_dict(), "arms": list(arms), "study": "limited_label"})
-    study = Study(limited_protocol(cfg, arms), out)  # protocol.json before anything trains
+    # protocol.json before anything trains
+    study = Study(limited_protocol(cfg, arms), out, allow_dirty=allow_dirty)
     wrap = (lambda it, desc: pbar(it, desc=desc, enabled=progress))
     root = resolve_dataset(cfg, data_root, out, progress=wrap)
+    study.set_data(data_block(cfg, data_root, out))
     qa, seg = load_dataset(cfg, root, strict=strict)
     split = fixed_split(len(qa["case_ids"]), cfg)
     sink = ResultsSink.open(store_url, out)

@@ -1,5 +1,6 @@
 """README's "What reproduces" table is the claims of the runs kept in docs/results/
-(copies of their claims.json), rendered by `medrepro claims --markdown`, not prose."""
+(copies of their claims.json), rendered by `medrepro claims --combine --markdown`:
+the combined line per claim first, then each run's line, not prose."""
 
 import re
 from pathlib import Path
@@ -7,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from shared.cli.claims import run_label
-from shared.study.claims import claims_table_markdown, read_claims
+from shared.study.claims import combined_table_markdown, read_claims
 
 ROOT = Path(__file__).resolve().parents[1]
 START, END = "<!-- claims-table:start -->", "<!-- claims-table:end -->"
@@ -25,11 +26,12 @@ def test_readme_table_is_rendered_from_the_kept_claims():
     assert match, f"README.md lacks the {START} ... {END} block"
     files = _results()
     assert files, "docs/results/ holds no claims file"
-    expected = claims_table_markdown([read_claims(path) for path in files],
-                                     [run_label(path) for path in files])
+    expected = combined_table_markdown([read_claims(path) for path in files],
+                                       [run_label(path) for path in files],
+                                       sources=[str(path) for path in files])
     assert match.group(1) == expected, (
         "README.md's claims table is out of date; regenerate it with "
-        "`medrepro claims --markdown docs/results/*.json`")
+        "`medrepro claims --combine --markdown docs/results/*.json`")
 
 
 def test_kept_claims_are_named_after_their_run():
@@ -52,5 +54,6 @@ def test_kept_verdicts_follow_from_their_own_numbers():
             verdict, _ = decide_verdict(
                 claim["direction"], p_holm=claim["p_holm"], effect=claim["effect"],
                 ci95=claim["ci95"], sesoi=claim["sesoi"], alpha=claim.get("alpha", 0.05),
-                mde=claim["mde"], n=claim["n"], failed_gates=failed)
+                mde=claim["mde"], n=claim["n"], failed_gates=failed,
+                untestable=claim.get("untestable_because", ()))
             assert verdict == claim["verdict"], (path.name, claim["id"])

@@ -14,6 +14,11 @@ def register(subparsers) -> None:
     parser.add_argument("runs", nargs="+", type=Path, metavar="RUN_DIR",
                         help="run folders (or claims.json files); a demo folder is searched "
                              "one level down")
+    parser.add_argument("--combine", action="store_true",
+                        help="one line per claim across the runs of one design at different "
+                             "seeds (a combined test over all their units, stratified by run; "
+                             "see docs/studies.md), then each run's line; runs grouped as one "
+                             "design that declare different designs are refused")
     parser.add_argument("--markdown", action="store_true",
                         help="print a Markdown table (which run: its folder or file name, "
                              "paper, preset, seed, revision; then each claim) instead of "
@@ -28,6 +33,29 @@ def _claim_files(path: Path) -> list:
     return [path]
 
 
+def check_data_manifest(path: Path, document) -> None:
+    """A run on a user's data keeps `data_manifest.json` beside its claims: when it is
+    there, it must read and hash to what the claims recorded.
+
+    Raises:
+        ValueError: a malformed manifest, or one whose hash differs (one line).
+    """
+    from shared.study.provenance import manifest_sha256, read_data_manifest
+
+    data = document.get("data") or {}
+    if data.get("source") != "user":
+        return
+    folder = path if path.is_dir() else path.parent
+    manifest_path = folder / data["manifest"]
+    if not manifest_path.is_file():
+        return  # a kept copy of the claims, away from its run folder
+    actual = manifest_sha256(read_data_manifest(manifest_path))
+    if actual != data["manifest_sha256"]:
+        raise ValueError(f"{manifest_path}: field 'files': the listed files hash to "
+                         f"{actual[:12]}..., the claims recorded "
+                         f"{data['manifest_sha256'][:12]}... (edited after the run?)")
+
+
 def run_label(path: Path) -> str:
     """What names a run in a table: its folder, or a kept copy's file name."""
     path = Path(path)
@@ -37,17 +65,27 @@ def run_label(path: Path) -> str:
 
 
 def _cmd_claims(args) -> int:
-    from shared.study.claims import claims_table_markdown, claims_table_text, read_claims
+    from shared.study.claims import (claims_table_markdown, claims_table_text,
+                                     combined_table_markdown, combined_table_text, read_claims)
 
-    documents, labels, errors = [], [], []
+    documents, labels, paths, errors = [], [], [], []
     for run in args.runs:
         for path in _claim_files(run):
             try:
-                documents.append(read_claims(path))
+                document = read_claims(path)
+                check_data_manifest(path, document)
+                documents.append(document)
                 labels.append(run_label(path))
+                paths.append(str(path))
             except (ValueError, FileNotFoundError) as err:
                 errors.append(str(err))
-    if documents:
+    if documents and args.combine:
+        try:
+            sys.stdout.write(combined_table_markdown(documents, labels, sources=paths)
+                             if args.markdown else combined_table_text(documents, paths))
+        except ValueError as err:
+            errors.append(str(err))
+    elif documents:
         sys.stdout.write(claims_table_markdown(documents, labels) if args.markdown
                          else claims_table_text(documents))
     for error in errors:

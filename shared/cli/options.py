@@ -19,8 +19,8 @@ def add_store_arg(parser) -> None:
 
 
 def add_run_args(parser, *, presets=("quick", "paper"), default_preset="quick") -> None:
-    """Adds --preset, --out, --resume, --overwrite, --store, --seed, --smoke, --strategy,
-    --precision, --xla, --no-progress."""
+    """Adds --preset, --out, --resume, --overwrite, --store, --seed, --smoke, --allow-dirty,
+    --strategy, --precision, --xla, --no-progress."""
     parser.add_argument("--preset", choices=list(presets), default=default_preset,
                         help="'paper' = the paper's exact settings; 'quick' = minutes on a CPU "
                              f"(default: {default_preset})")
@@ -33,6 +33,9 @@ def add_run_args(parser, *, presets=("quick", "paper"), default_preset="quick") 
                         help="prove a preset on this machine: full-size data for a few samples, "
                              "every arm's full-size model, two training steps each and the "
                              "evaluation; prints the peak memory (meant for --preset paper)")
+    parser.add_argument("--allow-dirty", action="store_true",
+                        help="run a powered or paper study on a source tree with uncommitted "
+                             "changes (refused otherwise); recorded in claims.json")
     add_scale_args(parser)
     parser.add_argument("--no-progress", action="store_true", help="hide progress bars")
 
@@ -63,9 +66,31 @@ def resolve_out_dir(cli_value, paper: str, preset: str, seed=None) -> Path:
 
 
 def prepared_run_folder(args, paper: str, preset: str) -> Path:
-    """The run folder of a paper's `run` command, checked by the run-folder rule."""
+    """The run folder of a paper's `run` command, checked by the run-folder rule.
+
+    A `powered` or `paper` study on a modified source tree is refused before the folder
+    is created or touched, unless `--allow-dirty` is given
+    (`shared.study.provenance.check_clean_tree`); a `--smoke` run writes no claims and
+    is not checked.
+
+    Args:
+        args: argparse.Namespace of a command set up by `add_run_args` (`preset`,
+            `smoke` and `allow_dirty` default to `preset`, False and False when absent).
+        paper: str. The paper's folder name under runs/.
+        preset: str. The folder name's preset part ("powered", "paper_smoke").
+
+    Raises:
+        ValueError: the tree is modified and not allowed (`DirtyTreeError`), or the
+            folder breaks the run-folder rule (`shared.io.run_folder`).
+    """
     from shared.io.run_folder import prepare_run_folder
 
+    if not getattr(args, "smoke", False):
+        from shared.study.provenance import check_clean_tree
+        from shared.tracking.runs import git_revision
+
+        check_clean_tree(getattr(args, "preset", preset), git_revision(),
+                         allow_dirty=getattr(args, "allow_dirty", False))
     return prepare_run_folder(resolve_out_dir(args.out, paper, preset, seed=args.seed),
                               resume=args.resume, overwrite=args.overwrite)
 

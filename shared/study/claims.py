@@ -106,22 +106,32 @@ def _trivial(t):
     return "-" if not t else f"{_num(t.get('value'))} ({t.get('name')})"
 
 
-CLAIM_COLUMNS = ("claim", "endpoint", "arms", "n", "effect", "95 % CI", "p (Holm)", "MDE",
+CLAIM_COLUMNS = ("claim", "endpoint", "arms", "n", "effect", "CI", "p (Holm)", "MDE",
                  "SESOI", "trivial", "paper", "verdict")
+
+
+def _ci_cell(claim) -> str:
+    """The interval, with its level when it is not 95 % (a one-sided claim's 1 - 2 alpha)."""
+    level = claim.get("ci_level", 0.95)
+    cell = _ci(claim["ci95"])
+    if claim["ci95"] is not None and abs(level - 0.95) > 1e-9:
+        cell += f" ({level:.0%}, one-sided)" if claim.get("sides") == 1 else f" ({level:.0%})"
+    return cell
 
 
 def claim_cells(claim) -> list:
     arms = " vs ".join(claim["arms"])
     return [claim["id"], claim["endpoint"], arms, str(claim["n"]), _num(claim["effect"]),
-            _ci(claim["ci95"]), _num(claim["p_holm"]), _num(claim["mde"]), _num(claim["sesoi"]),
+            _ci_cell(claim), _num(claim["p_holm"]), _num(claim["mde"]), _num(claim["sesoi"]),
             _trivial(claim["trivial"]), _num(claim["paper_value"]), f"**{claim['verdict']}**"]
 
 
 def claims_markdown(document) -> str:
-    """The claims table (and failed gates) a report opens with, in Markdown."""
+    """The claims table (gates, headroom, arm validity, provenance) a report opens with."""
     lines = ["## Claims", "",
              f"Protocol `{document['protocol_sha256'][:12]}` (declared in `protocol.json` "
-             f"before training), preset `{document['preset']}`, seed {document['seed']}.", "",
+             f"before training), preset `{document['preset']}`, seed {document['seed']}, "
+             f"revision {revision_cell(document)}, data: {data_cell(document)}.", "",
              "| " + " | ".join(CLAIM_COLUMNS) + " |",
              "|" + "---|" * len(CLAIM_COLUMNS)]
     for claim in document["claims"]:
@@ -137,6 +147,23 @@ def claims_markdown(document) -> str:
             lines.append(f"| {gate['name']} | {_num(gate['value'])} | "
                          f"{gate.get('comparison', '')} {_num(gate['threshold'])} | "
                          f"{'yes' if gate['passed'] else '**no**'} |")
+    if document.get("headroom"):
+        lines += ["", "| headroom of | ceiling | baseline | shortcut | room | required | passed |",
+                  "|---|---|---|---|---|---|---|"]
+        for row in document["headroom"]:
+            lines.append(f"| {row['hypothesis']} | {_num(row['ceiling'])} | "
+                         f"{_num(row['baseline'])} | {_num(row.get('shortcut'))} | "
+                         f"{_num(row['room'])} | {_num(row['required'])} | "
+                         f"{'yes' if row['passed'] else '**no**'} |")
+    checks = {}
+    for row in document.get("arm_validity") or []:
+        entry = checks.setdefault((row["check"], row["arm"]), [0, 0])
+        entry[0] += 1
+        entry[1] += 0 if row["passed"] else 1
+    if checks:
+        lines += ["", "| arm check | arm | units | failed |", "|---|---|---|---|"]
+        for (check, arm), (units, failed) in checks.items():
+            lines.append(f"| {check} | {arm} | {units} | {failed if not failed else f'**{failed}**'} |")
     if document["deviations"]:
         lines += ["", "Deviations from the paper:", ""]
         lines += [f"- {d}" for d in document["deviations"]]
@@ -148,24 +175,97 @@ def verdict_summary(document) -> str:
     return ", ".join(f"{c['id']} {c['verdict']}" for c in document["claims"])
 
 
+def revision_cell(document) -> str:
+    """The run's revision as kept (the full one in newer files), `+dirty` included, and
+    `--allow-dirty` when the user allowed it."""
+    revision = document.get("revision") or ""
+    if not revision:
+        return "-"
+    allowed = (document.get("provenance") or {}).get("allow_dirty")
+    return f"`{revision}`" + (" (--allow-dirty)" if allowed else "")
+
+
+def data_cell(document) -> str:
+    """Where the run's data came from, or 'not recorded' (files from before the field)."""
+    data = document.get("data")
+    if not data:
+        return "not recorded"
+    if data["source"] == "synthetic":
+        return f"synthetic: `{data['generator']}` `{data['settings_sha256'][:12]}`"
+    return f"user data: {data['files']} files, manifest `{data['manifest_sha256'][:12]}`"
+
+
+RUN_COLUMNS = ("paper", "preset", "seed", "revision", "data")
+
+
+def _run_cells(doc) -> list:
+    return [doc["paper"], doc["preset"], str(doc["seed"]), revision_cell(doc), data_cell(doc)]
+
+
 def claims_table_markdown(documents, labels=None) -> str:
     """A Markdown table of the claims of several runs: which run (its label when given,
-    then paper, preset, seed, revision), then each claim's cells as in a report."""
-    columns = (("run",) if labels is not None else ()) + ("paper", "preset", "seed",
-                                                          "revision") + CLAIM_COLUMNS
+    then paper, preset, seed, revision, data), then each claim's cells as in a report."""
+    columns = (("run",) if labels is not None else ()) + RUN_COLUMNS + CLAIM_COLUMNS
     lines = ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
     for k, doc in enumerate(documents):
-        run = ([labels[k]] if labels is not None else []) + [
-            doc["paper"], doc["preset"], str(doc["seed"]),
-            f"`{doc['revision'][:7]}`" if doc["revision"] else "-"]
+        run = ([labels[k]] if labels is not None else []) + _run_cells(doc)
         for claim in doc["claims"]:
             lines.append("| " + " | ".join(run + claim_cells(claim)) + " |")
     return "\n".join(lines) + "\n"
 
 
+def combined_cells(claim) -> list:
+    verdict = claim["verdict"]
+    return [claim["id"], claim["endpoint"], " vs ".join(claim["arms"]), str(claim["n"]),
+            _num(claim["effect"]), _ci(claim["ci95"]), _num(claim["p_holm"]), _num(claim["mde"]),
+            _num(claim["sesoi"]), _trivial(claim["trivial"]), _num(claim["paper_value"]),
+            f"**{verdict}**" if verdict else "not combined"]
+
+
+def combined_table_markdown(documents, labels, sources=None) -> str:
+    """The README's table: per design and claim, the combined line over its runs first
+    ("k of m runs agree"), then each run's own line.
+
+    Raises:
+        ValueError: runs grouped as one design that declare different designs.
+    """
+    from shared.study.combine import combine_documents
+
+    groups = combine_documents(documents, list(sources if sources is not None else labels))
+    columns = ("run",) + RUN_COLUMNS + CLAIM_COLUMNS
+    lines = ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
+    for group in groups:
+        members = group["members"]
+        seeds = ", ".join(str(documents[k]["seed"]) for k in members)
+        for k_claim, claim in enumerate(group["claims"]):
+            agree = (f"{claim['agree']} of {claim['runs']} runs agree" if claim["verdict"]
+                     else f"{claim['runs']} runs")
+            lines.append("| " + " | ".join(
+                [f"**combined** ({agree})", group["paper"], group["preset"], seeds, "-", "-"]
+                + combined_cells(claim)) + " |")
+            for k in members:
+                run_claim = documents[k]["claims"][k_claim]
+                lines.append("| " + " | ".join([labels[k]] + _run_cells(documents[k])
+                                               + claim_cells(run_claim)) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def combined_notes_markdown(documents, labels) -> str:
+    """One bullet per combined claim: its verdict and how it was reached."""
+    from shared.study.combine import combine_documents
+
+    lines = []
+    for group in combine_documents(documents, labels):
+        design = f" {group['design']}" if group["design"] else ""
+        for claim in group["claims"]:
+            lines.append(f"- {group['paper']} {group['preset']}{design} **{claim['id']}** "
+                         f"({claim['verdict'] or 'not combined'}): {claim['note']}.")
+    return "\n".join(lines) + "\n"
+
+
 def claims_table_text(documents) -> str:
     """A plain-text table of the claims of several runs (one row per run and claim)."""
-    header = ["paper", "preset", "seed", "claim", "endpoint", "effect", "95 % CI", "p (Holm)",
+    header = ["paper", "preset", "seed", "claim", "endpoint", "effect", "CI", "p (Holm)",
               "MDE", "verdict"]
     rows = [header]
     for doc in documents:
@@ -173,6 +273,28 @@ def claims_table_text(documents) -> str:
             rows.append([doc["paper"], doc["preset"], str(doc["seed"]), c["id"], c["endpoint"],
                          _num(c["effect"]), _ci(c["ci95"]), _num(c["p_holm"]), _num(c["mde"]),
                          c["verdict"]])
-    widths = [max(len(r[i]) for r in rows) for i in range(len(header))]
+    revisions = sorted({f"{d['paper']} seed {d['seed']}: {d.get('revision') or '-'}"
+                        for d in documents})
+    return _text_table(rows) + "revisions: " + "; ".join(revisions) + "\n"
+
+
+def combined_table_text(documents, sources) -> str:
+    """Plain text: one combined line per design and claim, then each run's verdict."""
+    from shared.study.combine import combine_documents
+
+    header = ["paper", "preset", "design", "claim", "runs", "n", "effect", "CI", "p (Holm)",
+              "MDE", "verdict", "agree", "per run"]
+    rows = [header]
+    for group in combine_documents(documents, sources):
+        for c in group["claims"]:
+            rows.append([group["paper"], group["preset"], group["design"] or "-", c["id"],
+                         str(c["runs"]), str(c["n"]), _num(c["effect"]), _ci(c["ci95"]),
+                         _num(c["p_holm"]), _num(c["mde"]), c["verdict"] or "not combined",
+                         f"{c['agree']} of {c['runs']}", ", ".join(c["run_verdicts"])])
+    return _text_table(rows)
+
+
+def _text_table(rows) -> str:
+    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
     return "\n".join("  ".join(cell.ljust(w) for cell, w in zip(row, widths)).rstrip()
                      for row in rows) + "\n"

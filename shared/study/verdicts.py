@@ -159,6 +159,7 @@ def _test_one(hypothesis, a, b, *, seed, ratio=0.0):
         if corrected:
             nb = corrected_paired_t(a, b, ratio=ratio, alternative=alternative, level=level)
             p, result["ci95"], out["test"] = nb["p"], nb["ci"], "paired_t_corrected"
+            out["resampling_ratio"] = float(ratio)
             note = "; ".join(filter(None, [note, (
                 f"units re-split one pool: corrected resampled t (Nadeau-Bengio, "
                 f"n_test / n_train = {ratio:.3g})")]))
@@ -361,6 +362,8 @@ def evaluate_study(protocol, outcomes, *, gate_values=None, trivial=None, seed=0
             "paper_value": hypothesis.paper_value, "verdict": verdict, "note": note,
             "untestable_because": reasons, "validity": checks,
             "unit_values": _unit_values(outcomes, hypothesis),
+            **({"resampling_ratio": result["resampling_ratio"]}
+               if "resampling_ratio" in result else {}),
         })
     return {"claims": claims, "gates": gates, "headroom": headroom}
 

@@ -18,6 +18,19 @@ def test_presets():
         dataclasses.replace(tiny(), crop_fraction=0.6)
 
 
+def test_powered_seeds_are_sized_one_sided_and_the_claims_tested_so():
+    from covidnet_siamese.config import POWERED_SEEDS, powered_seeds, study_protocol
+    from shared.stats import units_for_mde
+
+    # One-sided, the paper's gap 0.06 at SD 0.078 needs 12 seeds; two-sided it would need 16.
+    assert POWERED_SEEDS == powered_seeds() == len(get_preset("powered").seeds) == 12
+    assert units_for_mde(0.06, 0.078, alternative="two-sided") == 16
+    protocol = study_protocol(get_preset("powered"))
+    assert {h.id: h.alternative for h in protocol.hypotheses} == {
+        "H1": "greater", "H2": "greater", "H3": "less"}
+    assert protocol.design == ""
+
+
 @pytest.mark.slow
 def test_tiny_end_to_end_through_cli(tmp_path, monkeypatch):
     from covidnet_siamese import config
@@ -46,6 +59,23 @@ def test_tiny_end_to_end_through_cli(tmp_path, monkeypatch):
     assert verdicts["H2"]["verdict"] == "untestable" and "covid_test_images" in verdicts["H2"]["note"]
     assert verdicts["H1"]["verdict"] == "inconclusive" and verdicts["H1"]["n"] == 2
     assert verdicts["H1"]["trivial"]["name"] == "always normal"
+    assert verdicts["H1"]["sides"] == 1  # tested one-sided, as the powered seeds are sized
+    # The run read a user's folder: a SHA-256 per file goes into the run folder's
+    # data_manifest.json, none into the data folder, which is only read.
+    import hashlib
+
+    from shared.study.provenance import manifest_sha256, read_data_manifest
+
+    assert claims["provenance"]["allow_dirty"] is False
+    assert claims["data"]["source"] == "user" and claims["data"]["manifest"] == "data_manifest.json"
+    assert not (data / "data_manifest.json").exists()
+    manifest = read_data_manifest(out / "data_manifest.json")
+    on_disk = sorted(p.relative_to(data).as_posix() for p in data.rglob("*") if p.is_file())
+    assert [f["path"] for f in manifest["files"]] == on_disk and claims["data"]["files"] == len(on_disk)
+    split = next(f for f in manifest["files"] if f["path"] == "train_split.txt")
+    assert split["sha256"] == hashlib.sha256((data / "train_split.txt").read_bytes()).hexdigest()
+    assert split["bytes"] == (data / "train_split.txt").stat().st_size
+    assert claims["data"]["manifest_sha256"] == manifest_sha256(manifest)
     assert "Precision policy `float32`, 1 replica(s) (`MirroredStrategy`)" in report and "XLA off" in report
     results = json.loads((out / "results.json").read_text())
     for arm in ("siamese", "single", "single_cropped"):

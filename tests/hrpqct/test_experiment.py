@@ -104,3 +104,20 @@ def test_tiny_end_to_end(tmp_path):
     assert verdicts["H1"]["n"] == 2 and verdicts["H1"]["verdict"] == "inconclusive"
     assert verdicts["H1"]["paired"] is True and verdicts["H1"]["test"] == "paired_t"
     assert verdicts["H1"]["trivial"]["value"] == 0.0
+    # H1 is tested one-sided, as the powered units are sized; the others two-sided.
+    assert verdicts["H1"]["sides"] == 1 and verdicts["H3"]["sides"] == 2
+    # The cohort was simulated by this run: the claims name the simulator and hash its
+    # settings; no manifest of a user's folder.
+    from shared.study.provenance import settings_sha256
+
+    assert claims["data"]["source"] == "synthetic"
+    assert claims["data"]["generator"] == "hrpqct.data.generate_dataset"
+    tiny = get_config("tiny")
+    assert claims["data"]["settings_sha256"] == settings_sha256(dict(
+        scans_per_site=tiny.sites, image_size=tiny.image_size, oversample=tiny.oversample,
+        stack_slices=tiny.stack_slices, n_projections=tiny.n_projections,
+        field_of_view_mm=tiny.field_of_view_mm, projection_noise=tiny.projection_noise,
+        fbp_window=tiny.fbp_window, grade_counts=tiny.grade_counts, rater_noise=tiny.rater_noise,
+        seed=0, slices_per_scan=tiny.slices_per_scan, simulated_slices=None))
+    assert claims["provenance"]["allow_dirty"] is False
+    assert not (run / "data_manifest.json").exists()

@@ -18,7 +18,18 @@ def test_powered_design_meets_its_declared_sizes():
                for s, k in sites.items())
     assert high == pytest.approx(600 * 0.5 * 70 / 611 + 400 * 0.5 * 26 / 499)
     assert high >= c.min_high_grade_test_scans == 40
-    # The units are those a one-sided paired t-test needs for the declared SESOI and SD.
-    assert c.seeds == POWERED_UNITS == powered_units()
+    # The units are those a one-sided paired t-test needs for the declared SESOI and SD
+    # (a two-sided one would need 14), and H1 is tested one-sided: the test run is the
+    # test sized.
+    from shared.stats import units_for_mde
+
+    assert c.seeds == POWERED_UNITS == powered_units() == 11
+    assert units_for_mde(0.05, 0.06, alternative="two-sided", test="paired_t") == 14
+    from hrpqct.config import study_protocol
+
+    h1 = study_protocol(c).hypotheses[0]
+    assert h1.id == "H1" and h1.sides == 1 and h1.alternative == "greater"
+    assert [h.sides for h in study_protocol(c).hypotheses[1:]] == [2, 2, 2]
+    assert study_protocol(c).design == ""
     # 350 training and 150 validation scans per unit: val 0.15 of the cohort, of a 0.5 pool.
     assert round(n * (1 - c.test_fraction) * (1 - c.val_fraction / (1 - c.test_fraction))) == 350

@@ -135,6 +135,12 @@ def test_tiny_end_to_end(tmp_path):
     assert verdicts["H5"]["verdict"] == "untestable" and "test_negatives" in verdicts["H5"]["note"]
     assert verdicts["H2"]["verdict"] == "inconclusive" and verdicts["H2"]["n"] == 2
     assert verdicts["H2"]["trivial"]["name"] == "all diagnostic"
+    # The phantom was generated into the run folder: the claims name its generator.
+    from shared.study.provenance import settings_sha256
+
+    assert claims["data"] == {"source": "synthetic", "generator": "lge_qa.phantom.generate_dataset",
+                              "settings_sha256": settings_sha256(experiment.phantom_settings(cfg))}
+    assert claims["provenance"]["allow_dirty"] is False and claims.get("design", "") == ""
 
 
 # ----------------------------------------------------------------------------- data integrity

@@ -73,7 +73,11 @@ def test_protocol_declares_the_limited_label_hypotheses_and_gates():
     assert protocol.test_set["scans"] == 200
     low = limited.limited_protocol(get_config("powered", correlation_level="low"))
     assert low.gate("attribute_correlation").comparison == "<="
+    assert (protocol.design, low.design) == ("high", "low")
     assert limited.powered_units() == 6
+    # The primary claims are tested one-sided, as the seeds are sized; the control two-sided.
+    assert {h.id: h.alternative for h in protocol.hypotheses} == {
+        "H1": "greater", "H2": "greater", "H3": "greater", "H4": "two-sided"}
     with pytest.raises(ValueError, match="two training sizes"):
         limited.limited_protocol(get_config("tiny"))
 
@@ -126,6 +130,12 @@ def test_tiny_limited_study_end_to_end(tmp_path):
     else:  # a failed gate: nothing compared, every claim untestable
         assert trained == 0 and {c["verdict"] for c in claims["claims"]} == {"untestable"}
     assert "always diagnostic" in result["table"]
+    # H1 and H3 are tested one-sided, as the seeds are sized; the design names the level.
+    assert {c["id"]: c["sides"] for c in claims["claims"]} == {"H1": 1, "H3": 1}
+    assert claims["design"] == "high"
+    assert claims["data"]["source"] == "synthetic"
+    assert claims["data"]["generator"] == "lge_qa.phantom.generate_dataset"
+    assert claims["provenance"]["allow_dirty"] is False
 
 
 @pytest.mark.slow

@@ -189,10 +189,13 @@ def test_claims_file_validates_and_renders(tmp_path):
     markdown = claims_markdown(doc)
     assert "| H1 | acc | new vs old | 12 |" in markdown and "**reproduced**" in markdown
     assert "reproduced" in claims_table_text([doc, doc]).splitlines()[2]
-    rows = claims_table_markdown([doc, {**doc, "seed": 7, "revision": "abcdef123"}]).splitlines()
+    rows = claims_table_markdown([doc, {**doc, "seed": 7, "revision": "abcdef123+dirty"}]).splitlines()
     assert len(rows) == 2 + 2 * len(doc["claims"])
-    assert rows[0].startswith("| paper | preset | seed | revision | claim |")
-    assert rows[-1].startswith(f"| {doc['paper']} | {doc['preset']} | 7 | `abcdef1` | H1 |")
+    assert rows[0].startswith("| paper | preset | seed | revision | data | claim |")
+    # the whole revision, +dirty included, is printed: a dirty run is never mistaken for
+    # the commit it started from
+    assert rows[-1].startswith(f"| {doc['paper']} | {doc['preset']} | 7 | `abcdef123+dirty` | "
+                               f"not recorded | H1 |")
 
 
 @pytest.mark.parametrize("mutate,field", [
