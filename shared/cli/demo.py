@@ -78,6 +78,24 @@ def paper_verdicts(run_dir: Path) -> str:
     return "; ".join(parts)
 
 
+def paper_sources(run_dir: Path) -> str:
+    """The revision and data source of a paper's run folder, as its claims record them."""
+    from shared.study.claims import data_cell, read_claims, revision_cell
+
+    files = [run_dir / "claims.json"] if (run_dir / "claims.json").exists() \
+        else sorted(run_dir.glob("*/claims.json"))
+    cells = []
+    for path in files:
+        try:
+            document = read_claims(path)
+        except (ValueError, FileNotFoundError):
+            continue
+        cell = f"{revision_cell(document)}, {data_cell(document)}"
+        if cell not in cells:
+            cells.append(cell)
+    return "; ".join(cells)
+
+
 def write_index(path: Path, rows, store_url: str) -> Path:
     from shared.tracking.store import mask_url
 
@@ -89,12 +107,14 @@ def write_index(path: Path, rows, store_url: str) -> Path:
         "minimum detectable effect); `--preset powered` runs the claim's study.",
         f"Results store: `{mask_url(store_url)}`",
         "",
-        "| paper | status | verdicts | minutes | report |",
-        "| --- | --- | --- | ---: | --- |",
+        "| paper | status | verdicts | minutes | report | revision, data |",
+        "| --- | --- | --- | ---: | --- | --- |",
     ]
     for name, status, report, seconds in rows:
         link = f"[{report.name}]({report.relative_to(path.parent).as_posix()})" if report else "-"
         verdicts = (paper_verdicts(report.parent) or "-") if report else "-"
-        lines.append(f"| {name} | {status} | {verdicts} | {seconds / 60:.1f} | {link} |")
+        sources = (paper_sources(report.parent) or "-") if report else "-"
+        lines.append(f"| {name} | {status} | {verdicts} | {seconds / 60:.1f} | {link} | "
+                     f"{sources} |")
     write_text(path, "\n".join(lines) + "\n")
     return path

@@ -171,8 +171,23 @@ def claims_markdown(document) -> str:
 
 
 def verdict_summary(document) -> str:
-    """One line: the verdict of each claim, e.g. 'H1 reproduced, H2 inconclusive'."""
-    return ", ".join(f"{c['id']} {c['verdict']}" for c in document["claims"])
+    """One line: the verdict of each claim, e.g. 'H1 reproduced, H2 untestable (no
+    headroom)': an untestable claim says why, in a few words."""
+    return ", ".join(f"{c['id']} {c['verdict']}" + _why_untestable(c) for c in document["claims"])
+
+
+def _why_untestable(claim) -> str:
+    if claim["verdict"] != "untestable":
+        return ""
+    reasons = claim.get("untestable_because") or []
+    if not reasons:
+        return " (gate failed)"
+    first = reasons[0]
+    if first.startswith("no headroom"):
+        return " (no headroom)"
+    if first.startswith("arm "):
+        return f" ({first.split(' on ')[0]})"
+    return f" ({first.split(':')[0]})"
 
 
 def revision_cell(document) -> str:

@@ -62,4 +62,5 @@ def test_demo_index_shows_verdicts_and_no_store_password(tmp_path):
                         [("fake-ok", "ok", demo(tmp_path / "fake_ok", ""), 60.0)],
                         "postgresql://user:s3cret@db.example/lab").read_text()
     assert "| fake-ok | ok | H1 inconclusive | 1.0 |" in index
+    assert index.splitlines()[-1].endswith("| -, not recorded |")  # no revision, no data block
     assert "s3cret" not in index and "user:***@db.example" in index

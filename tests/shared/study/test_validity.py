@@ -53,6 +53,10 @@ def test_a_baseline_at_the_trivial_rate_makes_the_claim_untestable(tmp_path):
     claim = study.finish(seed=0)["claims"][0]
     assert claim["verdict"] == "untestable"
     assert "arm 'baseline' failed 'learned_val_acc' (learned) on 8 of 8 units" in claim["note"]
+    from shared.study.claims import verdict_summary
+
+    assert verdict_summary(read_claims(tmp_path)) == \
+        "H1 untestable (arm 'baseline' failed 'learned_val_acc' (learned))"
     assert claim["p_holm"] is None and claim["p"] is not None  # measured, not compared
     rows = json.loads((tmp_path / "arm_validity.json").read_text())
     assert len(rows) == 16 and sum(not r["passed"] for r in rows) == 8
@@ -111,6 +115,10 @@ def test_a_gap_below_the_multiple_of_the_sesoi_is_no_headroom(tmp_path):
     assert claim["verdict"] == "untestable"
     assert "no headroom: ceiling - baseline = 0.035 < 0.05" in claim["note"]
     assert doc["headroom"][0]["room"] == pytest.approx(0.035)
+    from shared.study.claims import claims_markdown, verdict_summary
+
+    assert verdict_summary(doc) == "H1 untestable (no headroom)"
+    assert "| H1 | 0.955 | 0.92 | - | 0.035 | 0.05 | **no** |" in claims_markdown(doc)
 
 
 def test_a_shortcut_takes_the_room_too(tmp_path):
