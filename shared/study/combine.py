@@ -228,7 +228,7 @@ def combine_documents(documents, sources) -> list:
             verdict, note = decide_verdict(
                 claim["direction"], p_holm=claim["p_holm"], effect=claim["effect"],
                 ci95=claim["ci95"], sesoi=claim["sesoi"], alpha=claim["alpha"], mde=claim["mde"],
-                n=claim["n"], untestable=claim["untestable_because"])
+                n=claim["n"], untestable=claim["untestable_because"], ci_level=claim["ci_level"])
             if verdict == "inconclusive" and claim["mde"] is not None:
                 note = inconclusive_note(claim["mde"], claim["n"], claim["sesoi"])
             agree = sum(v == verdict for v in claim["run_verdicts"])

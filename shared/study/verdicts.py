@@ -39,14 +39,14 @@ MIN_BOOTSTRAP_UNITS = 10
 
 
 def decide_verdict(direction, *, p_holm, effect, ci95, sesoi, alpha, mde=None, n=None,
-                   failed_gates=(), untestable=()):
+                   failed_gates=(), untestable=(), ci_level=0.95):
     """The verdict and a one-line note for one hypothesis.
 
     Args:
         direction: str. "greater", "less", "two-sided" or "equivalent".
         p_holm: float or None. Holm-adjusted p (the TOST p for "equivalent").
         effect: float or None. First arm minus second.
-        ci95: (float, float) or None. 95 % CI of the effect.
+        ci95: (float, float) or None. The CI of the effect at `ci_level`.
         sesoi: float. Smallest effect of interest (equivalence margin), > 0.
         alpha: float.
         mde: float, optional. Minimum detectable effect at 80 % power.
@@ -66,6 +66,7 @@ def decide_verdict(direction, *, p_holm, effect, ci95, sesoi, alpha, mde=None, n
         return "inconclusive", (f"fewer than {MIN_UNITS} units" if n is not None and n < MIN_UNITS
                                 else "no test result")
     low, high = float(ci95[0]), float(ci95[1])
+    ci = f"{ci_level:.0%} CI".replace("%", " %")
     significant = p_holm < alpha
     if direction in ("greater", "less"):
         sign = 1.0 if direction == "greater" else -1.0
@@ -78,18 +79,18 @@ def decide_verdict(direction, *, p_holm, effect, ci95, sesoi, alpha, mde=None, n
         if significant and sign * effect < 0:
             return "contradicted", "significant in the opposite direction"
         if hi < sesoi:
-            return "contradicted", (f"the whole 95 % CI lies short of the smallest effect of "
+            return "contradicted", (f"the whole {ci} lies short of the smallest effect of "
                                     f"interest {sesoi:g} in the claimed direction")
     elif direction == "two-sided":
         if significant:
             return "reproduced", "the arms differ"
         if -sesoi < low and high < sesoi:
-            return "contradicted", f"the whole 95 % CI lies within +-{sesoi:g}"
+            return "contradicted", f"the whole {ci} lies within +-{sesoi:g}"
     elif direction == "equivalent":
         if significant:
             return "reproduced", f"equivalent within +-{sesoi:g} (TOST)"
         if low > sesoi or high < -sesoi:
-            return "contradicted", f"the whole 95 % CI lies outside +-{sesoi:g}"
+            return "contradicted", f"the whole {ci} lies outside +-{sesoi:g}"
     else:
         raise ValueError(f"direction must be one of greater, less, two-sided, equivalent; "
                          f"got {direction!r}")
@@ -339,7 +340,8 @@ def evaluate_study(protocol, outcomes, *, gate_values=None, trivial=None, seed=0
         verdict, note = decide_verdict(
             hypothesis.direction, p_holm=p_holm.get(hypothesis.id), effect=result["effect"],
             ci95=result["ci95"], sesoi=hypothesis.sesoi, alpha=hypothesis.alpha,
-            mde=result["mde"], n=result["n"], failed_gates=failed_here, untestable=reasons)
+            mde=result["mde"], n=result["n"], failed_gates=failed_here, untestable=reasons,
+            ci_level=hypothesis.ci_level)
         if result.get("note"):
             note = f"{note}; {result['note']}"
         partial = [c for c in checks if c["passed"] and c["failed"]]

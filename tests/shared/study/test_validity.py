@@ -223,3 +223,10 @@ def test_claims_carry_per_unit_values_provenance_and_data(tmp_path):
     assert doc["data"]["source"] == "synthetic" and doc["data"]["generator"] == "toy.make_data"
     assert doc["provenance"]["allow_dirty"] is False
     assert doc["design_sha256"] == design_sha256(read_protocol(tmp_path / "protocol.json")["protocol"])
+
+
+def test_a_one_sided_claim_short_of_its_sesoi_names_its_90_percent_interval(tmp_path):
+    d = np.array([0.001, -0.002, 0.002, 0.0, 0.001, -0.001, 0.002, 0.0])
+    claim = _study(tmp_path, _protocol(sides=1), OLD + d, OLD).finish(seed=0)["claims"][0]
+    assert claim["verdict"] == "contradicted"
+    assert "the whole 90 % CI lies short of the smallest effect of interest 0.05" in claim["note"]
