@@ -49,6 +49,30 @@ def test_protocol_pairs_trials_and_states_the_male_images():
         "exp1", "exp2", "acdc"]
 
 
+def test_data_block_hashes_the_splits_read_into_the_run_folder(tmp_path):
+    import hashlib
+
+    from heatmap_loss.sources import data_block
+
+    folder = tmp_path / "data"
+    folder.mkdir()
+    for split in ("train", "val", "test"):
+        (folder / f"{split}.npz").write_bytes(split.encode())
+    (folder / "notes.txt").write_text("not read by the run")
+    block = data_block(get_config("tiny"), experiment=1, seed=0, data_dir=folder, run_dir=tmp_path / "run")
+    manifest = json.loads((tmp_path / "run" / "data_manifest.json").read_text())
+    assert [f["path"] for f in manifest["files"]] == ["test.npz", "train.npz", "val.npz"]
+    assert manifest["files"][1] == {"path": "train.npz", "bytes": 5,
+                                    "sha256": hashlib.sha256(b"train").hexdigest()}
+    assert block["source"] == "user" and block["files"] == 3
+    assert sorted(p.name for p in folder.iterdir()) == ["notes.txt", "test.npz", "train.npz", "val.npz"]
+    # Generated images: the settings' hash changes with the seed, not with the run folder.
+    first = data_block(get_config("tiny"), experiment=1, seed=0, run_dir=tmp_path / "a")
+    assert first == data_block(get_config("tiny"), experiment=1, seed=0, run_dir=tmp_path / "b")
+    assert first != data_block(get_config("tiny"), experiment=1, seed=1, run_dir=tmp_path / "a")
+    assert not (tmp_path / "a").exists()
+
+
 def test_model_status_by_hand():
     history = {"loss": [1.0, 0.5], "val_loss": [0.9, 0.6]}
     assert model_status(history, 0.97, threshold=0.95, majority_rate=0.25) == "kept"
