@@ -29,6 +29,7 @@ from bar_ad.phantom import CohortGenerator, CohortSpec
 from bar_ad.report import (collapse_figure, collapse_rows, curves_figure, mixing_figure,
                            paired_rows, summarize, write_report)
 from bar_ad.training import ModelBank, evaluate, finetune, pretrain_encoder
+from shared.io.run_folder import run_folder_started
 from shared.tracking.sink import SPOOL_FILE, ResultsSink
 
 log = logging.getLogger(__name__)
@@ -256,6 +257,7 @@ def run_experiment(config: BarConfig, out_dir, *, store_url=None, frameworks=Non
     endpoint = "auc" if config.design == "draws" else "accuracy"
     # The store is opened before anything trains: unreachable, its rows are spooled.
     sink = open_results_sink(store_url, config, out)
+    run_folder_started(out)  # every check passed: the folder is this run's now
     results = {fw: [] for fw in frameworks}
     jobs = [(fw, k) for fw in frameworks for k in range(len(folds))]
     from shared.training.scale import clear_session

@@ -31,6 +31,7 @@ from covidnet_siamese.inference import bundle_entry, write_bundle
 from covidnet_siamese.search import grid_search
 from covidnet_siamese.training import (class_templates, dead_units, embed, fit_siamese, fit_single, new_siamese,
                                        new_single, predict_siamese)
+from shared.io.run_folder import run_folder_started
 from shared.cli.progress import progress
 from shared.io.atomic import write_text
 from shared.study import Study, claims_markdown
@@ -286,6 +287,7 @@ def run_experiment(config, out_dir, *, store_url=None, seed=0, data_root=None, s
     bar.update(1)
 
     store = open_store(store_url)
+    run_folder_started(out)  # every check passed: the folder is this run's now
     store.ensure_experiment(EXPERIMENT, config)
     best = {}
     for net in ("single", "siamese"):

@@ -29,6 +29,7 @@ import tensorflow as tf
 from heatmap_loss.config import HeatmapLossConfig, study_protocol
 from heatmap_loss.models import HeatmapLossModel, build_classifier, validate_training_arrays
 from heatmap_loss.trials import InitialWeights, start_trial, trial_init_seed
+from shared.io.run_folder import run_folder_started
 from shared.explain import attribution_maps, feature_model, forward_with_maps, mass_inside
 from shared.study import Study
 from shared.study.trivial import majority_class
@@ -318,6 +319,7 @@ def run_study(config: HeatmapLossConfig, splits: dict, *, study_name, classes, s
 
     name = experiment_name(study_name)
     store = open_store(store_url)
+    run_folder_started(out)  # every check passed: the folder is this run's now
     store.ensure_experiment(name, {"preset": config.preset, "seed": seed})
     records = []
     train, val = splits["train"], splits["val"]

@@ -44,6 +44,7 @@ from hrpqct.grading import (air_streak_rms, ensemble_scan_grades, mean_and_std, 
                             standardize, threshold_grader)
 from hrpqct.report import gradcam_figure, scatter_qme, write_report
 from hrpqct.training import pooled_rescan, rescan_counts, scan_metrics, train_grader_on_scans
+from shared.io.run_folder import run_folder_started
 from shared.metrics import confusion_matrix
 from shared.cli.progress import progress as progress_bar
 from shared.study import Study
@@ -266,6 +267,7 @@ def run_experiment(config, *, out_dir, store_url=None, seed=0, progress=True, da
     images = standardize(images, stats=mean_and_std(images, pool_idx), out=images)
     s = config.slices_per_scan
     store = open_store(store_url)
+    run_folder_started(out)  # every check passed: the folder is this run's now
     store.ensure_experiment(EXPERIMENT, config=dataclasses.asdict(config))
     per_arm = {arm: [] for arm in ARMS}
     first = {}

@@ -30,6 +30,7 @@ import numpy as np
 
 from lge_qa import io, phantom
 from lge_qa.config import METRICS, STRATEGIES, LgeQaConfig, study_protocol
+from shared.io.run_folder import run_folder_started
 from shared.tracking.sink import ResultsSink
 from lge_qa.report import save_cam_figure, save_embedding_figure, summarise, write_report
 from lge_qa.training import detector_metrics, evaluate_scans, train_la_detector, train_strategy
@@ -275,6 +276,7 @@ def run_experiment(cfg: LgeQaConfig, *, out_dir, store_url=None, data_root=None,
     qa, seg = load_dataset(cfg, root, strict=strict)
     # The store is opened before anything trains: unreachable, its rows are spooled.
     sink = ResultsSink.open(store_url, out)
+    run_folder_started(out)  # every check passed: the folder is this run's now
 
     # Stage 1: LA detector.
     set_global_seed(cfg.seed)

@@ -31,6 +31,7 @@ import numpy as np
 
 from lge_qa import io, phantom
 from lge_qa.config import CONTROL, CORRELATION_LEVELS, LgeQaConfig
+from shared.io.run_folder import run_folder_started
 
 log = logging.getLogger(__name__)
 
@@ -299,6 +300,7 @@ def run_limited_study(cfg: LgeQaConfig, *, out_dir, store_url=None, data_root=No
     qa, seg = load_dataset(cfg, root, strict=strict)
     split = fixed_split(len(qa["case_ids"]), cfg)
     sink = ResultsSink.open(store_url, out)
+    run_folder_started(out)  # every check passed: the folder is this run's now
     labels = io.binarise_scores(qa["scores"], cfg.score_threshold)
 
     gates = data_gate_values(qa["scores"], cfg.score_threshold)

@@ -18,8 +18,20 @@ from shared.cli import papers
 from shared.cli.options import add_store_arg, resolve_store_url
 
 
+class OneLineParser(argparse.ArgumentParser):
+    """An ArgumentParser whose errors are one line, `medrepro: error: ...`, exit 2.
+
+    Its subcommands' parsers are of the same class, so a bad option of any command
+    ends the same way as a bad input file; `--help` shows the usage.
+    """
+
+    def error(self, message):
+        self.exit(2, f"medrepro: error: {' '.join(str(message).split())} "
+                     f"(see `{self.prog} --help`)\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = OneLineParser(
         prog="medrepro",
         description=(
             "Reproductions of five medical-imaging deep-learning papers. Each paper has "
@@ -76,8 +88,14 @@ def main(argv=None) -> int:
     if getattr(args, "func", None) is None:
         parser.print_help()
         return 0
+    from shared.io.run_folder import finish_run_folders
+
+    finish_run_folders(ok=True)  # nothing pending belongs to this command
+    ok = False
     try:
-        return int(args.func(args) or 0)
+        code = int(args.func(args) or 0)
+        ok = True
+        return code
     except input_errors() as err:
         # Errors about the user's input or environment: one clear line, no traceback
         # (with -v or MEDREPRO_DEBUG=1, the traceback too).
@@ -85,6 +103,9 @@ def main(argv=None) -> int:
             traceback.print_exc()
         print(f"medrepro: error: {error_line(err)}", file=sys.stderr)
         return 2
+    finally:
+        # A run folder the command did not start training in is left as it was.
+        finish_run_folders(ok=ok)
 
 
 def input_errors() -> tuple:
@@ -92,11 +113,15 @@ def input_errors() -> tuple:
 
     Besides ValueError, OSError (missing, unreadable or truncated files), EOFError
     (a truncated gzip stream), zipfile.BadZipFile (a corrupt .npz), KeyError,
-    UnicodeError and RuntimeError: the errors of the readers and the store, where
-    installed (SQLAlchemy, OpenCV, pynrrd).
+    UnicodeError, RuntimeError, ArithmeticError (an overflowing time or size),
+    MemoryError (an input that asks for more memory than there is), TypeError and
+    AttributeError (a field of the wrong type deep in a reader), ImportError (a
+    missing optional driver) and RecursionError (deeply nested JSON): the errors of
+    the readers and the store, where installed (SQLAlchemy, OpenCV, pynrrd).
     """
     types = [ValueError, OSError, EOFError, zipfile.BadZipFile, KeyError, UnicodeError,
-             RuntimeError]
+             RuntimeError, ArithmeticError, MemoryError, TypeError, AttributeError,
+             ImportError]
     for module_name, attribute in (("sqlalchemy.exc", "SQLAlchemyError"), ("cv2", "error"),
                                    ("nrrd", "NRRDError")):
         module = sys.modules.get(module_name)
@@ -113,6 +138,12 @@ def error_line(err) -> str:
         return text
     if isinstance(err, KeyError):
         return f"missing key {text}"
+    if isinstance(err, MemoryError):
+        return (f"MemoryError: {text}; an input asks for more memory than this machine "
+                f"has (check the sizes in its header or options)")
+    if isinstance(err, ImportError):
+        return (f"ImportError: {text}; expected an installed module (`medrepro doctor` "
+                f"lists the optional ones)")
     return f"{type(err).__name__}: {text}"
 
 

@@ -68,6 +68,10 @@ def resolve_out_dir(cli_value, paper: str, preset: str, seed=None) -> Path:
 def prepared_run_folder(args, paper: str, preset: str) -> Path:
     """The run folder of a paper's `run` command, checked by the run-folder rule.
 
+    Nothing is written here: the folder stays pending (`shared.io.run_folder.
+    open_run_folder`) until the run starts training; a command that fails before
+    then leaves it as it was (`medrepro`'s main() puts it back).
+
     A `powered` or `paper` study on a modified source tree is refused before the folder
     is created or touched, unless `--allow-dirty` is given
     (`shared.study.provenance.check_clean_tree`); a `--smoke` run writes no claims and
@@ -83,7 +87,7 @@ def prepared_run_folder(args, paper: str, preset: str) -> Path:
         ValueError: the tree is modified and not allowed (`DirtyTreeError`), or the
             folder breaks the run-folder rule (`shared.io.run_folder`).
     """
-    from shared.io.run_folder import prepare_run_folder
+    from shared.io.run_folder import open_run_folder
 
     if not getattr(args, "smoke", False):
         from shared.study.provenance import check_clean_tree
@@ -91,7 +95,7 @@ def prepared_run_folder(args, paper: str, preset: str) -> Path:
 
         check_clean_tree(getattr(args, "preset", preset), git_revision(),
                          allow_dirty=getattr(args, "allow_dirty", False))
-    return prepare_run_folder(resolve_out_dir(args.out, paper, preset, seed=args.seed),
+    return open_run_folder(resolve_out_dir(args.out, paper, preset, seed=args.seed),
                               resume=args.resume, overwrite=args.overwrite)
 
 

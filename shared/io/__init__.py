@@ -7,10 +7,15 @@
 """
 
 from shared.io.atomic import atomic_path, write_json, write_text, save_figure
-from shared.io.run_folder import RUN_MARKERS, prepare_run_folder
+from shared.io.run_folder import (RUN_MARKER, RUN_MARKERS, check_run_folder, open_run_folder,
+                                  prepare_run_folder, run_folder_started)
 
 __all__ = [
+    "RUN_MARKER",
     "RUN_MARKERS",
+    "check_run_folder",
+    "open_run_folder",
+    "run_folder_started",
     "atomic_path",
     "prepare_run_folder",
     "save_figure",

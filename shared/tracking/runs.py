@@ -77,7 +77,11 @@ def environment_info() -> dict:
 
 
 def make_run_dir(out_dir, config=None) -> Path:
-    """Creates `out_dir` and writes `config.json` and `run_info.json` into it.
+    """Creates `out_dir` and writes its run marker, `config.json` and `run_info.json`.
+
+    The marker (`shared.io.run_folder.RUN_MARKER`) is what makes the folder a run:
+    only a folder holding it is resumed or cleared by `--resume` / `--overwrite`.
+    A resumed run keeps its marker.
 
     Args:
         out_dir: str or Path. The run's own folder.
@@ -86,8 +90,14 @@ def make_run_dir(out_dir, config=None) -> Path:
     Returns:
         The folder as a Path.
     """
+    from shared.io.run_folder import RUN_MARKER
+
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
+    if not (out / RUN_MARKER).is_file():
+        info = environment_info()
+        write_json(out / RUN_MARKER, {"medrepro_run": 1, "created": info["created"],
+                                      "medrepro_version": info["medrepro_version"]})
     if config is not None:
         write_json(out / "config.json", config)
     write_json(out / "run_info.json", environment_info())

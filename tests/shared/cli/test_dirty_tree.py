@@ -42,7 +42,7 @@ def test_powered_run_on_a_dirty_tree_is_refused_before_the_folder_exists(paper, 
     def no_folder(*args, **kwargs):
         pytest.fail("the run folder was prepared on a dirty tree")
 
-    monkeypatch.setattr(shared.io.run_folder, "prepare_run_folder", no_folder)
+    monkeypatch.setattr(shared.io.run_folder, "open_run_folder", no_folder)
     out = tmp_path / "run"
     code, printed, err = run_cli([paper, "run", "--preset", "powered", "--out", out, "--no-progress"])
     lines = err.strip().splitlines()
@@ -53,7 +53,7 @@ def test_powered_run_on_a_dirty_tree_is_refused_before_the_folder_exists(paper, 
 
 
 @pytest.mark.parametrize("paper", sorted(RUNS))
-def test_allow_dirty_reaches_the_run_and_the_folder_is_made(paper, dirty, tmp_path, monkeypatch):
+def test_allow_dirty_reaches_the_run_and_the_folder_is_accepted(paper, dirty, tmp_path, monkeypatch):
     import importlib
 
     module, name = RUNS[paper]
@@ -69,22 +69,26 @@ def test_allow_dirty_reaches_the_run_and_the_folder_is_made(paper, dirty, tmp_pa
                                   "--store", f"sqlite:///{tmp_path / 's.sqlite'}", "--allow-dirty"])
     assert code == 0, err
     assert seen["allow_dirty"] is True
-    assert out.is_dir()
+    assert not out.exists()  # the run's first write creates it; this stand-in wrote nothing
 
 
 def test_tiny_smoke_and_allowed_runs_are_not_refused(dirty, tmp_path):
-    assert prepared_run_folder(_args(preset="tiny", out=tmp_path / "tiny"), "p", "tiny").is_dir()
-    assert prepared_run_folder(_args(preset="quick", out=tmp_path / "quick"), "p", "quick").is_dir()
+    assert prepared_run_folder(_args(preset="tiny", out=tmp_path / "tiny"), "p", "tiny") \
+        == tmp_path / "tiny"
+    assert prepared_run_folder(_args(preset="quick", out=tmp_path / "quick"), "p", "quick") \
+        == tmp_path / "quick"
     # A smoke run of the paper preset writes no claims: not checked.
     assert prepared_run_folder(_args(preset="paper", smoke=True, out=tmp_path / "smoke"),
-                               "p", "paper_smoke").is_dir()
+                               "p", "paper_smoke") == tmp_path / "smoke"
     assert prepared_run_folder(_args(allow_dirty=True, out=tmp_path / "allowed"), "p",
-                               "powered").is_dir()
+                               "powered") == tmp_path / "allowed"
+    assert not any(tmp_path.iterdir())  # checked, nothing written
 
 
 def test_refusal_needs_a_dirty_tree_and_reads_missing_flags_as_not_given(tmp_path, monkeypatch):
     monkeypatch.setattr(shared.tracking.runs, "git_revision", lambda path=None: DIRTY[:-6])
-    assert prepared_run_folder(_args(preset="paper", out=tmp_path / "clean"), "p", "paper").is_dir()
+    assert prepared_run_folder(_args(preset="paper", out=tmp_path / "clean"), "p", "paper") \
+        == tmp_path / "clean"
     monkeypatch.setattr(shared.tracking.runs, "git_revision", lambda path=None: DIRTY)
     bare = argparse.Namespace(preset="paper", out=tmp_path / "bare", seed=0, resume=False,
                               overwrite=False)  # a parser without --smoke / --allow-dirty
