@@ -24,12 +24,16 @@ import numpy as np
 
 from covidnet_siamese.config import CLASS_NAMES
 from covidnet_siamese.phantom import MASK_ARTEFACT, MASK_LUNG, SPLIT_FILES, generate_covidx  # noqa: F401
+from shared.inputs import MAX_IMAGE_PIXELS, check_image_header, resolve_inside
 from shared.training.seeding import numpy_rng
 
 log = logging.getLogger(__name__)
 
 # Spellings met in COVIDx releases, mapped to the class names above.
 CLASS_ALIASES = {"normal": "normal", "pneumonia": "pneumonia", "covid-19": "COVID-19", "covid19": "COVID-19"}
+# A film with fewer pixels a side holds no anatomy (a placeholder or a broken export);
+# resizing it up to the model's input would invent the whole image.
+MIN_IMAGE_SIDE = 16
 
 
 @dataclasses.dataclass
@@ -117,7 +121,7 @@ def parse_split_file(path, *, on_error="raise"):
     return entries, skipped
 
 
-def read_grayscale(path) -> np.ndarray:
+def read_grayscale(path, *, min_side=MIN_IMAGE_SIDE) -> np.ndarray:
     """Reads an image file as one grey-scale channel scaled to [0, 1] (steps 1 and 3).
 
     8-bit images are divided by 255 as in the paper; 16-bit images by 65535; float
@@ -125,21 +129,38 @@ def read_grayscale(path) -> np.ndarray:
     OpenCV's BGR -> grey weights. A JPEG's EXIF orientation is applied (OpenCV does
     so unless told to keep every channel unchanged, which 16-bit PNGs need).
 
+    The width and height a PNG or JPEG header declares are checked before decoding
+    (at most `shared.inputs.MAX_IMAGE_PIXELS`), so a forged header costs no memory.
+
+    Args:
+        path: str or Path.
+        min_side: int, default `MIN_IMAGE_SIDE` (16). Smallest accepted height and width.
+
     Raises:
         FileNotFoundError: the file does not exist.
-        ValueError: it cannot be decoded, has an unsupported dtype or channel count,
-            or holds NaN / Inf or values outside [0, 1] (float images).
+        ValueError: it cannot be decoded, declares too many pixels, is smaller than
+            `min_side`, has an unsupported dtype or channel count, or holds NaN / Inf
+            or values outside [0, 1] (float images).
     """
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"image file not found: {path}")
     _check_complete(path)
+    check_image_header(path, min_side=min_side)
     # ANYDEPTH | ANYCOLOR keeps 16 bits and colour but, unlike IMREAD_UNCHANGED,
     # honours the EXIF orientation tag.
-    image = cv2.imread(str(path), cv2.IMREAD_ANYDEPTH | cv2.IMREAD_ANYCOLOR)
+    try:
+        image = cv2.imread(str(path), cv2.IMREAD_ANYDEPTH | cv2.IMREAD_ANYCOLOR)
+    except cv2.error as err:  # e.g. a TIFF declaring more pixels than OpenCV's limit
+        reason = " ".join(str(err).split())[-160:]
+        raise ValueError(f"{path}: unreadable image file (OpenCV: {reason}); expected a PNG, JPEG or TIFF "
+                         f"image of at most {MAX_IMAGE_PIXELS:,} pixels") from None
     if image is None or image.size == 0:
         raise ValueError(f"{path}: unreadable image file; expected a PNG, JPEG or TIFF image with 1, 3 or 4 "
                          f"channels that OpenCV can decode")
+    if min(image.shape[:2]) < min_side:
+        raise ValueError(f"{path}: the image is {image.shape[1]} x {image.shape[0]} pixels; expected at "
+                         f"least {min_side} x {min_side}")
     if image.ndim == 3:
         if image.shape[2] not in (3, 4):
             raise ValueError(f"{path}: expected 1, 3 or 4 channels, found {image.shape[2]}")
@@ -210,7 +231,8 @@ def preprocess_image(image: np.ndarray, size: int, *, crop_fraction: float = 0.0
     return cv2.resize(image, (size, size), interpolation=cv2.INTER_AREA)
 
 
-def load_split(root, split, *, size, split_file=None, crop_fraction=0.0, on_error="raise"):
+def load_split(root, split, *, size, split_file=None, crop_fraction=0.0, on_error="raise",
+               min_side=MIN_IMAGE_SIDE):
     """Loads one COVIDx split: grey scale, INTER_AREA resize, /255 (steps 1-3).
 
     Args:
@@ -222,21 +244,25 @@ def load_split(root, split, *, size, split_file=None, crop_fraction=0.0, on_erro
         crop_fraction: float, default 0. Border share cut from each side before resizing.
         on_error: "raise" (default) or "skip": bad lines, missing or unreadable images
             are then left out and listed in `LoadedSplit.skipped` (and logged).
+        min_side: int, default `MIN_IMAGE_SIDE`. Smallest accepted image side.
 
     Returns:
         `LoadedSplit`.
 
     Raises:
         FileNotFoundError / ValueError naming the split file line and the image file.
+        A file name that leads out of `<root>/<split>/` (an absolute path, `..`, a link
+        pointing elsewhere) is refused even with `on_error="skip"`: it would silently
+        mix images of another split (or of anywhere on disk) into this one.
     """
     root = Path(root)
     split_file = Path(split_file) if split_file is not None else root / SPLIT_FILES[split]
     entries, skipped = parse_split_file(split_file, on_error=on_error)
     images, kept = [], []
     for entry in entries:
-        path = root / split / entry.filename
+        path = resolve_inside(root / split, entry.filename, where=f"{split_file}, line {entry.line}")
         try:
-            image = read_grayscale(path)
+            image = read_grayscale(path, min_side=min_side)
         except (FileNotFoundError, ValueError) as err:
             message = f"{split_file}, line {entry.line}: {err}"
             if on_error == "raise":
@@ -333,7 +359,8 @@ class CovidxData:
 
 
 def load_covidx(root, *, size, val_fraction=0.2, seed=0, crop_fraction=0.0, on_error="raise",
-                train_split_file=None, test_split_file=None, val_counts=None):
+                train_split_file=None, test_split_file=None, val_counts=None, min_side=MIN_IMAGE_SIDE,
+                min_test_per_class=1):
     """Loads COVIDx, draws the validation set and standardises with training statistics.
 
     Args:
@@ -346,14 +373,23 @@ def load_covidx(root, *, size, val_fraction=0.2, seed=0, crop_fraction=0.0, on_e
         train_split_file / test_split_file: optional explicit split files.
         val_counts: optional exact validation counts per class (see `split_validation`);
             used only when the training split holds more images of every class.
+        min_side: int, default `MIN_IMAGE_SIDE`. Smallest accepted image side.
+        min_test_per_class: int, default 1. Images of every class the test split must
+            hold: the per-class accuracy (COVID-19 recall) of a class with none is
+            undefined, which would only show after every model has trained.
 
     Returns:
         `CovidxData`.
+
+    Raises:
+        FileNotFoundError / ValueError naming the split file (and line): see
+        `load_split`; too few training images of a class; too few test images of a
+        class.
     """
     train = load_split(root, "train", size=size, split_file=train_split_file,
-                       crop_fraction=crop_fraction, on_error=on_error)
+                       crop_fraction=crop_fraction, on_error=on_error, min_side=min_side)
     test = load_split(root, "test", size=size, split_file=test_split_file,
-                      crop_fraction=crop_fraction, on_error=on_error)
+                      crop_fraction=crop_fraction, on_error=on_error, min_side=min_side)
     train_file = Path(train_split_file) if train_split_file is not None else Path(root) / SPLIT_FILES["train"]
     test_file = Path(test_split_file) if test_split_file is not None else Path(root) / SPLIT_FILES["test"]
     for loaded, split_file in ((train, train_file), (test, test_file)):
@@ -365,6 +401,11 @@ def load_covidx(root, *, size, val_fraction=0.2, seed=0, crop_fraction=0.0, on_e
         missing = [CLASS_NAMES[c] for c in range(len(CLASS_NAMES)) if present[c] < 2]
         raise ValueError(f"{train_file}: field 'class' needs at least 2 training images of every class; "
                          f"too few of {missing}")
+    in_test = np.bincount(test.labels, minlength=len(CLASS_NAMES))
+    if np.any(in_test < min_test_per_class):
+        missing = {CLASS_NAMES[c]: int(in_test[c]) for c in range(len(CLASS_NAMES)) if in_test[c] < min_test_per_class}
+        raise ValueError(f"{test_file}: field 'class' needs at least {min_test_per_class} test image(s) of every "
+                         f"class (per-class accuracy and COVID-19 recall are undefined without); found {missing}")
     if val_counts is not None and np.any(present <= np.asarray(val_counts)):
         log.warning("training split too small for the validation counts %s; drawing %.0f %% per class",
                     tuple(val_counts), 100 * val_fraction)

@@ -308,3 +308,112 @@ def test_predict_image_with_nan(root, tmp_path):
 def test_predict_missing_image(root, tmp_path):
     run = _bundle(tmp_path)
     assert_one_line_error(_predict(run, tmp_path / "absent.png"), "absent.png", "image file not found")
+
+
+# --- split entries that lead out of their image folder ----------------------------------
+def _point_line_at(root, line, name, split="train"):
+    lines = _split_lines(root, split)
+    fields = lines[line - 1].split()
+    fields[1] = name
+    lines[line - 1] = " ".join(fields)
+    _write_split(root, lines, split=split)
+
+
+def test_split_entry_into_the_test_folder(root, tmp_path):
+    # `../test/<image>` would train on a test image: train / test leakage.
+    _point_line_at(root, 2, f"../test/{_split_lines(root, 'test')[0].split()[1]}")
+    assert_one_line_error(_run(root, tmp_path), "train_split.txt", "line 2", "field 'filename'", "'..'")
+
+
+def test_split_entry_with_an_absolute_path(root, tmp_path):
+    outside = tmp_path / "elsewhere.png"
+    cv2.imwrite(str(outside), np.zeros((24, 24), np.uint8))
+    _point_line_at(root, 3, str(outside))
+    assert_one_line_error(_run(root, tmp_path), "train_split.txt", "line 3", "field 'filename'", "absolute path")
+
+
+def test_split_entry_through_a_link_leading_out(root, tmp_path):
+    (root / "train" / "linked").symlink_to(root / "test")
+    _point_line_at(root, 4, f"linked/{_split_lines(root, 'test')[1].split()[1]}")
+    assert_one_line_error(_run(root, tmp_path), "train_split.txt", "line 4", "field 'filename'", "outside")
+
+
+def test_leaving_the_folder_is_refused_even_when_skipping_bad_images(root, tmp_path):
+    _point_line_at(root, 1, "../../etc/hostname", split="test")
+    assert_one_line_error(_run(root, tmp_path, "--skip-bad-images"), "test_split.txt", "line 1", "'..'")
+
+
+# --- images whose size is wrong ---------------------------------------------------------
+def _png_declaring(width, height):
+    import struct
+    import zlib
+
+    def chunk(kind, body):
+        return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body))
+
+    ihdr = struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0)
+    return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(b"\x00" * 64))
+            + chunk(b"IEND", b""))
+
+
+def _jpeg_declaring(width, height):
+    import struct
+
+    data = bytearray(cv2.imencode(".jpg", np.full((24, 24), 128, np.uint8))[1].tobytes())
+    sof = data.index(b"\xff\xc0")
+    data[sof + 5:sof + 9] = struct.pack(">HH", height, width)
+    return bytes(data)
+
+
+def _refused_within(limit_mb, argv, *names):
+    from shared.testing.memory import peak_allocation
+
+    assert_one_line_error(argv, *names)  # the first run imports what the command needs
+    peak = peak_allocation(lambda: assert_one_line_error(argv, *names))
+    assert peak < limit_mb * 2**20, f"refusing took {peak / 2**20:.0f} MB"
+
+
+@pytest.mark.parametrize("suffix, forge", [(".png", _png_declaring), (".jpg", _jpeg_declaring)])
+def test_header_declaring_60000_by_60000_pixels(root, tmp_path, suffix, forge):
+    name = f"huge{suffix}"
+    (root / "train" / name).write_bytes(forge(60000, 60000))
+    _point_line_at(root, 2, name)
+    _refused_within(200, _run(root, tmp_path), "train_split.txt", "line 2", name, "60000 x 60000",
+                    "at most")
+
+
+@pytest.mark.parametrize("suffix", [".png", ".jpg", ".tiff"])
+def test_one_pixel_xray(root, tmp_path, suffix):
+    name = f"dot{suffix}"
+    assert cv2.imwrite(str(root / "train" / name), np.full((1, 1), 120, np.uint8))
+    _point_line_at(root, 5, name)
+    assert_one_line_error(_run(root, tmp_path), "train_split.txt", "line 5", name, "1 x 1", "at least 16 x 16")
+
+
+def test_predict_one_pixel_image(root, tmp_path):
+    run = _bundle(tmp_path)
+    cv2.imwrite(str(tmp_path / "dot.png"), np.zeros((1, 1), np.uint8))
+    assert_one_line_error(_predict(run, tmp_path / "dot.png"), "dot.png", "1 x 1", "at least")
+
+
+def test_predict_image_declaring_60000_by_60000_pixels(root, tmp_path):
+    run = _bundle(tmp_path)
+    (tmp_path / "huge.png").write_bytes(_png_declaring(60000, 60000))
+    assert_one_line_error(_predict(run, tmp_path / "huge.png"), "huge.png", "60000 x 60000")
+
+
+# --- a label set the endpoints cannot be measured on -----------------------------------
+@pytest.mark.parametrize("dropped", ["COVID-19", "normal"])
+def test_test_split_without_a_class(root, tmp_path, dropped):
+    # Without a COVID-19 test image its recall is undefined: refused before any model trains.
+    lines = [line for line in _split_lines(root, "test") if line.split()[2] != dropped]
+    _write_split(root, lines, split="test")
+    line = assert_one_line_error(_run(root, tmp_path), "test_split.txt", "field 'class'", dropped,
+                                 "every class")
+    assert not (tmp_path / "run").exists() or not any((tmp_path / "run").iterdir()), line
+
+
+def test_test_split_of_one_class(root, tmp_path):
+    lines = [line for line in _split_lines(root, "test") if line.split()[2] == "normal"]
+    _write_split(root, lines, split="test")
+    assert_one_line_error(_run(root, tmp_path), "test_split.txt", "'pneumonia': 0", "'COVID-19': 0")

@@ -52,14 +52,14 @@ def test_missing_and_unreadable_images(tmp_path):
     _dataset(tmp_path, ["p1 ok.png normal s", "p2 gone.png pneumonia s", "p3 junk.png COVID-19 s"], {"ok.png": img})
     (tmp_path / "train" / "junk.png").write_bytes(b"not a png")
     with pytest.raises(FileNotFoundError, match=r"train_split\.txt, line 2: image file not found: .*gone\.png"):
-        load_split(tmp_path, "train", size=4)
-    loaded = load_split(tmp_path, "train", size=4, on_error="skip")
+        load_split(tmp_path, "train", size=4, min_side=1)
+    loaded = load_split(tmp_path, "train", size=4, on_error="skip", min_side=1)
     assert loaded.images.shape == (1, 4, 4, 1) and loaded.labels.tolist() == [0]
     assert [s[0] for s in loaded.skipped] == [2, 3]
     assert "unreadable" in loaded.skipped[1][2] and "junk.png" in loaded.skipped[1][1]
     (tmp_path / "train_split.txt").write_text("p3 junk.png COVID-19 s\n")
     with pytest.raises(ValueError, match=r"line 1: .*junk\.png: unreadable image file"):
-        load_split(tmp_path, "train", size=4)
+        load_split(tmp_path, "train", size=4, min_side=1)
 
 
 def test_preprocessing_by_hand(tmp_path):
@@ -68,8 +68,8 @@ def test_preprocessing_by_hand(tmp_path):
     colour = np.stack([img] * 3, axis=-1)  # a colour file with equal channels is the same grey image
     _write_png(tmp_path / "g.png", img)
     _write_png(tmp_path / "c.png", colour)
-    grey = read_grayscale(tmp_path / "g.png")
-    np.testing.assert_allclose(read_grayscale(tmp_path / "c.png"), grey, atol=1 / 255)
+    grey = read_grayscale(tmp_path / "g.png", min_side=1)
+    np.testing.assert_allclose(read_grayscale(tmp_path / "c.png", min_side=1), grey, atol=1 / 255)
     small = preprocess_image(grey, 2)
     expected = np.array([[0.0, 1.0], [(51 * 3 + 153) / 4 / 255, 0.4]])
     np.testing.assert_allclose(small, expected, atol=1e-6)
@@ -101,7 +101,7 @@ def test_load_covidx_uses_training_statistics(tmp_path):
     test = {"s0.png": np.full((6, 6), 255, np.uint8)}
     _dataset(tmp_path, [f"p{i} t{i}.png {['normal', 'pneumonia', 'COVID-19'][i % 3]} s" for i in range(12)], train)
     _dataset(tmp_path, ["q s0.png COVID-19 s"], test, split="test")
-    data = load_covidx(tmp_path, size=3, val_fraction=0.2, seed=0)
+    data = load_covidx(tmp_path, size=3, val_fraction=0.2, seed=0, min_side=1, min_test_per_class=0)
     assert data.x_train.shape == (9, 3, 3, 1) and data.x_val.shape == (3, 3, 3, 1)
     assert abs(float(data.x_train.mean())) < 1e-5 and abs(float(data.x_train.std()) - 1) < 1e-4
     np.testing.assert_allclose(data.x_test, (1.0 - data.mean) / data.std, rtol=1e-5)
@@ -122,7 +122,7 @@ def test_sixteen_bit_float_and_exif_orientation(tmp_path):
 
     ramp = (np.arange(16, dtype=np.uint16).reshape(4, 4) * 4000)
     _write_png(tmp_path / "r16.png", ramp)
-    np.testing.assert_allclose(read_grayscale(tmp_path / "r16.png"), ramp / 65535.0, atol=1e-7)
+    np.testing.assert_allclose(read_grayscale(tmp_path / "r16.png", min_side=1), ramp / 65535.0, atol=1e-7)
     # A JPEG stored sideways with EXIF orientation 6 (rotate 90 degrees clockwise to view).
     stored = np.zeros((16, 32), np.uint8)
     stored[:, :8] = 255  # bright left edge of the stored pixels
@@ -136,7 +136,7 @@ def test_sixteen_bit_float_and_exif_orientation(tmp_path):
     nan[1, 2] = np.nan
     assert cv2.imwrite(str(tmp_path / "nan.tiff"), nan)
     with pytest.raises(ValueError, match="NaN/Inf"):
-        read_grayscale(tmp_path / "nan.tiff")
+        read_grayscale(tmp_path / "nan.tiff", min_side=1)
 
 
 def test_byte_order_mark_and_duplicates(tmp_path):
