@@ -76,8 +76,12 @@ class SiamesePretrainer(keras.Model):
         # scans are, and, for a soft-label kernel, the range of its pair weights.
         self.cosine_tracker = keras.metrics.Mean(name="cls_cosine")
         self.sigma = getattr(contrastive_loss, "sigma", None) if label_mode == "soft" else None
+        # ... and the lowest value the soft-label loss can take on the batch's labels
+        # (`attainable_minimum`): Eq. 4 at sigma 0.8 sits a few hundredths above it at
+        # collapse, which the contrastive term alone does not show.
         self.kernel_trackers = ([keras.metrics.Mean(name="kernel_min"),
-                                 keras.metrics.Mean(name="kernel_max")]
+                                 keras.metrics.Mean(name="kernel_max"),
+                                 keras.metrics.Mean(name="contrastive_floor")]
                                 if self.sigma is not None else [])
 
     @property
@@ -161,6 +165,11 @@ class SiamesePretrainer(keras.Model):
             y = gather_across_replicas(self._contrastive_labels(labels, local_batch, offset))
             y = ops.reshape(y, (-1,))
             contrastive = as_float32(self.contrastive_loss(y, z))
+            if self.sigma is not None:
+                from shared.losses.infonce import attainable_minimum
+
+                floor = attainable_minimum(y, sigma=self.sigma,
+                                           mode=getattr(self.contrastive_loss, "mode", "all"))
             objective = objective + self.contrastive_weight * scale_for_replicas(contrastive)
         if self.decoder is not None:
             recon_out = self.decoder(tokens2, training=training)
@@ -174,6 +183,7 @@ class SiamesePretrainer(keras.Model):
                      cls_cosine=ops.stop_gradient(self.mean_pairwise_cosine(cls2)))
         if self.sigma is not None:
             terms["kernel_min"], terms["kernel_max"] = self.kernel_range(labels, self.sigma)
+            terms["contrastive_floor"] = ops.stop_gradient(floor)
         return terms
 
     def compute_losses(self, inputs, labels, training):

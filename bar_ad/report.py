@@ -63,7 +63,7 @@ def curves_figure(result, path, title):
     return None
 
 
-COLLAPSE_KEYS = ("cls_cosine", "contrastive", "kernel_min", "kernel_max")
+COLLAPSE_KEYS = ("cls_cosine", "contrastive", "contrastive_floor", "kernel_min", "kernel_max")
 
 
 def collapse_rows(results, frameworks) -> list:
@@ -71,8 +71,9 @@ def collapse_rows(results, frameworks) -> list:
 
     Means over the folds of the per-epoch pre-training history (`cls_cosine`: mean
     cosine between the [cls] tokens of different scans of a batch; `contrastive`: the
-    contrastive term; `kernel_min` / `kernel_max`: the range of the soft-label kernel's
-    pair weights in a batch). A mean cosine near 1 with a contrastive term near its
+    contrastive term; `contrastive_floor`: the lowest value the soft-label loss can take
+    on the batch's labels, `shared.losses.infonce.attainable_minimum`; `kernel_min` /
+    `kernel_max`: the range of the soft-label kernel's pair weights in a batch). A mean cosine near 1 with a contrastive term near its
     floor is a collapsed encoder.
 
     Returns:
@@ -107,14 +108,17 @@ def collapse_markdown(rows) -> list:
     lines = ["## Collapse of the pre-trained encoder", "",
              "First → last pre-training epoch, mean over folds. `cls cosine`: mean cosine "
              "between the [cls] tokens of different scans in a batch (1 = every scan encoded "
-             "alike); kernel weights: smallest and largest soft-label pair weight in a batch "
-             "(at the paper's sigma = 0.8 labels 0 and 1 still weigh 0.46).", "",
-             "| framework | cls cosine | contrastive term | kernel weight min | kernel weight max |",
-             "| --- | ---: | ---: | ---: | ---: |"]
+             "alike); floor: the lowest value the soft-label loss (Eq. 4 as printed) can "
+             "take on the batch's labels, whatever the encoder (collapse scores 0); kernel "
+             "weights: smallest and largest soft-label pair weight in a batch (at the "
+             "paper's sigma = 0.8 labels 0 and 1 still weigh 0.46).", "",
+             "| framework | cls cosine | contrastive term | its floor | kernel weight min | "
+             "kernel weight max |",
+             "| --- | ---: | ---: | ---: | ---: | ---: |"]
     for row in rows:
         lines.append(f"| {FRAMEWORKS[row['framework']].label} | {cell(row, 'cls_cosine')} | "
-                     f"{cell(row, 'contrastive')} | {cell(row, 'kernel_min')} | "
-                     f"{cell(row, 'kernel_max')} |")
+                     f"{cell(row, 'contrastive')} | {cell(row, 'contrastive_floor')} | "
+                     f"{cell(row, 'kernel_min')} | {cell(row, 'kernel_max')} |")
     return lines + [""]
 
 

@@ -1,7 +1,8 @@
 """Losses shared by several papers: supervised contrastive, continuous InfoNCE, Dice."""
 
 from shared.losses.dice import DiceLoss, dice_coefficient
-from shared.losses.infonce import ContinuousInfoNCE, continuous_infonce, rbf_kernel
+from shared.losses.infonce import (ContinuousInfoNCE, attainable_minimum, continuous_infonce,
+                                   kernel_targets, rbf_kernel)
 from shared.losses.supcon import SupConLoss, supervised_contrastive_loss
 
 __all__ = [
@@ -9,6 +10,8 @@ __all__ = [
     "DiceLoss",
     "SupConLoss",
     "continuous_infonce",
+    "attainable_minimum",
+    "kernel_targets",
     "dice_coefficient",
     "rbf_kernel",
     "supervised_contrastive_loss",

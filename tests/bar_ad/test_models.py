@@ -138,6 +138,13 @@ def test_pretraining_history_carries_the_diagnostics():
     assert set(hist) >= {"contrastive", "cls_cosine", "kernel_min", "kernel_max"}
     assert hist["kernel_min"][0] == pytest.approx(np.exp(-1 / 1.28), rel=1e-5)  # labels 0 and 1
     assert -1.0 <= hist["cls_cosine"][0] <= 1.0
+    from shared.losses.infonce import attainable_minimum
+
+    # the floor of Eq. 4 on the batch's labels, logged beside the contrastive term
+    assert hist["contrastive_floor"][0] == pytest.approx(
+        float(attainable_minimum(y, sigma=0.8, mode="cross_view")), rel=1e-5)
+    assert hist["contrastive_floor"][0] < 0.0  # below collapse, which scores 0
+    assert hist["contrastive"][0] >= hist["contrastive_floor"][0] - 1e-6
     ssl = SiamesePretrainer(enc, dec, SupConLoss(temperature=0.1), label_mode="instance")
     assert [m.name for m in ssl.metrics] == ["loss", "contrastive", "recon", "cls_cosine"]
 
