@@ -18,12 +18,14 @@ intensities to [0, 1] (clipped at the 99.5th brain percentile).
 import csv
 import datetime as _dt
 import logging
+import re
 from pathlib import Path
 
 import numpy as np
 
 from bar_ad import alignment
 from bar_ad.atlas import Atlas, alignment_score, resample
+from shared.inputs import check_affine, load_nifti_header, read_table
 
 log = logging.getLogger(__name__)
 
@@ -36,6 +38,9 @@ SUBGROUPS = ("EMCI", "LMCI", "SMC")
 # onto the three diagnoses (early / late MCI are MCI, significant memory concern is CN).
 GROUP_MAPS = {"skip": {}, "adni": {"EMCI": "MCI", "LMCI": "MCI", "SMC": "CN"}}
 DESCRIPTION = "MPRAGE_MNI_brain"
+# Subject and Image Data ID name folders of the ADNI layout: plain names only, so a
+# table cannot point the loader outside `<root>/ADNI/` or glob several folders.
+_FOLDER_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")
 
 
 def scan_path(root, subject, description, acq_datetime, image_id, series_id) -> Path:
@@ -116,9 +121,11 @@ def read_collection(path, *, group_map="skip") -> dict:
 
     Raises:
         FileNotFoundError: no such CSV.
-        ValueError: missing columns; a Group that is neither CN / MCI / AD nor a known
-            subgroup; an empty Image Data ID or Subject; an image listed twice (names the
-            file, the rows and the value).
+        ValueError: not UTF-8 text; a column named twice (e.g. two Group columns, of
+            which only one would be read); a row with more fields than the header;
+            missing columns; a Group that is neither CN / MCI / AD nor a known
+            subgroup; an empty Image Data ID or Subject, or one that is not a plain
+            folder name; an image listed twice (names the file, the rows and the value).
     """
     if group_map not in GROUP_MAPS:
         raise ValueError(f"group_map must be one of {sorted(GROUP_MAPS)}. "
@@ -128,39 +135,42 @@ def read_collection(path, *, group_map="skip") -> dict:
     if not path.is_file():
         raise FileNotFoundError(f"ADNI collection CSV not found: {path}")
     skipped, mapped, first_row = {}, {}, {}
-    with open(path, newline="", encoding="utf-8-sig") as fh:
-        reader = csv.DictReader(fh)
-        header = [h.strip() for h in (reader.fieldnames or [])]
-        required = ("Image Data ID", "Subject", "Group")
-        missing = [c for c in required if c not in header]
-        if missing:
-            raise ValueError(f"{path}: missing column(s) {missing}; expected the ADNI "
-                             f"collection columns {', '.join(CSV_COLUMNS)}. Received: {header}")
-        rows = []
-        for row_no, raw in enumerate(reader, start=2):
-            row = {(k or "").strip(): (v or "").strip() for k, v in raw.items()}
-            group = row["Group"].upper()
-            if group not in GROUPS + SUBGROUPS:
-                raise ValueError(f"{path}, row {row_no} (Image Data ID {row['Image Data ID']!r}): "
-                                 f"Group must be one of {'/'.join(GROUPS + SUBGROUPS)}. "
-                                 f"Received: Group={row['Group']!r}")
-            if not row["Image Data ID"] or not row["Subject"]:
-                raise ValueError(f"{path}, row {row_no}: empty Image Data ID or Subject")
-            image = row["Image Data ID"].upper()
-            if image in first_row:
-                raise ValueError(f"{path}, rows {first_row[image]} and {row_no}: Image Data ID "
-                                 f"{row['Image Data ID']!r} is listed twice; expected each image "
-                                 "once (remove the repeated row)")
-            first_row[image] = row_no
-            if group in SUBGROUPS:
-                if group not in mapping:
-                    skipped[group] = skipped.get(group, 0) + 1
-                    continue
-                key = f"{group}->{mapping[group]}"
-                mapped[key] = mapped.get(key, 0) + 1
-                group = mapping[group]
-            row["Group"] = group
-            rows.append(row)
+    header, table = read_table(path, expected=f"the ADNI collection columns {', '.join(CSV_COLUMNS)}")
+    required = ("Image Data ID", "Subject", "Group")
+    missing = [c for c in required if c not in header]
+    if missing:
+        raise ValueError(f"{path}: missing column(s) {missing}; expected the ADNI "
+                         f"collection columns {', '.join(CSV_COLUMNS)}. Received: {header}")
+    rows = []
+    for row_no, raw in table:
+        row = {k: (v or "") for k, v in raw.items()}
+        group = row["Group"].upper()
+        if group not in GROUPS + SUBGROUPS:
+            raise ValueError(f"{path}, row {row_no} (Image Data ID {row['Image Data ID']!r}): "
+                             f"Group must be one of {'/'.join(GROUPS + SUBGROUPS)}. "
+                             f"Received: Group={row['Group']!r}")
+        if not row["Image Data ID"] or not row["Subject"]:
+            raise ValueError(f"{path}, row {row_no}: empty Image Data ID or Subject")
+        for column in ("Subject", "Image Data ID"):
+            if not _FOLDER_NAME.fullmatch(row[column]) or ".." in row[column]:
+                raise ValueError(f"{path}, row {row_no}: column {column!r} must be a plain folder "
+                                 f"name (letters, digits, '_', '.', '-'; no '/' or '..'). "
+                                 f"Received: {row[column]!r}")
+        image = row["Image Data ID"].upper()
+        if image in first_row:
+            raise ValueError(f"{path}, rows {first_row[image]} and {row_no}: Image Data ID "
+                             f"{row['Image Data ID']!r} is listed twice; expected each image "
+                             "once (remove the repeated row)")
+        first_row[image] = row_no
+        if group in SUBGROUPS:
+            if group not in mapping:
+                skipped[group] = skipped.get(group, 0) + 1
+                continue
+            key = f"{group}->{mapping[group]}"
+            mapped[key] = mapped.get(key, 0) + 1
+            group = mapping[group]
+        row["Group"] = group
+        rows.append(row)
     if not rows:
         raise ValueError(f"{path}: the collection CSV has no rows of the groups "
                          f"{'/'.join(GROUPS)} (skipped: {skipped or 'none'})")
@@ -177,14 +187,31 @@ def read_collection_csv(path, *, group_map="skip") -> list:
 
 
 def find_scan_file(root, subject, image_id) -> Path:
-    """The NIfTI file of `image_id` ("I12345") of `subject` under `<root>/ADNI`."""
+    """The NIfTI file of `image_id` ("I12345") of `subject` under `<root>/ADNI`.
+
+    Raises:
+        FileNotFoundError: no NIfTI file in the image's folder.
+        ValueError: a subject or image id that is not a plain folder name, or more than
+            one NIfTI file for the image (taking one would be a guess: it may be another
+            subject's scan copied there); names the folder and the files.
+    """
+    for what, name in (("subject", subject), ("image id", image_id)):
+        if not _FOLDER_NAME.fullmatch(str(name)) or ".." in str(name):
+            raise ValueError(f"{what} {name!r}: expected a plain folder name under "
+                             f"{Path(root) / 'ADNI'} (letters, digits, '_', '.', '-')")
     image_dir = image_id if image_id.upper().startswith("I") else f"I{image_id}"
     base = Path(root) / "ADNI" / subject
     hits = sorted(p for p in base.glob(f"*/*/{image_dir}/*")
-                  if p.name.endswith((".nii", ".nii.gz")))
+                  if p.name.lower().endswith((".nii", ".nii.gz")))
     if not hits:
         raise FileNotFoundError(f"No NIfTI for subject {subject}, image {image_dir} under "
                                 f"{base}/<Description>/<date>/{image_dir}/")
+    if len(hits) > 1:
+        folders = sorted({str(p.parent) for p in hits})
+        names = ", ".join(p.name for p in hits[:4]) + (", ..." if len(hits) > 4 else "")
+        raise ValueError(f"{folders[0]}{' (and ' + str(len(folders) - 1) + ' more folders)' if len(folders) > 1 else ''}: "
+                         f"{len(hits)} NIfTI files for subject {subject}, image {image_dir} ({names}); "
+                         "expected exactly one scan per image folder")
     return hits[0]
 
 
@@ -239,16 +266,26 @@ def load_volume(path, atlas: Atlas, *, min_alignment=0.9, max_shift_mm=alignment
         float32 [D, H, W] in [0, 1].
 
     Raises:
-        ValueError: not 3D, NaN or infinite voxels, no placement in the header, or not
-            aligned with the atlas (names the file and the measured misalignment).
+        ValueError: a header declaring more voxels than the file holds (or than memory
+            should take), complex or RGB voxels, not 3D, NaN or infinite voxels, no
+            placement in the header, a NaN, infinite or singular affine or voxel sizes
+            outside 0.05-20 mm, or not aligned with the atlas (names the file and the
+            measured misalignment).
     """
+    import zlib
+
     import nibabel as nib
 
     path = Path(path)
     try:
-        img = nib.load(str(path))
+        img = load_nifti_header(path)
         data = np.asarray(img.dataobj, dtype=np.float32)
-    except (OSError, EOFError, ValueError, nib.filebasedimages.ImageFileError) as err:
+    except (OSError, EOFError, zlib.error, nib.filebasedimages.ImageFileError) as err:
+        raise ValueError(f"{path}: cannot read the NIfTI file "
+                         f"({type(err).__name__}: {' '.join(str(err).split())})") from None
+    except ValueError as err:
+        if str(path) in str(err):
+            raise
         raise ValueError(f"{path}: cannot read the NIfTI file "
                          f"({type(err).__name__}: {' '.join(str(err).split())})") from None
     if data.ndim == 4 and data.shape[-1] == 1:
@@ -257,6 +294,7 @@ def load_volume(path, atlas: Atlas, *, min_alignment=0.9, max_shift_mm=alignment
         raise ValueError(f"{path}: expected a 3D volume. Received: shape={data.shape}")
     _finite_or_raise(data, path)
     _placement_or_raise(img, path)
+    check_affine(path, img.affine, field="affine")
     volume = resample(data, img.affine, atlas.affine, atlas.shape, order=1)
     score = alignment_score(volume, atlas)
     if score < min_alignment:
@@ -347,6 +385,11 @@ def load_adni(root, atlas: Atlas, *, csv_path=None, groups=("CN", "AD"), min_ali
     rows = [r for r in collection["rows"] if r["Group"] in groups]
     if not rows:
         raise ValueError(f"{csv_path}: no rows of groups {groups}")
+    absent = [g for g in groups if not any(r["Group"] == g for r in rows)]
+    if absent:
+        present = sorted({r["Group"] for r in rows})
+        raise ValueError(f"{csv_path}: column 'Group' holds no row of {absent} (only {present}); expected "
+                         f"rows of every group {groups}: a classifier needs both classes")
     iterator = progress(rows) if progress is not None else rows
     volumes, paths, found, seen = [], [], [], {}
     for row in iterator:
