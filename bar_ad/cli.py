@@ -7,7 +7,7 @@ PAPER = "bar-ad"
 
 def register(subparsers):
     """Adds `bar-ad` with its `run`, `generate` and `frameworks` subcommands."""
-    from shared.cli.options import add_run_args
+    from shared.cli.options import SEED, add_run_args, count
 
     parser = subparsers.add_parser(
         PAPER, help="Brain-Aware Replacements + continuous supervised contrastive pre-training (AD vs CN)")
@@ -21,9 +21,9 @@ def register(subparsers):
     run.add_argument("--data", type=Path, default=None,
                      help="ADNI folder (ADNI/ + collection CSV); default: generate the "
                           "synthetic cohort into the run folder")
-    run.add_argument("--folds", type=int, default=None,
+    run.add_argument("--folds", type=count(1), default=None,
                      help="run only the first N folds (default: the preset's)")
-    run.add_argument("--epochs", type=int, nargs=2, default=None, metavar=("PRE", "FINE"),
+    run.add_argument("--epochs", type=count(0), nargs=2, default=None, metavar=("PRE", "FINE"),
                      help="pre-training and fine-tuning epochs (default: the preset's)")
     run.add_argument("--set", action="append", default=[], metavar="FIELD=VALUE",
                      help="override a preset field (repeatable), e.g. --set sigma=0.2 "
@@ -34,9 +34,9 @@ def register(subparsers):
     gen.add_argument("--out", type=Path, required=True, help="folder to write (gets ADNI/ and a CSV)")
     gen.add_argument("--preset", choices=("quick", "paper", "tiny"), default="quick",
                      help="cohort size and voxel size of this preset (default: quick)")
-    gen.add_argument("--n-ad", type=int, default=None, help="AD subjects (default: the preset's)")
-    gen.add_argument("--n-cn", type=int, default=None, help="CN subjects (default: the preset's)")
-    gen.add_argument("--seed", type=int, default=0, help="random seed (default: 0)")
+    gen.add_argument("--n-ad", type=count(1), default=None, help="AD subjects (default: the preset's)")
+    gen.add_argument("--n-cn", type=count(1), default=None, help="CN subjects (default: the preset's)")
+    gen.add_argument("--seed", type=SEED, default=0, help="random seed (default: 0)")
     gen.add_argument("--no-progress", action="store_true", help="hide the progress bar")
     gen.set_defaults(func=_cmd_generate)
 
@@ -107,6 +107,7 @@ def _scalar(text):
 def parse_overrides(items):
     """["sigma=0.2", "class_token=false", "head_units=16,8"] -> typed `BarConfig` overrides."""
     import dataclasses
+    import math
 
     from bar_ad.config import BarConfig
 
@@ -131,8 +132,9 @@ def parse_overrides(items):
             value = None
         elif isinstance(current, (int, float)) or current is None:
             value = _scalar(text)
-            if isinstance(value, str):
-                raise ValueError(f"--set {name} expects a number. Received: {text!r}")
+            if isinstance(value, str) or isinstance(value, bool) \
+                    or (isinstance(value, float) and not math.isfinite(value)):
+                raise ValueError(f"--set {name} expects a finite number. Received: {text!r}")
         else:
             value = text
         out[name] = value

@@ -171,11 +171,20 @@ def difficulty_gates(data, atlas, test_idx, pool_idx, *, seed=0) -> dict:
                 best_single_region_auc=auc)
 
 
-def record_fold(sink, config, framework, fold) -> int:
-    """Writes one fold's test metrics through `sink` (store or spool); returns the row count."""
+def model_id(config, seed, framework, fold) -> str:
+    """A fold model's id in the results store, unique per run (preset, base seed,
+    framework, fold): two seeds or presets never share a row."""
+    return f"{config.preset}_seed{int(seed)}_{framework}_fold{int(fold)}"
+
+
+def record_fold(sink, config, framework, fold, *, seed) -> int:
+    """Writes one fold's test metrics through `sink` (store or spool); returns the row count.
+
+    `seed` is the run's base seed (`fold["seed"]` is the fold's own training seed)."""
     names = METRICS + (("auc",) if np.isfinite(fold["scores"].get("auc", np.nan)) else ())
     for m in names:
-        sink.record_evaluation(experiment_name(config), f"{framework}_fold{fold['fold']}", m,
+        sink.record_evaluation(experiment_name(config), model_id(config, seed, framework,
+                                                                 fold["fold"]), m,
                                fold["scores"][m], group=framework,
                                extra={"fold": fold["fold"], "preset": config.preset,
                                       "seed": fold["seed"]})
@@ -274,7 +283,7 @@ def run_experiment(config: BarConfig, out_dir, *, store_url=None, frameworks=Non
         res["seed"] = fold_seed
         res["fold"] = k
         results[fw].append(res)
-        record_fold(sink, config, fw, res)
+        record_fold(sink, config, fw, res, seed=seed)
         if study is not None:
             study.record(fw, units[k], {endpoint: res["scores"][endpoint]})
     figures = out / "figures"

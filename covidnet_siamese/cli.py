@@ -7,7 +7,7 @@ PAPER = "covidnet-siamese"
 
 def register(subparsers):
     """Adds `covidnet-siamese` with its `run`, `generate` and `search` subcommands."""
-    from shared.cli.options import add_run_args, add_scale_args, add_store_arg
+    from shared.cli.options import SEED, add_run_args, add_scale_args, add_store_arg, count, number
 
     parser = subparsers.add_parser(PAPER, help="Siamesifying the COVID-Net: siamese vs single COVID-Net")
     sub = parser.add_subparsers(dest="covidnet_command", metavar="SUBCOMMAND")
@@ -35,9 +35,9 @@ def register(subparsers):
     gen.add_argument("--out", type=Path, required=True, help="dataset folder to write")
     gen.add_argument("--preset", choices=("quick", "powered", "paper", "tiny"), default="quick",
                      help="image counts and size of this preset (default: quick)")
-    gen.add_argument("--size", type=int, default=None, help="PNG side in pixels (default: the preset's)")
-    gen.add_argument("--seed", type=int, default=0, help="random seed (default: 0)")
-    gen.add_argument("--artefact-strength", type=float, default=None,
+    gen.add_argument("--size", type=count(8, 4096), default=None, help="PNG side in pixels (default: the preset's)")
+    gen.add_argument("--seed", type=SEED, default=0, help="random seed (default: 0)")
+    gen.add_argument("--artefact-strength", type=number(low=0), default=None,
                      help="0..1, how much the border artefacts depend on the class (default: the preset's)")
     gen.set_defaults(func=_cmd_generate)
 
@@ -46,7 +46,7 @@ def register(subparsers):
     search.add_argument("--preset", choices=("quick", "powered", "paper", "tiny"), default="quick")
     search.add_argument("--data", type=Path, required=True, help="COVIDx folder")
     search.add_argument("--out", type=Path, default=None, help="tuner folder (default: runs/covidnet_siamese/search)")
-    search.add_argument("--seed", type=int, default=0)
+    search.add_argument("--seed", type=SEED, default=0)
     add_store_arg(search)
     add_scale_args(search)
     search.set_defaults(func=_cmd_search)

@@ -191,8 +191,9 @@ def trivial_predictors(y_test, border) -> dict:
     }
 
 
-def _record(store, arm, seed, preset, metrics, shares):
-    model_id = f"{preset}-{arm}-seed{seed}"
+def _record(store, arm, seed, preset, metrics, shares, *, base_seed=0):
+    # Unique per run: the base seed too, since base seeds 0 and 1 share unit seeds.
+    model_id = f"{preset}-s{base_seed}-{arm}-seed{seed}"
     store.record_evaluation(EXPERIMENT, model_id, "test_accuracy", metrics["accuracy"], split="test",
                             group=arm, extra={"seed": seed, "preset": preset})
     for name, acc in zip(CLASS_NAMES, metrics["per_class_accuracy"]):
@@ -286,7 +287,7 @@ def run_experiment(config, out_dir, *, store_url=None, seed=0, data_root=None, s
     write_json(out / "gates.json", gates)
     bar.update(1)
 
-    store = open_store(store_url)
+    store = open_store(store_url, run_dir=out)
     run_folder_started(out)  # every check passed: the folder is this run's now
     store.ensure_experiment(EXPERIMENT, config)
     best = {}
@@ -353,7 +354,7 @@ def run_experiment(config, out_dir, *, store_url=None, seed=0, data_root=None, s
             results[arm].append(metrics)
             study.record(arm, run_seed, _endpoints(metrics))
             write_json(out / "results.json", results)  # kept up to date: a long run can be read early
-            _record(store, arm, run_seed, config.name, metrics, shares)
+            _record(store, arm, run_seed, config.name, metrics, shares, base_seed=seed)
             if i == 0:
                 keep[arm] = {"model": model, "history": hist.history, "pred": pred, "maps": maps,
                              "templates": templates, "data": arm_data, "cam": cam}

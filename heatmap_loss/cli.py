@@ -3,7 +3,8 @@
 import logging
 from pathlib import Path
 
-from shared.cli.options import add_run_args, resolve_store_url, prepared_run_folder
+from shared.cli.options import (SEED, add_run_args, count, number, prepared_run_folder,
+                                resolve_store_url)
 
 log = logging.getLogger(__name__)
 
@@ -21,12 +22,12 @@ def register(subparsers) -> None:
     add_run_args(run, presets=("quick", "powered", "paper", "tiny"))
     run.add_argument("--experiment", type=int, choices=(1, 2), default=1,
                      help="1: sex-dependent anatomy; 2: marker square on male images (default 1)")
-    run.add_argument("--models-per-group", type=int, default=None,
+    run.add_argument("--models-per-group", type=count(1), default=None,
                      help="override the preset's number of models (trials) per group")
     run.add_argument("--weights", default=None,
                      help="backbone weights: 'imagenet' (download; full width only) or a "
                           ".weights.h5 path (default: random initialisation)")
-    run.add_argument("--heatmap-weight", type=float, default=None,
+    run.add_argument("--heatmap-weight", type=number(low=0), default=None,
                      help="override the weight of the attribution penalty")
     run.add_argument("--method", choices=("hirescam", "gradcam"), default=None,
                      help="attribution method of the loss and the overlaps (default hirescam)")
@@ -44,11 +45,11 @@ def register(subparsers) -> None:
 
     gen = sub.add_parser("generate", help="write synthetic train/val/test .npz files and a sample sheet")
     gen.add_argument("--experiment", type=int, choices=(1, 2), default=1)
-    gen.add_argument("--n", type=int, default=13_000,
+    gen.add_argument("--n", type=count(1), default=13_000,
                      help="total images, split 10:3 train/val as in the thesis (default 13000)")
-    gen.add_argument("--n-test", type=int, default=0, help="test images (default 0)")
+    gen.add_argument("--n-test", type=count(0), default=0, help="test images (default 0)")
     gen.add_argument("--out", type=Path, required=True, help="output folder")
-    gen.add_argument("--seed", type=int, default=0)
+    gen.add_argument("--seed", type=SEED, default=0)
     gen.set_defaults(func=_cmd_generate)
 
     acdc = sub.add_parser("acdc-info", help="load an ACDC folder and print slice and class counts")

@@ -204,7 +204,8 @@ class GroupHyperModel(keras_tuner.HyperModel):
         scores = evaluate_model(model, self.test["images"], self.test["labels"], regions,
                                 method=self.config.method)
         record = {
-            "group": self.group, "trial_id": trial_id, "model_id": f"{self.group}-{trial_id}",
+            "group": self.group, "trial_id": trial_id, "model_id": model_id(self.config.preset, self.seed,
+                                                               self.group, trial_id),
             **self._trial,
             "learning_rate": float(hp.get("learning_rate")),
             "epochs": len(h["loss"]), "best_epoch": best + 1,
@@ -264,6 +265,12 @@ def trivial_predictors(test, classes=None) -> dict:
     return out
 
 
+def model_id(preset, seed, group, trial_id) -> str:
+    """A model's id in the results store, unique per run: `<preset>_s<seed>_<group>-<trial>`
+    (two seeds or presets of one study never share a row)."""
+    return f"{preset}_s{int(seed)}_{group}-{trial_id}"
+
+
 def majority_rate(labels) -> float:
     """Share of the most frequent label."""
     return float(np.max(np.bincount(np.asarray(labels, dtype=np.int64))) / len(labels))
@@ -318,7 +325,7 @@ def run_study(config: HeatmapLossConfig, splits: dict, *, study_name, classes, s
     study.record_gate("heart_area", trivial["heart_overlap"]["value"])
 
     name = experiment_name(study_name)
-    store = open_store(store_url)
+    store = open_store(store_url, run_dir=out)
     run_folder_started(out)  # every check passed: the folder is this run's now
     store.ensure_experiment(name, {"preset": config.preset, "seed": seed})
     records = []
@@ -346,7 +353,7 @@ def run_study(config: HeatmapLossConfig, splits: dict, *, study_name, classes, s
         for record in hypermodel.records:
             _record_evaluations(store, name, record)
         store.record_evaluation(
-            name, f"{group}-all", "group_training_time_s",
+            name, model_id(config.preset, seed, group, "all"), "group_training_time_s",
             float(sum(r["training_time_s"] for r in hypermodel.records)), split="train",
             group=group, extra={"models": len(hypermodel.records),
                                 **{s: sum(r["status"] == s for r in hypermodel.records)

@@ -4,7 +4,8 @@ import logging
 import time
 from pathlib import Path
 
-from shared.cli.options import add_run_args, resolve_store_url, prepared_run_folder
+from shared.cli.options import (SEED, add_run_args, count, prepared_run_folder,
+                                resolve_store_url)
 
 log = logging.getLogger(__name__)
 
@@ -21,30 +22,30 @@ def register(subparsers) -> None:
     add_run_args(run, presets=("quick", "powered", "paper", "tiny"))
     run.add_argument("--data", type=Path, default=None,
                      help="existing dataset folder (grades.csv + aim/; default: simulate one)")
-    run.add_argument("--seeds", type=int, default=None, help="override the ensembles per arm")
-    run.add_argument("--ensemble-size", type=int, default=None, help="override the models per ensemble")
-    run.add_argument("--epochs", type=int, default=None, help="override the maximum epochs")
-    run.add_argument("--workers", type=int, default=None,
+    run.add_argument("--seeds", type=count(1), default=None, help="override the ensembles per arm")
+    run.add_argument("--ensemble-size", type=count(1), default=None, help="override the models per ensemble")
+    run.add_argument("--epochs", type=count(1), default=None, help="override the maximum epochs")
+    run.add_argument("--workers", type=count(1, 256), default=None,
                      help="processes simulating the cohort (default: up to 4, one per CPU core)")
     run.set_defaults(func=_cmd_run)
 
     gen = sub.add_parser("generate", help="write simulated AIM files, grades.csv and projections")
     gen.add_argument("--preset", choices=("quick", "powered", "paper", "tiny"), default="quick",
                      help="simulation settings of this preset (default quick)")
-    gen.add_argument("--radius", type=int, default=None, help="radius scans (default: the preset's)")
-    gen.add_argument("--tibia", type=int, default=None, help="tibia scans (default: the preset's)")
+    gen.add_argument("--radius", type=count(0), default=None, help="radius scans (default: the preset's)")
+    gen.add_argument("--tibia", type=count(0), default=None, help="tibia scans (default: the preset's)")
     gen.add_argument("--projections", choices=("qme", "all", "none"), default="qme",
                      help="views kept per scan: 'qme' (0 degrees, the next view, 180 degrees: what the QME "
                           "needs; default), 'all' or 'none'")
     gen.add_argument("--out", type=Path, required=True, help="output folder")
-    gen.add_argument("--seed", type=int, default=0)
-    gen.add_argument("--workers", type=int, default=None,
+    gen.add_argument("--seed", type=SEED, default=0)
+    gen.add_argument("--workers", type=count(1, 256), default=None,
                      help="processes simulating the cohort (default: up to 4, one per CPU core)")
     gen.set_defaults(func=_cmd_generate)
 
     info = sub.add_parser("info", help="load a dataset folder and print grades, agreement and QME")
     info.add_argument("root", type=Path, help="folder with grades.csv and aim/")
-    info.add_argument("--slices", type=int, default=8, help="equally spaced slices per scan (default 8)")
+    info.add_argument("--slices", type=count(1), default=8, help="equally spaced slices per scan (default 8)")
     info.set_defaults(func=_cmd_info)
     parser.set_defaults(func=lambda args: parser.print_help() or 0)
 

@@ -266,7 +266,7 @@ def run_experiment(config, *, out_dir, store_url=None, seed=0, progress=True, da
     images = prefilter(data["images"], config.prefilter_sigma, out=data["images"])
     images = standardize(images, stats=mean_and_std(images, pool_idx), out=images)
     s = config.slices_per_scan
-    store = open_store(store_url)
+    store = open_store(store_url, run_dir=out)
     run_folder_started(out)  # every check passed: the folder is this run's now
     store.ensure_experiment(EXPERIMENT, config=dataclasses.asdict(config))
     per_arm = {arm: [] for arm in ARMS}

@@ -3,7 +3,8 @@
 import logging
 from pathlib import Path
 
-from shared.cli.options import add_run_args, add_store_arg, resolve_store_url, prepared_run_folder
+from shared.cli.options import (SEED, add_run_args, add_store_arg, count, number,
+                                prepared_run_folder, resolve_store_url)
 
 PAPER = "lge-qa"
 DISTRIBUTE_CHOICES = ("default", "mirrored", "multi-worker")  # shared.scale.STRATEGIES
@@ -38,12 +39,13 @@ def register(subparsers) -> None:
     run.add_argument("--strict", action="store_true",
                      help="refuse scored cases found only in quality_scores.csv or only on disk "
                           "(default: leave them out with a warning)")
-    run.add_argument("--repetitions", type=int, default=None,
+    run.add_argument("--repetitions", type=count(1), default=None,
                      help="override the preset's repetitions (the paired seeds of --preset powered)")
     run.add_argument("--correlation", choices=("high", "low"), default=None,
                      help="declared correlation of the phantom's quality attributes: high (as the "
                           "paper states, default) or low (the second condition)")
-    run.add_argument("--threshold", type=float, default=None, help="LA detector threshold t")
+    run.add_argument("--threshold",
+                     type=number(low=0, high=1, low_open=True, high_open=True), default=None, help="LA detector threshold t")
     run.add_argument("--gates-only", action="store_true",
                      help="--preset powered: measure the gates (data, oracle feature, baseline on the "
                           "gate cohort) and stop before any arm trains")
@@ -53,9 +55,9 @@ def register(subparsers) -> None:
     gen.add_argument("--out", type=Path, required=True, help="output folder")
     gen.add_argument("--preset", choices=("tiny", "quick", "paper"), default="quick",
                      help="cohort sizes and volume shape of this preset (default: quick)")
-    gen.add_argument("--seed", type=int, default=0)
-    gen.add_argument("--n-segmentation", type=int, default=None, help="masks-only scans")
-    gen.add_argument("--n-scored", type=int, default=None, help="scored scans")
+    gen.add_argument("--seed", type=SEED, default=0)
+    gen.add_argument("--n-segmentation", type=count(0), default=None, help="masks-only scans")
+    gen.add_argument("--n-scored", type=count(1), default=None, help="scored scans")
     gen.add_argument("--no-progress", action="store_true")
     gen.set_defaults(func=_cmd_generate)
     add_store_arg(gen)

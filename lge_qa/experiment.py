@@ -381,14 +381,14 @@ def _record(sink, cfg, results, det, strategies):
         n = 0
         for metric in ("dice", "slice_precision", "slice_recall"):
             if det.get(metric) is not None:
-                sink.record_evaluation(DETECTOR_EXPERIMENT, f"unet_seed{cfg.seed}", metric, det[metric],
+                sink.record_evaluation(DETECTOR_EXPERIMENT, f"{cfg.preset}_unet_seed{cfg.seed}", metric, det[metric],
                                        group="unet", extra={"threshold": cfg.detection_threshold})
                 n += 1
         for strategy in strategies:
             for r, metrics in enumerate(results[strategy]):
                 for metric in METRICS + ("accuracy",):
                     if metric in metrics:
-                        sink.record_evaluation(EXPERIMENT, f"{strategy}_seed{cfg.seed}_rep{r}", metric,
+                        sink.record_evaluation(EXPERIMENT, f"{cfg.preset}_{strategy}_seed{cfg.seed}_rep{r}", metric,
                                                metrics[metric], group=strategy,
                                                extra={"repetition": r, "n_scored": cfg.n_scored,
                                                       "epochs": metrics.get("epochs")})

@@ -372,7 +372,7 @@ def _record(sink, cfg, results) -> int:
                 for metrics in runs:
                     for metric in ("auc", "f1", "specificity", "precision", "recall"):
                         if metric in metrics:
-                            sink.record_evaluation(EXPERIMENT, f"{arm}_n{n}_seed{cfg.seed}_unit{metrics['seed']}",
+                            sink.record_evaluation(EXPERIMENT, f"{cfg.preset}_{arm}_n{n}_seed{cfg.seed}_unit{metrics['seed']}",
                                                    metric, metrics[metric], group=arm,
                                                    extra={"n": n, "unit": metrics["seed"],
                                                           "correlation_level": cfg.correlation_level})

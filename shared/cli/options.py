@@ -4,10 +4,70 @@ Only entry points read flags or environment variables; they pass explicit values
 on to library functions.
 """
 
+import argparse
+import math
 import os
 from pathlib import Path
 
 DEFAULT_STORE = "sqlite:///runs/results.sqlite"
+# Seeds reach NumPy, TensorFlow and Python's `random`: NumPy takes 0 .. 2**32 - 1.
+MAX_SEED = 2**32 - 1
+
+
+def _bound_text(low, high, low_open, high_open) -> str:
+    def show(v):
+        return str(v) if isinstance(v, int) else f"{v:g}"
+
+    if low is not None and high is not None:
+        return (f"in {'(' if low_open else '['}{show(low)}, {show(high)}"
+                f"{')' if high_open else ']'}")
+    if low is not None:
+        return f"{'>' if low_open else '>='} {show(low)}"
+    if high is not None:
+        return f"{'<' if high_open else '<='} {show(high)}"
+    return ""
+
+
+def number(kind=float, *, low=None, high=None, low_open=False, high_open=False):
+    """An argparse `type` that accepts only finite numbers in a range.
+
+    Checked when the command line is parsed, so a bad value is refused before any
+    file is read or written, in one line naming the flag
+    (`medrepro: error: argument --threshold: expected a finite number in (0, 1),
+    got 'nan'`).
+
+    Args:
+        kind: int or float, default float.
+        low, high: the bounds, or None for none.
+        low_open, high_open: bool, default False. Whether a bound is excluded.
+    """
+    noun = "a whole number" if kind is int else "a finite number"
+    expected = " ".join(part for part in (noun, _bound_text(low, high, low_open, high_open))
+                        if part)
+
+    def parse(text):
+        try:
+            value = int(text, 10) if kind is int else float(text)
+        except (TypeError, ValueError):
+            raise argparse.ArgumentTypeError(f"expected {expected}, got {text!r}") from None
+        if kind is float and not math.isfinite(value):
+            raise argparse.ArgumentTypeError(f"expected {expected}, got {text!r}")
+        if low is not None and (value < low or (low_open and value == low)):
+            raise argparse.ArgumentTypeError(f"expected {expected}, got {text!r}")
+        if high is not None and (value > high or (high_open and value == high)):
+            raise argparse.ArgumentTypeError(f"expected {expected}, got {text!r}")
+        return value
+
+    parse.__name__ = "integer" if kind is int else "number"
+    return parse
+
+
+def count(low=1, high=None):
+    """A whole number >= `low` (a count of folds, models, workers, epochs, ...)."""
+    return number(int, low=low, high=high)
+
+
+SEED = number(int, low=0, high=MAX_SEED)
 
 
 def add_store_arg(parser) -> None:
@@ -28,7 +88,7 @@ def add_run_args(parser, *, presets=("quick", "paper"), default_preset="quick") 
                         help="run folder (default: runs/<paper>/<preset>)")
     add_run_folder_args(parser)
     add_store_arg(parser)
-    parser.add_argument("--seed", type=int, default=0, help="base random seed (default: 0)")
+    parser.add_argument("--seed", type=SEED, default=0, help="base random seed (default: 0)")
     parser.add_argument("--smoke", action="store_true",
                         help="prove a preset on this machine: full-size data for a few samples, "
                              "every arm's full-size model, two training steps each and the "

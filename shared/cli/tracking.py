@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import signal
 import socket
@@ -25,7 +26,7 @@ import sys
 import time
 from pathlib import Path
 
-from shared.cli.options import add_store_arg, resolve_store_url
+from shared.cli.options import SEED, add_store_arg, count, number, resolve_store_url
 
 
 def register(subparsers) -> None:
@@ -47,7 +48,7 @@ def register(subparsers) -> None:
                              "are row fields, extra keys or other metrics of the same model; "
                              "operators == != < <= > >=, and / or / not, parentheses")
     report.add_argument("--split", default=None, help="only evaluations of this split")
-    report.add_argument("--alpha", type=float, default=0.05, help="significance level (0.05)")
+    report.add_argument("--alpha", type=number(low=0, high=1, low_open=True, high_open=True), default=0.05, help="significance level (0.05)")
     report.add_argument("--student", action="store_true",
                         help="Student's t-test (equal variances) instead of Welch's")
     report.add_argument("--out", type=Path, default=None,
@@ -89,10 +90,10 @@ def register(subparsers) -> None:
     demo.add_argument("--group", default=None)
     demo.add_argument("--kind", choices=["random", "bayesian", "hyperband", "grid"],
                       default="random")
-    demo.add_argument("--max-trials", type=int, default=4)
-    demo.add_argument("--epochs", type=int, default=2)
-    demo.add_argument("--samples", type=int, default=64)
-    demo.add_argument("--seed", type=int, default=0)
+    demo.add_argument("--max-trials", type=count(1), default=4)
+    demo.add_argument("--epochs", type=count(1), default=2)
+    demo.add_argument("--samples", type=count(2), default=64)
+    demo.add_argument("--seed", type=SEED, default=0)
     demo.add_argument("--overwrite", action="store_true",
                       help="start afresh instead of resuming (chief / single process only)")
     demo.set_defaults(func=_cmd_tune_demo)
@@ -105,10 +106,11 @@ def register(subparsers) -> None:
                     "with shared.tuning.make_tuner (e.g. a paper's `search` command); by "
                     "default `medrepro tune-demo`. Example: medrepro tune-local --workers 2 -- "
                     "medrepro tune-demo --store sqlite:///runs/results.sqlite --max-trials 8")
-    local.add_argument("--workers", type=int, required=True, help="number of workers")
+    local.add_argument("--workers", type=count(1, 256), required=True, help="number of workers")
     local.add_argument("--ip", default="127.0.0.1", help="address the chief listens on")
-    local.add_argument("--port", type=int, default=None, help="oracle port (default: a free one)")
-    local.add_argument("--startup-timeout", type=float, default=180.0,
+    local.add_argument("--port", type=count(1, 65535), default=None, help="oracle port (default: a free one)")
+    local.add_argument("--startup-timeout",
+                       type=number(low=0, high=86400, low_open=True), default=180.0,
                        help="seconds to wait for the chief's oracle to listen (default: 180)")
     local.add_argument("--log-dir", type=Path, default=None,
                        help="write each process's output to <log-dir>/<tuner id>.log")
@@ -240,6 +242,10 @@ def launch_local(command, *, workers, ip="127.0.0.1", port=None, startup_timeout
     """
     if workers < 1:
         raise ValueError(f"--workers: expected at least 1, got {workers}")
+    if not (isinstance(startup_timeout, (int, float)) and math.isfinite(startup_timeout)
+            and startup_timeout > 0):
+        raise ValueError(f"--startup-timeout: expected a finite number of seconds > 0, got "
+                         f"{startup_timeout!r}")
     if not command:
         raise ValueError("tune-local: no command given (expected `-- COMMAND ...`)")
     port = free_port(ip) if port is None else int(port)
@@ -313,5 +319,10 @@ def _cmd_tune_local(args) -> int:
         command = [sys.executable, "-m", "shared", "tune-demo"]
     code = launch_local(command, workers=args.workers, ip=args.ip, port=args.port,
                         startup_timeout=args.startup_timeout, log_dir=args.log_dir)
+    if code != 0:
+        where = (f"; their output is in {args.log_dir}/<tuner id>.log" if args.log_dir
+                 else "; their errors are printed above")
+        raise RuntimeError(f"tune-local: the search command ({' '.join(command)[:120]}) of "
+                           f"the chief or a worker exited with code {code}{where}")
     print(f"tune-local: chief and {args.workers} worker(s) finished with code {code}")
     return code

@@ -25,9 +25,11 @@ class ResultsSink:
         spool_path: str or Path. The spool file used when the store is unreachable.
     """
 
-    def __init__(self, store, spool_path):
+    def __init__(self, store, spool_path, run=None):
         self.store = store
         self.spool_path = Path(spool_path)
+        # Spooled rows carry the run too, so a later sync keeps their owner.
+        self.run = run if run is not None else getattr(store, "run", None)
         self.stored = 0
         self.spooled = 0
 
@@ -39,16 +41,16 @@ class ResultsSink:
             store_url: str or None. Results store URL (None: the default SQLite store).
             run_dir: str or Path. The run folder, which holds the spool file.
         """
-        from shared.tracking.store import StoreUnreachableError, open_store
+        from shared.tracking.store import StoreUnreachableError, open_store, run_identity
 
         spool = Path(run_dir) / SPOOL_FILE
         try:
-            store = open_store(store_url)
+            store = open_store(store_url, run_dir=run_dir)
         except StoreUnreachableError as err:
             log.warning("%s; rows go to %s (push them later with `medrepro store sync --spool %s "
                         "--store URL`)", err, spool, spool)
             store = None
-        return cls(store, spool)
+        return cls(store, spool, run=run_identity(run_dir))
 
     def ensure_experiment(self, name, config) -> None:
         """Creates the experiment with its config in the store (spooled rows create it bare)."""
@@ -67,6 +69,8 @@ class ResultsSink:
         from shared.tracking.spool import append_spool
         from shared.tracking.store import StoreUnreachableError
 
+        if self.run is not None:
+            extra = {**(extra or {}), "run": self.run}
         if self.store is not None:
             try:
                 self.store.record_evaluation(experiment, model_id, metric, value, group=group, extra=extra)

@@ -182,21 +182,89 @@ def _foreign_schema(conn) -> str | None:
 
 
 _PASSWORD_PARAM = re.compile(r"(?i)(\bpassword\s*=\s*)('(?:[^'\\]|\\.)*'|[^\s&;]+)")
+# The drivers this store is written and tested against.
+SUPPORTED_DRIVERS = ("sqlite", "sqlite+pysqlite", "postgresql", "postgresql+psycopg2")
+
+
+def _split_userinfo(text: str):
+    """(scheme, userinfo, rest) of `scheme://userinfo@rest`, cut at the LAST `@` before
+    the path or query: an unencoded `@` in a password belongs to the password."""
+    if "://" not in text:
+        return None
+    scheme, rest = text.split("://", 1)
+    end = len(rest)
+    for stop in ("?", "#"):
+        if stop in rest:
+            end = min(end, rest.index(stop))
+    at = rest.rfind("@", 0, end)
+    if at < 0:
+        return None
+    return scheme, rest[:at], rest[at + 1:]
+
+
+def _raw_password(url) -> str | None:
+    parts = _split_userinfo(str(url))
+    if parts is None or ":" not in parts[1]:
+        return None if parts is None else (parts[1] if "@" in parts[1] else None)
+    return parts[1].split(":", 1)[1]
+
+
+def secret_pieces(url) -> list:
+    """(text, replacement) pairs that hide `url`'s password in a driver's message.
+
+    The whole password anywhere; for one holding an unencoded `@`, each tail after an
+    `@` where it stands before an `@` (libpq names the 'host' it parsed from after the
+    first `@`: `"ss@db"`), and the head where it follows the user name. Longest first.
+    """
+    text = str(url)
+    pairs = {}
+    password = _raw_password(text)
+    if password:
+        pairs[password] = "***"
+        parts = password.split("@")
+        for i in range(1, len(parts)):
+            pairs["@".join(parts[i:]) + "@"] = "***@"
+            pairs[":" + "@".join(parts[:i]) + "@"] = ":***@"
+    for match in _PASSWORD_PARAM.finditer(text):
+        value = match.group(2)
+        pairs[value] = "***"
+        if value.strip("'"):
+            pairs[value.strip("'")] = "***"
+    return sorted(((k, v) for k, v in pairs.items() if k.strip("@:")),
+                  key=lambda kv: len(kv[0]), reverse=True)
+
+
+def scrub(text, url) -> str:
+    """`text` (a driver's message) with every piece of `url`'s password replaced by `***`."""
+    out = str(text)
+    for piece, replacement in secret_pieces(url):
+        out = out.replace(piece, replacement)
+    return out
 
 
 def mask_url(url) -> str:
     """The store URL with every password replaced by `***` (for messages, logs, files).
 
-    Covers the password of `scheme://user:password@host/db`, a `password=` query
-    parameter and a libpq key/value string (`host=h user=u password=pw`).
+    Covers the password of `scheme://user:password@host/db` (everything between the
+    user name and the last `@` before the path, so an unencoded `@` in a password
+    hides it whole), a `password=` query parameter and a libpq key/value string
+    (`host=h user=u password=pw`).
     """
     text = str(url)
+    parts = _split_userinfo(text)
+    if parts is not None:
+        scheme, userinfo, rest = parts
+        user = userinfo.split(":", 1)[0] if ":" in userinfo else userinfo
+        if ":" in userinfo:
+            userinfo = f"{user}:***"
+        elif "@" in userinfo:  # no ':': the part before the last '@' cannot all be a name
+            userinfo = "***"
+        text = f"{scheme}://{userinfo}@{rest}"
     try:
-        text = make_url(text).render_as_string(hide_password=True)
+        if parts is None or "@" not in parts[1]:
+            text = make_url(text).render_as_string(hide_password=True)
     except Exception:  # noqa: BLE001 - a URL we cannot parse is shown without credentials
-        if "@" in text and "://" in text:
-            scheme, rest = text.split("://", 1)
-            text = f"{scheme}://***@{rest.rsplit('@', 1)[1]}"
+        pass
     return _PASSWORD_PARAM.sub(lambda m: m.group(1) + "***", text)
 
 
@@ -297,12 +365,25 @@ class ResultsStore:
         except Exception as err:  # noqa: BLE001
             raise ValueError(f"results store URL {self.masked_url!r} is not a valid "
                              f"SQLAlchemy URL (expected sqlite:///path or "
-                             f"postgresql://user@host/db): {err}") from err
+                             f"postgresql://user@host/db): {scrub(err, self.url)}") from None
         self.dialect = parsed.get_backend_name()
         if self.dialect not in ("sqlite", "postgresql"):
             raise ValueError(f"results store URL {self.masked_url!r}: backend "
                              f"{self.dialect!r} is not supported (expected sqlite or postgresql)")
+        if parsed.drivername not in SUPPORTED_DRIVERS:
+            raise ValueError(f"results store URL {self.masked_url!r}: driver "
+                             f"{parsed.drivername!r} is not supported (expected one of "
+                             f"{', '.join(SUPPORTED_DRIVERS)})")
+        database = parsed.database or ""
+        if self.dialect == "sqlite" and (database in ("", ":memory:")
+                                         or "mode=memory" in database
+                                         or parsed.query.get("mode") == "memory"):
+            raise ValueError(f"results store URL {self.masked_url!r} is an in-memory SQLite "
+                             f"database: every row would be lost when the command ends; "
+                             f"expected sqlite:///path/to/results.sqlite")
         self._env = None
+        self.run = None  # the run whose rows this store writes (`set_run`)
+        self._checked_experiments = set()
         self._env_lock = threading.Lock()
         if write_timeout is not None and not (float(write_timeout) > 0):
             raise ValueError(f"write_timeout: expected seconds > 0 or None, got {write_timeout!r}")
@@ -433,7 +514,8 @@ class ResultsStore:
             if _is_connection_error(err):
                 reason = str(getattr(err, "orig", None) or err).strip().splitlines()[0]
                 raise StoreUnreachableError(
-                    f"results store {self.masked_url} is unreachable: {reason}") from err
+                    f"results store {self.masked_url} is unreachable: "
+                    f"{scrub(reason, self.url)}") from None
             raise
         finally:
             if timer is not None:
@@ -646,6 +728,11 @@ class ResultsStore:
             group: str, optional. Group / arm of the model (e.g. "heatmap").
             extra: dict, optional. Further fields, stored as JSON (and usable in
                 `report --by` / `--where`).
+
+        Raises:
+            ValueError: the row exists and was written by another run (its `run`
+                differs from this store's `run`, or from `extra["run"]`), or the
+                experiment holds rows written before rows named their run.
         """
         if not isinstance(metric, str) or not metric:
             raise ValueError(f"metric: expected a non-empty name, got {metric!r}")
@@ -656,8 +743,14 @@ class ResultsStore:
                              f"got {value!r}") from err
         if number is not None and not math.isfinite(number):
             number = None
+        run = self.run if self.run is not None else (extra or {}).get("run")
+        if run is not None:
+            extra = {**(extra or {}), "run": str(run)}
         with self._begin() as conn:
             exp_id = self._experiment_id(conn, experiment)
+            if run is not None:
+                self._check_owner(conn, exp_id, experiment, str(model_id), metric, str(split),
+                                  str(run))
             values = {"experiment_id": exp_id, "model_id": str(model_id), "metric": metric,
                       "value": number, "split": str(split), "group_name": group,
                       "extra": None if extra is None else _dumps(extra, "extra"),
@@ -668,6 +761,37 @@ class ResultsStore:
                 set_={k: stmt.excluded[k] for k in ("value", "group_name", "extra", "host",
                                                      "updated")})
             conn.execute(stmt)
+
+    def _check_owner(self, conn, exp_id, experiment, model_id, metric, split, run) -> None:
+        """Refuses to replace a row of another run, and rows of a store written before
+        rows named their run (they cannot be told apart from this run's)."""
+        v = evaluations_table
+        if exp_id not in self._checked_experiments:
+            legacy = conn.execute(
+                sa.select(v.c.model_id).where((v.c.experiment_id == exp_id)
+                                              & (v.c.extra.is_(None)
+                                                 | ~v.c.extra.like('%"run": %')))
+                .limit(1)).first()
+            if legacy is not None:
+                raise ValueError(
+                    f"results store {self.masked_url}: experiment {experiment!r} holds rows "
+                    f"written before each row named its run (e.g. model {legacy[0]!r}); "
+                    f"expected rows that name their run: write this run to a new store "
+                    f"(--store) or remove that experiment's old rows first")
+            self._checked_experiments.add(exp_id)
+        row = conn.execute(sa.select(v.c.extra).where(
+            (v.c.experiment_id == exp_id) & (v.c.model_id == model_id)
+            & (v.c.metric == metric) & (v.c.split == split))).first()
+        if row is None:
+            return
+        previous = (_loads(row[0]) or {}).get("run") if row[0] else None
+        if previous != run:
+            raise ValueError(
+                f"results store {self.masked_url}: row (experiment {experiment!r}, model "
+                f"{model_id!r}, metric {metric!r}, split {split!r}) was written by run "
+                f"{previous or '(unnamed)'}; run {run} would replace it. Expected model ids "
+                f"unique per run: resume that run (--resume --out), or write to another "
+                f"store (--store)")
 
     # ------------------------------------------------------------------ reads
     def experiments(self) -> list[dict]:
@@ -749,7 +873,13 @@ class ResultsStore:
                  "updated": _iso(r["updated"])} for r in rows]
 
 
-def open_store(url=None, *, connect_timeout: float = 10.0, write_timeout=10.0) -> ResultsStore:
+def run_identity(run_dir) -> str:
+    """How a run is named in the rows it writes: `host:/absolute/run/folder`."""
+    return f"{socket.gethostname()}:{Path(run_dir).resolve()}"
+
+
+def open_store(url=None, *, connect_timeout: float = 10.0, write_timeout=10.0,
+               run_dir=None) -> ResultsStore:
     """Opens (and if needed creates) the results store at `url`.
 
     Connects at once, creates missing tables and checks the schema version, so an
@@ -761,6 +891,9 @@ def open_store(url=None, *, connect_timeout: float = 10.0, write_timeout=10.0) -
         connect_timeout: float. Seconds to wait for the server / a SQLite lock.
         write_timeout: float or None, default 10. Seconds a PostgreSQL transaction
             may take before it fails with StoreUnreachableError (see ResultsStore).
+        run_dir: str or Path, optional. The run folder whose rows this store writes:
+            each evaluation row records it, and a row another run wrote is never
+            replaced (`ResultsStore.record_evaluation`).
 
     Returns:
         A ResultsStore.
@@ -773,6 +906,8 @@ def open_store(url=None, *, connect_timeout: float = 10.0, write_timeout=10.0) -
     """
     store = ResultsStore(DEFAULT_URL if url is None else url, connect_timeout=connect_timeout,
                          write_timeout=write_timeout)
+    if run_dir is not None:
+        store.run = run_identity(run_dir)
     try:
         store._initialise()
     except StoreUnreachableError:
@@ -787,11 +922,13 @@ def open_store(url=None, *, connect_timeout: float = 10.0, write_timeout=10.0) -
         if _is_corrupt_error(err):
             raise _corrupt_store(store.masked_url, err) from err
         raise StoreUnreachableError(
-            f"results store {store.masked_url} is unreachable: {reason}") from err
+            f"results store {store.masked_url} is unreachable: "
+            f"{scrub(reason, store.url)}") from None
     except Exception as err:  # noqa: BLE001 - driver errors raised outside SQLAlchemy
         store.close()
         if isinstance(err, (ValueError, RuntimeError)):
             raise
         raise StoreUnreachableError(
-            f"results store {store.masked_url} is unreachable: {err}") from err
+            f"results store {store.masked_url} is unreachable: "
+            f"{scrub(err, store.url)}") from None
     return store

@@ -179,7 +179,7 @@ def test_unreachable_store_spools_fold_rows_that_sync_later(tmp_path):
                              tmp_path / "run")
     assert sink.store is None
     fold = {"fold": 1, "seed": 10, "scores": {"precision": 50.0, "recall": 25.0, "accuracy": 62.5}}
-    assert record_fold(sink, config, "bar_recon", fold) == 3
+    assert record_fold(sink, config, "bar_recon", fold, seed=0) == 3
     sink.close()
     assert sink.spooled == 3 and (tmp_path / "run" / SPOOL_FILE).is_file()
     store = open_store(f"sqlite:///{tmp_path / 'good.sqlite'}")
@@ -187,7 +187,8 @@ def test_unreachable_store_spools_fold_rows_that_sync_later(tmp_path):
     rows = store.evaluations(experiment_name(config), metric="accuracy")
     store.close()
     assert [(r["model_id"], r["value"], r["group"]) for r in rows] == [
-        ("bar_recon_fold1", 62.5, "bar_recon")]
+        ("tiny_seed0_bar_recon_fold1", 62.5, "bar_recon")]
+    assert rows[0]["extra"]["run"].endswith(str((tmp_path / "run").resolve()))
 
 
 def test_store_is_opened_before_anything_trains(tmp_path, monkeypatch):

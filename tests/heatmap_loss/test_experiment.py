@@ -181,4 +181,4 @@ def test_tiny_experiment_2_end_to_end(tmp_path):
     times = store.evaluations("heatmap_loss_exp2", metric="training_time_s")
     assert len(times) == 4 and all(np.isfinite(t["value"]) for t in times)
     totals = store.evaluations("heatmap_loss_exp2", metric="group_training_time_s")
-    assert sorted(t["model_id"] for t in totals) == ["cce-all", "heatmap-all"]
+    assert sorted(t["model_id"] for t in totals) == ["tiny_s0_cce-all", "tiny_s0_heatmap-all"]

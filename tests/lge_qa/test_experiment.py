@@ -237,7 +237,7 @@ def test_unreachable_store_spools_rows_that_sync_later(tmp_path):
     assert sync_spool(store, tmp_path / "run" / SPOOL_FILE) == 4
     rows = store.evaluations(experiment.EXPERIMENT, metric="f1")
     store.close()
-    assert [(r["model_id"], r["value"]) for r in rows] == [("baseline_seed0_rep0", 0.5)]
+    assert [(r["model_id"], r["value"]) for r in rows] == [("tiny_baseline_seed0_rep0", 0.5)]
 
 
 def test_store_is_opened_before_anything_trains(tmp_path, monkeypatch):

@@ -121,10 +121,13 @@ def test_store_errors_are_one_line(monkeypatch, capsys):
 def test_every_run_refuses_another_runs_folder(tmp_path, paper):
     from shared.testing.bad_input import assert_one_line_error
 
+    from shared.io.run_folder import RUN_MARKER
+
+    (tmp_path / RUN_MARKER).write_text("{}")
     (tmp_path / "claims.json").write_text("{}")
     assert_one_line_error([paper, "run", "--preset", "tiny", "--out", tmp_path],
                           str(tmp_path), "--resume", "--overwrite")
-    assert [p.name for p in tmp_path.iterdir()] == ["claims.json"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == [RUN_MARKER, "claims.json"]
 
 
 def test_default_run_folder_holds_the_seed():

@@ -6,7 +6,7 @@ import pytest
 
 from shared.tracking.sink import SPOOL_FILE, ResultsSink
 from shared.tracking.spool import read_spool, sync_spool
-from shared.tracking.store import StoreUnreachableError, open_store
+from shared.tracking.store import StoreUnreachableError, open_store, run_identity
 
 pytestmark = pytest.mark.no_keras
 
@@ -21,8 +21,10 @@ def test_reachable_store_gets_every_row(tmp_path):
     assert (sink.stored, sink.spooled) == (3, 0)
     assert not (tmp_path / "run" / SPOOL_FILE).exists()
     rows = open_store(url).evaluations("exp", "acc")
+    run = run_identity(tmp_path / "run")  # every row names the run that wrote it
     assert [(r["model_id"], r["value"], r["extra"]) for r in rows] == [
-        ("m0", 0.0, {"seed": 0}), ("m1", 0.25, {"seed": 1}), ("m2", 0.5, {"seed": 2})]
+        ("m0", 0.0, {"seed": 0, "run": run}), ("m1", 0.25, {"seed": 1, "run": run}),
+        ("m2", 0.5, {"seed": 2, "run": run})]
 
 
 def test_unreachable_store_spools_rows_that_sync_later(tmp_path):
