@@ -33,6 +33,7 @@ from pathlib import Path
 import numpy as np
 
 from heatmap_loss.data import resize_batch
+from shared.inputs import check_declared_size, check_spacing, load_nifti_header
 
 log = logging.getLogger(__name__)
 
@@ -43,6 +44,8 @@ FOUR_CLASSES = ("NOR", "RV", "HCM", "DCM")
 TASKS = ("binary", "4class", "5class")
 DEFAULT_FIELD_OF_VIEW_MM = (210.0, 270.0)
 _PATIENT = re.compile(r"patient(\d{3})$")
+# Frame numbers of Info.cfg: ACDC cine series hold 12-35 frames, numbered from 1.
+MAX_FRAME = 999
 
 
 def read_info_cfg(path) -> dict:
@@ -53,7 +56,8 @@ def read_info_cfg(path) -> dict:
 
     Raises:
         FileNotFoundError: no such file.
-        ValueError: a line without ':' or a missing / bad ED, ES or Group (names the file).
+        ValueError: a line without ':' or a missing / bad ED, ES or Group: a frame
+            number that is not a whole number from 1 to `MAX_FRAME` (names the file).
     """
     path = Path(path)
     if not path.exists():
@@ -79,10 +83,13 @@ def read_info_cfg(path) -> dict:
             raise ValueError(f"{path}: field {field!r} is missing (expected ED, ES and Group).")
     for field in ("ED", "ES"):
         try:
-            info[field] = int(float(info[field]))
+            value = float(info[field])
         except ValueError:
-            raise ValueError(f"{path}: field {field!r} must be a frame number. "
-                             f"Received: {info[field]!r}") from None
+            value = float("nan")
+        if not (np.isfinite(value) and value == int(value) and 1 <= value <= MAX_FRAME):
+            raise ValueError(f"{path}: field {field!r} must be a frame number (a whole number from 1 to "
+                             f"{MAX_FRAME}). Received: {info[field]!r}")
+        info[field] = int(value)
     if info["Group"] not in GROUPS:
         raise ValueError(f"{path}: field 'Group' must be one of {GROUPS}. Received: {info['Group']!r}")
     return info
@@ -114,14 +121,20 @@ def list_patients(root) -> list:
 
 
 def _read_nifti(path):
-    """(volume float32 (X, Y, slices), in-plane spacing (x mm, y mm)) of a NIfTI file."""
+    """(volume float32 (X, Y, slices), in-plane spacing (x mm, y mm)) of a NIfTI file.
+
+    The header is checked before the voxels are read (`shared.inputs.load_nifti_header`:
+    declared size against the file and a memory bound, no complex or RGB voxels), and
+    the in-plane spacing must lie in `shared.inputs.SPACING_RANGE_MM`, with the slices
+    on the millimetre grid within the memory bound too.
+    """
     import nibabel as nib
     from nibabel.openers import ImageOpener
 
     if not path.exists():
         raise FileNotFoundError(f"ACDC volume not found: {path}")
+    image = load_nifti_header(path)  # raises naming the file and the header field
     try:
-        image = nib.load(str(path))
         data = np.asarray(image.get_fdata(dtype=np.float32))
         # nibabel's load silently replaces a zero pixdim by 1 mm; the spacing check needs
         # the header as written.
@@ -141,6 +154,10 @@ def _read_nifti(path):
     if len(zooms) != 2 or not all(np.isfinite(z) and z > 0 for z in zooms):
         raise ValueError(f"{path}: field 'pixdim' gives in-plane spacing {zooms}; expected two "
                          "positive millimetre values")
+    check_spacing(path, zooms, field="pixdim")
+    # The slices are resampled to 1 mm pixels: that grid must fit in memory too.
+    grid = (max(1, round(data.shape[0] * zooms[0])), max(1, round(data.shape[1] * zooms[1])), data.shape[2])
+    check_declared_size(path, grid, np.float32, field="pixdim x dim (the 1 mm grid)")
     return data, zooms
 
 
@@ -382,14 +399,19 @@ def acdc_splits(root, *, size, task="binary", seed=0, skip_bad_patients=False,
                      skip_bad_patients=skip_bad_patients)
     parts = split_patients(data["patients"], data["groups"], seed=seed)
     splits = {}
+    classes = data["classes"]
     for name, members in parts.items():
         rows = np.isin(data["patients"], members)
         if not rows.any():
             raise ValueError(f"{root}: the {name} split has no patient; expected at least "
                              "three patients per group")
+        present = sorted({classes[int(c)] for c in np.unique(data["labels"][rows])})
+        if len(present) < 2:
+            raise ValueError(f"{root}: field 'Group' of Info.cfg: the {name} split holds only class "
+                             f"{present} ({task} task); expected at least two classes in every split "
+                             f"(patients of {', '.join(classes)})")
         splits[name] = {"images": data["images"][rows], "heart": data["heart"][rows],
                         "labels": data["labels"][rows]}
-    classes = data["classes"]
     source = {"source": f"ACDC slices from {root}, split by patient (seed {seed})",
               "seed": int(seed), "patients": parts["test"],
               "images": int(len(splits["test"]["labels"])),

@@ -23,6 +23,7 @@ import numpy as np
 
 from heatmap_loss.phantom import CLASSES, SyntheticMRI, generate
 from shared import __version__
+from shared.inputs import check_npz
 
 log = logging.getLogger(__name__)
 
@@ -44,14 +45,18 @@ def load_dataset(path) -> SyntheticMRI:
 
     Raises:
         FileNotFoundError: the file does not exist.
-        ValueError: the file cannot be read (truncated, not an archive), a required
-            array is missing, or an array has the wrong shape, dtype or values (NaN
-            or infinite pixels, mask codes outside 0-6, labels outside the classes);
-            the message names the file and the array.
+        ValueError: the file cannot be read (truncated, not an archive), an array
+            header declares more data than the archive stores or than memory should
+            take (checked before any array is allocated), a required array is
+            missing, or an array has the wrong shape, dtype or values (NaN or infinite
+            pixels, mask codes outside 0-6, labels outside the classes); the message
+            names the file and the array.
     """
     path = Path(path)
     if not path.exists():
         raise FileNotFoundError(f"Synthetic MRI dataset not found: {path}")
+    if zipfile.is_zipfile(path):
+        check_npz(path)
     try:
         with np.load(path, allow_pickle=False) as archive:
             if not isinstance(archive, np.lib.npyio.NpzFile):

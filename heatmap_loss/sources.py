@@ -13,8 +13,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
+
 from heatmap_loss.data import load_dataset, model_arrays, save_sample_sheet
-from heatmap_loss.phantom import generate
+from heatmap_loss.phantom import CLASSES, generate
 
 SPLITS = ("train", "val", "test")
 
@@ -60,6 +62,11 @@ def synthetic_splits(config, *, experiment: int, seed: int, data_dir=None) -> tu
                 raise ValueError(f"{path}: field 'experiment' is {data[split].experiment}; "
                                  f"expected {experiment} (pass --experiment "
                                  f"{data[split].experiment} or another folder)")
+            present = np.unique(data[split].labels)
+            if len(present) < 2:
+                raise ValueError(f"{path}: array 'labels' holds only class {int(present[0])} "
+                                 f"({CLASSES[int(present[0])]}); expected at least two classes in every "
+                                 "split (a one-class set cannot be trained or scored)")
         source = {"source": f"synthetic experiment-{experiment} images read from {folder}",
                   "file": str(folder / "test.npz"), "images": len(data["test"])}
     splits = {split: _with_marker(model_arrays(data[split], config.image_size), experiment)

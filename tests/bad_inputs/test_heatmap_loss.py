@@ -258,3 +258,126 @@ def test_report_json_is_not_required_to_exist(tmp_path):
     argv = ["heatmap-loss", "run", "--preset", "tiny", "--data", data, "--out", out,
             "--store", f"sqlite:///{tmp_path}/s.sqlite"]
     assert_one_line_error(argv, str(out), "not a medrepro run")
+
+
+# ------------------------------------------- headers that declare what the file does not hold
+def _refused_within(limit_mb, argv, *names):
+    from shared.testing.memory import peak_allocation
+
+    assert_one_line_error(argv, *names)  # the first run imports what the command needs
+    peak = peak_allocation(lambda: assert_one_line_error(argv, *names))
+    assert peak < limit_mb * 2**20, f"refusing took {peak / 2**20:.0f} MB"
+
+
+def _forge_npz_member(path, name, header):
+    import io
+    import zipfile
+
+    with np.load(path, allow_pickle=False) as archive:
+        arrays = {k: archive[k] for k in archive.files}
+    with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED) as out:
+        for key, value in arrays.items():
+            buffer = io.BytesIO()
+            if key == name:
+                np.lib.format.write_array_header_1_0(buffer, header)
+                buffer.write(b"\x00" * 64)
+            else:
+                np.save(buffer, value)
+            out.writestr(f"{key}.npy", buffer.getvalue())
+
+
+def test_npz_header_declaring_1e15_floats(npz_folder):
+    path = npz_folder / "train.npz"
+    _forge_npz_member(path, "images", {"descr": "<f8", "fortran_order": False, "shape": (10**15,)})
+    _refused_within(200, _run(npz_folder), "train.npz", "array 'images'", "1000000000000000", "the file holds")
+
+
+def test_npz_header_declaring_more_rows_than_stored(npz_folder):
+    path = npz_folder / "val.npz"
+    _forge_npz_member(path, "labels", {"descr": "<i8", "fortran_order": False, "shape": (100,)})
+    assert_one_line_error(_run(npz_folder), "val.npz", "array 'labels'", "the file holds")
+
+
+def test_npz_header_declaring_fewer_values_than_stored(npz_folder):
+    path = npz_folder / "test.npz"
+    with np.load(path) as archive:
+        n = len(archive["labels"])
+    import io
+    import zipfile
+
+    with np.load(path, allow_pickle=False) as archive:
+        arrays = {k: archive[k] for k in archive.files}
+    with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED) as out:
+        for key, value in arrays.items():
+            buffer = io.BytesIO()
+            if key == "labels":
+                np.lib.format.write_array_header_1_0(buffer, {"descr": "<i8", "fortran_order": False,
+                                                              "shape": (n - 1,)})
+                buffer.write(value.astype("<i8").tobytes())
+            else:
+                np.save(buffer, value)
+            out.writestr(f"{key}.npy", buffer.getvalue())
+    assert_one_line_error(_run(npz_folder), "test.npz", "array 'labels'", "expected them to agree")
+
+
+def test_npz_labels_of_one_class(npz_folder):
+    path = npz_folder / "train.npz"
+    with np.load(path) as archive:
+        labels = archive["labels"]
+    _rewrite(path, labels=np.zeros_like(labels))
+    assert_one_line_error(_run(npz_folder), "train.npz", "array 'labels'", "only class 0", "two classes")
+
+
+@pytest.mark.parametrize("value", ["inf", "-inf", "nan", "0", "1.5", "1e30"])
+def test_acdc_frame_number_out_of_range(tmp_path, value):
+    _patient(tmp_path, info=f"ED: {value}\nES: 3\nGroup: NOR\n")
+    assert_one_line_error(_acdc(tmp_path), "Info.cfg", "'ED'", "whole number from 1", repr(value))
+
+
+@pytest.mark.parametrize("spacing", [0.001, 500.0])
+def test_acdc_spacing_out_of_range(tmp_path, spacing):
+    folder = _patient(tmp_path)
+    image = nib.Nifti1Image(np.ones((40, 30, 4), np.float32), np.eye(4))
+    image.header["pixdim"][2] = spacing
+    nib.save(image, folder / "patient001_frame03.nii.gz")
+    assert_one_line_error(_acdc(tmp_path), "patient001_frame03.nii.gz", "'pixdim'", "0.05 to 20 mm")
+
+
+def _forged_nifti_header(path, shape, dtype=np.float32):
+    import gzip
+
+    header = nib.Nifti1Header()
+    header.set_data_dtype(dtype)
+    header.set_data_shape(shape)
+    path.write_bytes(gzip.compress(header.binaryblock + b"\x00" * 68))
+
+
+def test_acdc_header_declaring_30000_cubed_voxels(tmp_path):
+    folder = _patient(tmp_path)
+    path = folder / "patient001_frame01.nii.gz"
+    _forged_nifti_header(path, (30000, 30000, 30000))
+    assert path.stat().st_size < 500
+    _refused_within(200, _acdc(tmp_path), path.name, "'dim'", "30000 x 30000 x 30000")
+
+
+def test_acdc_rgb_volume(tmp_path):
+    folder = _patient(tmp_path)
+    rgb = np.zeros((40, 30, 4), dtype=[("R", "u1"), ("G", "u1"), ("B", "u1")])
+    nib.save(nib.Nifti1Image(rgb, np.eye(4)), folder / "patient001_frame01.nii.gz")
+    assert_one_line_error(_acdc(tmp_path), "patient001_frame01.nii.gz", "'datatype'", "colour")
+
+
+def test_acdc_complex_volume(tmp_path):
+    folder = _patient(tmp_path)
+    data = np.ones((40, 30, 4), np.complex64) * (1 + 2j)
+    nib.save(nib.Nifti1Image(data, np.eye(4)), folder / "patient001_frame03.nii.gz")
+    assert_one_line_error(_acdc(tmp_path), "patient001_frame03.nii.gz", "'datatype'", "complex")
+
+
+def test_acdc_patients_of_one_class(tmp_path):
+    # Six NOR patients: every split is 'normal' only; refused before any model trains.
+    for number in range(1, 7):
+        _patient(tmp_path / "acdc", number, "NOR")
+    line = assert_one_line_error(_run(tmp_path / "acdc"), "acdc", "'Group'", "only class ['normal']",
+                                 "two classes")
+    assert not (tmp_path / "run").exists() or not any((tmp_path / "run").iterdir()), line
