@@ -21,8 +21,9 @@ from pathlib import Path
 import numpy as np
 
 from bar_ad.atlas import load_atlas
-from bar_ad.config import (ABLATIONS, FRAMEWORKS, METRICS, POWERED_CLAIMS, TABLE1, BarConfig,
-                           declared_claims, get_framework, study_protocol, study_units)
+from bar_ad.config import (ABLATIONS, FRAMEWORKS, METRICS, POWERED_CLAIMS, PROBE_SCANS, TABLE1,
+                           BarConfig, declared_claims, get_framework, study_protocol,
+                           study_units)
 from bar_ad.data import (draw_splits, load_adni, subject_folds, subject_holdout,
                          write_adni_cohort)
 from bar_ad.phantom import CohortGenerator, CohortSpec
@@ -96,8 +97,13 @@ def center_volumes(x, train_idx):
     return ((x - mean) / max(std, 1e-6)).astype(np.float32)
 
 
-def run_fold(framework, config, atlas, data, train_idx, test_idx, *, seed, bank=None):
-    """Pre-train (if any), fine-tune and test one framework on one fold."""
+def run_fold(framework, config, atlas, data, train_idx, test_idx, *, seed, bank=None,
+             probe_idx=None):
+    """Pre-train (if any), fine-tune and test one framework on one fold.
+
+    `probe_idx`: scans held out of the unit's pre-training whose [cls] cosine checks the
+    pre-trained encoder for collapse (default: the validation subjects, else up to
+    `PROBE_SCANS` training scans)."""
     x, y = data["x"], data["y"]
     if config.center_inputs:
         x = center_volumes(x, train_idx)
@@ -105,17 +111,29 @@ def run_fold(framework, config, atlas, data, train_idx, test_idx, *, seed, bank=
     if config.val_fraction > 0:
         tr, val = subject_holdout(train_idx, data["subjects"], y,
                                   fraction=config.val_fraction, seed=seed)
+    if probe_idx is None:
+        probe_idx = val if len(val) >= 2 else tr[:PROBE_SCANS]
     start = time.perf_counter()
     weights, pre_hist = pretrain_encoder(framework, config, atlas, x[tr], y[tr], seed=seed,
-                                         bank=bank)
+                                         bank=bank, probe=x[np.asarray(probe_idx, int)])
     pre_s = time.perf_counter() - start
+    probe_cosine = pre_hist.pop("probe_cls_cosine", None)  # one value, not a per-epoch curve
     model, ft_hist = finetune(weights, framework, config, x[tr], y[tr], seed=seed + 1,
                               x_val=x[val] if len(val) else None,
                               y_val=y[val] if len(val) else None, bank=bank)
     scores = evaluate(model, x[test_idx], y[test_idx])
     return dict(scores=scores, pretrain_history=pre_hist, finetune_history=ft_hist,
+                probe_cls_cosine=probe_cosine,
                 pretrain_s=pre_s, total_s=time.perf_counter() - start,
                 n_train=int(len(tr)), n_val=int(len(val)), n_test=int(len(test_idx)))
+
+
+def held_out_probe(pool, train_idx, *, seed) -> np.ndarray:
+    """Up to `PROBE_SCANS` pool scans outside the unit's training draw (never the test
+    set), the same for every arm of the unit."""
+    rest = np.setdiff1d(np.asarray(pool, int), np.asarray(train_idx, int))
+    rng = np.random.default_rng(seed)
+    return np.sort(rng.choice(rest, size=min(PROBE_SCANS, len(rest)), replace=False))
 
 
 def trivial_predictor(y, folds) -> dict:
@@ -278,14 +296,19 @@ def run_experiment(config: BarConfig, out_dir, *, store_url=None, frameworks=Non
     for fw, k in bar(jobs, desc="bar-ad", enabled=progress, unit="fold"):
         train_idx, test_idx = folds[k]
         fold_seed = seed * 1000 + 10 * k
+        probe_idx = (held_out_probe(pool, train_idx, seed=fold_seed)
+                     if config.design == "draws" else None)
         res = run_fold(get_framework(fw), config, atlas, data, train_idx, test_idx,
-                       seed=fold_seed, bank=bank)
+                       seed=fold_seed, bank=bank, probe_idx=probe_idx)
         res["seed"] = fold_seed
         res["fold"] = k
         results[fw].append(res)
         record_fold(sink, config, fw, res, seed=seed)
         if study is not None:
             study.record(fw, units[k], {endpoint: res["scores"][endpoint]})
+            if get_framework(fw).pretrain:
+                study.record_validity(fw, units[k], "cls_not_collapsed",
+                                      res["probe_cls_cosine"])
     figures = out / "figures"
     figures.mkdir(exist_ok=True)
     mixing_figure(atlas, data, config, figures / "bar_vs_cutmix.png", seed=seed)

@@ -163,7 +163,7 @@ class ModelBank:
         return model
 
 
-def pretrain_encoder(framework, config, atlas, x, y, *, seed, bank=None):
+def pretrain_encoder(framework, config, atlas, x, y, *, seed, bank=None, probe=None):
     """Pre-trains the encoder with the framework's views and losses (Eqs. 2-5).
 
     Args:
@@ -171,6 +171,10 @@ def pretrain_encoder(framework, config, atlas, x, y, *, seed, bank=None):
         x, y: training volumes [N, D, H, W, 1] and hard labels [N].
         seed: int. Seeds the batch order and every view.
         bank: `ModelBank`, optional (a new one when None).
+        probe: array [M, D, H, W, 1], optional. Unaugmented scans held out of the
+            pre-training: the history then carries `probe_cls_cosine`, the mean
+            pairwise cosine of their [cls] tokens under the pre-trained encoder (the
+            collapse check of the arm).
 
     Returns:
         (encoder weights list or None when the framework has no pre-training, history dict)
@@ -188,8 +192,17 @@ def pretrain_encoder(framework, config, atlas, x, y, *, seed, bank=None):
                              shuffle=True, seed=seed, augment=view_fn,
                              drop_remainder=len(x) > config.pretrain_batch)
     hist = model.fit(ds, epochs=config.pretrain_epochs, shuffle=False, verbose=0)
-    return model.encoder.get_weights(), {k: [float(v) for v in vals]
-                                         for k, vals in hist.history.items()}
+    history = {k: [float(v) for v in vals] for k, vals in hist.history.items()}
+    if probe is not None and len(probe) >= 2:
+        history["probe_cls_cosine"] = probe_cosine(model, probe)
+    return model.encoder.get_weights(), history
+
+
+def probe_cosine(model, volumes, batch_size=8) -> float:
+    """Mean pairwise cosine of the [cls] tokens of `volumes` under `model.encoder`."""
+    tokens = [np.asarray(model.encoder(volumes[i:i + batch_size], training=False)[0],
+                         np.float32) for i in range(0, len(volumes), batch_size)]
+    return float(model.mean_pairwise_cosine(np.concatenate(tokens, axis=0)))
 
 
 def finetune(encoder_weights, framework, config, x, y, *, seed, x_val=None, y_val=None,
