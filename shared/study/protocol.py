@@ -126,6 +126,22 @@ class Hypothesis:
                              f"claim can be; got direction {self.direction!r}")
 
 
+def _check_comparison(where, comparison, threshold) -> None:
+    if comparison not in COMPARISONS:
+        raise ValueError(f"{where}: field 'comparison' must be one of {COMPARISONS}, got "
+                         f"{comparison!r}")
+    if not (isinstance(threshold, (int, float)) and math.isfinite(threshold)):
+        raise ValueError(f"{where}: field 'threshold' must be a finite number, got "
+                         f"{threshold!r}")
+
+
+def _check_known(where, field, names, allowed) -> None:
+    unknown = [name for name in names if name not in allowed]
+    if unknown:
+        raise ValueError(f"{where}: field '{field}' names {unknown}, expected some of "
+                         f"{list(allowed)}")
+
+
 @dataclasses.dataclass(frozen=True)
 class Gate:
     """A check computed from the data, an oracle feature or the baseline arm alone.
@@ -154,16 +170,8 @@ class Gate:
         if self.source not in GATE_SOURCES:
             raise ValueError(f"{where}: field 'source' must be one of {GATE_SOURCES} (gates "
                              f"never use the arms being compared), got {self.source!r}")
-        if self.comparison not in COMPARISONS:
-            raise ValueError(f"{where}: field 'comparison' must be one of {COMPARISONS}, got "
-                             f"{self.comparison!r}")
-        if not (isinstance(self.threshold, (int, float)) and math.isfinite(self.threshold)):
-            raise ValueError(f"{where}: field 'threshold' must be a finite number, got "
-                             f"{self.threshold!r}")
-        unknown = [h for h in self.hypotheses if h not in hypothesis_ids]
-        if unknown:
-            raise ValueError(f"{where}: field 'hypotheses' names {unknown}, expected some of "
-                             f"{list(hypothesis_ids)}")
+        _check_comparison(where, self.comparison, self.threshold)
+        _check_known(where, "hypotheses", self.hypotheses, hypothesis_ids)
 
     def passes(self, value) -> bool:
         """Whether `value` satisfies the gate; NaN or None never does."""
@@ -217,16 +225,8 @@ class ArmCheck:
         if self.kind not in CHECK_KINDS:
             raise ValueError(f"{where}: field 'kind' must be one of {CHECK_KINDS}, got "
                              f"{self.kind!r}")
-        if self.comparison not in COMPARISONS:
-            raise ValueError(f"{where}: field 'comparison' must be one of {COMPARISONS}, got "
-                             f"{self.comparison!r}")
-        if not (isinstance(self.threshold, (int, float)) and math.isfinite(self.threshold)):
-            raise ValueError(f"{where}: field 'threshold' must be a finite number, got "
-                             f"{self.threshold!r}")
-        unknown = [a for a in self.arms if a not in arms]
-        if unknown:
-            raise ValueError(f"{where}: field 'arms' names {unknown}, expected some of "
-                             f"{list(arms)}")
+        _check_comparison(where, self.comparison, self.threshold)
+        _check_known(where, "arms", self.arms, arms)
         if not (isinstance(self.max_failed_share, (int, float))
                 and 0 <= self.max_failed_share < 1):
             raise ValueError(f"{where}: field 'max_failed_share' must lie in [0, 1), got "
