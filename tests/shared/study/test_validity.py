@@ -230,3 +230,24 @@ def test_a_one_sided_claim_short_of_its_sesoi_names_its_90_percent_interval(tmp_
     claim = _study(tmp_path, _protocol(sides=1), OLD + d, OLD).finish(seed=0)["claims"][0]
     assert claim["verdict"] == "contradicted"
     assert "the whole 90 % CI lies short of the smallest effect of interest 0.05" in claim["note"]
+
+
+@pytest.mark.parametrize("kwargs,message", [
+    (dict(validity=(ArmCheck(name="c", kind="learnt", comparison=">=", threshold=0.0),)),
+     "field 'kind' must be one of"),
+    (dict(validity=(ArmCheck(name="c", kind="learned", comparison=">=", threshold=0.0,
+                             arms=("ghost",)),)), "field 'arms' names ['ghost']"),
+    (dict(validity=(ArmCheck(name="c", kind="learned", comparison=">=", threshold=0.0,
+                             max_failed_share=1.0),)), "field 'max_failed_share' must lie in"),
+    (dict(headroom=(Headroom(hypothesis="H9"),)), "field 'hypothesis' names no declared"),
+    (dict(headroom=(Headroom(hypothesis="H1", ceiling_source="baseline"),)),
+     "never an arm being compared"),
+    (dict(headroom=(Headroom(hypothesis="H1"),), direction="two-sided"),
+     "must name a 'greater' or 'less' claim"),
+    (dict(resampling={"train_fraction": 0.9, "test_fraction": 0.2}),
+     "field 'resampling': train_fraction \\+ test_fraction"),
+])
+def test_bad_declarations_are_refused_naming_the_field(kwargs, message):
+    with pytest.raises(ValueError, match=message.replace("[", "\\[").replace("]", "\\]")
+                       if "\\" not in message else message):
+        _protocol(**kwargs)
