@@ -368,6 +368,13 @@ def load_dataset(cfg: LgeQaConfig, data_root, *, strict=False):
     if len(case_ids) < needed:
         raise ValueError(f"{scores_path}: {len(case_ids)} scored cases with a folder in {qa_dir}; "
                          f"expected at least {needed} (test_scans={cfg.test_scans} + 2 to train)")
+    # The QA label (the last score column, binarised) must hold both classes: with one,
+    # every AUC is undefined and would only show after every model has trained.
+    qa_labels = io.binarise_scores(np.stack([scores[c] for c in case_ids])[:, -1], cfg.score_threshold)
+    if len(np.unique(qa_labels)) < 2:
+        kind = "diagnostic (>=" if qa_labels[0] == 1 else "non-diagnostic (<"
+        raise ValueError(f"{scores_path}: column {io.SCORE_COLUMNS[-1]!r}: all {len(case_ids)} scored cases are "
+                         f"{kind} {cfg.score_threshold}); expected both diagnostic and non-diagnostic cases")
     qa = io.load_cohort(qa_dir, size=cfg.image_size, scores=scores, require_mask=False, case_ids=case_ids)
     seg = io.load_cohort(data_root / phantom.SEG_SPLIT, size=cfg.image_size)
     return qa, seg

@@ -18,6 +18,8 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from shared.inputs import check_declared_size, read_table, resolve_inside
+
 IMAGE_FILE = "lgemri.nrrd"
 MASK_FILE = "laendo.nrrd"
 SCORE_COLUMNS = ("myocardium_nulling", "sharpness", "aorta_valve_enhancement", "fibrosis_quality")
@@ -37,18 +39,54 @@ def read_nrrd(path):
         `(array, header)` as `nrrd.read` returns them.
 
     Raises:
-        ValueError: the file is truncated, corrupt or not NRRD (the message names the
-            file and what was expected).
+        ValueError: the file is truncated, corrupt or not NRRD; its header declares
+            more voxels than the file holds or than memory should take (checked before
+            the data are read); it names a detached data file outside its own folder
+            (the message names the file and what was expected).
     """
     import nrrd
 
     path = Path(path)
+    _check_nrrd_header(path)
     try:
         return nrrd.read(str(path))
     except Exception as err:  # noqa: BLE001 - pynrrd raises NRRDError, ValueError, zlib / EOF errors
         reason = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
         raise ValueError(f"{path}: not a readable NRRD volume ({reason}); expected a complete "
                          f"NRRD file holding a 3D uint8 volume") from None
+
+
+def _check_nrrd_header(path) -> None:
+    """Checks what an NRRD header declares before `nrrd.read` allocates it.
+
+    Headers pynrrd cannot parse are left to `nrrd.read`, whose error `read_nrrd` reports.
+    """
+    import nrrd
+
+    with open(path, "rb") as handle:
+        head = handle.read(65536)
+    end = head.find(b"\n\n")
+    if not head.startswith(b"NRRD") or end < 0:
+        return
+    try:
+        header = nrrd.read_header(head[:end + 1].decode("ascii").splitlines(keepends=True)[:])
+        dtype = nrrd.reader._determine_datatype(header)  # noqa: SLF001 - pynrrd's own type table
+        sizes = [int(v) for v in header["sizes"]]
+    except Exception:  # noqa: BLE001 - reported by nrrd.read below
+        return
+    detached = header.get("data file") or header.get("datafile")
+    if detached:
+        resolve_inside(path.parent, str(detached).split()[0], where=str(path), field="data file")
+        return
+    encoding = str(header.get("encoding", "raw")).lower()
+    stored = path.stat().st_size - (end + 2)
+    if encoding in ("raw",):
+        check_declared_size(path, sizes, dtype, field="sizes", stored_bytes=stored, working_itemsize=4)
+    elif encoding in ("gzip", "gz"):
+        check_declared_size(path, sizes, dtype, field="sizes", stored_bytes=stored, compressed=True,
+                            working_itemsize=4)
+    else:  # text, hex, bzip2: no fixed ratio; the memory bound still holds
+        check_declared_size(path, sizes, dtype, field="sizes", working_itemsize=4)
 
 
 def write_case(split_dir, case_id, image, mask=None, *, spacing=(0.625, 0.625, 0.625)) -> Path:
@@ -188,41 +226,37 @@ def read_scores_csv(path) -> dict:
     if not path.is_file():
         raise FileNotFoundError(f"scores file not found: {path}")
     out = {}
-    # utf-8-sig: a byte-order mark (spreadsheet exports) is not part of the first column's name.
-    try:
-        text = path.read_text(encoding="utf-8-sig")
-    except UnicodeDecodeError as err:
-        raise ValueError(f"{path}: not UTF-8 text ({err.reason} at byte {err.start}); expected a "
-                         f"CSV file with columns case_id and {list(SCORE_COLUMNS)}") from None
-    with _text_stream(text) as f:
-        reader = csv.DictReader(f)
-        missing = [c for c in ("case_id",) + SCORE_COLUMNS if c not in (reader.fieldnames or [])]
-        if missing:
-            raise ValueError(f"{path}: missing columns {missing}; expected case_id and {list(SCORE_COLUMNS)}")
-        for line, row in enumerate(reader, start=2):
-            if None in row or any(row.get(c) is None for c in ("case_id",) + SCORE_COLUMNS):
-                raise ValueError(f"{path} line {line}: expected {1 + len(SCORE_COLUMNS)} fields "
-                                 f"(case_id and the four scores)")
-            case_id = row["case_id"].strip()
-            if not case_id:
-                raise ValueError(f"{path} line {line}: column case_id is empty; expected a case "
-                                 f"folder name")
-            if case_id in out:
-                raise ValueError(f"{path} line {line}: case {case_id} appears twice")
-            values = []
-            for col in SCORE_COLUMNS:
-                raw = (row[col] or "").strip()
-                try:
-                    value = float(raw)
-                except ValueError:
-                    value = float("nan")
-                if not (value == int(value) if np.isfinite(value) else False) or not 1 <= value <= 5:
-                    raise ValueError(
-                        f"{path} line {line}: case {case_id}, column {col}: score must be an integer "
-                        f"in 1-5. Received {raw!r}"
-                    )
-                values.append(int(value))
-            out[case_id] = np.asarray(values, dtype=np.int64)
+    # A byte-order mark (spreadsheet exports) is not part of the first column's name; a
+    # column named twice is refused (only one of the two would be read).
+    fieldnames, table = read_table(path, expected=f"a CSV file with columns case_id and {list(SCORE_COLUMNS)}",
+                                   strip=False)
+    missing = [c for c in ("case_id",) + SCORE_COLUMNS if c not in fieldnames]
+    if missing:
+        raise ValueError(f"{path}: missing columns {missing}; expected case_id and {list(SCORE_COLUMNS)}")
+    for line, row in table:
+        if any(row.get(c) is None for c in ("case_id",) + SCORE_COLUMNS):
+            raise ValueError(f"{path} line {line}: expected {1 + len(SCORE_COLUMNS)} fields "
+                             f"(case_id and the four scores)")
+        case_id = row["case_id"].strip()
+        if not case_id:
+            raise ValueError(f"{path} line {line}: column case_id is empty; expected a case "
+                             f"folder name")
+        if case_id in out:
+            raise ValueError(f"{path} line {line}: case {case_id} appears twice")
+        values = []
+        for col in SCORE_COLUMNS:
+            raw = (row[col] or "").strip()
+            try:
+                value = float(raw)
+            except ValueError:
+                value = float("nan")
+            if not (value == int(value) if np.isfinite(value) else False) or not 1 <= value <= 5:
+                raise ValueError(
+                    f"{path} line {line}: case {case_id}, column {col}: score must be an integer "
+                    f"in 1-5. Received {raw!r}"
+                )
+            values.append(int(value))
+        out[case_id] = np.asarray(values, dtype=np.int64)
     if not out:
         raise ValueError(f"{path}: no scored cases; expected one row per scored case after the header")
     return out

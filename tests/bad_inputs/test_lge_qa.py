@@ -181,3 +181,53 @@ def test_segmentation_case_without_mask(root, tmp_path):
 def test_gates_only_needs_the_powered_preset(tmp_path):
     assert_one_line_error(["lge-qa", "run", "--preset", "tiny", "--gates-only", "--out", str(tmp_path / "run"),
                            "--no-progress"], "--gates-only", "--preset powered")
+
+
+# --- the scores table: columns that would be read silently wrong -----------------------
+@pytest.mark.parametrize("column", ["sharpness", "fibrosis_quality", "case_id"])
+def test_score_column_given_twice(root, tmp_path, column):
+    # csv.DictReader keeps the last of two same-named columns: refused instead.
+    _scores_csv(root, HEADER.strip() + f",{column}\n" + "".join(line + ",2\n" for line in _rows(10).splitlines()))
+    assert_one_line_error(_run(root, tmp_path), phantom.SCORES_FILE, "line 1", f"{column!r} appears twice")
+
+
+@pytest.mark.parametrize("score", ["3", "2"])
+def test_quality_label_of_one_class(root, tmp_path, score):
+    # Every case diagnostic (or none): every AUC is undefined; refused before anything trains.
+    _scores_csv(root, HEADER + "".join(f"QA{i:04d},3,3,3,{score}\n" for i in range(10)))
+    line = assert_one_line_error(_run(root, tmp_path), phantom.SCORES_FILE, "'fibrosis_quality'", "all 10",
+                                 "both diagnostic and non-diagnostic")
+    assert not (tmp_path / "run").exists() or not any((tmp_path / "run").iterdir()), line
+
+
+# --- NRRD headers that declare what the file does not hold ------------------------------
+def _refused_within(limit_mb, argv, *names):
+    from shared.testing.memory import peak_allocation
+
+    assert_one_line_error(argv, *names)  # the first run imports what the command needs
+    peak = peak_allocation(lambda: assert_one_line_error(argv, *names))
+    assert peak < limit_mb * 2**20, f"refusing took {peak / 2**20:.0f} MB"
+
+
+def _nrrd_header(sizes, encoding="raw", extra=""):
+    return (f"NRRD0004\ntype: uint8\ndimension: 3\nsizes: {sizes}\nencoding: {encoding}\n{extra}\n").encode()
+
+
+def test_nrrd_header_declaring_30000_cubed_voxels(root, tmp_path):
+    path = root / phantom.QA_SPLIT / "QA0002" / io.IMAGE_FILE
+    path.write_bytes(_nrrd_header("30000 30000 30000") + b"\x00" * 200)
+    _refused_within(200, _run(root, tmp_path), "QA0002", io.IMAGE_FILE, "'sizes'", "30000 x 30000 x 30000",
+                    "the file holds")
+
+
+def test_gzip_nrrd_header_declaring_30000_cubed_voxels(root, tmp_path):
+    path = root / phantom.QA_SPLIT / "QA0003" / io.MASK_FILE
+    path.write_bytes(_nrrd_header("30000 30000 30000", "gzip") + gzip.compress(b"\x00" * 1000))
+    _refused_within(200, _run(root, tmp_path), "QA0003", io.MASK_FILE, "'sizes'", "compressed")
+
+
+@pytest.mark.parametrize("target, expected", [("../QA0001/lgemri.nrrd", "'..'"), ("/etc/hostname", "absolute path")])
+def test_nrrd_data_file_outside_its_folder(root, tmp_path, target, expected):
+    path = root / phantom.QA_SPLIT / "QA0004" / io.IMAGE_FILE
+    path.write_bytes(_nrrd_header("12 12 3", extra=f"data file: {target}\n"))
+    assert_one_line_error(_run(root, tmp_path), "QA0004", io.IMAGE_FILE, "'data file'", expected)
