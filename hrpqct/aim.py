@@ -47,6 +47,8 @@ AIM_TYPES = {
 }
 _V020_STRUCT_SIZE = 140
 _V030_STRUCT_SIZE = 224
+# A processing log is a few kilobytes; far more is a broken or forged pre-header.
+MAX_LOG_BYTES = 2**26
 # The processing log's key of the grey-value scaling, and the name ITK's reader gives it.
 MU_SCALING_KEYS = ("Mu_Scaling", "MuScaling")
 
@@ -193,18 +195,26 @@ def read_aim_numpy(path) -> AimImage:
     Returns:
         AimImage with data indexed [z, y, x].
 
+    Only the headers are read before the sizes they declare are checked against the
+    file and against `shared.inputs.MAX_ARRAY_BYTES`; the voxels are read after.
+
     Raises:
         FileNotFoundError: the file does not exist.
         ValueError: not an AIM file, a compressed or unsupported data type, a
-            volume that is not 3D, or a truncated file; the message names the file.
+            volume that is not 3D, a truncated file, or dimensions above the memory
+            bound; the message names the file.
     """
+    from shared.inputs import check_declared_size
+
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"AIM file not found: {path}")
-    raw = path.read_bytes()
+    file_size = path.stat().st_size
+    with open(path, "rb") as handle:
+        raw = handle.read(16 + 40 + _V030_STRUCT_SIZE)  # both layouts' headers, no voxels
     if raw[:16] == MAGIC_V030:
         version, int_fmt, base = "AIMDATA_V030", "<q", 16
-        if len(raw) < base + 40:
+        if file_size < base + 40:
             raise ValueError(f"{path}: truncated AIM V030 pre-header")
         pre, struct_size, log_size, data_size, _ = struct.unpack_from("<5q", raw, base)
         if pre != 40 or struct_size != _V030_STRUCT_SIZE:
@@ -213,7 +223,7 @@ def read_aim_numpy(path) -> AimImage:
         type_offset = 12
     else:
         version, int_fmt, base = "AIMDATA_V020", "<i", 0
-        if len(raw) < 20:
+        if file_size < 20:
             raise ValueError(f"{path}: not an AIM file (shorter than its pre-header)")
         pre, struct_size, log_size, data_size, _ = struct.unpack_from("<5i", raw, 0)
         if pre != 20 or struct_size != _V020_STRUCT_SIZE:
@@ -224,9 +234,9 @@ def read_aim_numpy(path) -> AimImage:
     if log_size < 0 or data_size < 0:
         raise ValueError(f"{path}: AIM pre-header sizes must be >= 0. Received: log size {log_size}, "
                          f"data size {data_size}")
-    if len(raw) < s0 + struct_size + log_size:
+    if file_size < s0 + struct_size + log_size:
         raise ValueError(f"{path}: truncated AIM header: the pre-header announces a {log_size}-byte "
-                         f"log after {s0 + struct_size} header bytes, the file holds {len(raw)} bytes")
+                         f"log after {s0 + struct_size} header bytes, the file holds {file_size} bytes")
     code = struct.unpack_from("<I", raw, s0 + type_offset)[0]
     step = struct.calcsize(int_fmt)
     ints = struct.unpack_from("<21" + int_fmt[1], raw, s0 + type_offset + 4)
@@ -252,11 +262,16 @@ def read_aim_numpy(path) -> AimImage:
         raise ValueError(f"{path}: AIM pre-header data size {data_size} bytes does not match the "
                          f"dimensions {nx}x{ny}x{nz} of {dtype} ({expected} bytes)")
     d0 = s0 + struct_size + log_size
-    if len(raw) < d0 + expected:
+    if file_size < d0 + expected:
         raise ValueError(f"{path}: truncated AIM data: expected {expected} bytes for "
-                         f"{nx}x{ny}x{nz} {dtype}, found {max(len(raw) - d0, 0)}")
-    data = np.frombuffer(raw, dtype=dtype, count=nx * ny * nz, offset=d0).reshape(nz, ny, nx)
-    log = _parse_log(raw[s0 + struct_size: s0 + struct_size + log_size])
+                         f"{nx}x{ny}x{nz} {dtype}, found {max(file_size - d0, 0)}")
+    check_declared_size(path, (nz, ny, nx), dtype, field="dimensions", working_itemsize=4)
+    check_declared_size(path, (log_size,), np.uint8, field="log size", max_bytes=MAX_LOG_BYTES)
+    with open(path, "rb") as handle:
+        handle.seek(s0 + struct_size)
+        log_raw = handle.read(log_size)
+        data = np.fromfile(handle, dtype=dtype, count=nx * ny * nz).reshape(nz, ny, nx)
+    log = _parse_log(log_raw)
     spacing = tuple(s if s != 0 else 1.0 for s in spacing)
     return AimImage(data=data.astype(dtype.newbyteorder("="), copy=True), spacing=spacing,
                     position=position, log=log, version=version, path=str(path))

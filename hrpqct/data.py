@@ -29,6 +29,7 @@ from pathlib import Path
 import numpy as np
 
 from hrpqct import aim, motion, phantom, qme, raters, tomography
+from shared.inputs import check_npz, read_table
 from shared.io.atomic import atomic_path, write_json, write_text
 from shared.training.seeding import numpy_rng
 
@@ -453,6 +454,10 @@ def load_dataset(root, *, slices_per_scan=8, image_size=None, backend="auto") ->
            "sites": np.array([r["site"] for r in rows]),
            "rater_grades": np.array([r["grades"] for r in rows], dtype=float)}
     out["consensus"] = motion.consensus(out["rater_grades"])
+    if len(np.unique(out["consensus"])) < 2:
+        raise ValueError(f"{root / GRADES_FILE}: columns {list(RATER_COLUMNS)}: every scan has the consensus grade "
+                         f"{int(out['consensus'][0])}; expected at least two different grades (a one-class set "
+                         "cannot be graded or scored)")
     proj = root / "projections"
     if proj.is_dir():
         qmes = []
@@ -461,7 +466,12 @@ def load_dataset(root, *, slices_per_scan=8, image_size=None, backend="auto") ->
             if not f.is_file():
                 raise FileNotFoundError(f"projections of scan {r['scan_id']!r} not found: {f}")
             try:
-                with np.load(f) as z:
+                check_npz(f)  # array headers against the stored bytes, before allocating
+            except ValueError as err:
+                raise ValueError(f"{f}: field 'views' could not be read: "
+                                 f"{str(err).removeprefix(f'{f}: ')}") from None
+            try:
+                with np.load(f, allow_pickle=False) as z:
                     views = z["views"]
             except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile) as err:
                 raise ValueError(f"{f}: field 'views' could not be read ({type(err).__name__}); expected "
@@ -474,13 +484,34 @@ def load_dataset(root, *, slices_per_scan=8, image_size=None, backend="auto") ->
             out[key] = np.array([q[key] for q in qmes])
     sim = root / SIMULATION_FILE
     if sim.is_file():
-        with open(sim, newline="") as fh:
-            truth = {r["scan_id"]: r for r in csv.DictReader(fh)}
-        missing = [r["scan_id"] for r in rows if r["scan_id"] not in truth]
-        if missing:
-            raise ValueError(f"{sim}: column 'scan_id' lacks scans of {GRADES_FILE}: {missing[:5]}")
-        out["true_grade"] = np.array([int(truth[r["scan_id"]]["true_grade"]) for r in rows])
-        out["motion_size"] = np.array([float(truth[r["scan_id"]]["motion_size"]) for r in rows])
-        if all("artefact_rms" in truth[r["scan_id"]] for r in rows):
-            out["artefact_rms"] = np.array([float(truth[r["scan_id"]]["artefact_rms"]) for r in rows])
+        out.update(_read_simulation(sim, rows))
+    return out
+
+
+def _read_simulation(sim, rows) -> dict:
+    """true_grade, motion_size (and artefact_rms) of the graded scans, from simulation.csv."""
+    columns, table = read_table(sim, expected="columns scan_id, true_grade, motion_size")
+    for column in ("scan_id", "true_grade", "motion_size"):
+        if column not in columns:
+            raise ValueError(f"{sim}: missing column {column!r}; expected scan_id, true_grade, motion_size. "
+                             f"Received columns: {columns}")
+    truth = {r["scan_id"]: (line, r) for line, r in table}
+    missing = [r["scan_id"] for r in rows if r["scan_id"] not in truth]
+    if missing:
+        raise ValueError(f"{sim}: column 'scan_id' lacks scans of {GRADES_FILE}: {missing[:5]}")
+    out = {}
+    wanted = [("true_grade", int), ("motion_size", float)]
+    if all("artefact_rms" in truth[r["scan_id"]][1] for r in rows):
+        wanted.append(("artefact_rms", float))
+    for column, kind in wanted:
+        values = []
+        for r in rows:
+            line, row = truth[r["scan_id"]]
+            try:
+                value = kind(row[column] or "")
+            except ValueError:
+                raise ValueError(f"{sim}, line {line} (scan {r['scan_id']!r}), column {column!r}: expected "
+                                 f"{'an integer' if kind is int else 'a number'}. Received: {row[column]!r}") from None
+            values.append(value)
+        out[column] = np.array(values)
     return out

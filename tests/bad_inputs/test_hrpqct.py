@@ -256,3 +256,77 @@ def test_non_finite_projections(root, tmp_path):
 def test_simulation_table_lacking_scans(root, tmp_path):
     (root / "simulation.csv").write_text("scan_id,true_grade,motion_size\nrad0000,1,0.1\n")
     assert_one_line_error(_run(root, tmp_path), "simulation.csv", "scan_id", "rad0001")
+
+
+# Headers that declare what the file does not hold; tables read silently wrong
+def _refused_within(limit_mb, argv, *names):
+    from shared.testing.memory import peak_allocation
+
+    assert_one_line_error(argv, *names)  # the first run imports what the command needs
+    peak = peak_allocation(lambda: assert_one_line_error(argv, *names))
+    assert peak < limit_mb * 2**20, f"refusing took {peak / 2**20:.0f} MB"
+
+
+def _projections(root, forged=None):
+    import io
+    import zipfile
+
+    (root / "projections").mkdir()
+    for scan_id in IDS:
+        np.savez(root / "projections" / f"{scan_id}.npz", views=np.ones((3, 8, 40), np.float32))
+    if forged is not None:
+        buffer = io.BytesIO()
+        np.lib.format.write_array_header_1_0(buffer, forged)
+        buffer.write(b"\x00" * 64)
+        with zipfile.ZipFile(root / "projections" / "rad0001.npz", "w") as archive:
+            archive.writestr("views.npy", buffer.getvalue())
+
+
+def test_projection_header_declaring_1e15_floats(root, tmp_path):
+    _projections(root, {"descr": "<f8", "fortran_order": False, "shape": (10**15,)})
+    _refused_within(200, _run(root, tmp_path), "rad0001.npz", "'views'", "1000000000000000", "the file holds")
+
+
+def test_projection_header_declaring_a_3d_array_larger_than_stored(root, tmp_path):
+    _projections(root, {"descr": "<f4", "fortran_order": False, "shape": (180, 8, 40)})
+    assert_one_line_error(_run(root, tmp_path), "rad0001.npz", "'views'", "180 x 8 x 40")
+
+
+def test_projection_of_python_objects(root, tmp_path):
+    _projections(root, {"descr": "|O", "fortran_order": False, "shape": (3,)})
+    assert_one_line_error(_run(root, tmp_path), "rad0001.npz", "'views'", "Python objects")
+
+
+def test_aim_declaring_more_voxels_than_memory_allows(root, tmp_path):
+    # A V030 file declaring 2048^3 int32 with a pre-header that agrees and a (sparse) file of
+    # that length: 32 GB as float32, refused before a byte of voxels is read.
+    path = aim.write_aim(root / "aim" / "tib0000.AIM", np.zeros((8, 32, 32), np.int32), 0.625,
+                         log={"Mu_Scaling": "8192"}, version="v030")
+    raw = bytearray(path.read_bytes())
+    n = 2048
+    struct.pack_into("<q", raw, 16 + 24, n ** 3 * 4)
+    struct.pack_into("<3q", raw, 56 + 16 + 24, n, n, n)
+    log_size = struct.unpack_from("<q", raw, 16 + 16)[0]
+    header = bytes(raw[:56 + 224 + log_size])
+    with open(path, "wb") as handle:
+        handle.write(header)
+        handle.truncate(len(header) + n ** 3 * 4)
+    _refused_within(200, _run(root, tmp_path), "tib0000.AIM", "'dimensions'", "2048 x 2048 x 2048", "at most")
+
+
+def test_simulation_table_with_a_repeated_column(root, tmp_path):
+    (root / "simulation.csv").write_text("scan_id,true_grade,motion_size,true_grade\n"
+                                         + "".join(f"{s},1,0.1,3\n" for s in IDS))
+    assert_one_line_error(_run(root, tmp_path), "simulation.csv", "line 1", "'true_grade' appears twice")
+
+
+def test_simulation_table_with_a_grade_that_is_not_a_number(root, tmp_path):
+    (root / "simulation.csv").write_text("scan_id,true_grade,motion_size\n"
+                                         + "".join(f"{s},{'x' if s == 'tib0000' else 1},0.1\n" for s in IDS))
+    assert_one_line_error(_run(root, tmp_path), "simulation.csv", "line 4", "'true_grade'", "'x'")
+
+
+def test_grades_of_one_class(root, tmp_path):
+    _grades(root, HEADER + "".join(f"{s},{'radius' if s.startswith('rad') else 'tibia'},3,3,3\n" for s in IDS))
+    line = assert_one_line_error(_run(root, tmp_path), GRADES_FILE, "consensus grade 3", "at least two different")
+    assert not (tmp_path / "run").exists() or not any((tmp_path / "run").iterdir()), line
