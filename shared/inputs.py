@@ -78,8 +78,9 @@ def check_declared_size(path, shape, dtype, *, field, stored_bytes=None, compres
     dtype = np.dtype(dtype)
     dims = [int(d) for d in shape]
     text = " x ".join(str(d) for d in dims) or "a scalar"
+    label = field if "'" in field else f"field {field!r}"  # "array 'images'" names itself
     if any(d < 0 for d in dims):
-        raise ValueError(f"{path}: field {field!r} declares a negative size ({text}); expected "
+        raise ValueError(f"{path}: {label} declares a negative size ({text}); expected "
                          "sizes >= 0")
     count = math.prod(dims)
     declared = count * dtype.itemsize
@@ -87,12 +88,12 @@ def check_declared_size(path, shape, dtype, *, field, stored_bytes=None, compres
         room = stored_bytes * MAX_DEFLATE_RATIO + 4096 if compressed else stored_bytes
         if declared > room:
             held = f"{human_bytes(stored_bytes)}{' compressed' if compressed else ''}"
-            raise ValueError(f"{path}: field {field!r} declares {text} values of {dtype} "
+            raise ValueError(f"{path}: {label} declares {text} values of {dtype} "
                              f"({human_bytes(declared)}) but the file holds {held}; expected a "
                              "header that matches its data (truncated or forged header?)")
     working = count * (working_itemsize or dtype.itemsize)
     if max(declared, working) > max_bytes:
-        raise ValueError(f"{path}: field {field!r} declares {text} values of {dtype} "
+        raise ValueError(f"{path}: {label} declares {text} values of {dtype} "
                          f"({human_bytes(max(declared, working))} in memory); expected at most "
                          f"{human_bytes(max_bytes)} per array")
     return declared
