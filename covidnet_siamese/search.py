@@ -85,7 +85,8 @@ def grid_search(net, config, data, *, store, experiment, directory, seed, overwr
     grid = len(config.search_learning_rates) * len(config.search_batch_sizes)
     tuner = make_tuner(
         "grid", CovidNetHyperModel(net, config, data, seed), objective=OBJECTIVES[net], max_trials=grid,
-        store=store, experiment=experiment, search_name=f"{experiment}_{net}_grid_{config.name}_s{seed}",
+        store=store, experiment=experiment,
+        search_name=f"{experiment}_{net}_grid_{config.name}_s{seed}",
         group=net, directory=directory, seed=seed, overwrite=overwrite,
         **({} if strategy is None else {"distribution_strategy": strategy}))
     tuner.search()

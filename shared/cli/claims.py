@@ -77,8 +77,12 @@ def _cmd_claims(args) -> int:
                 documents.append(document)
                 labels.append(run_label(path))
                 paths.append(str(path))
-            except (ValueError, FileNotFoundError) as err:
-                errors.append(str(err))
+            except (ValueError, OSError, KeyError, TypeError, RecursionError) as err:
+                # One run's bad file never hides the others' table.
+                text = " ".join(str(err).split()) or type(err).__name__
+                if str(path) not in text:
+                    text = f"{path}: {type(err).__name__}: {text}"
+                errors.append(text)
     if documents and args.combine:
         try:
             sys.stdout.write(combined_table_markdown(documents, labels, sources=paths)

@@ -48,7 +48,8 @@ def register(subparsers) -> None:
                              "are row fields, extra keys or other metrics of the same model; "
                              "operators == != < <= > >=, and / or / not, parentheses")
     report.add_argument("--split", default=None, help="only evaluations of this split")
-    report.add_argument("--alpha", type=number(low=0, high=1, low_open=True, high_open=True), default=0.05, help="significance level (0.05)")
+    report.add_argument("--alpha", type=number(low=0, high=1, low_open=True, high_open=True),
+                        default=0.05, help="significance level (0.05)")
     report.add_argument("--student", action="store_true",
                         help="Student's t-test (equal variances) instead of Welch's")
     report.add_argument("--out", type=Path, default=None,
@@ -178,6 +179,18 @@ def _cmd_store_trials(args) -> int:
     from shared.tracking.store import open_store
 
     store = open_store(resolve_store_url(args.store))
+    if args.experiment is not None:
+        names = [e["name"] for e in store.experiments()]
+        if args.experiment not in names:
+            raise ValueError(f"results store {store.masked_url}: --experiment "
+                             f"{args.experiment!r} not found; expected one of "
+                             f"{', '.join(names[:10]) or '(none: the store is empty)'}")
+    if args.search is not None:
+        searches = [s["search_name"] for s in store.searches(args.experiment)]
+        if args.search not in searches:
+            raise ValueError(f"results store {store.masked_url}: --search {args.search!r} "
+                             f"not found; expected one of "
+                             f"{', '.join(searches[:10]) or '(none)'}")
     rows = store.trials(args.experiment, args.search)
     if args.json:
         print(json.dumps(rows, indent=2))

@@ -74,17 +74,28 @@ def read_claims(path) -> dict:
 
     Raises:
         FileNotFoundError: no such file.
-        ValueError: not JSON or not a valid claims document (one line).
+        ValueError: not UTF-8, not JSON, nested too deeply, holding NaN / Infinity, or
+            not a valid claims document (one line naming the file).
     """
     path = Path(path)
     if path.is_dir():
         path = path / CLAIMS_FILE
     if not path.is_file():
         raise FileNotFoundError(f"{path}: no claims file (run the paper's 'run' command first)")
+    def no_constant(name):
+        raise ValueError(f"{path}: {name} is not allowed (expected finite numbers, or null "
+                         f"for a value that could not be computed)")
+
     try:
-        document = json.loads(path.read_text())
+        document = json.loads(path.read_text(encoding="utf-8"), parse_constant=no_constant)
     except json.JSONDecodeError as err:
         raise ValueError(f"{path}: not valid JSON ({err.msg} at line {err.lineno})") from err
+    except UnicodeDecodeError as err:
+        raise ValueError(f"{path}: not UTF-8 text at byte {err.start}; expected a claims.json "
+                         f"written by a run") from None
+    except RecursionError:
+        raise ValueError(f"{path}: JSON nested too deeply to read; expected a claims.json "
+                         f"written by a run") from None
     return validate_claims(document, source=str(path))
 
 

@@ -68,7 +68,12 @@ def _claim(path: Path) -> Path:
 
 
 def read_spool(path) -> list[dict]:
-    """The records of a spool file, in order; a torn last line (crash) is skipped."""
+    """The records of a spool file, in order; a torn last line (crash) is skipped.
+
+    A torn line is only the last line when it lacks its newline (`append_spool` writes
+    each record with its newline in one call): a complete but invalid line, last or
+    not, is refused, naming its line, so `sync --remove` never deletes it.
+    """
     return [record for _, record in _numbered_records(Path(path))]
 
 
@@ -79,22 +84,26 @@ def _numbered_records(path: Path) -> list[tuple[int, dict]]:
     if not path.is_file():
         raise ValueError(f"spool file {path}: is a folder; expected a JSON-lines spool file")
     try:
-        lines = path.read_text(encoding="utf-8-sig").splitlines()
+        text = path.read_text(encoding="utf-8-sig")
     except UnicodeDecodeError as err:
         raise ValueError(f"spool file {path}: not UTF-8 text at byte {err.start}; expected "
                          f"a JSON-lines spool file") from err
+    lines = text.splitlines()
+    torn_tail = bool(text) and not text.endswith(("\n", "\r"))
     records = []
     for number, line in enumerate(lines, start=1):
         if not line.strip():
             continue
         try:
-            record = json.loads(line)
+            record = json.loads(line, parse_constant=_no_constant)
         except json.JSONDecodeError as err:
-            if number == len(lines):
-                logger.warning("%s line %d is incomplete (interrupted write); skipped",
-                               path, number)
+            if number == len(lines) and torn_tail:
+                logger.warning("%s line %d is incomplete (interrupted write, no newline); "
+                               "skipped", path, number)
                 continue
             raise ValueError(f"spool file {path} line {number}: not valid JSON ({err})") from err
+        except (ValueError, RecursionError) as err:
+            raise ValueError(f"spool file {path} line {number}: {err}") from None
         where = f"spool file {path} line {number}"
         if not isinstance(record, dict):
             raise ValueError(f"{where}: expected a JSON object, got {type(record).__name__}")
@@ -107,6 +116,11 @@ def _numbered_records(path: Path) -> list[tuple[int, dict]]:
                              f"{record['op']!r} needs {', '.join(_REQUIRED[record['op']])}")
         records.append((number, record))
     return records
+
+
+def _no_constant(name):
+    raise ValueError(f"{name} is not allowed (expected finite numbers; a metric that could "
+                     f"not be computed is written as null)")
 
 
 def replay_record(store: ResultsStore, record: dict) -> None:
@@ -157,6 +171,6 @@ def _replay_file(store: ResultsStore, path: Path) -> int:
     for number, record in records:
         try:
             replay_record(store, record)
-        except (ValueError, TypeError) as err:
+        except (ValueError, TypeError, ArithmeticError) as err:
             raise ValueError(f"spool file {path} line {number}: {err}") from err
     return len(records)

@@ -291,8 +291,12 @@ def _to_datetime(value, field):
         return None
     if isinstance(value, _dt.datetime):
         dt = value
-    elif isinstance(value, (int, float)):
-        dt = _dt.datetime.fromtimestamp(float(value), tz=_dt.timezone.utc)
+    elif isinstance(value, (int, float)) and not isinstance(value, bool):
+        try:
+            dt = _dt.datetime.fromtimestamp(float(value), tz=_dt.timezone.utc)
+        except (OverflowError, OSError, ValueError):
+            raise ValueError(f"{field}: expected POSIX seconds of a date in years 1-9999, "
+                             f"got {value!r}") from None
     elif isinstance(value, str):
         try:
             dt = _dt.datetime.fromisoformat(value)
