@@ -9,7 +9,7 @@ from shared.cli import papers as registry
 from shared.cli.progress import progress
 from shared.cli.quiet import output_to_log
 from shared.io.atomic import write_text
-from shared.io.run_folder import prepare_run_folder
+from shared.io.run_folder import clear_run_outputs, is_run_output, prepare_run_folder
 
 log = logging.getLogger(__name__)
 
@@ -42,7 +42,11 @@ def run_demo(out_dir, store_url: str, papers=None, show_progress: bool = True) -
         start = time.perf_counter()
         paper_dir = out / name.replace("-", "_")
         try:
-            # The demo folder is the demo's own: each demo replaces the previous one.
+            # The demo folder is the demo's own: each demo replaces the previous one
+            # (also one that failed before its run marker was written); a file the
+            # demo did not write there is never removed.
+            if paper_dir.is_dir() and all(is_run_output(p.name) for p in paper_dir.iterdir()):
+                clear_run_outputs(paper_dir)
             prepare_run_folder(paper_dir, overwrite=True)
             # Keras, Keras Tuner, TensorFlow and warnings go to the paper's log.txt; the
             # terminal keeps the demo's bar and the paper's own progress bar.

@@ -82,6 +82,7 @@ def read_claims(path) -> dict:
         path = path / CLAIMS_FILE
     if not path.is_file():
         raise FileNotFoundError(f"{path}: no claims file (run the paper's 'run' command first)")
+
     def no_constant(name):
         raise ValueError(f"{path}: {name} is not allowed (expected finite numbers, or null "
                          f"for a value that could not be computed)")

@@ -92,3 +92,22 @@ def test_spooled_rows_keep_their_run_through_sync(tmp_path):
         sync_spool(store, tmp_path / "a" / "results.spool.jsonl")
     assert [r["value"] for r in store.evaluations("exp")] == [0.9]
     store.close()
+
+
+@pytest.mark.slow
+def test_two_tiny_bar_ad_runs_at_two_seeds_keep_both_seeds_rows(tmp_path):
+    from shared.testing.bad_input import run_cli
+
+    url = f"sqlite:///{tmp_path / 's.sqlite'}"
+    counts = []
+    for seed in (0, 1):
+        code, out, err = run_cli(["bar-ad", "run", "--preset", "tiny", "--seed", seed,
+                                  "--out", tmp_path / f"seed{seed}", "--store", url,
+                                  "--no-progress"])
+        assert code == 0, err
+        store = open_store(url)
+        rows = store.evaluations("bar_ad_tiny")
+        store.close()
+        counts.append(len(rows))
+    assert counts[1] == 2 * counts[0] > 0
+    assert {r["extra"]["seed"] // 1000 for r in rows} == {0, 1}
