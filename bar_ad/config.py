@@ -31,6 +31,8 @@ class Framework:
             config's `sigma`, the paper's 0.8).
         shuffle_labels: bool. Permute the soft labels within each pre-training batch
             before the contrastive loss (a control: do the labels matter?).
+        instance_weight: float. Weight of an instance-discrimination (NT-Xent) term added
+            to Eq. 4 (0 = the paper's loss; the anchored arm, not in the paper).
     """
 
     name: str
@@ -45,6 +47,7 @@ class Framework:
     freeze_encoder: bool = False
     sigma: object = None
     shuffle_labels: bool = False
+    instance_weight: float = 0.0
 
 
 FRAMEWORKS = {f.name: f for f in [

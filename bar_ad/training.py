@@ -21,7 +21,8 @@ def _contrastive_loss(framework, config):
     if framework.contrastive == "continuous":
         sigma = config.sigma if framework.sigma is None else framework.sigma
         return ContinuousInfoNCE(sigma=sigma, temperature=config.temperature,
-                                 mode="cross_view"), "soft"
+                                 mode="cross_view",
+                                 instance_weight=framework.instance_weight), "soft"
     if framework.contrastive == "infonce":
         # SupCon with one class per sample is SimCLR's InfoNCE (Eq. 1).
         return SupConLoss(temperature=config.temperature,
@@ -140,7 +141,8 @@ class ModelBank:
         from bar_ad.models import SiamesePretrainer, build_decoder
 
         c = self.config
-        key = (framework.contrastive, framework.recon, framework.sigma, framework.shuffle_labels)
+        key = (framework.contrastive, framework.recon, framework.sigma, framework.shuffle_labels,
+               framework.instance_weight)
         if key not in self._pretrainers:
             self._seed_build(10 + 2 * self.CONTRASTIVE_KINDS.index(framework.contrastive)
                              + int(framework.recon))

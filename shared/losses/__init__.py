@@ -2,7 +2,7 @@
 
 from shared.losses.dice import DiceLoss, dice_coefficient
 from shared.losses.infonce import (ContinuousInfoNCE, attainable_minimum, continuous_infonce,
-                                   kernel_targets, rbf_kernel)
+                                   instance_infonce, kernel_targets, rbf_kernel)
 from shared.losses.supcon import SupConLoss, supervised_contrastive_loss
 
 __all__ = [
@@ -12,6 +12,7 @@ __all__ = [
     "continuous_infonce",
     "attainable_minimum",
     "kernel_targets",
+    "instance_infonce",
     "dice_coefficient",
     "rbf_kernel",
     "supervised_contrastive_loss",

@@ -94,6 +94,19 @@ def continuous_infonce(labels, embeddings, *, sigma=0.8, temperature=0.1, mode="
     return -tf.reduce_mean(tf.reduce_sum(weights * log_prob, axis=1))
 
 
+def instance_infonce(embeddings, *, temperature=0.1):
+    """Instance discrimination (NT-Xent, SimCLR): each view's positive is the other view of
+    its own sample, every other view of the batch a negative. Embeddings [B, 2, D]."""
+    z = tf.math.l2_normalize(tf.cast(embeddings, tf.float32), axis=-1)
+    zz = tf.concat([z[:, 0], z[:, 1]], axis=0)
+    n = tf.shape(zz)[0]
+    self_mask = tf.eye(n, dtype=tf.bool)
+    logits = tf.where(self_mask, _MASK_VALUE, tf.matmul(zz, zz, transpose_b=True) / temperature)
+    partner = tf.math.floormod(tf.range(n) + n // 2, n)
+    log_prob = logits - tf.reduce_logsumexp(logits, axis=1, keepdims=True)
+    return -tf.reduce_mean(tf.gather(log_prob, partner, axis=1, batch_dims=1))
+
+
 def kernel_targets(labels, *, sigma, mode="cross_view"):
     """The per-anchor target distributions w_i of the loss (rows sum to 1).
 
@@ -141,6 +154,10 @@ class ContinuousInfoNCE(keras.losses.Loss):
         temperature: float, default 0.1. Softmax temperature on cosine similarities.
         mode: "all" (default; y-aware reference, reduces to NT-Xent as sigma -> 0) or
             "cross_view" (Eq. 4 as printed: first views against second views).
+        instance_weight: float, default 0 (the paper's loss). Adds this multiple of
+            `instance_infonce` (NT-Xent): an anchor that keeps every sample apart from the
+            others, so the soft-label term shapes a representation that cannot collapse
+            (not in the paper; bar_ad's anchored arm).
         name, reduction, dtype: as `keras.losses.Loss`. Computed in float32.
 
     Call args:
@@ -148,8 +165,12 @@ class ContinuousInfoNCE(keras.losses.Loss):
         y_pred: embeddings [B, 2, D].
     """
 
-    def __init__(self, sigma=0.8, temperature=0.1, mode="all", name="continuous_infonce", **kwargs):
+    def __init__(self, sigma=0.8, temperature=0.1, mode="all", instance_weight=0.0,
+                 name="continuous_infonce", **kwargs):
         super().__init__(name=name, **kwargs)
+        if not instance_weight >= 0:
+            raise ValueError(f"instance_weight must be >= 0. Received: "
+                             f"instance_weight={instance_weight}")
         if sigma <= 0 or temperature <= 0:
             raise ValueError(
                 f"sigma and temperature must be > 0. Received: sigma={sigma}, "
@@ -160,13 +181,18 @@ class ContinuousInfoNCE(keras.losses.Loss):
         self.sigma = float(sigma)
         self.temperature = float(temperature)
         self.mode = mode
+        self.instance_weight = float(instance_weight)
 
     def call(self, y_true, y_pred):
-        return continuous_infonce(
+        loss = continuous_infonce(
             y_true, y_pred, sigma=self.sigma, temperature=self.temperature, mode=self.mode
         )
+        if self.instance_weight:
+            loss += self.instance_weight * instance_infonce(y_pred, temperature=self.temperature)
+        return loss
 
     def get_config(self):
         config = super().get_config()
-        config.update(sigma=self.sigma, temperature=self.temperature, mode=self.mode)
+        config.update(sigma=self.sigma, temperature=self.temperature, mode=self.mode,
+                      instance_weight=self.instance_weight)
         return config

@@ -89,3 +89,35 @@ def test_a_sharp_kernel_makes_separation_the_optimum():
     # which the separated embeddings match: log 4 - log 8 = -log 2, the floor
     assert _loss(labels, z, sigma=0.1) == pytest.approx(-math.log(2), abs=1e-4)
     assert float(attainable_minimum(labels, sigma=0.1)) == pytest.approx(-math.log(2), abs=1e-6)
+
+
+def test_instance_infonce_is_nt_xent_by_hand():
+    from shared.losses import SupConLoss
+    from shared.losses.infonce import instance_infonce
+
+    rng = np.random.default_rng(5)
+    z = rng.normal(size=(4, 2, 6)).astype(np.float32)
+    zn = z / np.linalg.norm(z, axis=-1, keepdims=True)
+    zz = np.concatenate([zn[:, 0], zn[:, 1]])
+    logits = zz @ zz.T / 0.1
+    np.fill_diagonal(logits, -np.inf)
+    log_prob = logits - np.log(np.exp(logits).sum(axis=1, keepdims=True))
+    expected = -np.mean([log_prob[i, (i + 4) % 8] for i in range(8)])
+    assert float(instance_infonce(z, temperature=0.1)) == pytest.approx(expected, rel=1e-5)
+    # SupCon with one class per sample is the same loss
+    supcon = SupConLoss(temperature=0.1, base_temperature=0.1)
+    assert float(supcon(np.arange(4), z)) == pytest.approx(expected, rel=1e-5)
+
+
+def test_the_instance_term_keeps_collapse_off_the_optimum():
+    """With the anchor, collapse scores log(2b - 1) x weight above Eq. 4's 0, so the
+    collapsed encoder is no longer (near) optimal."""
+    from shared.losses import ContinuousInfoNCE
+
+    b = 8
+    labels = np.linspace(0, 1, b).astype(np.float32)
+    collapsed = np.ones((b, 2, 4), np.float32)
+    loss = ContinuousInfoNCE(sigma=0.8, mode="cross_view", instance_weight=0.5)
+    assert float(loss(labels, collapsed)) == pytest.approx(0.5 * math.log(2 * b - 1), rel=1e-5)
+    clone = ContinuousInfoNCE.from_config(loss.get_config())
+    assert clone.instance_weight == 0.5
