@@ -27,6 +27,7 @@ import io
 import math
 import struct
 import zipfile
+import zlib
 from pathlib import Path, PurePosixPath, PureWindowsPath
 
 import numpy as np
@@ -155,8 +156,8 @@ def load_nifti_header(path, *, grey_only=True, working_itemsize=4):
         dtype = header.get_data_dtype()
         shape = tuple(int(d) for d in header.get_data_shape())
         offset = int(header.get_data_offset()) if hasattr(header, "get_data_offset") else 0
-    except (OSError, EOFError, ValueError, struct.error,
-            nib.filebasedimages.ImageFileError) as err:
+    except (OSError, EOFError, ValueError, struct.error, zlib.error,
+            nib.filebasedimages.ImageFileError, nib.spatialimages.HeaderDataError) as err:
         reason = " ".join(str(err).split()) or type(err).__name__
         raise ValueError(f"{path}: cannot read the NIfTI header ({type(err).__name__}: "
                          f"{reason[:160]}); expected a NIfTI-1 or NIfTI-2 file") from None

@@ -296,3 +296,11 @@ def test_voxel_size_of_500_mm(root):
     _rewrite(path, affine=affine)
     line = assert_one_line_error(_run(root), path.name, "voxel size", "0.05 to 20 mm")
     assert "not aligned" not in line
+
+
+def test_unknown_datatype_code(root):
+    path = _scan(root, 5)
+    raw = bytearray(path.read_bytes())
+    raw[70:72] = (999).to_bytes(2, "little")  # the header's 'datatype' field
+    path.write_bytes(bytes(raw))
+    assert_one_line_error(_run(root), path.name, "cannot read the NIfTI header", "data code 999")

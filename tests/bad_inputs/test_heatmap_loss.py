@@ -381,3 +381,14 @@ def test_acdc_patients_of_one_class(tmp_path):
     line = assert_one_line_error(_run(tmp_path / "acdc"), "acdc", "'Group'", "only class ['normal']",
                                  "two classes")
     assert not (tmp_path / "run").exists() or not any((tmp_path / "run").iterdir()), line
+
+
+def test_acdc_unknown_datatype_code(tmp_path):
+    import gzip
+
+    folder = _patient(tmp_path)
+    path = folder / "patient001_frame03_gt.nii.gz"
+    raw = bytearray(gzip.decompress(path.read_bytes()))
+    raw[70:72] = (999).to_bytes(2, "little")  # the header's 'datatype' field
+    path.write_bytes(gzip.compress(bytes(raw)))
+    assert_one_line_error(_acdc(tmp_path), path.name, "cannot read the NIfTI header", "data code 999")
