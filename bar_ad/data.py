@@ -207,11 +207,11 @@ def find_scan_file(root, subject, image_id) -> Path:
         raise FileNotFoundError(f"No NIfTI for subject {subject}, image {image_dir} under "
                                 f"{base}/<Description>/<date>/{image_dir}/")
     if len(hits) > 1:
-        folders = sorted({str(p.parent) for p in hits})
+        folders = sorted({p.parent for p in hits})
+        where = str(folders[0]) if len(folders) == 1 else f"{base} ({len(folders)} folders named {image_dir})"
         names = ", ".join(p.name for p in hits[:4]) + (", ..." if len(hits) > 4 else "")
-        raise ValueError(f"{folders[0]}{' (and ' + str(len(folders) - 1) + ' more folders)' if len(folders) > 1 else ''}: "
-                         f"{len(hits)} NIfTI files for subject {subject}, image {image_dir} ({names}); "
-                         "expected exactly one scan per image folder")
+        raise ValueError(f"{where}: {len(hits)} NIfTI files for subject {subject}, image {image_dir} "
+                         f"({names}); expected exactly one scan per image folder")
     return hits[0]
 
 

@@ -262,13 +262,6 @@ def read_scores_csv(path) -> dict:
     return out
 
 
-def _text_stream(text):
-    """A text stream over `text` for the csv module (newline handling as a file opened with newline='')."""
-    import io as _io
-
-    return _io.StringIO(text, newline="")
-
-
 def binarise_scores(scores, threshold=3):
     """Scores >= `threshold` are diagnostic (1), others non-diagnostic (0) (Section 4.1).
 
