@@ -37,7 +37,8 @@ RUN_OUTPUTS = (
     RUN_MARKER, "config.json", "run_info.json", "protocol.json", "claims.json", "report.md",
     "report.html", "report.json", "results.json", "summary.json", "search.json", "gates.json",
     "models.json", "metrics.json", "skipped.json", "smoke.json", "arm_validity.json",
-    "arms.jsonl", "results.spool.jsonl", "samples.png", "log.txt", "*.keras", "*.tmp",
+    "data_manifest.json", "bundle.json", "pilot.json", "arms.jsonl", "results.spool.jsonl*",
+    "*.spool.jsonl", "samples.png", "log.txt", ".medrepro-previous", "*.keras", "*.tmp",
     "*.tmp-*", "figures", "stats", "stats_*", "comparison", "tuner", "data", "covidx",
     "heart_overlap", "marker_overlap", "test_accuracy",
 )

@@ -237,3 +237,20 @@ def test_a_bad_claims_file_does_not_hide_a_good_ones_table(tmp_path):
     assert "H1" in out  # the good run's table is printed
     assert len(lines) == 2 and all(line.startswith("medrepro: error:") for line in lines)
     assert str(bad / "claims.json") in lines[0] and str(unreadable / "claims.json") in lines[1]
+
+
+@pytest.mark.parametrize("error,expected", [
+    (MemoryError("cannot allocate 9.2 TB for scan_01.aim"), "more memory"),
+    (OverflowError("timestamp out of range for platform time_t"), "OverflowError"),
+    (TypeError("field 'dims' of scan_01.aim: expected int, got list"), "TypeError"),
+    (AttributeError("'NoneType' object has no attribute 'shape'"), "AttributeError"),
+    (ImportError("No module named 'pg8000'"), "expected an installed module"),
+], ids=["memory", "overflow", "type", "attribute", "import"])
+def test_every_remaining_error_class_is_one_line(monkeypatch, error, expected):
+    import shared.cli.tracking
+
+    def fail(args):
+        raise error
+
+    monkeypatch.setattr(shared.cli.tracking, "_cmd_store_info", fail)
+    assert_one_line_error(["store", "info"], expected, str(error).split()[0])

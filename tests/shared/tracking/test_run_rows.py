@@ -96,6 +96,7 @@ def test_spooled_rows_keep_their_run_through_sync(tmp_path):
 
 @pytest.mark.slow
 def test_two_tiny_bar_ad_runs_at_two_seeds_keep_both_seeds_rows(tmp_path):
+    from shared.io.run_folder import is_run_output
     from shared.testing.bad_input import run_cli
 
     url = f"sqlite:///{tmp_path / 's.sqlite'}"
@@ -110,4 +111,6 @@ def test_two_tiny_bar_ad_runs_at_two_seeds_keep_both_seeds_rows(tmp_path):
         store.close()
         counts.append(len(rows))
     assert counts[1] == 2 * counts[0] > 0
+    # Everything the run wrote is what --overwrite may remove, and nothing else.
+    assert all(is_run_output(p.name) for p in (tmp_path / "seed0").iterdir())
     assert {r["extra"]["seed"] // 1000 for r in rows} == {0, 1}
