@@ -254,3 +254,12 @@ def test_every_remaining_error_class_is_one_line(monkeypatch, error, expected):
 
     monkeypatch.setattr(shared.cli.tracking, "_cmd_store_info", fail)
     assert_one_line_error(["store", "info"], expected, str(error).split()[0])
+
+
+@pytest.mark.parametrize("paper", ["bar-ad", "lge-qa"])
+def test_a_run_refused_for_its_data_leaves_no_half_made_folder(tmp_path, paper):
+    out = tmp_path / "run"
+    argv = [paper, "run", "--preset", "tiny", "--out", out, "--no-progress",
+            "--store", f"sqlite:///{tmp_path / 's.sqlite'}", "--data", tmp_path / "missing"]
+    assert_one_line_error(argv, str(tmp_path / "missing"))
+    assert not out.exists()  # the corrected command into the same --out is not refused

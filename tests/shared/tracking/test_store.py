@@ -95,9 +95,23 @@ def test_unreachable_postgres_names_url_and_masks_password():
      "postgresql://lab@db/r?password=***&sslmode=require&x=1"),  # query sorted
     ("host=db user=lab password=s3cret dbname=r", "host=db user=lab password=*** dbname=r"),
     ("host=db password='s3 cret' dbname=r", "host=db password=*** dbname=r"),
+    # An unencoded '@' in the password: everything up to the last '@' of the netloc.
+    ("postgresql://lab:p@ss@db/results", "postgresql://lab:***@db/results"),
+    ("postgresql://lab:a@b@c@db:5432/r?sslmode=require",
+     "postgresql://lab:***@db:5432/r?sslmode=require"),
+    ("postgresql://lab:s3cret@db/r?note=a@b", "postgresql://lab:***@db/r?note=a%40b"),
 ])
 def test_mask_url_hides_every_password_form(url, shown):
     assert mask_url(url) == shown
+
+
+def test_a_driver_message_repeating_the_host_is_scrubbed():
+    from shared.tracking.store import scrub
+
+    url = "postgresql://lab:pa55@w0rd@db.lab/r"
+    text = scrub('could not translate host name "w0rd@db.lab" to address', url)
+    assert text == 'could not translate host name "***@db.lab" to address'
+    assert scrub("password pa55@w0rd rejected", url) == "password *** rejected"
 
 
 def test_doctor_prints_the_store_url_masked(capsys):
