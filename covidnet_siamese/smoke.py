@@ -36,7 +36,11 @@ def run_smoke(config, out_dir, *, seed=0, batch_size=4) -> list:
     """
     from covidnet_siamese.experiment import siamese_gradcam, single_gradcam
 
+    from shared.tracking.runs import make_run_dir
+
     start = time.perf_counter()
+    # The run marker first: the folder is then a run (--resume / --overwrite apply).
+    out_dir = make_run_dir(out_dir, {"config": config, "smoke": True, "seed": seed})
     set_global_seed(seed)
     small = dataclasses.replace(config, counts=SMOKE_COUNTS)
     root = out_dir / "covidx"
