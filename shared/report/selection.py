@@ -7,6 +7,7 @@
 
 from __future__ import annotations
 
+import logging
 import math
 import re
 
@@ -301,9 +302,10 @@ def select_values(rows, metric, *, by="group", where=None, split=None):
             return others[0]["value"] if len(others) == 1 else None
         return resolve
 
-    groups, models = {}, []
+    groups, models, missing = {}, [], []
     for row in candidates:
         if row["value"] is None or not math.isfinite(row["value"]):
+            missing.append(row["model_id"])
             continue
         if expression is not None and not expression.evaluate(resolver(row)):
             continue
@@ -314,6 +316,13 @@ def select_values(rows, metric, *, by="group", where=None, split=None):
                              f"{sorted((row.get('extra') or {}).keys())}")
         groups.setdefault("(none)" if key is None else str(key), []).append(float(row["value"]))
         models.append(row["model_id"])
+    if missing:
+        # A model that diverged is stored without a value (NaN / Inf become null): say
+        # so, instead of letting it drop out of the comparison unnoticed.
+        logging.getLogger(__name__).warning(
+            "metric %r: %d model(s) have no value (NaN or Inf when recorded, e.g. a "
+            "diverged model) and are left out: %s", metric, len(missing),
+            ", ".join(missing[:5]) + (", ..." if len(missing) > 5 else ""))
     return dict(sorted(groups.items())), models
 
 

@@ -114,3 +114,14 @@ def test_two_tiny_bar_ad_runs_at_two_seeds_keep_both_seeds_rows(tmp_path):
     # Everything the run wrote is what --overwrite may remove, and nothing else.
     assert all(is_run_output(p.name) for p in (tmp_path / "seed0").iterdir())
     assert {r["extra"]["seed"] // 1000 for r in rows} == {0, 1}
+
+
+def test_a_model_without_a_value_is_reported_not_silently_dropped(caplog):
+    from shared.report.selection import select_values
+
+    rows = [{"model_id": f"m{i}", "metric": "acc", "value": v, "split": "test",
+             "group": "ab"[i % 2], "extra": {}} for i, v in enumerate([0.5, None, 0.7, 0.6])]
+    with caplog.at_level("WARNING"):
+        groups, models = select_values(rows, "acc")
+    assert groups == {"a": [0.5, 0.7], "b": [0.6]} and "m1" not in models
+    assert "1 model(s) have no value" in caplog.text and "m1" in caplog.text
