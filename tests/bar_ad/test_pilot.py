@@ -5,9 +5,10 @@ import pytest
 
 from bar_ad.pilot import choose, label_distance_agreement
 
-pytestmark = pytest.mark.no_keras
 
 
+
+@pytest.mark.no_keras
 def test_label_agreement_is_one_when_embeddings_follow_the_labels():
     # two classes on two orthogonal axes: label gap 0 <-> embedding gap 0, 1 <-> 1
     tokens = np.array([[1, 0], [1, 0], [0, 1], [0, 1]], float)
@@ -18,6 +19,7 @@ def test_label_agreement_is_one_when_embeddings_follow_the_labels():
     assert label_distance_agreement(np.ones((4, 2)), [0, 0, 1, 1]) == 0.0
 
 
+@pytest.mark.no_keras
 def test_the_rule_skips_collapsed_candidates_and_the_reference():
     rows = [
         {"sigma": 0.8, "instance_weight": 0.0, "candidate": False, "probe_cls_cosine": 0.5,
@@ -33,3 +35,18 @@ def test_the_rule_skips_collapsed_candidates_and_the_reference():
     # 0.1 / 0.5 collapsed; of the two at 0.3 the smaller anchor weight wins
     assert (chosen["sigma"], chosen["instance_weight"]) == (0.25, 0.5)
     assert choose(rows[:2], 0.9) is None
+
+
+@pytest.mark.slow
+def test_pilot_command_runs_on_a_tiny_cohort(tmp_path, capsys):
+    import json
+
+    from shared import cli
+
+    assert cli.main(["bar-ad", "pilot", "--preset", "tiny", "--seed", "5",
+                     "--out", str(tmp_path / "pilot")]) == 0
+    out = capsys.readouterr().out
+    assert "reference (Eq. 4 as printed)" in out and "chosen:" in out
+    result = json.loads((tmp_path / "pilot" / "pilot.json").read_text())
+    assert len(result["rows"]) == 5 and result["seed"] == 5
+    assert all(-1 <= r["probe_cls_cosine"] <= 1 for r in result["rows"])
