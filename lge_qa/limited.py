@@ -79,13 +79,24 @@ def powered_units(sesoi=AUC_SESOI, sd_diff=POWERED_SD_DIFF) -> int:
                                 alternative="greater" if PRIMARY_SIDES == 1 else "two-sided"))
 
 
-def limited_protocol(cfg: LgeQaConfig, arms=LIMITED_ARMS):
+HEADROOM_HYPOTHESES = ("H1", "H2")
+
+
+def limited_protocol(cfg: LgeQaConfig, arms=LIMITED_ARMS, *, oracle=True):
     """The limited-label study's protocol (see the module docstring).
+
+    Args:
+        cfg: LgeQaConfig.
+        arms: sequence of str, default LIMITED_ARMS.
+        oracle: bool, default True. The cohort is the phantom, whose oracle fibrosis
+            contrast gives the ceiling of the headroom checks of H1 and H2 (a user's data
+            has no oracle: no headroom check is declared).
 
     Raises:
         ValueError: fewer than two training sizes.
     """
     from shared.study import Gate, Hypothesis, Protocol
+    from shared.study.protocol import Headroom
 
     sizes = tuple(int(n) for n in cfg.training_sizes)
     if len(sizes) < 2:
@@ -161,7 +172,30 @@ def limited_protocol(cfg: LgeQaConfig, arms=LIMITED_ARMS):
                   "cohort": f"phantom generated from seed {cfg.seed} unless the run reads --data"},
         hypotheses=hypotheses, gates=gates, training_sizes=sizes, deviations=tuple(deviations),
         design=cfg.correlation_level,
+        headroom=tuple(Headroom(
+            hypothesis=h.id, multiple=1.0, ceiling_source="oracle",
+            description="ceiling: the oracle fibrosis contrast's AUC on the gate cohort; "
+                        "baseline: the baseline trained on the gate-training scans (more labels "
+                        "than any arm gets); shortcut: a logistic regression on the three other "
+                        "observer scores, trained on the gate-training scans, AUC on the gate-test "
+                        "scans. The claimed gain needs room above both")
+            for h in hypotheses if oracle and h.id in HEADROOM_HYPOTHESES),
     )
+
+
+def shortcut_auc(scores, labels, train_idx, test_idx) -> float:
+    """AUC of the target label predicted from the other three observer scores alone
+    (logistic regression fitted on `train_idx`, scored on `test_idx`); NaN when a split
+    lacks a class."""
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.metrics import roc_auc_score
+
+    x = np.asarray(scores, float)[:, :3]
+    y = np.asarray(labels, int)
+    if len(np.unique(y[train_idx])) < 2 or len(np.unique(y[test_idx])) < 2:
+        return float("nan")
+    model = LogisticRegression(max_iter=1000).fit(x[train_idx], y[train_idx])
+    return float(roc_auc_score(y[test_idx], model.predict_proba(x[test_idx])[:, 1]))
 
 
 def fixed_split(n_scans, cfg: LgeQaConfig) -> dict:
@@ -293,7 +327,8 @@ def run_limited_study(cfg: LgeQaConfig, *, out_dir, store_url=None, data_root=No
     sizes = tuple(int(n) for n in cfg.training_sizes)
     out = make_run_dir(out_dir, {**cfg.to_dict(), "arms": list(arms), "study": "limited_label"})
     # protocol.json before anything trains
-    study = Study(limited_protocol(cfg, arms), out, allow_dirty=allow_dirty)
+    study = Study(limited_protocol(cfg, arms, oracle=data_root is None), out,
+                  allow_dirty=allow_dirty)
     wrap = (lambda it, desc: pbar(it, desc=desc, enabled=progress))
     root = resolve_dataset(cfg, data_root, out, progress=wrap)
     study.set_data(data_block(cfg, data_root, out))
@@ -323,6 +358,12 @@ def run_limited_study(cfg: LgeQaConfig, *, out_dir, store_url=None, data_root=No
                                      jit_compile=jit_compile)
     gates["baseline_auc"] = gate_metrics["auc"]
     study.record_gate("baseline_auc", gate_metrics["auc"])
+    shortcut = shortcut_auc(qa["scores"], labels[:, 3], split["gate_train"], split["gate_test"])
+    for room in study.protocol.headroom:
+        study.record_headroom(room.hypothesis, ceiling=gates["oracle_auc"],
+                              baseline=gates["baseline_auc"],
+                              shortcut=None if np.isnan(shortcut) else shortcut)
+    log.info("shortcut AUC of the other three scores: %.3f", shortcut)
     log.info("gates: %s", gates)
     seconds = {"data": t_gates - t0, "gates": time.time() - t_gates}
 

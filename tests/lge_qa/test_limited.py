@@ -82,6 +82,25 @@ def test_protocol_declares_the_limited_label_hypotheses_and_gates():
         limited.limited_protocol(get_config("tiny"))
 
 
+def test_headroom_is_declared_for_the_auc_claims_on_the_phantom_only():
+    protocol = limited.limited_protocol(get_config("powered"))
+    assert [h.hypothesis for h in protocol.headroom] == ["H1", "H2"]
+    assert all(h.multiple == 1.0 and h.ceiling_source == "oracle" for h in protocol.headroom)
+    assert limited.limited_protocol(get_config("powered"), oracle=False).headroom == ()
+
+
+def test_shortcut_auc_reads_the_other_scores_only():
+    rng = np.random.default_rng(0)
+    scores = rng.integers(1, 6, size=(80, 4)).astype(float)
+    labels = (scores[:, 0] >= 3).astype(int)  # the target follows another attribute exactly
+    train, test = np.arange(40), np.arange(40, 80)
+    assert limited.shortcut_auc(scores, labels, train, test) == pytest.approx(1.0)
+    scores[:, 3] = labels * 5  # the target's own score carries it, the others not
+    independent = rng.integers(0, 2, 80)
+    assert abs(limited.shortcut_auc(scores, independent, train, test) - 0.5) < 0.25
+    assert np.isnan(limited.shortcut_auc(scores, np.zeros(80, int), train, test))
+
+
 def test_supcon_target_loss_by_hand():
     # Batch 4 of one label column, two positives: chance log(7); each anchor has 3
     # positives and 4 negatives, minimum log(3 + 4 exp(-20)).
@@ -136,6 +155,14 @@ def test_tiny_limited_study_end_to_end(tmp_path):
     assert claims["data"]["source"] == "synthetic"
     assert claims["data"]["generator"] == "lge_qa.phantom.generate_dataset"
     assert claims["provenance"]["allow_dirty"] is False
+    # H1's headroom: oracle ceiling, baseline gate and the other scores' shortcut
+    [room] = claims["headroom"]
+    assert room["hypothesis"] == "H1" and room["ceiling"] == pytest.approx(gates["oracle_auc"]["value"])
+    assert room["baseline"] == pytest.approx(gates["baseline_auc"]["value"])
+    if room["shortcut"] is not None:
+        expected = room["ceiling"] - max(room["baseline"], room["shortcut"])
+        assert room["room"] == pytest.approx(expected)
+        assert room["passed"] == (expected >= 0.05 - 1e-12)
 
 
 @pytest.mark.slow
