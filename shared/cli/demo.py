@@ -66,12 +66,17 @@ def run_demo(out_dir, store_url: str, papers=None, show_progress: bool = True) -
     return 0 if all(status == "ok" for _, status, _, _ in rows) else 1
 
 
+def _claims_files(run_dir: Path) -> list:
+    """A paper's run folder's claims.json, or those one level down."""
+    return [run_dir / "claims.json"] if (run_dir / "claims.json").exists() \
+        else sorted(run_dir.glob("*/claims.json"))
+
+
 def paper_verdicts(run_dir: Path) -> str:
     """The verdicts of a paper's run folder (its claims.json, or those one level down)."""
     from shared.study.claims import read_claims, verdict_summary
 
-    files = [run_dir / "claims.json"] if (run_dir / "claims.json").exists() \
-        else sorted(run_dir.glob("*/claims.json"))
+    files = _claims_files(run_dir)
     parts = []
     for path in files:
         try:
@@ -86,10 +91,8 @@ def paper_sources(run_dir: Path) -> str:
     """The revision and data source of a paper's run folder, as its claims record them."""
     from shared.study.claims import data_cell, read_claims, revision_cell
 
-    files = [run_dir / "claims.json"] if (run_dir / "claims.json").exists() \
-        else sorted(run_dir.glob("*/claims.json"))
     cells = []
-    for path in files:
+    for path in _claims_files(run_dir):
         try:
             document = read_claims(path)
         except (ValueError, FileNotFoundError):
