@@ -6,8 +6,6 @@ import pytest
 from bar_ad.pilot import choose, label_distance_agreement
 
 
-
-
 @pytest.mark.no_keras
 def test_label_agreement_is_one_when_embeddings_follow_the_labels():
     # two classes on two orthogonal axes: label gap 0 <-> embedding gap 0, 1 <-> 1
