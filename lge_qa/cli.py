@@ -106,7 +106,8 @@ def _cmd_run(args) -> int:
         from lge_qa.experiment import run_experiment
         from lge_qa.report import table_markdown
 
-        result = run_experiment(cfg, strategies=_strategy_args(args.qa_strategy), **common)
+        result = run_experiment(cfg, strategies=_strategy_args(args.qa_strategy),
+                                require_both_classes=not args.smoke, **common)
         print(table_markdown(result["summary"]))
     print(f"report: {result['report']}")
     if args.smoke:

@@ -228,7 +228,7 @@ def _endpoints(metrics) -> dict:
 
 def run_experiment(cfg: LgeQaConfig, *, out_dir, store_url=None, data_root=None, strategies=None,
                    progress=True, verbose=0, distribute=None, jit_compile=False, strict=False,
-                   allow_dirty=False) -> dict:
+                   allow_dirty=False, require_both_classes=True) -> dict:
     """Runs the whole reproduction and writes its run folder.
 
     Args:
@@ -238,6 +238,9 @@ def run_experiment(cfg: LgeQaConfig, *, out_dir, store_url=None, data_root=None,
         data_root: str or Path, optional. Dataset root in the challenge layout, only
             read. None: the phantom is written into `<out_dir>/data`.
         strategies: sequence of str, optional. Subset of STRATEGIES (default cfg.strategies).
+        require_both_classes: bool, default True. Refuse a scored cohort whose QA label
+            holds one class before anything trains; `--smoke` (six scans, proving memory
+            and time, not a comparison) passes False.
         progress: bool, default True. Progress bars.
         verbose: int, default 0. Keras fit verbosity.
         distribute: tf.distribute.Strategy, optional. Every network is built and
@@ -273,7 +276,7 @@ def run_experiment(cfg: LgeQaConfig, *, out_dir, store_url=None, data_root=None,
     root = resolve_dataset(cfg, data_root, out, progress=lambda it, desc: wrap(it, desc))
     if study is not None:
         study.set_data(data_block(cfg, data_root, out))
-    qa, seg = load_dataset(cfg, root, strict=strict)
+    qa, seg = load_dataset(cfg, root, strict=strict, require_both_classes=require_both_classes)
     # The store is opened before anything trains: unreachable, its rows are spooled.
     sink = ResultsSink.open(store_url, out)
     run_folder_started(out)  # every check passed: the folder is this run's now
@@ -353,8 +356,10 @@ def run_experiment(cfg: LgeQaConfig, *, out_dir, store_url=None, data_root=None,
             "figures": figures, "stats": stats_paths, "claims": claims}
 
 
-def load_dataset(cfg: LgeQaConfig, data_root, *, strict=False):
+def load_dataset(cfg: LgeQaConfig, data_root, *, strict=False, require_both_classes=True):
     """Reads the scored cohort and the masks-only cohort of `data_root`.
+
+    `require_both_classes`: refuse a QA label of one class (every AUC would be undefined).
 
     Returns:
         (scored cohort, masks-only cohort), dicts of `io.load_cohort`.
@@ -371,7 +376,7 @@ def load_dataset(cfg: LgeQaConfig, data_root, *, strict=False):
     # The QA label (the last score column, binarised) must hold both classes: with one,
     # every AUC is undefined and would only show after every model has trained.
     qa_labels = io.binarise_scores(np.stack([scores[c] for c in case_ids])[:, -1], cfg.score_threshold)
-    if len(np.unique(qa_labels)) < 2:
+    if require_both_classes and len(np.unique(qa_labels)) < 2:
         kind = "diagnostic (>=" if qa_labels[0] == 1 else "non-diagnostic (<"
         raise ValueError(f"{scores_path}: column {io.SCORE_COLUMNS[-1]!r}: all {len(case_ids)} scored cases are "
                          f"{kind} {cfg.score_threshold}); expected both diagnostic and non-diagnostic cases")
