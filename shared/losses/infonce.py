@@ -96,15 +96,14 @@ def continuous_infonce(labels, embeddings, *, sigma=0.8, temperature=0.1, mode="
 
 def instance_infonce(embeddings, *, temperature=0.1):
     """Instance discrimination (NT-Xent, SimCLR): each view's positive is the other view of
-    its own sample, every other view of the batch a negative. Embeddings [B, 2, D]."""
-    z = tf.math.l2_normalize(tf.cast(embeddings, tf.float32), axis=-1)
-    zz = tf.concat([z[:, 0], z[:, 1]], axis=0)
-    n = tf.shape(zz)[0]
-    self_mask = tf.eye(n, dtype=tf.bool)
-    logits = tf.where(self_mask, _MASK_VALUE, tf.matmul(zz, zz, transpose_b=True) / temperature)
-    partner = tf.math.floormod(tf.range(n) + n // 2, n)
-    log_prob = logits - tf.reduce_logsumexp(logits, axis=1, keepdims=True)
-    return -tf.reduce_mean(tf.gather(log_prob, partner, axis=1, batch_dims=1))
+    its own sample, every other view of the batch a negative. Embeddings [B, 2, D].
+
+    SupCon with one class per sample is this loss, so it is computed by
+    `shared.losses.supcon.supervised_contrastive_loss` on unique labels."""
+    from shared.losses.supcon import supervised_contrastive_loss
+
+    return supervised_contrastive_loss(tf.range(tf.shape(embeddings)[0]), embeddings,
+                                       temperature=temperature, base_temperature=temperature)
 
 
 def kernel_targets(labels, *, sigma, mode="cross_view"):

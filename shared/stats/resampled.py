@@ -21,7 +21,8 @@ import math
 import numpy as np
 from scipy import stats
 
-from shared.stats.paired import _check_alternative, _check_level, _paired
+from shared.stats.paired import _check_alternative, _check_level, _degenerate_p, _paired
+from shared.stats.stratified import p_from_t
 
 
 def resampling_ratio(train_fraction, test_fraction) -> float:
@@ -73,18 +74,11 @@ def corrected_paired_t(a, b, *, ratio, alternative="two-sided", level=0.95) -> d
            "mean_difference": mean, "se": se, "ratio": float(ratio)}
     if se == 0:
         sign = float(np.sign(mean))
-        p = 1.0 if sign == 0 else (0.0 if alternative == "two-sided"
-                                   or (sign > 0) == (alternative == "greater") else 1.0)
-        out.update(statistic=0.0 if sign == 0 else math.copysign(math.inf, mean), p=p,
+        out.update(statistic=0.0 if sign == 0 else math.copysign(math.inf, mean),
+                   p=_degenerate_p(sign, alternative),
                    ci=[mean, mean], note="every paired difference is the same number")
         return out
     t = mean / se
-    if alternative == "two-sided":
-        p = 2.0 * stats.t.sf(abs(t), df)
-    elif alternative == "greater":
-        p = stats.t.sf(t, df)
-    else:
-        p = stats.t.cdf(t, df)
     half = stats.t.ppf(0.5 + level / 2.0, df) * se
-    out.update(statistic=float(t), p=float(min(1.0, p)), ci=[mean - half, mean + half])
+    out.update(statistic=float(t), p=p_from_t(t, df, alternative), ci=[mean - half, mean + half])
     return out

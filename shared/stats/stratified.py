@@ -24,10 +24,11 @@ import math
 import numpy as np
 from scipy import stats
 
-from shared.stats.paired import _check_alternative, _check_level
+from shared.stats.paired import _check_alternative, _check_level, _degenerate_p
 
 
-def _p_from_t(t, df, alternative):
+def p_from_t(t, df, alternative) -> float:
+    """The p of a t statistic on df degrees of freedom for SciPy's `alternative`."""
     if alternative == "two-sided":
         return float(min(1.0, 2.0 * stats.t.sf(abs(t), df)))
     return float(stats.t.sf(t, df) if alternative == "greater" else stats.t.cdf(t, df))
@@ -88,16 +89,15 @@ def stratified_paired_t(strata, *, alternative="two-sided", level=0.95, ratios=N
            "se": float(se)}
     if se == 0:
         sign = float(np.sign(effect))
-        p = 1.0 if sign == 0 else (0.0 if alternative == "two-sided"
-                                   or (sign > 0) == (alternative == "greater") else 1.0)
-        out.update(statistic=0.0 if sign == 0 else math.copysign(math.inf, effect), p=p,
+        out.update(statistic=0.0 if sign == 0 else math.copysign(math.inf, effect),
+                   p=_degenerate_p(sign, alternative),
                    ci=[effect, effect])
         if margin is not None:
             out["p_tost"] = 0.0 if abs(effect) < margin else 1.0
         return out
     t = effect / se
     half = stats.t.ppf(0.5 + level / 2.0, df) * se
-    out.update(statistic=float(t), p=_p_from_t(t, df, alternative),
+    out.update(statistic=float(t), p=p_from_t(t, df, alternative),
                ci=[float(effect - half), float(effect + half)])
     if margin is not None:
         out["p_tost"] = max(float(stats.t.sf((effect + margin) / se, df)),

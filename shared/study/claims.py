@@ -277,19 +277,6 @@ def combined_table_markdown(documents, labels, sources=None) -> str:
     return "\n".join(lines) + "\n"
 
 
-def combined_notes_markdown(documents, labels) -> str:
-    """One bullet per combined claim: its verdict and how it was reached."""
-    from shared.study.combine import combine_documents
-
-    lines = []
-    for group in combine_documents(documents, labels):
-        design = f" {group['design']}" if group["design"] else ""
-        for claim in group["claims"]:
-            lines.append(f"- {group['paper']} {group['preset']}{design} **{claim['id']}** "
-                         f"({claim['verdict'] or 'not combined'}): {claim['note']}.")
-    return "\n".join(lines) + "\n"
-
-
 def claims_table_text(documents) -> str:
     """A plain-text table of the claims of several runs (one row per run and claim)."""
     header = ["paper", "preset", "seed", "claim", "endpoint", "effect", "CI", "p (Holm)",
