@@ -51,6 +51,21 @@ def register(subparsers):
     add_scale_args(search)
     search.set_defaults(func=_cmd_search)
 
+    pilot = sub.add_parser(
+        "pilot", help="choose a reduced preset's head width and budget on a pilot data seed",
+        description="Generates the preset's training split from a pilot data seed (not a study "
+                    "seed), trains the single net at every candidate head width and the siamese "
+                    "net at the paper's step ratio, scores both on the whole validation split after "
+                    "every epoch and prints the head width and budget share the declared rule "
+                    "chooses (covidnet_siamese/pilot.py). The test split is never read. Writes "
+                    "pilot.json and the data into --out.")
+    pilot.add_argument("--out", type=Path, required=True, help="folder for pilot.json and data")
+    pilot.add_argument("--seed", type=SEED, default=100,
+                       help="pilot data seed (default: 100; the study seeds are 0 and 1)")
+    pilot.add_argument("--preset", choices=("powered", "quick", "tiny"), default="powered",
+                       help="the preset whose sizes and trunk the pilot uses (default: powered)")
+    pilot.set_defaults(func=_cmd_pilot)
+
     predict = sub.add_parser("predict", help="classify image files with a finished run's saved model")
     predict.add_argument("--model", type=Path, required=True, metavar="RUN_DIR",
                          help="run folder holding bundle.json and the .keras models")
@@ -162,3 +177,22 @@ def demo(out_dir, store_url, progress=True) -> Path:
     from covidnet_siamese.experiment import run_experiment
 
     return run_experiment(quick(), out_dir, store_url=store_url, seed=0, show_progress=progress)
+
+
+def _cmd_pilot(args) -> int:
+    import dataclasses
+
+    from covidnet_siamese.config import get_preset
+    from covidnet_siamese.pilot import PILOT_SINGLE_EPOCHS, pilot_markdown, run_pilot
+
+    config = get_preset(args.preset)
+    epochs = PILOT_SINGLE_EPOCHS
+    if args.preset == "tiny":
+        config, epochs = dataclasses.replace(config, final_pairs_per_epoch=64), 2
+    result = run_pilot(config, args.out, seed=args.seed, single_epochs=epochs)
+    print(pilot_markdown(result), end="")
+    chosen = result["choice"]["chosen"]
+    print(f"chosen: head {result['choice']['fc_units']} units, budget share {chosen['share']:g} "
+          f"(single {chosen['single_epochs']} epochs, siamese {chosen['siamese_epochs']} epochs)")
+    print(f"Pilot: {Path(args.out) / 'pilot.json'}")
+    return 0

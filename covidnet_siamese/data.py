@@ -356,6 +356,7 @@ class CovidxData:
     std: float
     test_entries: list
     skipped: list
+    val_entries: list = dataclasses.field(default_factory=list)
 
 
 def load_covidx(root, *, size, val_fraction=0.2, seed=0, crop_fraction=0.0, on_error="raise",
@@ -418,4 +419,5 @@ def load_covidx(root, *, size, val_fraction=0.2, seed=0, crop_fraction=0.0, on_e
         x_train=standardize(x_train, mean, std), y_train=train.labels[tr],
         x_val=standardize(train.images[va], mean, std), y_val=train.labels[va],
         x_test=standardize(test.images, mean, std), y_test=test.labels,
-        mean=mean, std=std, test_entries=test.entries, skipped=train.skipped + test.skipped)
+        mean=mean, std=std, test_entries=test.entries, skipped=train.skipped + test.skipped,
+        val_entries=[train.entries[i] for i in va])

@@ -29,8 +29,9 @@ from covidnet_siamese.models import gradcam_layer_name, template_contrast
 from covidnet_siamese.gates import pixel_logistic_cv_gates
 from covidnet_siamese.inference import bundle_entry, write_bundle
 from covidnet_siamese.search import grid_search
-from covidnet_siamese.training import (class_templates, dead_units, embed, fit_siamese, fit_single, new_siamese,
-                                       new_single, predict_siamese)
+from covidnet_siamese.training import (class_templates, dead_unit_totals, dead_units, decision_scores, embed,
+                                       fit_siamese, fit_single, new_siamese, new_single, predict_siamese,
+                                       predicted_classes)
 from shared.io.run_folder import run_folder_started
 from shared.cli.progress import progress
 from shared.io.atomic import write_text
@@ -115,6 +116,17 @@ def attention_lift(maps, regions) -> float:
     return float(np.mean(share / area))
 
 
+def validation_artefact_lift(model, data, val_pred, val_artefacts, *, layer_name) -> float:
+    """The single net's artefact lift on the validation films that carry an artefact
+    (Grad-CAM of its predicted class): the baseline of H3's headroom check. NaN when no
+    validation film carries one."""
+    has = np.asarray(val_artefacts).reshape(len(val_artefacts), -1).any(axis=1)
+    if not has.any():
+        return float("nan")
+    maps = single_gradcam(model, data.x_val[has], np.asarray(val_pred)[has], layer_name=layer_name)
+    return attention_lift(maps, np.asarray(val_artefacts)[has])
+
+
 def gradcam_subset(n_test, n_images, seed) -> np.ndarray:
     """Sorted indices of the test images that get Grad-CAM maps (all when `n_images` is None).
 
@@ -159,10 +171,16 @@ def map_shares(maps, *, border=None, artefacts=None, lungs=None):
 def _evaluate(y_true, y_pred):
     from shared.metrics import confusion_matrix, per_class_accuracy
 
+    cm = np.asarray(confusion_matrix(y_true, y_pred, len(CLASS_NAMES)))
+    called = cm.sum(axis=0)
     return {
         "accuracy": float(np.mean(y_true == y_pred)),
         "per_class_accuracy": [float(v) for v in per_class_accuracy(y_true, y_pred, len(CLASS_NAMES))],
-        "confusion_matrix": np.asarray(confusion_matrix(y_true, y_pred, len(CLASS_NAMES))).tolist(),
+        # Precision is NaN for a class the net never gives.
+        "per_class_precision": [float(cm[c, c] / called[c]) if called[c] else float("nan")
+                                for c in range(len(CLASS_NAMES))],
+        "predicted_share": [float(v) for v in called / max(len(y_pred), 1)],
+        "confusion_matrix": cm.tolist(),
     }
 
 
@@ -276,6 +294,9 @@ def run_experiment(config, out_dir, *, store_url=None, seed=0, data_root=None, s
         masks["full"] = load_masks(data_root, "test", data.test_entries, size=config.image_size)
         masks["cropped"] = load_masks(data_root, "test", cropped.test_entries, size=config.image_size,
                                       crop_fraction=config.crop_fraction)
+        val_masks = load_masks(data_root, "train", data.val_entries, size=config.image_size)
+    else:
+        val_masks = None
     counts = {name: {split: int(np.sum(y == c)) for split, y in
                      (("train", data.y_train), ("val", data.y_val), ("test", data.y_test))}
               for c, name in enumerate(CLASS_NAMES)}
@@ -305,6 +326,8 @@ def run_experiment(config, out_dir, *, store_url=None, seed=0, data_root=None, s
     border = border_mask(config.image_size, config.crop_fraction)
     cam = gradcam_subset(len(data.y_test), config.gradcam_images, seed)
     masks = {key: (lung[cam], art[cam]) for key, (lung, art) in masks.items()}
+    _, val_majority = majority_class(data.y_val, CLASS_NAMES)
+    baseline_val_lift = []
     results = {arm: [] for arm in ARMS}
     keep, bundle = {}, {}
     for i, run_seed in enumerate(config.seeds):
@@ -321,14 +344,18 @@ def run_experiment(config, out_dir, *, store_url=None, seed=0, data_root=None, s
                     hist, kb = fit_siamese(model, arm_data, batch_size=batch,
                                            epochs=config.final_epochs_siamese,
                                            n_pairs=config.final_pairs_per_epoch,
-                                           n_trials=config.three_way_trials, seed=run_seed)
+                                           n_trials=config.three_way_trials, seed=run_seed,
+                                           select_on=config.select_siamese)
                     templates = class_templates(embed(model, arm_data.x_train), arm_data.y_train)
+                    val_pred, _ = predict_siamese(model, arm_data.x_val, templates)
                     pred, _ = predict_siamese(model, arm_data.x_test, templates)
                     maps = siamese_gradcam(model, arm_data.x_test[cam], pred[cam], templates, layer_name=layer)
                 else:
                     model = new_single(config, lr)
                     hist, kb = fit_single(model, arm_data, batch_size=batch,
-                                          epochs=config.final_epochs_single, seed=run_seed)
+                                          epochs=config.final_epochs_single, seed=run_seed,
+                                          select_on=config.select_single)
+                    val_pred = predicted_classes(model, arm_data.x_val)
                     pred = np.argmax(model.predict(arm_data.x_test, batch_size=64, verbose=0), axis=1)
                     maps = single_gradcam(model, arm_data.x_test[cam], pred[cam], layer_name=layer)
                     templates = None
@@ -341,13 +368,22 @@ def run_experiment(config, out_dir, *, store_url=None, seed=0, data_root=None, s
                 else:
                     full_maps = maps
                 dead = dead_units(model, arm_data.x_val)
+                if arm == "single" and val_masks is not None:
+                    baseline_val_lift.append(validation_artefact_lift(model, data, val_pred, val_masks[1],
+                                                                      layer_name=layer))
+            val_scores = dict(decision_scores(arm_data.y_val, val_pred), majority_rate=val_majority["value"])
+            study.record_validity(arm, run_seed, "learned_val_accuracy", val_scores["accuracy"],
+                                  reference=val_majority["value"])
+            study.record_validity(arm, run_seed, "not_collapsed_onto_one_class", val_scores["largest_class_share"])
             metrics = _evaluate(arm_data.y_test, pred)
             mk = masks.get("cropped" if arm == "single_cropped" else "full")
             shares = map_shares(maps, border=border, artefacts=mk[1] if mk else None,
                                 lungs=mk[0] if mk else None)
             full = masks.get("full")
             metrics.update({"seed": run_seed, "best_epoch": kb.best_epoch, "best_val": kb.best,
-                            "attention": shares, "dead_stem_units": list(dead),
+                            "attention": shares, "validation": val_scores,
+                            "dead_units": {name: list(v) for name, v in dead.items()},
+                            "dead_unit_totals": {k: list(v) for k, v in dead_unit_totals(dead).items()},
                             "attention_full_frame": map_shares(full_maps, border=border, artefacts=full[1],
                                                                lungs=full[0]) if full else {},
                             "seconds": time.perf_counter() - t_arm})
@@ -365,6 +401,8 @@ def run_experiment(config, out_dir, *, store_url=None, seed=0, data_root=None, s
                 clear_session()  # keeps the --precision policy
             bar.update(1)
     write_json(out / "results.json", results)
+    if baseline_val_lift:
+        study.record_headroom("H3", ceiling=1.0, baseline=float(np.nanmean(baseline_val_lift)))
 
     figures = _figures(config, keep, results, fig_dir, seed)
     bar.update(1)
@@ -530,9 +568,31 @@ def _write_report(out, config, best, results, counts, figures, stats, claims, *,
               "image they cover; 1 = a uniform map), every net on the same full-frame test images (H3):", "",
               "| net | artefact lift |", "| --- | ---: |"]
     lines += [f"| {arm} | {att[arm]['full_frame_artefact_lift']:.2f} |" for arm in ARMS]
-    lines += ["", "Dead first-layer units (stem convolution channels zero on every validation image), per seed:",
+    lines += ["", "## COVID-19 calls (H2), mean over seeds", "",
+              "| net | COVID-19 recall | COVID-19 precision | films called COVID-19 | true share |",
+              "| --- | ---: | ---: | ---: | ---: |"]
+    true_share = counts["COVID-19"]["test"] / max(sum(counts[c]["test"] for c in CLASS_NAMES), 1)
+    for arm in ARMS:
+        covid = CLASS_NAMES.index("COVID-19")
+        lines.append(f"| {arm} | {_mean_sd([r['per_class_accuracy'][covid] for r in results[arm]])} | "
+                     f"{_mean_sd([r['per_class_precision'][covid] for r in results[arm]])} | "
+                     f"{_mean_sd([r['predicted_share'][covid] for r in results[arm]])} | {true_share:.3f} |")
+    lines += ["", "## Validation at the kept epoch (arm validity), mean over seeds", "",
+              f"Kept epoch: single nets by `{config.select_single}`, siamese net by `{config.select_siamese}`. "
+              f"Each arm's own decision rule on the whole validation split; always normal scores "
+              f"{results['single'][0]['validation']['majority_rate']:.3f}.", "",
+              "| net | accuracy | balanced accuracy | largest class share | kept epoch |",
+              "| --- | ---: | ---: | ---: | --- |"]
+    for arm in ARMS:
+        lines.append(f"| {arm} | {_mean_sd([r['validation']['accuracy'] for r in results[arm]])} | "
+                     f"{_mean_sd([r['validation']['balanced_accuracy'] for r in results[arm]])} | "
+                     f"{_mean_sd([r['validation']['largest_class_share'] for r in results[arm]])} | "
+                     + ", ".join(str(r["best_epoch"] + 1) for r in results[arm]) + " |")
+    lines += ["", "Dead units (ReLU units zero on every validation image; dense head / convolutions), per seed:",
               ""]
-    lines += [f"- {arm}: " + ", ".join(f"{r['dead_stem_units'][0]}/{r['dead_stem_units'][1]}" for r in results[arm])
+    lines += [f"- {arm}: " + ", ".join(f"{r['dead_unit_totals']['dense'][0]}/{r['dead_unit_totals']['dense'][1]} "
+                                       f"dense, {r['dead_unit_totals']['conv'][0]}/{r['dead_unit_totals']['conv'][1]} "
+                                       f"conv" for r in results[arm])
               for arm in ARMS]
     c = summary["claims"]
     lines += ["", "## Claims in numbers (means over seeds)", "",

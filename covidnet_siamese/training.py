@@ -21,7 +21,7 @@ import time
 import keras
 import numpy as np
 
-from covidnet_siamese.config import CLASS_NAMES
+from covidnet_siamese.config import CLASS_NAMES, SIAMESE_SELECTION, SINGLE_SELECTION
 from covidnet_siamese.models import build_siamese_net, build_single_net, similarity_from_embeddings
 from shared.training.seeding import numpy_rng
 
@@ -84,51 +84,53 @@ def make_pairs(labels, n_pairs, rng, indices=None):
     return np.asarray(first, np.int64)[order], np.asarray(second, np.int64)[order], same[order]
 
 
-class BalancedImages(keras.utils.PyDataset):
-    """Batches of the single net's training data, redrawn balanced every epoch."""
-
-    def __init__(self, x, y, *, batch_size, seed, **kwargs):
-        super().__init__(**kwargs)
-        self.x, self.y = x, np.asarray(y)
-        self.batch_size = int(batch_size)
-        self.rng = numpy_rng(seed)
-        self.order = epoch_indices(self.y, self.rng)
-
-    def __len__(self):
-        return int(np.ceil(len(self.order) / self.batch_size))
-
-    def __getitem__(self, i):
-        idx = self.order[i * self.batch_size:(i + 1) * self.batch_size]
-        return self.x[idx], self.y[idx]
-
-    def on_epoch_end(self):
-        self.order = epoch_indices(self.y, self.rng)
+def _epoch_batches(draw, batch_size):
+    """Endless generator of batches: `draw()` gives one epoch's index arrays, which are
+    cut into batches of `batch_size` (the last batch of an epoch may be shorter)."""
+    while True:
+        arrays = draw()
+        for start in range(0, len(arrays[0]), batch_size):
+            yield tuple(a[start:start + batch_size] for a in arrays)
 
 
-class BalancedPairs(keras.utils.PyDataset):
-    """Batches of siamese training pairs, redrawn from a new balanced subset every epoch."""
+def balanced_image_dataset(x, y, *, batch_size, seed):
+    """The single net's training data as a `tf.data.Dataset` and its steps per epoch.
 
-    def __init__(self, x, y, *, n_pairs, batch_size, seed, **kwargs):
-        super().__init__(**kwargs)
-        self.x, self.y = x, np.asarray(y)
-        self.n_pairs = int(n_pairs)
-        self.batch_size = int(batch_size)
-        self.rng = numpy_rng(seed)
-        self._draw()
+    Every epoch is a new balanced subset (`epoch_indices`) in its drawn order, cut into
+    batches that never cross an epoch; served by a generator rather than a Keras
+    `PyDataset`, whose per-step machinery cost more than the step on small images.
+    """
+    import tensorflow as tf
 
-    def _draw(self):
-        subset = epoch_indices(self.y, self.rng)
-        self.first, self.second, self.same = make_pairs(self.y, self.n_pairs, self.rng, indices=subset)
+    rng, y = numpy_rng(seed), np.asarray(y)
+    steps = int(np.ceil(len(epoch_indices(y, numpy_rng(0))) / batch_size))  # every epoch has one size
 
-    def __len__(self):
-        return int(np.ceil(self.n_pairs / self.batch_size))
+    def batches():
+        for (idx,) in _epoch_batches(lambda: (epoch_indices(y, rng),), batch_size):
+            yield x[idx], y[idx]
 
-    def __getitem__(self, i):
-        s = slice(i * self.batch_size, (i + 1) * self.batch_size)
-        return (self.x[self.first[s]], self.x[self.second[s]]), self.same[s]
+    spec = (tf.TensorSpec((None,) + x.shape[1:], tf.as_dtype(x.dtype)), tf.TensorSpec((None,), tf.as_dtype(y.dtype)))
+    return tf.data.Dataset.from_generator(batches, output_signature=spec).prefetch(2), steps
 
-    def on_epoch_end(self):
-        self._draw()
+
+def balanced_pair_dataset(x, y, *, n_pairs, batch_size, seed):
+    """The siamese net's training pairs as a `tf.data.Dataset` and its steps per epoch:
+    `n_pairs` pairs (`make_pairs`) redrawn from a new balanced subset every epoch."""
+    import tensorflow as tf
+
+    rng, y = numpy_rng(seed), np.asarray(y)
+
+    def draw():
+        return make_pairs(y, n_pairs, rng, indices=epoch_indices(y, rng))
+
+    def batches():
+        for first, second, same in _epoch_batches(draw, batch_size):
+            yield (x[first], x[second]), same
+
+    image = tf.TensorSpec((None,) + x.shape[1:], tf.as_dtype(x.dtype))
+    spec = ((image, image), tf.TensorSpec((None,), tf.float32))
+    return (tf.data.Dataset.from_generator(batches, output_signature=spec).prefetch(2),
+            int(np.ceil(n_pairs / batch_size)))
 
 
 # ---------------------------------------------------------------------------
@@ -235,8 +237,95 @@ class ThreeWayValidation(keras.callbacks.Callback):
         for key, (x, trials) in self.sets.items():
             used = np.unique(np.concatenate([trials[0], trials[1].ravel()]))
             emb = np.zeros((len(x), twin.output.shape[-1]), np.float32)
-            emb[used] = twin.predict(x[used], batch_size=self.batch_size, verbose=0)
+            emb[used] = inference(twin)(x[used])
             logs[key] = three_way_accuracy(siamese_similarity_fn(self.model), emb, trials)
+
+
+def inference(model, batch_size=512):
+    """A compiled inference-mode forward pass of `model`, kept on the model: x -> NumPy
+    array, in chunks of `batch_size` (one trace, reused every epoch: an eager call or
+    `predict` costs more than the pass itself on small validation sets)."""
+    fn = getattr(model, "_medrepro_inference", None)
+    if fn is None:
+        import tensorflow as tf
+
+        graph = tf.function(lambda x: model(x, training=False), reduce_retracing=True)
+
+        def fn(x):
+            out = [keras.ops.convert_to_numpy(graph(x[i:i + batch_size])) for i in range(0, len(x), batch_size)]
+            return np.concatenate(out)
+
+        model._medrepro_inference = fn
+    return fn
+
+
+def predicted_classes(model, x):
+    """Argmax class of the single net's softmax on images x, in inference mode: int array [N]."""
+    return np.argmax(inference(model)(x), axis=1) if len(x) else np.zeros(0, np.int64)
+
+
+def decision_scores(y_true, y_pred) -> dict:
+    """Accuracy, balanced accuracy (mean recall over the classes) and the largest share
+    of images given one class, of one decision rule's predictions."""
+    y_true, y_pred = np.asarray(y_true), np.asarray(y_pred)
+    recalls = [float(np.mean(y_pred[y_true == c] == c)) for c in range(NUM_CLASSES) if np.any(y_true == c)]
+    return {"accuracy": float(np.mean(y_true == y_pred)),
+            "balanced_accuracy": float(np.mean(recalls)),
+            "largest_class_share": float(np.max(np.bincount(y_pred, minlength=NUM_CLASSES)) / max(len(y_pred), 1))}
+
+
+class SingleValidation(keras.callbacks.Callback):
+    """Adds the single net's `val_balanced_accuracy` and `val_largest_class_share` on the
+    whole validation split to the logs (Keras adds `val_accuracy` itself).
+
+    Balanced accuracy does not reward the majority class: an epoch that calls every
+    film "normal" scores 1/3 whatever the class shares.
+    """
+
+    def __init__(self, x_val, y_val):
+        super().__init__()
+        self.x_val, self.y_val = x_val, np.asarray(y_val)
+
+    def on_epoch_end(self, epoch, logs=None):
+        logs = logs if logs is not None else {}
+        probs = inference(self.model)(self.x_val)
+        scores = decision_scores(self.y_val, np.argmax(probs, axis=1))
+        picked = probs[np.arange(len(self.y_val)), self.y_val]
+        logs["val_loss"] = float(-np.mean(np.log(np.clip(picked, 1e-7, 1.0))))
+        logs["val_accuracy"] = scores["accuracy"]
+        logs["val_balanced_accuracy"] = scores["balanced_accuracy"]
+        logs["val_largest_class_share"] = scores["largest_class_share"]
+
+
+class TemplateValidation(keras.callbacks.Callback):
+    """Adds the test-time decision rule of the siamese net, scored on the whole
+    validation split, to the logs: templates from the training embeddings of this
+    epoch, every validation film given the class of its most similar template
+    (Section 3.2.2). Logs `val_template_accuracy`, `val_balanced_accuracy` and
+    `val_largest_class_share`.
+    """
+
+    def __init__(self, x_train, y_train, x_val, y_val, pairs=None):
+        super().__init__()
+        self.x_train, self.y_train = x_train, np.asarray(y_train)
+        self.x_val, self.y_val = x_val, np.asarray(y_val)
+        self.pairs = pairs
+
+    def on_epoch_end(self, epoch, logs=None):
+        logs = logs if logs is not None else {}
+        twin = inference(self.model.get_layer("twin"))
+        val_embeddings = twin(self.x_val)
+        templates = class_templates(twin(self.x_train), self.y_train)
+        pred = np.argmax(template_similarities(self.model, val_embeddings, templates), axis=1)
+        scores = decision_scores(self.y_val, pred)
+        if self.pairs is not None:  # binary cross-entropy on fixed validation pairs (`val_loss`)
+            first, second, same = self.pairs
+            p = np.clip(keras.ops.convert_to_numpy(similarity_from_embeddings(
+                self.model, val_embeddings[first], val_embeddings[second])), 1e-7, 1 - 1e-7)
+            logs["val_loss"] = float(-np.mean(same * np.log(p) + (1 - same) * np.log(1 - p)))
+        logs["val_template_accuracy"] = scores["accuracy"]
+        logs["val_balanced_accuracy"] = scores["balanced_accuracy"]
+        logs["val_largest_class_share"] = scores["largest_class_share"]
 
 
 class KeepBest(keras.callbacks.Callback):
@@ -297,44 +386,60 @@ def new_siamese(config, learning_rate):
                            learning_rate, config.jit_compile)
 
 
-def fit_single(model, data, *, batch_size, epochs, seed, callbacks=(), keep_best=True, verbose=0):
+def fit_single(model, data, *, batch_size, epochs, seed, callbacks=(), keep_best=True, verbose=0,
+               select_on="val_accuracy"):
     """Trains the single net on per-epoch balanced subsets; validates on the whole validation set.
+
+    Args:
+        select_on: str, default "val_accuracy" (the paper's). The epoch kept with
+            `keep_best`: "val_accuracy" or "val_balanced_accuracy" (mean recall over the
+            classes, which does not reward calling every film the majority class).
 
     Returns:
         (keras History, KeepBest callback or None). With `keep_best` the model ends with
-        the weights of its best validation accuracy epoch.
+        the weights of its best epoch by `select_on`.
     """
-    train = BalancedImages(data.x_train, data.y_train, batch_size=batch_size, seed=seed)
-    best = KeepBest("val_accuracy") if keep_best else None
-    cbs = ([best] if best else []) + list(callbacks)
+    if select_on not in SINGLE_SELECTION:
+        raise ValueError(f"select_on must be one of {SINGLE_SELECTION}. Received: select_on={select_on!r}")
+    train, steps = balanced_image_dataset(data.x_train, data.y_train, batch_size=batch_size, seed=seed)
+    best = KeepBest(select_on) if keep_best else None
+    cbs = [SingleValidation(data.x_val, data.y_val)] + ([best] if best else []) + list(callbacks)
     start = time.perf_counter()
-    hist = model.fit(train, validation_data=(data.x_val, data.y_val), epochs=epochs,
-                     callbacks=cbs, verbose=verbose)
+    hist = model.fit(train, steps_per_epoch=steps, epochs=epochs, callbacks=cbs, verbose=verbose, shuffle=False)
     log.info("single net: %d epochs in %.1f s", epochs, time.perf_counter() - start)
     return hist, best
 
 
 def fit_siamese(model, data, *, batch_size, epochs, n_pairs, n_trials, seed, callbacks=(), keep_best=True,
-                verbose=0):
-    """Trains the siamese net on balanced pairs; validates by three-way trials.
+                verbose=0, select_on="val_three_way_accuracy"):
+    """Trains the siamese net on balanced pairs; validates by three-way trials and by the
+    template rule on the whole validation split.
 
-    The validation pairs (for `val_loss`) are drawn once from the validation set, half
-    same and half different, twice as many as `n_trials`.
+    The validation pairs (for `val_loss`, scored by `TemplateValidation` from the
+    epoch's validation embeddings) are drawn once from the validation set, half same and
+    half different, twice as many as `n_trials`.
+
+    Args:
+        select_on: str, default "val_three_way_accuracy" (the paper's). The epoch kept
+            with `keep_best`: "val_three_way_accuracy", "val_template_accuracy" or
+            "val_balanced_accuracy" (the template rule's mean recall over the classes).
 
     Returns:
-        (keras History, KeepBest callback or None); best = highest three-way validation accuracy.
+        (keras History, KeepBest callback or None); best = highest `select_on`.
     """
+    if select_on not in SIAMESE_SELECTION:
+        raise ValueError(f"select_on must be one of {SIAMESE_SELECTION}. Received: select_on={select_on!r}")
     rng = numpy_rng(seed)
-    train = BalancedPairs(data.x_train, data.y_train, n_pairs=n_pairs, batch_size=batch_size,
-                          seed=int(rng.integers(2**31)))
+    train, steps = balanced_pair_dataset(data.x_train, data.y_train, n_pairs=n_pairs, batch_size=batch_size,
+                                         seed=int(rng.integers(2**31)))
     a, b, same = make_pairs(data.y_val, max(2 * n_trials, 2), rng)
     three_way = ThreeWayValidation(data.x_val, data.y_val, n_trials=n_trials, seed=int(rng.integers(2**31)),
                                    x_train=data.x_train, y_train=data.y_train)
-    best = KeepBest("val_three_way_accuracy") if keep_best else None
-    cbs = [three_way] + ([best] if best else []) + list(callbacks)
+    rule = TemplateValidation(data.x_train, data.y_train, data.x_val, data.y_val, pairs=(a, b, same))
+    best = KeepBest(select_on) if keep_best else None
+    cbs = [three_way, rule] + ([best] if best else []) + list(callbacks)
     start = time.perf_counter()
-    hist = model.fit(train, validation_data=((data.x_val[a], data.x_val[b]), same), epochs=epochs,
-                     callbacks=cbs, verbose=verbose)
+    hist = model.fit(train, steps_per_epoch=steps, epochs=epochs, callbacks=cbs, verbose=verbose, shuffle=False)
     log.info("siamese net: %d epochs in %.1f s", epochs, time.perf_counter() - start)
     return hist, best
 
@@ -350,26 +455,61 @@ def predict_siamese(siamese, x, templates, batch_size=64):
     return np.argmax(sims, axis=1), sims
 
 
-def dead_units(model, x, *, layer_name="stem_conv", batch_size=64):
-    """Units of a ReLU layer that are zero on every image of `x` (dead units).
+def _is_relu(layer) -> bool:
+    return getattr(getattr(layer, "activation", None), "__name__", None) == "relu"
+
+
+def dead_units(model, x, *, batch_size=64) -> dict:
+    """Units of every ReLU convolution and dense layer that are zero on every image of `x`.
+
+    Covers the stem, the five convolutions inside every PEPX module
+    ("pepx1_1/projection", ...) and the dense layers of the single net's head (dropout
+    is off at inference); the siamese net's twin is searched. Linear skip convolutions
+    and the sigmoid embedding have no dead state and are left out.
 
     Args:
-        model: the single net or the siamese net (its twin is searched).
+        model: the single net or the siamese net.
         x: images [N, S, S, 1].
-        layer_name: str, default "stem_conv" (the first convolution).
         batch_size: int, default 64.
 
     Returns:
-        (dead, total): number of channels whose activation is 0 everywhere, channels.
+        dict layer name -> (dead, total) units (channels of a convolution), in network order.
     """
+    from covidnet_siamese.models import PEPX
+
     base = model.get_layer("twin") if any(layer.name == "twin" for layer in model.layers) else model
-    layer = base.get_layer(layer_name)
+    plain = [layer for layer in base.layers if _is_relu(layer)]
+    pepx = [layer for layer in base.layers if isinstance(layer, PEPX)]
     # A single input tensor, not the one-element list `base.inputs`: calling a model
     # built on a list with a bare array makes Keras warn about the input structure.
-    probe = keras.Model(base.inputs[0], layer.output)
-    peak = None
+    probe = keras.Model(base.inputs[0], [layer.output for layer in plain] + [layer.input for layer in pepx])
+    peaks = {}
+
+    def track(name, act):
+        act = keras.ops.convert_to_numpy(act)
+        top = act.reshape(-1, act.shape[-1]).max(axis=0)
+        peaks[name] = top if name not in peaks else np.maximum(peaks[name], top)
+
     for i in range(0, len(x), batch_size):
-        act = keras.ops.convert_to_numpy(probe(x[i:i + batch_size], training=False))
-        batch_peak = act.reshape(-1, act.shape[-1]).max(axis=0)
-        peak = batch_peak if peak is None else np.maximum(peak, batch_peak)
-    return int(np.sum(peak <= 0.0)), int(peak.shape[0])
+        outs = probe(x[i:i + batch_size], training=False)
+        for layer, act in zip(plain, outs[:len(plain)]):
+            track(layer.name, act)
+        for layer, h in zip(pepx, outs[len(plain):]):
+            for sub in (layer.projection, layer.expansion, layer.depthwise, layer.projection2, layer.extension):
+                h = sub(h)
+                track(f"{layer.name}/{sub.name}", h)
+    order = [layer.name for layer in base.layers]
+    steps = ("", "projection", "expansion", "depthwise", "projection2", "extension")
+    names = sorted(peaks, key=lambda n: (order.index(n.split("/")[0]), steps.index((n.split("/") + [""])[1])))
+    return {name: (int(np.sum(peaks[name] <= 0.0)), int(peaks[name].shape[0])) for name in names}
+
+
+def dead_unit_totals(dead) -> dict:
+    """Sums of `dead_units` over the dense and the convolution layers:
+    {"dense": (dead, total), "conv": (dead, total)}."""
+    out = {"dense": [0, 0], "conv": [0, 0]}
+    for name, (d, t) in dead.items():
+        kind = "dense" if name.startswith("fc") else "conv"
+        out[kind][0] += int(d)
+        out[kind][1] += int(t)
+    return {k: tuple(v) for k, v in out.items()}

@@ -3,6 +3,7 @@
 import dataclasses
 import json
 
+import numpy as np
 import pytest
 
 from covidnet_siamese.config import get_preset, quick, tiny
@@ -86,7 +87,21 @@ def test_tiny_end_to_end_through_cli(tmp_path, monkeypatch):
     gates = json.loads((out / "gates.json").read_text())
     assert set(gates) >= {"recall", "covid_pneumonia_confusion"}
     assert gates["scored_on"] == "training split, out of fold" and gates["folds"] == 5
-    assert all(len(r["dead_stem_units"]) == 2 for r in results["single"])
+    for arm in ("siamese", "single", "single_cropped"):
+        r = results[arm][0]
+        assert r["dead_unit_totals"]["conv"][1] == sum(t for name, (_, t) in r["dead_units"].items()
+                                                        if not name.startswith("fc"))
+        assert 0.0 <= r["validation"]["balanced_accuracy"] <= 1.0
+        assert sum(r["predicted_share"]) == pytest.approx(1.0)
+    assert results["single"][0]["dead_unit_totals"]["dense"][1] == 16 + 4 + 4  # the tiny head
+    rows = claims["arm_validity"]
+    assert {r["check"] for r in rows} == {"learned_val_accuracy", "not_collapsed_onto_one_class"}
+    assert {r["arm"] for r in rows if r["check"] == "learned_val_accuracy"} == {"siamese", "single",
+                                                                               "single_cropped"}
+    for r in rows:  # value - reference (the validation majority rate) against the declared margin
+        if r["check"] == "learned_val_accuracy":
+            assert r["reference"] == pytest.approx(np.mean(results["single"][0]["validation"]["majority_rate"]))
+            assert r["passed"] == (r["value"] - r["reference"] >= -1.0)
     # Grad-CAM on the declared 10 of the 18 test images only.
     assert 0 < results["single"][0]["attention"]["artefact_images"] <= 10
     assert json.loads((out / "protocol.json").read_text())["protocol"]["test_set"]["gradcam_images"].startswith("10,")

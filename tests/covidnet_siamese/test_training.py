@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 from covidnet_siamese.models import build_siamese_net
-from covidnet_siamese.training import (BalancedImages, BalancedPairs, KeepBest, class_templates, make_pairs,
+from covidnet_siamese.training import (KeepBest, balanced_image_dataset, balanced_pair_dataset, class_templates, make_pairs,
                                        template_similarities, three_way_accuracy, three_way_trials)
 
 
@@ -25,17 +25,25 @@ def test_pairs_are_half_same_half_different():
 def test_every_epoch_is_class_balanced():
     labels = np.repeat([0, 1, 2], [40, 30, 5])
     x = np.arange(len(labels), dtype=np.float32)[:, None]
-    data = BalancedImages(x, labels, batch_size=4, seed=0)
+    data, steps = balanced_image_dataset(x, labels, batch_size=4, seed=0)
+    assert steps == 4  # 15 images: 4 + 4 + 4 + 3, batches never cross an epoch
+    batches = iter(data)
+    epochs = []
     for _ in range(2):
-        seen = np.concatenate([data[i][1] for i in range(len(data))])
+        epoch = [next(batches) for _ in range(steps)]
+        assert [len(b[1]) for b in epoch] == [4, 4, 4, 3]
+        seen = np.concatenate([b[1].numpy() for b in epoch])
         assert np.bincount(seen).tolist() == [5, 5, 5]
-        covid = np.concatenate([data[i][0][:, 0] for i in range(len(data))])[seen == 2]
-        assert sorted(covid.astype(int).tolist()) == list(range(70, 75))  # all COVID-19 images
-        data.on_epoch_end()
-    pairs = BalancedPairs(x, labels, n_pairs=12, batch_size=5, seed=0)
-    (a, b), y = pairs[0]
-    assert len(pairs) == 3 and a.shape == (5, 1) and y.shape == (5,)
-    assert set(np.concatenate([pairs.first, pairs.second]).tolist()) <= set(range(75))
+        images = np.concatenate([b[0].numpy()[:, 0] for b in epoch])
+        np.testing.assert_array_equal(labels[images.astype(int)], seen)
+        assert sorted(images[seen == 2].astype(int).tolist()) == list(range(70, 75))  # all COVID-19 images
+        epochs.append(images)
+    assert not np.array_equal(epochs[0], epochs[1])  # redrawn every epoch
+    pairs, steps = balanced_pair_dataset(x, labels, n_pairs=12, batch_size=5, seed=0)
+    (a, b), y = next(iter(pairs))
+    assert steps == 3 and a.shape == (5, 1) and y.shape == (5,)
+    np.testing.assert_array_equal(labels[a.numpy()[:, 0].astype(int)] == labels[b.numpy()[:, 0].astype(int)],
+                                  y.numpy().astype(bool))
 
 
 def test_three_way_trials():
