@@ -538,7 +538,7 @@ def _write_report(out, config, best, results, counts, figures, stats, claims, *,
         lines += ["", f"Skipped {len(skipped)} unreadable image(s) or bad split-file line(s) "
                       f"(listed in `skipped.json`)."]
     lines += ["", "## Grid search (Table 2)", "",
-              "| net | best lr | best batch | max. validation accuracy | paper |",
+              "| net | best lr | best batch | best validation score (the kept-epoch criterion) | paper |",
               "| --- | ---: | ---: | ---: | --- |"]
     for net in ("siamese", "single"):
         b = best[net]

@@ -18,10 +18,14 @@ from shared.training.seeding import set_global_seed
 
 log = logging.getLogger(__name__)
 
-OBJECTIVES = {
-    "single": kt.Objective("val_accuracy", direction="max"),
-    "siamese": kt.Objective("val_three_way_accuracy", direction="max"),
-}
+NETS = ("single", "siamese")
+
+
+def objective(net, config):
+    """The search objective of `net`: the criterion its final runs keep their epoch by
+    (`config.select_single` / `config.select_siamese`; the paper's validation accuracy
+    and three-way accuracy in `paper`)."""
+    return kt.Objective(config.select_single if net == "single" else config.select_siamese, direction="max")
 
 
 class CovidNetHyperModel(kt.HyperModel):
@@ -39,7 +43,7 @@ class CovidNetHyperModel(kt.HyperModel):
 
     def __init__(self, net, config, data, seed, **kwargs):
         super().__init__(name=f"covidnet_{net}", **kwargs)
-        if net not in OBJECTIVES:
+        if net not in NETS:
             raise ValueError(f"net must be 'single' or 'siamese'. Received: net={net!r}")
         self.net, self.config, self.data, self.seed = net, config, data, seed
 
@@ -84,7 +88,7 @@ def grid_search(net, config, data, *, store, experiment, directory, seed, overwr
     """
     grid = len(config.search_learning_rates) * len(config.search_batch_sizes)
     tuner = make_tuner(
-        "grid", CovidNetHyperModel(net, config, data, seed), objective=OBJECTIVES[net], max_trials=grid,
+        "grid", CovidNetHyperModel(net, config, data, seed), objective=objective(net, config), max_trials=grid,
         store=store, experiment=experiment,
         search_name=f"{experiment}_{net}_grid_{config.name}_s{seed}",
         group=net, directory=directory, seed=seed, overwrite=overwrite,

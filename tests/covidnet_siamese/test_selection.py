@@ -124,3 +124,13 @@ def test_dead_units_finds_dead_dense_units_in_a_head_built_to_have_them(small_da
     k[..., :2], b[:2] = 0.0, -1.0
     ext.set_weights([k, b])
     assert dead_units(model, small_data.x_val)["pepx1_1/extension"][0] >= 2
+
+
+def test_the_search_scores_trials_by_the_kept_epoch_criterion():
+    from covidnet_siamese.config import paper
+    from covidnet_siamese.search import objective
+
+    assert objective("single", quick()).name == "val_balanced_accuracy"
+    assert objective("siamese", quick()).name == "val_balanced_accuracy"
+    assert objective("single", paper()).name == "val_accuracy"  # the paper's criteria in `paper`
+    assert objective("siamese", paper()).name == "val_three_way_accuracy"
