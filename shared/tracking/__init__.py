@@ -4,7 +4,8 @@
 * `store`: the results store (SQLite or PostgreSQL): experiments, searches, trials,
   evaluations;
 * `spool`: records kept locally while the store is unreachable, synced later;
-* `tuning`: Keras Tuner tuners that log every trial to the store (`make_tuner`).
+* `tuning`: Keras Tuner tuners that log every trial to the store (`make_tuner`);
+* `grid`: Keras Tuner's grid search with a grid position that survives a resume.
 """
 
 from shared.tracking.runs import (

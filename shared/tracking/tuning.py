@@ -12,7 +12,9 @@ extended by `StoreLoggingMixin`:
   trial that was interrupted (same trial id, so the upsert keeps one row), and on
   start-up writes any finished trial the store is missing (a process killed between
   the oracle's save and the store write); the oracle's and trials' JSON files are
-  written atomically, so a SIGKILL never leaves a file that cannot be reloaded;
+  written atomically, so a SIGKILL never leaves a file that cannot be reloaded; a
+  grid search rebuilds its place in the grid from the reloaded trials
+  (`shared.tracking.grid`), so every grid point runs exactly once;
 * the Keras session is cleared (which also runs the garbage collector) after every
   trial, so
   memory does not grow with the number of trials;
@@ -56,8 +58,12 @@ KINDS = ("bayesian", "random", "hyperband", "grid")
 def _tuner_classes():
     import keras_tuner
 
+    from shared.tracking.grid import ResumableGridSearch
+
+    # Keras Tuner's own GridSearch loses its place in the grid on resume
+    # (keras-tuner #1055); shared.tracking.grid rebuilds it from the trials on disk.
     return {"bayesian": keras_tuner.BayesianOptimization, "random": keras_tuner.RandomSearch,
-            "hyperband": keras_tuner.Hyperband, "grid": keras_tuner.GridSearch}
+            "hyperband": keras_tuner.Hyperband, "grid": ResumableGridSearch}
 
 
 def is_distributed() -> bool:
