@@ -1,8 +1,10 @@
 """Tracking commands: `report`, `store info|sync|trials`, `tune-demo` and `tune-local`.
 
 * `medrepro report --store URL --experiment NAME --metric M [--by FIELD]
-  [--where EXPR] [--split S] [--out DIR] [--json]`: statistical comparison report
-  (Markdown, HTML, JSON, figures) of one metric between groups of models.
+  [--pair-by FIELD] [--where EXPR] [--split S] [--out DIR] [--json]`: statistical
+  comparison report (Markdown, HTML, JSON, figures) of one metric between groups of
+  models; with `--pair-by` the groups' values are matched unit by unit (trial index,
+  seed, fold) and compared with paired tests.
 * `medrepro store info [--store URL]`: schema version, experiments and row counts.
 * `medrepro store sync --spool PATH [PATH ...] --store URL [--remove]`: pushes trial
   records kept locally while the store was unreachable.
@@ -36,13 +38,20 @@ def register(subparsers) -> None:
         description="Compares one metric of an experiment's evaluations between groups "
                     "(Shapiro-Wilk, Mann-Whitney U or t-test, Kruskal-Wallis / ANOVA with Holm, "
                     "Cohen's d, CLES, power) and writes report.md, report.html, report.json "
-                    "and figures.")
+                    "and figures. With --pair-by the groups are paired arms: values are "
+                    "matched by that field (Wilcoxon signed-rank and paired t-test, CI of the "
+                    "mean difference, Friedman and Holm for three or more arms).")
     add_store_arg(report)
     report.add_argument("--experiment", required=True, help="experiment name in the store")
     report.add_argument("--metric", required=True, help="metric to compare, e.g. accuracy")
     report.add_argument("--by", default="group",
                         help="field defining the groups: group, split, model_id or a key of "
                              "the evaluation's extra JSON (default: group)")
+    report.add_argument("--pair-by", default=None, metavar="FIELD",
+                        help="match the groups' values by this field (a key of the extra "
+                             "JSON such as trial_index, seed or fold, or several separated by "
+                             "commas, e.g. run,trial_index) and run paired tests; units that "
+                             "only some groups have are dropped and counted")
     report.add_argument("--where", default=None, metavar="EXPR",
                         help="filter, e.g. \"val_accuracy > 0.95 and split == 'test'\": names "
                              "are row fields, extra keys or other metrics of the same model; "
@@ -125,13 +134,16 @@ def _cmd_report(args) -> int:
     from shared.report import report_from_store
     from shared.tracking.store import open_store
 
+    if args.pair_by is not None and args.student:
+        raise ValueError("--student: expected only without --pair-by (it chooses the t-test "
+                         "of independent groups; paired arms get the paired t-test)")
     store = open_store(resolve_store_url(args.store))
     out = args.out
     if out is None:
         out = Path("runs") / "reports" / f"{args.experiment}_{args.metric}"
     path = report_from_store(store, args.experiment, args.metric, by=args.by, where=args.where,
                              out_dir=out, split=args.split, alpha=args.alpha,
-                             equal_var=args.student)
+                             equal_var=args.student, pair_by=args.pair_by)
     if args.json:
         print((path.parent / "report.json").read_text(), end="")
     else:

@@ -2,12 +2,21 @@
 
 * `comparison`: a comparison report (Markdown, self-contained HTML, JSON, figures)
   from values or from the results store;
-* `selection`: `where` filters and grouping of store rows for a report;
+* `paired`: the paired report (arms matched by trial, seed or fold), from values or
+  from the results store;
+* `selection`: `where` filters, grouping and pairing of store rows for a report;
 * `figures`: image grids, attribution overlays, training curves, confusion matrices.
 """
 
 from shared.report.comparison import report_from_store, write_comparison_report
-from shared.report.selection import ROW_FIELDS, parse_where, select_values, WhereExpression
+from shared.report.paired import paired_report_from_store, write_paired_report
+from shared.report.selection import (
+    ROW_FIELDS,
+    parse_where,
+    select_paired,
+    select_values,
+    WhereExpression,
+)
 from shared.report.figures import (
     overlay,
     plot_history,
@@ -15,12 +24,14 @@ from shared.report.figures import (
     save_confusion_matrix,
     save_image_grid,
     save_overlay_grid,
+    save_paired_differences,
 )
 
 __all__ = [
     "ROW_FIELDS",
     "WhereExpression",
     "overlay",
+    "paired_report_from_store",
     "parse_where",
     "plot_history",
     "report_from_store",
@@ -28,6 +39,9 @@ __all__ = [
     "save_confusion_matrix",
     "save_image_grid",
     "save_overlay_grid",
+    "save_paired_differences",
+    "select_paired",
     "select_values",
     "write_comparison_report",
+    "write_paired_report",
 ]

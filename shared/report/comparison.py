@@ -12,7 +12,9 @@
   `figures/<metric>_histograms.png`.
 
 `report_from_store` collects the values from the results store: the evaluations of
-one experiment and metric, grouped and filtered by `shared.report.selection`.
+one experiment and metric, grouped and filtered by `shared.report.selection`; with
+`pair_by` the values are matched unit by unit and compared with paired tests
+(`shared.report.paired`).
 """
 
 from __future__ import annotations
@@ -255,8 +257,11 @@ def write_comparison_report(groups, *, metric, out_dir, title, description="", e
 
 
 def report_from_store(store, experiment, metric, *, by="group", where=None, out_dir, split=None,
-                      alpha=0.05, equal_var=False, title=None):
+                      alpha=0.05, equal_var=False, title=None, pair_by=None):
     """Writes a comparison report of one metric of an experiment's evaluations.
+
+    The groups are independent unless `pair_by` names the unit each value was
+    measured on; then the report is `shared.report.paired.paired_report_from_store`'s.
 
     Args:
         store: ResultsStore (or URL string) to read from.
@@ -269,10 +274,18 @@ def report_from_store(store, experiment, metric, *, by="group", where=None, out_
         split: str, optional. Only evaluations of this split.
         alpha, equal_var: passed to `compare_groups`.
         title: str, optional. Defaults to "<experiment>: <metric> by <by>".
+        pair_by: str, optional. Field(s) matching the values across the groups
+            (e.g. `trial_index`, `seed`, `fold`, or `run,trial_index`): paired tests.
 
     Returns:
         Path of report.md.
     """
+    if pair_by is not None:
+        from shared.report.paired import paired_report_from_store
+
+        return paired_report_from_store(store, experiment, metric, pair_by=pair_by, by=by,
+                                        where=where, out_dir=out_dir, split=split, alpha=alpha,
+                                        title=title)
     from shared.tracking.store import ResultsStore, open_store
 
     if not isinstance(store, ResultsStore):

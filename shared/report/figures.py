@@ -1,4 +1,5 @@
-"""Figures for run folders: heatmap overlays, image grids, training curves, confusion matrices.
+"""Figures for run folders: heatmap overlays, image grids, training curves, confusion matrices,
+paired differences.
 
 NumPy in, PNG files out. Uses matplotlib's object API with the Agg canvas only (no
 `pyplot`, no global figure state, no display needed), so it is safe in headless runs,
@@ -209,4 +210,68 @@ def save_confusion_matrix(cm, class_names, path, *, normalize=False, title=None)
                     color="white" if shown[r, c] > threshold else "black")
     if title:
         ax.set_title(title)
+    return _save(fig, path)
+
+
+def save_paired_differences(arms, path, *, metric, intervals=None, title=None):
+    """Paired values, one line per unit across the arms, and each pair's differences.
+
+    Left: every unit's values joined across the arms (a unit that every arm ranks
+    the same way gives parallel lines). Right: for each pair of arms (in the order
+    of `itertools.combinations`), a strip of the differences a - b, one dot per
+    unit, with their mean and, when given, its interval; the dashed line is zero.
+
+    Args:
+        arms: dict arm -> sequence of float, one value per unit, every arm in the
+            same unit order.
+        path: output PNG path.
+        metric: str. Axis label.
+        intervals: dict (a, b) -> (low, high), optional. Interval of each pair's mean
+            difference.
+        title: str, optional. Figure title.
+
+    Returns:
+        The path written.
+    """
+    import itertools
+
+    names = list(arms)
+    values = np.asarray([np.asarray(arms[n], dtype=float) for n in names])
+    if len(names) < 2 or values.ndim != 2 or values.shape[1] < 1:
+        raise ValueError(f"arms: expected at least 2 arms of equal, non-zero length, got "
+                         f"{ {n: len(arms[n]) for n in names} }")
+    pairs = list(itertools.combinations(range(len(names)), 2))
+    fig = _new_figure((2.0 + 1.2 * len(names) + 1.3 * len(pairs), 3.8))
+    grid = fig.add_gridspec(1, 2, width_ratios=[1.2 * len(names), 1.3 * len(pairs) + 0.6])
+    ax = fig.add_subplot(grid[0, 0])
+    x = np.arange(len(names))
+    for unit in values.T:
+        ax.plot(x, unit, color="tab:gray", alpha=0.6, marker="o", ms=4, lw=1)
+    ax.plot(x, values.mean(axis=1), color="tab:red", marker="D", ms=6, lw=2, label="mean")
+    ax.set_xticks(x, labels=names)
+    ax.set_xlim(-0.4, len(names) - 0.6)
+    ax.set_ylabel(metric)
+    ax.set_title(f"{metric}: one line per unit (n={values.shape[1]})", fontsize=9)
+    ax.legend(fontsize=8)
+    ax.grid(alpha=0.3)
+
+    ax = fig.add_subplot(grid[0, 1])
+    rng = np.random.default_rng(0)  # jitter only; fixed so figures are reproducible
+    for i, (a, b) in enumerate(pairs):
+        d = values[a] - values[b]
+        ax.scatter(i + rng.uniform(-0.12, 0.12, d.size), d, s=18, alpha=0.7, zorder=3)
+        ax.hlines(d.mean(), i - 0.25, i + 0.25, color="tab:red", lw=2, zorder=4)
+        interval = (intervals or {}).get((names[a], names[b]))
+        if interval is not None:
+            ax.vlines(i + 0.3, interval[0], interval[1], color="tab:red", lw=1.5, zorder=4)
+    ax.axhline(0.0, color="black", ls="--", lw=1)
+    ax.set_xticks(range(len(pairs)), labels=[f"{names[a]}\n- {names[b]}" for a, b in pairs],
+                  fontsize=8)
+    ax.set_xlim(-0.6, len(pairs) - 0.4)
+    ax.set_ylabel(f"{metric}, a - b")
+    ax.set_title("paired differences (bar: mean, line: interval)", fontsize=9)
+    ax.grid(alpha=0.3)
+    if title:
+        fig.suptitle(title)
+    fig.tight_layout()
     return _save(fig, path)

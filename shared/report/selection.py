@@ -1,8 +1,10 @@
-"""Choosing store rows for a report: `where` filters and grouping by a field.
+"""Choosing store rows for a report: `where` filters, grouping and pairing by a field.
 
 `select_values` groups the evaluations of one metric by a field (`group`, `split`,
 `model_id` or a key of `extra`), optionally filtered by a `where` expression such as
 `"val_accuracy > 0.95 and split == 'test'"` (grammar in `WhereExpression`).
+`select_paired` also matches the groups' values by a pairing unit (`trial_index`,
+`seed`, `fold`), for the paired tests.
 """
 
 from __future__ import annotations
@@ -251,24 +253,8 @@ def _row_field(row, name):
     return False, None
 
 
-def select_values(rows, metric, *, by="group", where=None, split=None):
-    """Groups the values of `metric` in evaluation rows by a field, after a filter.
-
-    Args:
-        rows: list of dicts as returned by `ResultsStore.evaluations(experiment)`
-            (all metrics of the experiment, so that `where` can refer to them).
-        metric: str. The metric compared.
-        by: str. Field that defines the groups: `group`, `split`, `model_id` or a key
-            of `extra`.
-        where: str or WhereExpression, optional. Filter (see `WhereExpression`);
-            names that are not row fields or extra keys are other metrics of the
-            same model (same split preferred).
-        split: str, optional. Only rows of this split.
-
-    Returns:
-        dict group value -> list of floats (groups in order of first appearance,
-        sorted by name), and the list of model ids used.
-    """
+def _selected_rows(rows, metric, *, where=None, split=None):
+    """The rows of `metric` (of `split`) with a finite value that pass `where`."""
     expression = parse_where(where) if isinstance(where, str) else where
     by_model = {}
     for row in rows:
@@ -302,20 +288,14 @@ def select_values(rows, metric, *, by="group", where=None, split=None):
             return others[0]["value"] if len(others) == 1 else None
         return resolve
 
-    groups, models, missing = {}, [], []
+    selected, missing = [], []
     for row in candidates:
         if row["value"] is None or not math.isfinite(row["value"]):
             missing.append(row["model_id"])
             continue
         if expression is not None and not expression.evaluate(resolver(row)):
             continue
-        found, key = _row_field(row, by)
-        if not found:
-            raise ValueError(f"by: model {row['model_id']!r} has no field {by!r}; expected one "
-                             f"of {list(ROW_FIELDS)} or a key of its extra "
-                             f"{sorted((row.get('extra') or {}).keys())}")
-        groups.setdefault("(none)" if key is None else str(key), []).append(float(row["value"]))
-        models.append(row["model_id"])
+        selected.append(row)
     if missing:
         # A model that diverged is stored without a value (NaN / Inf become null): say
         # so, instead of letting it drop out of the comparison unnoticed.
@@ -323,7 +303,128 @@ def select_values(rows, metric, *, by="group", where=None, split=None):
             "metric %r: %d model(s) have no value (NaN or Inf when recorded, e.g. a "
             "diverged model) and are left out: %s", metric, len(missing),
             ", ".join(missing[:5]) + (", ..." if len(missing) > 5 else ""))
+    return candidates, selected
+
+
+def _group_key(row, by):
+    found, key = _row_field(row, by)
+    if not found:
+        raise ValueError(f"by: model {row['model_id']!r} has no field {by!r}; expected one "
+                         f"of {list(ROW_FIELDS)} or a key of its extra "
+                         f"{sorted((row.get('extra') or {}).keys())}")
+    return "(none)" if key is None else str(key)
+
+
+def select_values(rows, metric, *, by="group", where=None, split=None):
+    """Groups the values of `metric` in evaluation rows by a field, after a filter.
+
+    Args:
+        rows: list of dicts as returned by `ResultsStore.evaluations(experiment)`
+            (all metrics of the experiment, so that `where` can refer to them).
+        metric: str. The metric compared.
+        by: str. Field that defines the groups: `group`, `split`, `model_id` or a key
+            of `extra`.
+        where: str or WhereExpression, optional. Filter (see `WhereExpression`);
+            names that are not row fields or extra keys are other metrics of the
+            same model (same split preferred).
+        split: str, optional. Only rows of this split.
+
+    Returns:
+        dict group value -> list of floats (groups in order of first appearance,
+        sorted by name), and the list of model ids used.
+    """
+    _, selected = _selected_rows(rows, metric, where=where, split=split)
+    groups, models = {}, []
+    for row in selected:
+        groups.setdefault(_group_key(row, by), []).append(float(row["value"]))
+        models.append(row["model_id"])
     return dict(sorted(groups.items())), models
+
+
+def pair_fields(pair_by) -> list:
+    """The fields of a `pair_by` value: "trial_index" or "run,trial_index"."""
+    fields = [f.strip() for f in str(pair_by).split(",")] if pair_by is not None else []
+    if not fields or not all(fields):
+        raise ValueError(f"pair-by: expected a field, or fields separated by commas (e.g. "
+                         f"trial_index or run,trial_index), got {pair_by!r}")
+    return fields
+
+
+def _unit_order(label_values):
+    """Numbers in numeric order before text, text in text order, per field."""
+    return tuple((0, float(v), "") if isinstance(v, (int, float)) and not isinstance(v, bool)
+                 else (1, 0.0, str(v)) for v in label_values)
+
+
+def select_paired(rows, metric, *, pair_by, by="group", where=None, split=None) -> dict:
+    """The values of `metric` per group, matched across groups by a pairing unit.
+
+    The unit is the value of `pair_by` (or the values of several comma-separated
+    fields, e.g. `"run,trial_index"` when one store holds several runs) in each row:
+    a key of `extra` (`trial_index`, `seed`, `fold`, ...) or a row field. Units that
+    not every group has are dropped and listed.
+
+    Args:
+        rows: list of dicts as returned by `ResultsStore.evaluations(experiment)`.
+        metric: str. The metric compared.
+        pair_by: str. Field(s) naming the unit each value was measured on.
+        by: str. Field that defines the groups (the arms). Defaults to "group".
+        where: str or WhereExpression, optional. Filter (see `select_values`).
+        split: str, optional. Only rows of this split.
+
+    Returns:
+        dict with `arms` (group -> list of floats, one per complete unit, all in the
+        order of `units`; groups sorted by name), `units` (labels of the complete
+        units), `dropped` (list of {"unit", "groups"}: units only some groups have,
+        and the groups that have them), `pair_by` (list of fields) and `models`
+        (model ids of the values kept).
+
+    Raises:
+        ValueError: no row of the metric has a `pair_by` field (naming the fields the
+            rows have), a row lacks it, one group holds two models of one unit, or
+            `pair_by` is the grouping field.
+    """
+    fields = pair_fields(pair_by)
+    if by in fields:
+        raise ValueError(f"pair-by {pair_by!r}: the groups are defined by {by!r}, so no unit "
+                         f"can be in two groups; expected the field that names the unit each "
+                         f"model was measured on (e.g. trial_index, seed, fold)")
+    candidates, selected = _selected_rows(rows, metric, where=where, split=split)
+    for field in fields:
+        if not any(_row_field(r, field)[0] for r in candidates):
+            keys = sorted({k for r in candidates for k in (r.get("extra") or {})})
+            raise ValueError(f"pair-by: unknown field {field!r}; expected a row field "
+                             f"{list(ROW_FIELDS)} or a key of the extra of metric "
+                             f"{metric!r}: {keys}")
+    values, models, order = {}, {}, {}
+    for row in selected:
+        found = [_row_field(row, field) for field in fields]
+        if not all(f for f, _ in found):
+            missing = [field for field, (f, _) in zip(fields, found) if not f]
+            raise ValueError(f"pair-by: model {row['model_id']!r} has no field "
+                             f"{missing[0]!r}; expected every model of metric {metric!r} to "
+                             f"name its unit (its extra: "
+                             f"{sorted((row.get('extra') or {}).keys())})")
+        unit_values = tuple(v for _, v in found)
+        unit = " / ".join("(none)" if v is None else str(v) for v in unit_values)
+        order.setdefault(unit, _unit_order(unit_values))
+        group = _group_key(row, by)
+        if unit in values.setdefault(group, {}):
+            raise ValueError(
+                f"pair-by {pair_by!r}: group {group!r} has two models of unit {unit} "
+                f"({models[group][unit]!r} and {row['model_id']!r}); expected one per unit: "
+                f"add the field that tells them apart (e.g. --pair-by run,{fields[-1]}) or "
+                f"narrow with --where")
+        values[group][unit] = float(row["value"])
+        models.setdefault(group, {})[unit] = row["model_id"]
+    groups = sorted(values)
+    units = sorted(order, key=order.get)
+    complete = [u for u in units if all(u in values[g] for g in groups)]
+    dropped = [{"unit": u, "groups": [g for g in groups if u in values[g]]}
+               for u in units if u not in complete]
+    return {"arms": {g: [values[g][u] for u in complete] for g in groups},
+            "units": complete, "dropped": dropped, "pair_by": fields,
+            "models": [models[g][u] for g in groups for u in complete]}
 
 
 # --------------------------------------------------------------------------- figures

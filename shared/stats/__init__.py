@@ -4,7 +4,8 @@
   (Shapiro-Wilk, Mann-Whitney / t-test, Kruskal-Wallis / ANOVA, Cohen's d, Holm).
 * `paired`: arms measured on the same units (folds, seeds, cases): Wilcoxon
   signed-rank and paired t-tests, Hodges-Lehmann shift, Cohen's d_z, bootstrap CI
-  of the mean difference, Friedman test with Holm-corrected pairwise Wilcoxon tests.
+  of the mean difference, Friedman test with Holm-corrected pairwise Wilcoxon tests,
+  and `compare_paired_arms`, the paired report's numbers over two or more arms.
 * `independent`: two independent groups summarised for a verdict (effect, bootstrap
   CI, Mann-Whitney or Welch, TOST, minimum detectable effect).
 * `power`: minimum detectable effects (paired, two-sample, proportion), the units a
@@ -26,6 +27,7 @@ from shared.stats.paired import (
     bootstrap_mean_difference_ci,
     cohens_dz,
     compare_paired,
+    compare_paired_arms,
     friedman_pairwise,
     hodges_lehmann,
     paired_t,
@@ -56,6 +58,7 @@ __all__ = [
     "compare_groups",
     "compare_independent",
     "compare_paired",
+    "compare_paired_arms",
     "effect_label",
     "friedman_pairwise",
     "hodges_lehmann",

@@ -15,6 +15,8 @@ difference ``d_i = a_i - b_i`` of each pair, not the two samples.
   of classifiers over multiple data sets", Sec. 3.2.2, with Wilcoxon tests as
   the post-hoc comparisons instead of the Nemenyi test).
 * `compare_paired`: the one summary a verdict reads.
+* `compare_paired_arms`: every number of a paired report over two or more arms
+  (both tests per pair, Holm across pairs, Friedman first for three or more).
 
 Every result is a plain dict of Python floats, ints and strings.
 """
@@ -385,3 +387,83 @@ def t_interval_mean_difference(a, b, *, level=0.95) -> tuple:
     d = a - b
     half = stats.t.ppf(0.5 + level / 2, d.size - 1) * d.std(ddof=1) / math.sqrt(d.size)
     return float(d.mean() - half), float(d.mean() + half)
+
+
+def compare_paired_arms(arms: dict, *, alpha=0.05, level=0.95) -> dict:
+    """Two or more arms measured on the same units: every number of a paired report.
+
+    For each pair of arms (in the order of `itertools.combinations(arms, 2)`): the
+    Wilcoxon signed-rank test and the paired t-test of the differences a - b, their
+    mean with the t-interval at `level`, the Hodges-Lehmann shift, Cohen's d_z and a
+    Shapiro-Wilk test of the differences (which says whether the t-test's normality
+    assumption is tenable). With three or more arms the Friedman test
+    (`friedman_pairwise`) comes first, and each test's pairwise p-values are
+    Holm-adjusted across the pairs; with two arms the adjusted p is the raw one.
+
+    Args:
+        arms: dict name -> sequence of float, one value per unit, every arm in the
+            same unit order; at least 2 arms and 2 units.
+        alpha: float. Significance level of the `significant` flags. Defaults to 0.05.
+        level: float. Level of the interval of each mean difference. Defaults to 0.95.
+
+    Returns:
+        dict with `alpha`, `level`, `n` (units), `arms` (names), `descriptives`
+        (name -> n, mean, sd, median), `friedman` (statistic, p, significant, and
+        `note` when every unit ties; None for two arms) and `pairs`: one dict per
+        pair with `a`, `b`, `n`, `mean_difference`, `ci` ([low, high]),
+        `hodges_lehmann`, `cohens_dz`, `shapiro` (W, p, normal; None with a `note`
+        below 3 differences or when they are all equal), `wilcoxon` and `paired_t`
+        (the results of `wilcoxon_signed_rank` / `paired_t` plus `p_holm` and
+        `significant`).
+
+    Raises:
+        ValueError: arms not a dict of at least 2 arms of equal length >= 2, values
+            not finite, alpha or level outside (0, 1).
+    """
+    if not isinstance(arms, dict) or len(arms) < 2:
+        raise ValueError(f"arms: expected a dict of at least 2 arms (name -> values), got "
+                         f"{arms if not isinstance(arms, dict) else list(arms)!r:.80}")
+    _check_level(alpha, "alpha")
+    _check_level(level)
+    data = {str(name): finite_vector(values, f"arms[{name!r}]") for name, values in arms.items()}
+    lengths = {name: v.size for name, v in data.items()}
+    if len(set(lengths.values())) != 1:
+        raise ValueError(f"arms: expected every arm to hold one value per pairing unit (equal "
+                         f"lengths), got {lengths}")
+    n = next(iter(lengths.values()))
+    if n < 2:
+        raise ValueError(f"arms: expected at least 2 pairing units, got {n}")
+    names = list(data)
+    out = {"alpha": float(alpha), "level": float(level), "n": int(n), "arms": names,
+           "descriptives": {name: {"n": int(v.size), "mean": float(v.mean()),
+                                   "sd": float(v.std(ddof=1)) if np.ptp(v) > 0 else 0.0,
+                                   "median": float(np.median(v))}
+                            for name, v in data.items()},
+           "friedman": None}
+    if len(names) >= 3:
+        omnibus = friedman_pairwise(data, alpha=alpha)
+        out["friedman"] = {k: omnibus[k] for k in ("statistic", "p", "significant", "note")
+                           if k in omnibus}
+    pairs = []
+    for name_a, name_b in itertools.combinations(names, 2):
+        a, b = data[name_a], data[name_b]
+        d = a - b
+        low, high = t_interval_mean_difference(a, b, level=level)
+        if d.size >= 3 and np.ptp(d) > 0:
+            w, p = stats.shapiro(d)
+            shapiro = {"W": float(w), "p": float(p), "normal": bool(p > alpha)}
+        else:
+            shapiro = {"W": None, "p": None, "normal": None,
+                       "note": "fewer than 3 differences" if d.size < 3
+                       else "every difference is equal"}
+        pairs.append({"a": name_a, "b": name_b, "n": int(d.size),
+                      "mean_difference": float(d.mean()), "ci": [low, high],
+                      "hodges_lehmann": hodges_lehmann(a, b), "cohens_dz": cohens_dz(a, b),
+                      "shapiro": shapiro, "wilcoxon": wilcoxon_signed_rank(a, b),
+                      "paired_t": paired_t(a, b)})
+    for test in ("wilcoxon", "paired_t"):
+        for pair, p_adj in zip(pairs, holm_correction([pair[test]["p"] for pair in pairs])):
+            pair[test]["p_holm"] = float(p_adj)
+            pair[test]["significant"] = bool(p_adj < alpha)
+    out["pairs"] = pairs
+    return out
