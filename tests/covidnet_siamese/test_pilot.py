@@ -43,3 +43,13 @@ def test_pilot_command_writes_its_choice(tmp_path):
     assert len(result["siamese"]) == 2 and "val_balanced_accuracy" in result["siamese"][0]
     assert result["choice"]["chosen"] is not None and "chosen: head" in printed
     assert len(result["single"]["256"][0]["val_balanced_accuracy"]) == 2  # the tiny long budget
+
+
+def test_reduced_presets_keep_the_papers_step_ratio():
+    from covidnet_siamese.config import powered, quick
+
+    for config in (quick(), powered()):
+        single_steps = int(np.ceil(3 * (config.counts["train"][2]) / config.default_batch_size["single"]))
+        assert config.final_epochs_siamese == siamese_epochs(config.final_epochs_single, single_steps,
+                                                             config.final_pairs_per_epoch,
+                                                             config.default_batch_size["siamese"])
