@@ -422,9 +422,16 @@ class Protocol:
 _LATER_FIELDS = {"validity": [], "headroom": [], "resampling": None, "design": ""}
 
 
-def canonical_json(value) -> str:
-    """The JSON text whose SHA-256 identifies a protocol (sorted keys, no spaces)."""
-    return json.dumps(to_jsonable(value), sort_keys=True, separators=(",", ":"), allow_nan=False)
+def canonical_json(value, default=None) -> str:
+    """The JSON text whose SHA-256 identifies a protocol (sorted keys, no spaces).
+
+    Args:
+        value: what to write (dataclasses and arrays through `to_jsonable`).
+        default: callable, optional. How objects JSON cannot write are written
+            (`json.dumps`'s `default`); None refuses them.
+    """
+    return json.dumps(to_jsonable(value), sort_keys=True, separators=(",", ":"), allow_nan=False,
+                      default=default)
 
 
 def protocol_sha256(protocol: Protocol) -> str:

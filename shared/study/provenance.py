@@ -18,7 +18,6 @@ import json
 from pathlib import Path
 
 from shared.io.atomic import write_json
-from shared.tracking.runs import to_jsonable
 
 CLEAN_TREE_PRESETS = ("powered", "paper")
 DATA_MANIFEST_FILE = "data_manifest.json"
@@ -59,9 +58,9 @@ def provenance_block(revision: str, *, allow_dirty: bool) -> dict:
 
 def settings_sha256(settings) -> str:
     """SHA-256 of the canonical JSON (sorted keys, no spaces) of `settings`."""
-    text = json.dumps(to_jsonable(settings), sort_keys=True, separators=(",", ":"),
-                      allow_nan=False, default=str)
-    return hashlib.sha256(text.encode("utf-8")).hexdigest()
+    from shared.study.protocol import canonical_json
+
+    return hashlib.sha256(canonical_json(settings, default=str).encode("utf-8")).hexdigest()
 
 
 def synthetic_data(generator: str, settings) -> dict:
