@@ -41,6 +41,7 @@ from shared.stats.independent import (
 )
 from shared.stats.power import (
     mde_paired,
+    mde_t,
     mde_proportion_difference,
     mde_two_sample,
     tost_paired,
@@ -66,6 +67,7 @@ __all__ = [
     "iqr_filter",
     "mde_independent",
     "mde_paired",
+    "mde_t",
     "mde_proportion_difference",
     "mde_two_sample",
     "paired_t",

@@ -126,8 +126,21 @@ def mde_paired(n, sd_diff, *, alpha=0.05, power=0.8, alternative="two-sided",
     df = nobs - 1.0
     if ratio:
         nobs = 1.0 / (1.0 / nobs + ratio)
+    return mde_t(sd_diff, nobs, df, alpha=alpha, power=power, alternative=alternative)
+
+
+def mde_t(sd, nobs, df, *, alpha=0.05, power=0.8, alternative="two-sided") -> float:
+    """Minimum detectable mean of a t-test whose standard error is `sd / sqrt(nobs)`
+    with `df` degrees of freedom (a paired, stratified or corrected t-test).
+
+    Args:
+        sd: float >= 0. SD of the values (paired differences) the mean is taken over.
+        nobs: float > 0. Effective number of observations (`(sd / se) ** 2`).
+        df: float > 0. Degrees of freedom of the t reference.
+        alpha, power, alternative: as `mde_paired`.
+    """
     d = _solve_effect(lambda e: _t_power(e, nobs, df, alpha, alternative), alpha, power)
-    return float(d * sd_diff)
+    return float(d * sd)
 
 
 def mde_two_sample(n_per_group, sd, *, alpha=0.05, power=0.8,

@@ -38,7 +38,7 @@ import numpy as np
 from scipy import stats
 
 from shared.stats.groups import holm_correction
-from shared.stats.power import _solve_effect, _t_power
+from shared.stats.power import mde_t
 from shared.stats.stratified import stratified_paired_t, stratified_signed_rank
 from shared.study.verdicts import MIN_BOOTSTRAP_UNITS, decide_verdict, inconclusive_note
 
@@ -145,10 +145,7 @@ def _mde(result, alpha, alternative):
     sd, se = result["sd_pooled"], result["se"]
     if not sd or not se:
         return None
-    nobs = (sd / se) ** 2
-    d = _solve_effect(lambda e: _t_power(e, nobs, float(result["df"]), alpha, alternative),
-                      alpha, 0.8)
-    return float(d * sd)
+    return mde_t(sd, (sd / se) ** 2, float(result["df"]), alpha=alpha, power=0.8, alternative=alternative)
 
 
 def combine_claim(claims, labels) -> dict:

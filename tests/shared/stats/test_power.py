@@ -190,3 +190,11 @@ def test_units_for_mde_is_the_smallest_sufficient_design(sesoi, sd):
     assert n == max(2, math.ceil(TTestPower().solve_power(effect_size=sesoi / sd, alpha=0.05,
                                                            power=0.8)))
     assert units_for_mde(sesoi, sd, test="wilcoxon") >= n
+
+
+def test_mde_t_is_the_paired_mde_at_the_same_n():
+    from shared.stats import mde_paired, mde_t
+
+    # A paired t-test on 12 units with SD 0.078: nobs 12, df 11.
+    assert mde_t(0.078, 12.0, 11.0, alternative="greater") == pytest.approx(
+        mde_paired(12, 0.078, alternative="greater"), rel=1e-12)
