@@ -588,12 +588,15 @@ def _write_report(out, config, best, results, counts, figures, stats, claims, *,
                      f"{_mean_sd([r['validation']['balanced_accuracy'] for r in results[arm]])} | "
                      f"{_mean_sd([r['validation']['largest_class_share'] for r in results[arm]])} | "
                      + ", ".join(str(r["best_epoch"] + 1) for r in results[arm]) + " |")
-    lines += ["", "Dead units (ReLU units zero on every validation image; dense head / convolutions), per seed:",
-              ""]
-    lines += [f"- {arm}: " + ", ".join(f"{r['dead_unit_totals']['dense'][0]}/{r['dead_unit_totals']['dense'][1]} "
-                                       f"dense, {r['dead_unit_totals']['conv'][0]}/{r['dead_unit_totals']['conv'][1]} "
-                                       f"conv" for r in results[arm])
-              for arm in ARMS]
+    lines += ["", "Dead units (ReLU units zero on every validation image), mean and range over seeds; "
+              "per layer in `results.json`:", "", "| net | dense head | convolutions |", "| --- | --- | --- |"]
+    for arm in ARMS:
+        cells = []
+        for kind in ("dense", "conv"):
+            dead = [r["dead_unit_totals"][kind][0] for r in results[arm]]
+            total = results[arm][0]["dead_unit_totals"][kind][1]
+            cells.append(f"{np.mean(dead):.1f} of {total} ({min(dead)}-{max(dead)})" if total else "-")
+        lines.append(f"| {arm} | {cells[0]} | {cells[1]} |")
     c = summary["claims"]
     lines += ["", "## Claims in numbers (means over seeds)", "",
               f"- Siamese overall test accuracy above the single net's (paper 0.87 vs 0.81): "
