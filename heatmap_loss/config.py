@@ -211,3 +211,8 @@ def study_protocol(config: HeatmapLossConfig, experiment, seed: int = 0, *, test
         ),
         design="acdc" if experiment == "acdc" else f"exp{experiment}",
     )
+
+
+def experiment_name(experiment) -> str:
+    """Store name of a study: `heatmap_loss_exp1`, `heatmap_loss_exp2`, `heatmap_loss_acdc`."""
+    return f"heatmap_loss_exp{experiment}" if experiment in (1, 2) else f"heatmap_loss_{experiment}"

@@ -26,7 +26,7 @@ import keras
 import keras_tuner
 import tensorflow as tf
 
-from heatmap_loss.config import HeatmapLossConfig, study_protocol
+from heatmap_loss.config import HeatmapLossConfig, experiment_name, study_protocol
 from heatmap_loss.models import HeatmapLossModel, build_classifier, validate_training_arrays
 from heatmap_loss.trials import InitialWeights, start_trial, trial_init_seed
 from shared.io.run_folder import run_folder_started
@@ -42,11 +42,6 @@ log = logging.getLogger(__name__)
 GROUPS = ("cce", "heatmap")
 ENDPOINTS = ("heart_overlap", "test_accuracy", "marker_overlap")
 STATUSES = ("kept", "below_filter", "not_trained")
-
-
-def experiment_name(experiment) -> str:
-    """Store name of a study: `heatmap_loss_exp1`, `heatmap_loss_exp2`, `heatmap_loss_acdc`."""
-    return f"heatmap_loss_exp{experiment}" if experiment in (1, 2) else f"heatmap_loss_{experiment}"
 
 
 def build_model(config: HeatmapLossConfig, group: str, learning_rate: float, *, num_classes=4,

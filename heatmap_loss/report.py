@@ -20,6 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
+from heatmap_loss.config import experiment_name
 from shared.io.atomic import save_figure, write_text
 from shared.stats import iqr_filter
 from shared.study import claims_markdown
@@ -130,7 +131,6 @@ def overlap_figure(records, path, metrics) -> Path:
 
 def _comparisons(records, out, metrics, *, config, study_name, store_url):
     """Descriptive comparison reports of the kept models (the thesis' independent view)."""
-    from heatmap_loss.experiment import experiment_name
     from shared.report import write_comparison_report
 
     kept = {g: [r for r in records if r["group"] == g and r["kept"]] for g in GROUPS}
