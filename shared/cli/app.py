@@ -52,7 +52,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_store_arg(doctor)
     doctor.set_defaults(func=_cmd_doctor)
 
-    demo = sub.add_parser("demo", help="run every paper's quick reproduction, write runs/demo/index.md")
+    demo = sub.add_parser("demo", help="run every paper's quick reproduction, write runs/demo/index.html")
     demo.add_argument("--out", type=Path, default=Path("runs/demo"), help="demo folder (default: runs/demo)")
     demo.add_argument("--papers", nargs="*", default=None, metavar="PAPER",
                       help=f"subset of papers (default: all of {', '.join(papers.PAPERS)})")
@@ -95,7 +95,6 @@ def main(argv=None) -> int:
     try:
         code = int(args.func(args) or 0)
         ok = True
-        return code
     except input_errors() as err:
         # Errors about the user's input or environment: one clear line, no traceback
         # (with -v or MEDREPRO_DEBUG=1, the traceback too).
@@ -105,7 +104,15 @@ def main(argv=None) -> int:
         return 2
     finally:
         # A run folder the command did not start training in is left as it was.
-        finish_run_folders(ok=ok)
+        started = finish_run_folders(ok=ok)
+    if started:
+        # Every paper's `run` ends here, so each run folder gets its page in one place
+        # (logged, not printed: a command's last printed line is its own).
+        from shared.report.index_html import write_run_pages
+
+        for page in write_run_pages(started):
+            logging.getLogger(__name__).info("run page: %s", page)
+    return code
 
 
 def input_errors() -> tuple:

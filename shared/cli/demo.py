@@ -10,12 +10,16 @@ from shared.cli.progress import progress
 from shared.cli.quiet import output_to_log
 from shared.io.atomic import write_text
 from shared.io.run_folder import clear_run_outputs, is_run_output, prepare_run_folder
+from shared.report.index_html import claims_files, write_demo_page, write_run_page
 
 log = logging.getLogger(__name__)
 
 
 def run_demo(out_dir, store_url: str, papers=None, show_progress: bool = True) -> int:
-    """Runs each installed paper's `demo` and writes `<out_dir>/index.md`.
+    """Runs each installed paper's `demo` and writes `<out_dir>/index.md` and `index.html`.
+
+    Each paper's run folder gets its own `index.html` (`shared.report.index_html`),
+    which the demo's page links to.
 
     A paper that fails is recorded with its error and the others still run, so
     one failure never loses the results already computed.
@@ -53,6 +57,7 @@ def run_demo(out_dir, store_url: str, papers=None, show_progress: bool = True) -
             with output_to_log(paper_dir / "log.txt"):
                 report = Path(module.demo(paper_dir, store_url, progress=show_progress))
             seconds = time.perf_counter() - start
+            write_run_page(report.parent)
             rows.append((name, "ok", report, seconds))
             bar.write(f"{name}: {paper_verdicts(report.parent) or 'no claims.json'} "
                       f"({seconds / 60:.1f} min)")
@@ -62,21 +67,16 @@ def run_demo(out_dir, store_url: str, papers=None, show_progress: bool = True) -
             rows.append((name, f"failed: {err}", None, time.perf_counter() - start))
             bar.write(f"{name}: failed ({err}); see {out / f'{name}_error.txt'}")
     write_index(out / "index.md", rows, store_url)
-    print(f"Demo index: {out / 'index.md'}")
+    write_demo_page(out / "index.html", rows, store_url)
+    print(f"Demo index: {out / 'index.html'} ({out / 'index.md'} in Markdown)")
     return 0 if all(status == "ok" for _, status, _, _ in rows) else 1
-
-
-def _claims_files(run_dir: Path) -> list:
-    """A paper's run folder's claims.json, or those one level down."""
-    return [run_dir / "claims.json"] if (run_dir / "claims.json").exists() \
-        else sorted(run_dir.glob("*/claims.json"))
 
 
 def paper_verdicts(run_dir: Path) -> str:
     """The verdicts of a paper's run folder (its claims.json, or those one level down)."""
     from shared.study.claims import read_claims, verdict_summary
 
-    files = _claims_files(run_dir)
+    files = claims_files(run_dir)
     parts = []
     for path in files:
         try:
@@ -92,7 +92,7 @@ def paper_sources(run_dir: Path) -> str:
     from shared.study.claims import data_cell, read_claims, revision_cell
 
     cells = []
-    for path in _claims_files(run_dir):
+    for path in claims_files(run_dir):
         try:
             document = read_claims(path)
         except (ValueError, FileNotFoundError):

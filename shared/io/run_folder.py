@@ -3,7 +3,8 @@
     out = open_run_folder(out, resume=args.resume, overwrite=args.overwrite)  # CLI
     ...                                  # the run: make_run_dir, protocol, data checks
     run_folder_started(out)              # about to train: the folder is the run's now
-    finish_run_folders(ok=True)          # `medrepro`'s main() does this for every command
+    finish_run_folders(ok=True)          # `medrepro`'s main() does this for every command,
+                                         # then writes each started run's index.html
 
 * A folder is a run only when it holds `RUN_MARKER` (`.medrepro-run.json`), which
   only `shared.tracking.runs.make_run_dir` writes. Files a user may also keep
@@ -38,6 +39,7 @@ RUN_OUTPUTS = (
     "report.html", "report.json", "results.json", "summary.json", "search.json", "gates.json",
     "models.json", "metrics.json", "skipped.json", "smoke.json", "arm_validity.json",
     "data_manifest.json", "bundle.json", "pilot.json", "arms.jsonl", "results.spool.jsonl*",
+    "index.html",
     "*.spool.jsonl", "samples.png", "log.txt", ".medrepro-previous", "*.keras", "*.tmp",
     "*.tmp-*", "figures", "stats", "stats_*", "comparison", "tuner", "data", "covidx",
     "heart_overlap", "marker_overlap", "test_accuracy",
@@ -184,6 +186,8 @@ class _Pending:
 
 
 _PENDING: dict = {}
+# The folders opened by `open_run_folder` in which a run started, until they are finished.
+_STARTED: list = []
 
 
 def open_run_folder(out, *, resume: bool = False, overwrite: bool = False) -> Path:
@@ -206,13 +210,22 @@ def run_folder_started(out) -> None:
     pending = _PENDING.pop(Path(out).resolve(), None)
     if pending is not None:
         pending.commit()
+        _STARTED.append(pending.out)
 
 
-def finish_run_folders(*, ok: bool) -> None:
-    """Ends every pending folder: kept when the command succeeded, put back otherwise."""
+def finish_run_folders(*, ok: bool) -> list:
+    """Ends every pending folder: kept when the command succeeded, put back otherwise.
+
+    Returns:
+        The folders opened by `open_run_folder` in which a run started since the last
+        call (so `medrepro` can write their `index.html`), forgotten from now on.
+    """
+    started = list(dict.fromkeys(_STARTED))
+    _STARTED.clear()
     while _PENDING:
         _, pending = _PENDING.popitem()
         try:
             pending.commit() if ok else pending.roll_back()
         except OSError as err:  # the command's own error is the one to report
             log.warning("could not restore run folder %s: %s", pending.out, err)
+    return started

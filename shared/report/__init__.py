@@ -5,7 +5,9 @@
 * `paired`: the paired report (arms matched by trial, seed or fold), from values or
   from the results store;
 * `selection`: `where` filters, grouping and pairing of store rows for a report;
-* `figures`: image grids, attribution overlays, training curves, confusion matrices.
+* `figures`: image grids, attribution overlays, training curves, confusion matrices;
+* `index_html`: the `index.html` of a run folder and of the demo (claims, verdicts,
+  figures, links to the reports).
 """
 
 from shared.report.comparison import report_from_store, write_comparison_report

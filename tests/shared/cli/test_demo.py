@@ -38,6 +38,9 @@ def test_demo_runs_every_paper_and_survives_a_failure(tmp_path, monkeypatch):
     assert "| fake-bad | failed: synthetic failure |" in index
     assert "synthetic failure" in (tmp_path / "fake-bad_error.txt").read_text()
     assert (tmp_path / "fake_ok" / "report.md").exists()
+    # The browsable pages beside it (tests/shared/report/test_index_html.py parses them).
+    assert 'href="fake_ok/index.html"' in (tmp_path / "index.html").read_text()
+    assert (tmp_path / "fake_ok" / "index.html").is_file()
 
 
 def test_demo_index_shows_verdicts_and_no_store_password(tmp_path):
