@@ -25,9 +25,6 @@ def register(subparsers):
                      help="run only the first N folds (default: the preset's)")
     run.add_argument("--epochs", type=count(0), nargs=2, default=None, metavar=("PRE", "FINE"),
                      help="pre-training and fine-tuning epochs (default: the preset's)")
-    run.add_argument("--set", action="append", default=[], metavar="FIELD=VALUE",
-                     help="override a preset field (repeatable), e.g. --set sigma=0.2 "
-                          "--set n_folds=4; fields: see bar_ad/config.py BarConfig")
     run.set_defaults(func=_cmd_run)
 
     gen = sub.add_parser("generate", help="write the synthetic AD/CN cohort in the ADNI layout")
@@ -80,11 +77,12 @@ def _cmd_run(args) -> int:
 
     from bar_ad.config import get_config
     from bar_ad.experiment import run_experiment
+    from shared.cli.config_overrides import run_config
     from shared.cli.options import resolve_store_url, prepared_run_folder
     from shared.training.scale import configure
 
+    config = run_config(args, get_config)
     settings = configure(args.strategy, args.precision, xla=args.xla)
-    config = get_config(args.preset, **parse_overrides(args.set))
     if args.folds is not None:
         config = dataclasses.replace(config, folds_run=args.folds)
     if args.epochs is not None:
@@ -110,50 +108,13 @@ def _cmd_run(args) -> int:
     return 0
 
 
-def _scalar(text):
-    import json
-
-    try:
-        return json.loads(text.strip())
-    except ValueError:
-        return text.strip()
-
-
 def parse_overrides(items):
-    """["sigma=0.2", "class_token=false", "head_units=16,8"] -> typed `BarConfig` overrides."""
-    import dataclasses
-    import math
-
+    """["sigma=0.2", "class_token=false", "head_units=16,8"] -> typed `BarConfig` overrides
+    (`shared.cli.config_overrides.parse_overrides` against the paper preset's fields)."""
     from bar_ad.config import BarConfig
+    from shared.cli.config_overrides import parse_overrides as parse
 
-    fields = {f.name: f for f in dataclasses.fields(BarConfig)}
-    defaults = BarConfig()
-    out = {}
-    for item in items:
-        name, sep, text = item.partition("=")
-        name = name.strip().replace("-", "_")
-        if not sep or name not in fields:
-            raise ValueError(f"--set expects FIELD=VALUE with FIELD one of {sorted(fields)}. "
-                             f"Received: {item!r}")
-        current = getattr(defaults, name)
-        text = text.strip()
-        if isinstance(current, bool):
-            if text.lower() not in ("true", "false", "1", "0"):
-                raise ValueError(f"--set {name} expects true or false. Received: {text!r}")
-            value = text.lower() in ("true", "1")
-        elif isinstance(current, tuple):
-            value = tuple(_scalar(part) for part in text.split(",") if part.strip())
-        elif text.lower() == "none":
-            value = None
-        elif isinstance(current, (int, float)) or current is None:
-            value = _scalar(text)
-            if isinstance(value, str) or isinstance(value, bool) \
-                    or (isinstance(value, float) and not math.isfinite(value)):
-                raise ValueError(f"--set {name} expects a finite number. Received: {text!r}")
-        else:
-            value = text
-        out[name] = value
-    return out
+    return parse(items, BarConfig())
 
 
 def _cmd_pilot(args) -> int:

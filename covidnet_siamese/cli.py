@@ -77,8 +77,9 @@ def register(subparsers):
     parser.set_defaults(func=lambda args: (parser.print_help(), 0)[1])
 
 
-def _scaled(args):
-    """The preset with `--xla` applied, after setting `--precision`; and the `--strategy`.
+def _scaled(args, config=None):
+    """The config (default: the preset) with `--xla` applied, after setting `--precision`;
+    and the `--strategy`.
 
     The strategy (None for the default) is handed to the run, which builds and trains
     each model inside its scope: a scope around the whole run would be dropped by the
@@ -89,22 +90,27 @@ def _scaled(args):
     from covidnet_siamese.config import get_preset
     from shared.training.scale import make_strategy, set_precision
 
+    if config is None:
+        config = get_preset(args.preset)
     set_precision(args.precision)
-    config = dataclasses.replace(get_preset(args.preset), jit_compile=bool(args.xla))
+    # --xla compiles; without it a config read back from a run keeps its own setting.
+    config = dataclasses.replace(config, jit_compile=bool(args.xla) or bool(config.jit_compile))
     return config, (None if args.strategy == "default" else make_strategy(args.strategy))
 
 
 def _cmd_run(args) -> int:
-    import dataclasses
-
+    from covidnet_siamese.config import get_preset
     from covidnet_siamese.experiment import run_experiment
+    from shared.cli.config_overrides import run_config
     from shared.cli.options import resolve_store_url, prepared_run_folder
 
-    config, strategy = _scaled(args)
+    overrides = {}
     if args.no_search:
-        config = dataclasses.replace(config, run_search=False)
+        overrides["run_search"] = False
     if args.batch_norm is not None:
-        config = dataclasses.replace(config, batch_norm=args.batch_norm == "on")
+        overrides["batch_norm"] = args.batch_norm == "on"
+    config, strategy = _scaled(args, run_config(args, get_preset, preset_field="name",
+                                                overrides=overrides))
     if args.data is not None and not Path(args.data).is_dir():
         raise ValueError(f"--data {args.data}: no such folder; expected a COVIDx folder with train/ and test/")
     for flag, path in (("--train-split", args.train_split), ("--test-split", args.test_split)):

@@ -3,6 +3,7 @@
 import logging
 from pathlib import Path
 
+from shared.cli.config_overrides import run_config
 from shared.cli.options import (SEED, add_run_args, count, number, prepared_run_folder,
                                 resolve_store_url)
 
@@ -77,7 +78,7 @@ def _cmd_run(args) -> int:
     if args.weights not in (None, "imagenet") and not Path(args.weights).is_file():
         raise FileNotFoundError(f"--weights: file not found: {args.weights} (expected "
                                 "'imagenet' or a .weights.h5 file)")
-    config = get_config(args.preset, **overrides)
+    config = run_config(args, get_config, overrides=overrides)
     kind = None if args.data is None else data_kind(args.data)
     settings = configure(args.strategy, args.precision, xla=args.xla)
     if args.smoke:

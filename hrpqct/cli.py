@@ -4,6 +4,7 @@ import logging
 import time
 from pathlib import Path
 
+from shared.cli.config_overrides import run_config
 from shared.cli.options import (SEED, add_run_args, count, prepared_run_folder,
                                 resolve_store_url)
 
@@ -68,7 +69,7 @@ def _cmd_run(args) -> int:
         overrides["ensemble_size"] = args.ensemble_size
     if args.epochs is not None:
         overrides["epochs"] = args.epochs
-    config = get_config(args.preset, **overrides)
+    config = run_config(args, get_config, overrides=overrides)
     smoke = {}
     if args.smoke:
         from hrpqct.smoke import smoke_config, smoke_run_arguments

@@ -3,6 +3,7 @@
 import logging
 from pathlib import Path
 
+from shared.cli.config_overrides import run_config
 from shared.cli.options import (SEED, add_run_args, add_store_arg, count, number,
                                 prepared_run_folder, resolve_store_url)
 
@@ -70,7 +71,7 @@ def _strategy_args(name):
 
 
 def _cmd_run(args) -> int:
-    from lge_qa.config import get_config
+    from lge_qa.config import RECORD_KEYS, get_config, with_overrides
     from shared.cli.resources import peak_memory_line
     from shared.training.scale import configure
 
@@ -81,7 +82,8 @@ def _cmd_run(args) -> int:
         overrides["detection_threshold"] = args.threshold
     if args.correlation is not None:
         overrides["correlation_level"] = args.correlation
-    cfg = get_config(args.preset, **overrides)
+    cfg = run_config(args, get_config, record_keys=RECORD_KEYS, replace=with_overrides,
+                     overrides=overrides)
     if args.gates_only and (args.smoke or not cfg.training_sizes):
         raise ValueError(f"--gates-only: expected --preset powered (a preset with training sizes) "
                          f"without --smoke. Received: --preset {args.preset}"

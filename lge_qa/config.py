@@ -208,18 +208,32 @@ PRESETS = {"paper": paper, "quick": quick, "powered": powered, "tiny": tiny}
 
 
 def get_config(preset: str, **overrides) -> LgeQaConfig:
-    """The named preset with field overrides."""
+    """The named preset with field overrides (see `with_overrides`)."""
     if preset not in PRESETS:
         raise ValueError(f"preset must be one of {sorted(PRESETS)}. Received: preset={preset!r}")
-    cfg = PRESETS[preset]()
-    for key, value in overrides.items():
-        if not hasattr(cfg, key):
+    return with_overrides(PRESETS[preset](), **overrides)
+
+
+def with_overrides(cfg: LgeQaConfig, **overrides) -> LgeQaConfig:
+    """A copy of `cfg` with fields replaced; a new `correlation_level` also sets
+    `quality_correlation` to its declared value unless that is given too.
+
+    Raises:
+        ValueError: an unknown field, or a value `LgeQaConfig` refuses.
+    """
+    fields = {f.name for f in dataclasses.fields(LgeQaConfig)}
+    for key in overrides:
+        if key not in fields:
             raise ValueError(f"LgeQaConfig has no field {key!r}")
-        setattr(cfg, key, value)
-    if "correlation_level" in overrides and "quality_correlation" not in overrides:
-        cfg.quality_correlation = CORRELATION_LEVELS[cfg.correlation_level]
-    cfg.__post_init__()
-    return cfg
+    if "correlation_level" in overrides and "quality_correlation" not in overrides \
+            and overrides["correlation_level"] in CORRELATION_LEVELS:
+        overrides = {**overrides,
+                     "quality_correlation": CORRELATION_LEVELS[overrides["correlation_level"]]}
+    return dataclasses.replace(cfg, **overrides)
+
+
+# Top-level keys of a run's config.json besides the fields (`lge_qa.limited`).
+RECORD_KEYS = ("arms", "study")
 
 
 # Table 2 of the paper (F1 and specificity, mean over 5 repetitions), for the hypotheses.

@@ -3,6 +3,8 @@
 * `app`: the parser and `main`, the entry point (`medrepro ...`, `python -m shared`);
 * `papers`: the registry of paper packages, read by the parser and the demo;
 * `options`: the options every paper's `run` shares (`--preset`, `--store`, `--seed`, ...);
+* `config_overrides`: `--config RUN_DIR/config.json` and `--set FIELD=VALUE` of every
+  paper's `run` (a run's config read back into its dataclass, typed overrides);
 * `demo`, `doctor`: `medrepro demo` and `medrepro doctor`;
 * `tracking`: `medrepro report`, `medrepro store ...`, `medrepro tune-local`;
 * `progress`: progress bars.

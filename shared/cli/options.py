@@ -78,12 +78,31 @@ def add_store_arg(parser) -> None:
     )
 
 
+class _PresetAction(argparse.Action):
+    """Stores --preset and notes that it was given (`preset_given`): with --config, a
+    preset not given is the one the file names (`shared.cli.config_overrides.run_config`)."""
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        setattr(namespace, self.dest, values)
+        namespace.preset_given = True
+
+
 def add_run_args(parser, *, presets=("quick", "paper"), default_preset="quick") -> None:
-    """Adds --preset, --out, --resume, --overwrite, --store, --seed, --smoke, --allow-dirty,
-    --strategy, --precision, --xla, --no-progress."""
+    """Adds --preset, --config, --set, --out, --resume, --overwrite, --store, --seed, --smoke,
+    --allow-dirty, --strategy, --precision, --xla, --no-progress.
+
+    A paper's `run` builds its config with `shared.cli.config_overrides.run_config(args,
+    get_preset)`, which reads --preset, --config and --set.
+    """
+    from shared.cli.config_overrides import add_config_args
+
     parser.add_argument("--preset", choices=list(presets), default=default_preset,
+                        action=_PresetAction,
                         help="'paper' = the paper's exact settings; 'quick' = minutes on a CPU "
-                             f"(default: {default_preset})")
+                             f"(default: {default_preset}; with --config, the file's preset, "
+                             "and the file's values win over the preset's)")
+    parser.set_defaults(preset_given=False)
+    add_config_args(parser)
     parser.add_argument("--out", type=Path, default=None,
                         help="run folder (default: runs/<paper>/<preset>)")
     add_run_folder_args(parser)
