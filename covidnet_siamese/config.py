@@ -401,7 +401,8 @@ def study_protocol(config: CovidNetSiameseConfig, seed: int = 0):
 
     lr_scoring = (f"32 x 32 pixels, class-balanced; pooled out-of-fold predictions of a "
                   f"{int(config.gate_folds)}-fold stratified cross-validation over the training split, "
-                  f"folds shuffled with the data seed {int(seed)}; validation and test splits unread")
+                  f"folds shuffled with the data seed (test_set.data_seed); validation and test splits "
+                  f"unread")
     return Protocol(
         paper="covidnet_siamese", preset=config.name,
         arms=("siamese", "single", "single_cropped"),

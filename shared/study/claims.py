@@ -251,14 +251,12 @@ def combined_cells(claim) -> list:
 
 def combined_table_markdown(documents, labels, sources=None) -> str:
     """The README's table: per design and claim, the combined line over its runs first
-    ("k of m runs agree"), then each run's own line.
-
-    Raises:
-        ValueError: runs grouped as one design that declare different designs.
-    """
+    ("k of m runs agree"), then each run's own line. Runs grouped as one design that
+    declare different designs are shown run by run under a combined line that says why
+    they are not combined (the combination itself stays refused)."""
     from shared.study.combine import combine_documents
 
-    groups = combine_documents(documents, list(sources if sources is not None else labels))
+    groups = combine_documents(documents, list(sources if sources is not None else labels), strict=False)
     columns = ("run",) + RUN_COLUMNS + CLAIM_COLUMNS
     lines = ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
     for group in groups:
@@ -266,7 +264,7 @@ def combined_table_markdown(documents, labels, sources=None) -> str:
         seeds = ", ".join(str(documents[k]["seed"]) for k in members)
         for k_claim, claim in enumerate(group["claims"]):
             agree = (f"{claim['agree']} of {claim['runs']} runs agree" if claim["verdict"]
-                     else f"{claim['runs']} runs")
+                     else f"{claim['runs']} runs" + (f"; {claim['why_not']}" if claim.get("why_not") else ""))
             lines.append("| " + " | ".join(
                 [f"**combined** ({agree})", group["paper"], group["preset"], seeds, "-", "-"]
                 + combined_cells(claim)) + " |")

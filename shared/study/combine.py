@@ -74,20 +74,37 @@ def _declared(document) -> dict:
     return out
 
 
-def group_runs(documents, sources) -> list:
+def group_runs(documents, sources, strict=True) -> list:
     """Runs grouped by design, checked.
 
     Args:
         documents: list of claims documents.
         sources: list of str, one per document: its file (named in errors) or label.
+        strict: bool, default True. Raise on a group that cannot be combined; False:
+            return the reason with the group instead (its runs are shown, not combined).
 
     Returns:
-        list of (key, [index, ...]) in the order groups first appear.
+        list of (key, [index, ...]) in the order groups first appear; with
+        `strict=False`, (key, [index, ...], reason or None).
 
     Raises:
-        ValueError: two runs of one group that declare different designs, or share a
-            seed; one line naming the file and the field.
+        ValueError: (strict) two runs of one group that declare different designs, or
+            share a seed; one line naming the file and the field.
     """
+    checked = []
+    for key, members in _grouped(documents, sources):
+        try:
+            _check_group(documents, sources, members)
+        except ValueError as err:
+            if strict:
+                raise
+            checked.append((key, members, str(err)))
+            continue
+        checked.append((key, members, None))
+    return [(key, members) for key, members, _ in checked] if strict else checked
+
+
+def _grouped(documents, sources) -> list:
     groups: dict = {}
     for k, (doc, source) in enumerate(zip(documents, sources)):
         key = (doc["paper"], doc["preset"], design_name(doc, Path(str(source)).stem
@@ -95,29 +112,32 @@ def group_runs(documents, sources) -> list:
                                                        and Path(str(source)).name != "claims.json"
                                                        else None))
         groups.setdefault(key, []).append(k)
-    for key, members in groups.items():
-        first = members[0]
-        reference = _declared(documents[first])
-        seeds = {documents[first]["seed"]: first}
-        for k in members[1:]:
-            doc = documents[k]
-            if doc["seed"] in seeds:
-                raise ValueError(f"{sources[k]}: field 'seed': {doc['seed']} is also the seed of "
-                                 f"{sources[seeds[doc['seed']]]}; replications combine runs at "
-                                 f"different seeds")
-            seeds[doc["seed"]] = k
-            both = documents[first].get("design_sha256"), doc.get("design_sha256")
-            if None not in both and both[0] != both[1]:
-                raise ValueError(f"{sources[k]}: field 'design_sha256': {both[1][:12]}... differs "
-                                 f"from {sources[first]} ({both[0][:12]}...); --combine needs runs "
-                                 f"of one design")
-            declared = _declared(doc)
-            for field in list(reference) + [f for f in declared if f not in reference]:
-                if reference.get(field) != declared.get(field):
-                    raise ValueError(f"{sources[k]}: field '{field}': {declared.get(field)!r} "
-                                     f"differs from {sources[first]} ({reference.get(field)!r}); "
-                                     f"--combine needs runs of one design")
     return list(groups.items())
+
+
+def _check_group(documents, sources, members) -> None:
+    """Raises ValueError when the runs of one group cannot be combined."""
+    first = members[0]
+    reference = _declared(documents[first])
+    seeds = {documents[first]["seed"]: first}
+    for k in members[1:]:
+        doc = documents[k]
+        if doc["seed"] in seeds:
+            raise ValueError(f"{sources[k]}: field 'seed': {doc['seed']} is also the seed of "
+                             f"{sources[seeds[doc['seed']]]}; replications combine runs at "
+                             f"different seeds")
+        seeds[doc["seed"]] = k
+        both = documents[first].get("design_sha256"), doc.get("design_sha256")
+        if None not in both and both[0] != both[1]:
+            raise ValueError(f"{sources[k]}: field 'design_sha256': {both[1][:12]}... differs "
+                             f"from {sources[first]} ({both[0][:12]}...); --combine needs runs "
+                             f"of one design")
+        declared = _declared(doc)
+        for field in list(reference) + [f for f in declared if f not in reference]:
+            if reference.get(field) != declared.get(field):
+                raise ValueError(f"{sources[k]}: field '{field}': {declared.get(field)!r} "
+                                 f"differs from {sources[first]} ({reference.get(field)!r}); "
+                                 f"--combine needs runs of one design")
 
 
 def _run_stratum(claim):
@@ -190,12 +210,32 @@ def combine_claim(claims, labels) -> dict:
     return out
 
 
-def combine_documents(documents, sources) -> list:
+def _not_combinable(documents, members, claim_id, problem) -> dict:
+    """The combined line of a claim whose runs cannot be combined: no test, the reason."""
+    first = next(c for c in documents[members[0]]["claims"] if c["id"] == claim_id)
+    return {"id": claim_id, "statement": first["statement"], "endpoint": first["endpoint"],
+            "arms": list(first["arms"]), "direction": first["direction"],
+            "sides": first.get("sides", 2), "family": first.get("family", "primary"),
+            "alpha": first.get("alpha", 0.05), "sesoi": first["sesoi"],
+            "trivial": first.get("trivial"), "paper_value": first.get("paper_value"),
+            "runs": len(members), "labels": [], "run_verdicts": [],
+            "n": sum(next(c for c in documents[k]["claims"] if c["id"] == claim_id)["n"] for k in members),
+            "effect": None,
+            "ci95": None, "ci_level": 0.95, "p": None, "p_holm": None, "mde": None,
+            "test": None, "source": None, "untestable_because": [], "verdict": None, "agree": 0,
+            "note": f"not combined: {problem}", "why_not": "not one design"}
+
+
+def combine_documents(documents, sources, strict=True) -> list:
     """One combined line per claim and design group, with its verdict.
 
     Args:
         documents: list of claims documents.
         sources: list of str (file names or labels), named in errors and lines.
+
+        strict: bool, default True. Refuse runs grouped as one design that declare
+            different designs (ValueError naming the file and field); False: show such a
+            group's runs with a combined line that says why they are not combined.
 
     Returns:
         list of dicts, one per group: {"paper", "preset", "design", "members": [index],
@@ -204,8 +244,15 @@ def combine_documents(documents, sources) -> list:
         `agree` (runs whose verdict equals the combined one).
     """
     out = []
-    for (paper, preset, design), members in group_runs(documents, sources):
+    for (paper, preset, design), members, problem in group_runs(documents, sources, strict=False):
+        if problem is not None and strict:
+            raise ValueError(problem)
         ids = [c["id"] for c in documents[members[0]]["claims"]]
+        if problem is not None:  # shown run by run, with the reason on the combined line
+            out.append({"paper": paper, "preset": preset, "design": design, "members": members,
+                        "claims": [_not_combinable(documents, members, claim_id, problem)
+                                   for claim_id in ids]})
+            continue
         combined = []
         for claim_id in ids:
             claims = [next(c for c in documents[k]["claims"] if c["id"] == claim_id)

@@ -53,3 +53,11 @@ def test_reduced_presets_keep_the_papers_step_ratio():
         assert config.final_epochs_siamese == siamese_epochs(config.final_epochs_single, single_steps,
                                                              config.final_pairs_per_epoch,
                                                              config.default_batch_size["siamese"])
+
+
+def test_runs_at_other_data_seeds_declare_one_design():
+    from covidnet_siamese.config import powered, quick, study_protocol
+    from shared.study.protocol import design_sha256
+
+    for config in (quick(), powered()):
+        assert design_sha256(study_protocol(config, 0)) == design_sha256(study_protocol(config, 1))

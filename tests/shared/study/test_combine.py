@@ -169,3 +169,17 @@ def test_cli_refuses_a_malformed_protocol_hash(tmp_path):
     path.write_text(json.dumps(data))
     with pytest.raises(ValueError, match="protocol.json: field 'sha256' does not match"):
         read_protocol(path)
+
+
+def test_the_readme_table_shows_runs_of_two_designs_without_combining_them(tmp_path):
+    from shared.study.claims import combined_table_markdown
+
+    docs = [_run(tmp_path / "a", 0, RUN_A, test="wilcoxon"), _run(tmp_path / "b", 1, RUN_B)]
+    with pytest.raises(ValueError, match="design_sha256"):
+        combine_documents(docs, ["a", "b"])  # the combination stays refused
+    table = combined_table_markdown(docs, ["a", "b"])
+    rows = [line for line in table.splitlines() if line.startswith("| ")][1:]
+    assert len(rows) == 3  # the combined line, then each run's own
+    assert rows[0].startswith("| **combined** (2 runs; not one design) |")
+    assert rows[0].rstrip(" |").endswith("not combined") and "| 6 |" in rows[0]  # 3 + 3 units
+    assert rows[1].startswith("| a |") and rows[2].startswith("| b |")
