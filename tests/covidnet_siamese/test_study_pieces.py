@@ -94,10 +94,14 @@ def test_pixel_logistic_cv_gates_equal_scikit_learn_cross_val_predict():
 def test_protocol_declares_the_cross_validated_gate():
     from covidnet_siamese.config import study_protocol
 
-    gates = {g.name: g for g in study_protocol(powered(), seed=1).gates}
+    protocol = study_protocol(powered(), seed=1)
+    gates = {g.name: g for g in protocol.gates}
     for name in ("lr_min_recall", "lr_max_recall", "lr_covid_pneumonia_confusion"):
         assert "5-fold stratified cross-validation over the training split" in gates[name].description
-        assert "data seed 1" in gates[name].description
+        # The folds follow the data seed, named where the protocol keeps it (not in the
+        # text, which would make runs at other seeds declare different designs).
+        assert "folds shuffled with the data seed (test_set.data_seed)" in gates[name].description
+    assert protocol.test_set["data_seed"] == 1
     assert gates["lr_min_recall"].threshold == powered().gate_recall_band[0]
     with pytest.raises(ValueError, match="gate_folds"):
         dataclasses.replace(powered(), gate_folds=1)
