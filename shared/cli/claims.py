@@ -18,7 +18,9 @@ def register(subparsers) -> None:
                         help="one line per claim across the runs of one design at different "
                              "seeds (a combined test over all their units, stratified by run; "
                              "see docs/studies.md), then each run's line; runs grouped as one "
-                             "design that declare different designs are refused")
+                             "design that declare different designs are refused (with "
+                             "--markdown they are shown run by run under a 'not one design' "
+                             "line)")
     parser.add_argument("--markdown", action="store_true",
                         help="print a Markdown table (which run: its folder or file name, "
                              "paper, preset, seed, revision; then each claim) instead of "
