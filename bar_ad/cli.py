@@ -7,7 +7,7 @@ PAPER = "bar-ad"
 
 def register(subparsers):
     """Adds `bar-ad` with its `run`, `generate` and `frameworks` subcommands."""
-    from shared.cli.options import SEED, add_run_args, count
+    from shared.cli.options import SEED, add_pilot_args, add_run_args, count
 
     parser = subparsers.add_parser(
         PAPER, help="Brain-Aware Replacements + continuous supervised contrastive pre-training (AD vs CN)")
@@ -45,11 +45,7 @@ def register(subparsers):
                     "pool scans (no fine-tuning, no test set, no arm comparison) and prints "
                     "the table and the setting the declared rule chooses (bar_ad/pilot.py). "
                     "Writes pilot.json and the cohort into --out.")
-    pilot.add_argument("--out", type=Path, required=True, help="folder for pilot.json and data")
-    pilot.add_argument("--seed", type=SEED, default=100,
-                       help="pilot data seed (default: 100; the study seeds are 0 and 1)")
-    pilot.add_argument("--preset", choices=("powered", "tiny"), default="powered",
-                       help="cohort and pre-training settings (default: powered)")
+    add_pilot_args(pilot, presets=("powered", "tiny"), preset_help="cohort and pre-training settings")
     pilot.set_defaults(func=_cmd_pilot)
 
     fws = sub.add_parser("frameworks", help="list the Table 1 frameworks and ablations")

@@ -7,7 +7,7 @@ PAPER = "covidnet-siamese"
 
 def register(subparsers):
     """Adds `covidnet-siamese` with its `run`, `generate` and `search` subcommands."""
-    from shared.cli.options import SEED, add_run_args, add_scale_args, add_store_arg, count, number
+    from shared.cli.options import SEED, add_pilot_args, add_run_args, add_scale_args, add_store_arg, count, number
 
     parser = subparsers.add_parser(PAPER, help="Siamesifying the COVID-Net: siamese vs single COVID-Net")
     sub = parser.add_subparsers(dest="covidnet_command", metavar="SUBCOMMAND")
@@ -59,11 +59,7 @@ def register(subparsers):
                     "every epoch and prints the head width and budget share the declared rule "
                     "chooses (covidnet_siamese/pilot.py). The test split is never read. Writes "
                     "pilot.json and the data into --out.")
-    pilot.add_argument("--out", type=Path, required=True, help="folder for pilot.json and data")
-    pilot.add_argument("--seed", type=SEED, default=100,
-                       help="pilot data seed (default: 100; the study seeds are 0 and 1)")
-    pilot.add_argument("--preset", choices=("powered", "quick", "tiny"), default="powered",
-                       help="the preset whose sizes and trunk the pilot uses (default: powered)")
+    add_pilot_args(pilot, presets=("powered", "quick", "tiny"), preset_help="the preset whose sizes and trunk the pilot uses")
     pilot.set_defaults(func=_cmd_pilot)
 
     predict = sub.add_parser("predict", help="classify image files with a finished run's saved model")

@@ -23,6 +23,7 @@ import numpy as np
 
 from covidnet_siamese.config import CLASS_NAMES, SIAMESE_SELECTION, SINGLE_SELECTION
 from covidnet_siamese.models import build_siamese_net, build_single_net, similarity_from_embeddings
+from shared.training.inference import predict_in_chunks
 from shared.training.seeding import numpy_rng
 
 log = logging.getLogger(__name__)
@@ -237,40 +238,23 @@ class ThreeWayValidation(keras.callbacks.Callback):
         for key, (x, trials) in self.sets.items():
             used = np.unique(np.concatenate([trials[0], trials[1].ravel()]))
             emb = np.zeros((len(x), twin.output.shape[-1]), np.float32)
-            emb[used] = inference(twin)(x[used])
+            emb[used] = predict_in_chunks(twin, x[used])
             logs[key] = three_way_accuracy(siamese_similarity_fn(self.model), emb, trials)
-
-
-def inference(model, batch_size=512):
-    """A compiled inference-mode forward pass of `model`, kept on the model: x -> NumPy
-    array, in chunks of `batch_size` (one trace, reused every epoch: an eager call or
-    `predict` costs more than the pass itself on small validation sets)."""
-    fn = getattr(model, "_medrepro_inference", None)
-    if fn is None:
-        import tensorflow as tf
-
-        graph = tf.function(lambda x: model(x, training=False), reduce_retracing=True)
-
-        def fn(x):
-            out = [keras.ops.convert_to_numpy(graph(x[i:i + batch_size])) for i in range(0, len(x), batch_size)]
-            return np.concatenate(out)
-
-        model._medrepro_inference = fn
-    return fn
 
 
 def predicted_classes(model, x):
     """Argmax class of the single net's softmax on images x, in inference mode: int array [N]."""
-    return np.argmax(inference(model)(x), axis=1) if len(x) else np.zeros(0, np.int64)
+    return np.argmax(predict_in_chunks(model, x), axis=1) if len(x) else np.zeros(0, np.int64)
 
 
 def decision_scores(y_true, y_pred) -> dict:
     """Accuracy, balanced accuracy (mean recall over the classes) and the largest share
     of images given one class, of one decision rule's predictions."""
+    from shared.metrics import balanced_accuracy
+
     y_true, y_pred = np.asarray(y_true), np.asarray(y_pred)
-    recalls = [float(np.mean(y_pred[y_true == c] == c)) for c in range(NUM_CLASSES) if np.any(y_true == c)]
     return {"accuracy": float(np.mean(y_true == y_pred)),
-            "balanced_accuracy": float(np.mean(recalls)),
+            "balanced_accuracy": balanced_accuracy(y_true, y_pred),
             "largest_class_share": float(np.max(np.bincount(y_pred, minlength=NUM_CLASSES)) / max(len(y_pred), 1))}
 
 
@@ -288,7 +272,7 @@ class SingleValidation(keras.callbacks.Callback):
 
     def on_epoch_end(self, epoch, logs=None):
         logs = logs if logs is not None else {}
-        probs = inference(self.model)(self.x_val)
+        probs = predict_in_chunks(self.model, self.x_val)
         scores = decision_scores(self.y_val, np.argmax(probs, axis=1))
         picked = probs[np.arange(len(self.y_val)), self.y_val]
         logs["val_loss"] = float(-np.mean(np.log(np.clip(picked, 1e-7, 1.0))))
@@ -313,9 +297,9 @@ class TemplateValidation(keras.callbacks.Callback):
 
     def on_epoch_end(self, epoch, logs=None):
         logs = logs if logs is not None else {}
-        twin = inference(self.model.get_layer("twin"))
-        val_embeddings = twin(self.x_val)
-        templates = class_templates(twin(self.x_train), self.y_train)
+        twin = self.model.get_layer("twin")
+        val_embeddings = predict_in_chunks(twin, self.x_val)
+        templates = class_templates(predict_in_chunks(twin, self.x_train), self.y_train)
         pred = np.argmax(template_similarities(self.model, val_embeddings, templates), axis=1)
         scores = decision_scores(self.y_val, pred)
         if self.pairs is not None:  # binary cross-entropy on fixed validation pairs (`val_loss`)

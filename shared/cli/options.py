@@ -87,6 +87,16 @@ class _PresetAction(argparse.Action):
         namespace.preset_given = True
 
 
+def add_pilot_args(parser, *, presets, preset_help, default_seed=100) -> None:
+    """`--out`, `--seed` (the pilot data seed, not a study seed) and `--preset` of a
+    paper's `pilot` command, which chooses settings on validation data before a study."""
+    parser.add_argument("--out", type=Path, required=True, help="folder for pilot.json and data")
+    parser.add_argument("--seed", type=SEED, default=default_seed,
+                        help=f"pilot data seed (default: {default_seed}; the study seeds are 0 and 1)")
+    parser.add_argument("--preset", choices=tuple(presets), default=presets[0],
+                        help=f"{preset_help} (default: {presets[0]})")
+
+
 def add_run_args(parser, *, presets=("quick", "paper"), default_preset="quick") -> None:
     """Adds --preset, --config, --set, --out, --resume, --overwrite, --store, --seed, --smoke,
     --allow-dirty, --strategy, --precision, --xla, --no-progress.

@@ -44,6 +44,7 @@ from shared.explain.validation import (
     check_non_negative,
     check_positive_int,
     check_seed,
+    on_image_grid,
 )
 
 ORDERS = ("most_relevant_first", "least_relevant_first")
@@ -219,17 +220,7 @@ def noisy_linear_imputation(images, removed, *, noise_std=0.01, seed=0, toleranc
 
 
 def _check_removed(removed, images):
-    r = tf.cast(tf.convert_to_tensor(removed), tf.float32)
-    spatial = tuple(images.shape[:-1])
-    if len(r.shape) == len(spatial) + 1 and r.shape[-1] == 1:
-        r = r[..., 0]
-    if tuple(r.shape) != spatial:
-        raise ValueError(
-            f"removed must have shape {spatial} (or with a trailing channel of 1) to match "
-            f"images of shape {tuple(images.shape)}. Received: removed.shape="
-            f"{tuple(tf.convert_to_tensor(removed).shape)}"
-        )
-    return tf.cast(tf.not_equal(r, 0.0), tf.float32)
+    return tf.cast(tf.not_equal(on_image_grid(removed, images, "removed"), 0.0), tf.float32)
 
 
 def road_curve(model, images, maps, targets, *, fractions=DEFAULT_FRACTIONS,

@@ -18,51 +18,12 @@ from __future__ import annotations
 
 import weakref
 
-import keras
 import tensorflow as tf
 
 from shared.explain.attribution import _scores
+from shared.training.inference import call_inference, cached_per_model, forward_fn, weak
 
-_FORWARD_CACHE: "weakref.WeakKeyDictionary" = weakref.WeakKeyDictionary()
 _GRADIENT_CACHE: "weakref.WeakKeyDictionary" = weakref.WeakKeyDictionary()
-
-
-def _call(model, x):
-    if isinstance(model, keras.Layer):
-        return model(x, training=False)
-    return model(x)
-
-
-def _cached(cache, model, make):
-    """`make()` once per model (models that cannot be weakly referenced: every call)."""
-    try:
-        fn = cache.get(model)
-    except TypeError:
-        return make()
-    if fn is None:
-        fn = make()
-        cache[model] = fn
-    return fn
-
-
-def forward_fn(model):
-    """A compiled `x -> model(x, training=False)`, cached per model.
-
-    Args:
-        model: keras.Model, or any TensorFlow-traceable callable from inputs to outputs.
-    """
-    model_ref = _weak(model)
-    return _cached(
-        _FORWARD_CACHE, model,
-        lambda: tf.function(lambda x: _call(model_ref(), x), reduce_retracing=True),
-    )
-
-
-def _weak(model):
-    try:
-        return weakref.ref(model)
-    except TypeError:
-        return lambda: model
 
 
 def target_scores(model, inputs, targets):
@@ -104,13 +65,13 @@ def target_gradients(model, inputs, targets):
     """
     inputs = tf.convert_to_tensor(inputs, tf.float32)
     if callable(targets):
-        body = _gradient_body(_weak(model))
+        body = _gradient_body(weak(model))
         return tf.function(lambda x: body(x, targets), reduce_retracing=True)(inputs)
     idx = tf.cast(tf.convert_to_tensor(targets), tf.int32)
     if len(idx.shape) == 0:
         idx = tf.fill([inputs.shape[0]], idx)
-    fn = _cached(_GRADIENT_CACHE, model,
-                 lambda: tf.function(_gradient_body(_weak(model)), reduce_retracing=True))
+    fn = cached_per_model(_GRADIENT_CACHE, model,
+                 lambda: tf.function(_gradient_body(weak(model)), reduce_retracing=True))
     return fn(inputs, idx)
 
 
@@ -118,7 +79,7 @@ def _gradient_body(model_ref):
     def body(x, targets):
         with tf.GradientTape() as tape:
             tape.watch(x)
-            scores = tf.cast(_scores(_call(model_ref(), x), targets), tf.float32)
+            scores = tf.cast(_scores(call_inference(model_ref(), x), targets), tf.float32)
         return scores, tape.gradient(scores, x)
 
     return body

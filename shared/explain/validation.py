@@ -73,21 +73,28 @@ def check_maps(maps, images, name="maps"):
     return resize_maps(m, images.shape[1:-1])
 
 
+def on_image_grid(values, images, name):
+    """`values` as float32 [N, *spatial] on the images' grid ([N, *spatial] or with a
+    trailing channel of 1); a one-line ValueError naming `name` otherwise."""
+    v = tf.cast(tf.convert_to_tensor(values), tf.float32)
+    spatial = tuple(images.shape[:-1])
+    if len(v.shape) == len(spatial) + 1 and v.shape[-1] == 1:
+        v = v[..., 0]
+    if tuple(v.shape) != spatial:
+        raise ValueError(
+            f"{name} must have shape {spatial} (or with a trailing channel of 1) to match "
+            f"images of shape {tuple(images.shape)}. Received: {name}.shape="
+            f"{tuple(tf.convert_to_tensor(values).shape)}"
+        )
+    return v
+
+
 def check_masks(masks, images, name="masks"):
     """Region masks on the images' grid, values in [0, 1], none of them all zero.
 
     Accepts [N, *spatial] or [N, *spatial, 1]; returns float32 [N, *spatial].
     """
-    m = tf.cast(tf.convert_to_tensor(masks), tf.float32)
-    spatial = tuple(images.shape[:-1])
-    if len(m.shape) == len(spatial) + 1 and m.shape[-1] == 1:
-        m = m[..., 0]
-    if tuple(m.shape) != spatial:
-        raise ValueError(
-            f"{name} must have shape {spatial} (or with a trailing channel of 1) to match "
-            f"images of shape {tuple(images.shape)}. Received: {name}.shape="
-            f"{tuple(tf.convert_to_tensor(masks).shape)}"
-        )
+    m = on_image_grid(masks, images, name)
     check_finite(m, name)
     if bool(tf.reduce_any((m < 0.0) | (m > 1.0))):
         raise ValueError(

@@ -19,6 +19,7 @@ import keras
 import numpy as np
 import pytest
 
+from shared.testing.subprocesses import isolated_env
 from shared.tracking.grid import ResumableGridSearch
 from shared.tracking.store import open_store
 from shared.tracking.tuning import make_tuner
@@ -90,19 +91,11 @@ SEARCH = textwrap.dedent("""
 """)
 
 
-def _env():
-    env = dict(os.environ, PYTHONPATH=str(ROOT), TF_CPP_MIN_LOG_LEVEL="3",
-               KERAS_BACKEND="tensorflow", CUDA_VISIBLE_DEVICES="")
-    for key in ("KERASTUNER_TUNER_ID", "KERASTUNER_ORACLE_IP", "KERASTUNER_ORACLE_PORT"):
-        env.pop(key, None)
-    return env
-
-
 def _run(folder, *halt, timeout=120):
     """Runs one search process; with a halt option, SIGKILLs it where it halts."""
     (folder / "halted").unlink(missing_ok=True)
     command = [sys.executable, "-c", SEARCH, str(folder), *halt]
-    proc = subprocess.Popen(command, env=_env(), stdout=subprocess.PIPE,
+    proc = subprocess.Popen(command, env=isolated_env(ROOT), stdout=subprocess.PIPE,
                             stderr=subprocess.STDOUT, text=True, start_new_session=True)
     if not halt:
         output = proc.communicate(timeout=timeout)[0]

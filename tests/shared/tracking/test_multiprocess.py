@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 
 from shared import cli
+from shared.testing.subprocesses import isolated_env
 from shared.tracking.store import open_store
 from shared.tracking.tuning import run_demo_search
 
@@ -38,20 +39,12 @@ WRITER = textwrap.dedent("""
 """)
 
 
-def _env():
-    env = dict(os.environ, PYTHONPATH=str(ROOT), TF_CPP_MIN_LOG_LEVEL="3",
-               KERAS_BACKEND="tensorflow", CUDA_VISIBLE_DEVICES="")
-    for key in ("KERASTUNER_TUNER_ID", "KERASTUNER_ORACLE_IP", "KERASTUNER_ORACLE_PORT"):
-        env.pop(key, None)
-    return env
-
-
 @pytest.mark.parametrize("writers", [4, 16])
 def test_concurrent_writers_lose_and_double_nothing(store_url, tmp_path, writers):
     open_store(store_url)  # create the schema once; the writers race on the rows
     go = tmp_path / "go"
     procs = [subprocess.Popen([sys.executable, "-c", WRITER, store_url, str(w), str(go)],
-                              env=_env(), stderr=subprocess.PIPE, text=True)
+                              env=isolated_env(ROOT), stderr=subprocess.PIPE, text=True)
              for w in range(writers)]
     time.sleep(1.0 + writers / 8)
     go.write_text("go")
@@ -75,7 +68,7 @@ def _demo_command(url, directory, max_trials, search_name):
 def test_search_killed_with_sigkill_resumes_without_loss_or_duplicates(tmp_path):
     url = f"sqlite:///{tmp_path / 'r.sqlite'}"
     command = _demo_command(url, tmp_path / "tuner", 4, "resume")
-    proc = subprocess.Popen(command, env=_env(), stdout=subprocess.DEVNULL,
+    proc = subprocess.Popen(command, env=isolated_env(ROOT), stdout=subprocess.DEVNULL,
                             stderr=subprocess.DEVNULL, start_new_session=True)
     deadline = time.monotonic() + 240
     completed = 0
@@ -113,7 +106,7 @@ def test_search_killed_with_sigkill_resumes_without_loss_or_duplicates(tmp_path)
 def test_chief_and_two_workers_finish_a_four_trial_search(postgres_server, tmp_path):
     url = postgres_server.create_database()
     command = _demo_command(url, tmp_path / "tuner", 4, "distributed")
-    env = _env()
+    env = isolated_env(ROOT)
     old = dict(os.environ)
     os.environ.clear()
     os.environ.update(env)
@@ -136,7 +129,7 @@ def test_tune_local_reports_a_failing_command(tmp_path):
     from shared.cli.tracking import launch_local
 
     code = launch_local([sys.executable, "-c", "import sys; sys.exit(3)"], workers=2,
-                        log_dir=tmp_path / "logs", env=_env(), chief_grace_s=1)
+                        log_dir=tmp_path / "logs", env=isolated_env(ROOT), chief_grace_s=1)
     assert code == 3
     with pytest.raises(ValueError, match="workers"):
         launch_local(["true"], workers=0)
