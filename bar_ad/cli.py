@@ -47,6 +47,17 @@ def register(subparsers):
                     "Writes pilot.json and the cohort into --out.")
     add_pilot_args(pilot, presets=("powered", "tiny"), preset_help="cohort and pre-training settings")
     pilot.set_defaults(func=_cmd_pilot)
+    schedule = sub.add_parser(
+        "schedule-pilot", help="choose the powered study's epochs and learning rates on a pilot seed",
+        description="Generates the powered cohort from the pilot seed, pre-trains one arm per "
+                    "objective at the paper's rate (1e-4) and fine-tunes at each candidate "
+                    "rate with the epoch of best validation AUC kept (validation scans "
+                    "outside the training draw, never the test set); prints the tables and "
+                    "the settings the declared rules choose (bar_ad/schedule_pilot.py). "
+                    "Writes schedule_pilot.json and the cohort into --out.")
+    add_pilot_args(schedule, presets=("powered", "tiny"),
+                   preset_help="cohort and fine-tuning settings")
+    schedule.set_defaults(func=_cmd_schedule_pilot)
 
     fws = sub.add_parser("frameworks", help="list the Table 1 frameworks and ablations")
     fws.set_defaults(func=_cmd_frameworks)
@@ -114,20 +125,38 @@ def parse_overrides(items):
 
 
 def _cmd_pilot(args) -> int:
-    from bar_ad.config import get_config
     from bar_ad.pilot import pilot_markdown, run_pilot
 
-    config = get_config(args.preset)
-    if args.preset == "tiny":
-        config = get_config("tiny", design="draws", n_ad=6, n_cn=8, scans_per_subject=(1, 1),
-                            n_test_subjects=4, n_draws=1, draw_subjects=6)
-    result = run_pilot(config, args.out, seed=args.seed)
+    result = run_pilot(_pilot_config(args.preset), args.out, seed=args.seed)
     print(pilot_markdown(result), end="")
     chosen = result["chosen"]
     print("chosen: none (every candidate collapsed)" if chosen is None else
           f"chosen: sigma {chosen['sigma']:g}, anchor weight {chosen['instance_weight']:g}")
     print(f"Pilot: {Path(args.out) / 'pilot.json'}")
     return 0
+
+
+def _cmd_schedule_pilot(args) -> int:
+    from bar_ad.schedule_pilot import run_schedule_pilot, schedule_pilot_markdown
+
+    result = run_schedule_pilot(_pilot_config(args.preset), args.out, seed=args.seed)
+    print(schedule_pilot_markdown(result), end="")
+    print(f"chosen: pre-training {result['pretrain_epochs']} epochs at "
+          f"{result['pretrain_lr']:g}, fine-tuning at {result['finetune_lr']:g}, "
+          f"from scratch at {result['scratch_lr']:g}")
+    print(f"Pilot: {Path(args.out) / 'schedule_pilot.json'}")
+    return 0
+
+
+def _pilot_config(preset):
+    """The powered preset, or a tiny cohort in the powered study's design (tests)."""
+    from bar_ad.config import get_config
+
+    if preset == "tiny":
+        return get_config("tiny", design="draws", n_ad=6, n_cn=8, scans_per_subject=(1, 1),
+                          n_test_subjects=4, n_draws=1, draw_subjects=6, val_subjects=4,
+                          select_on="val_auc")
+    return get_config(preset)
 
 
 def _cmd_generate(args) -> int:

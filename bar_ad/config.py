@@ -154,6 +154,9 @@ class BarConfig:
             subjects, and `n_draws` independent training sets of `draw_subjects`
             subjects from the rest, each a pairing unit).
         n_test_subjects, n_draws, draw_subjects: int. Sizes of the "draws" design.
+        val_subjects: int. "draws" design: pool subjects outside a unit's training draw
+            (stratified, never the test set, the same for every arm of the unit) on which
+            the fine-tuning epoch is selected (0: no selection, the last epoch is kept).
         ad_atrophy, severity, region_std, ad_region_jitter: synthetic cohort's effect
             size and heterogeneity (see `bar_ad.phantom.CohortSpec`).
         center_inputs: bool. Subtract the training scans' mean volume and divide by their
@@ -166,6 +169,9 @@ class BarConfig:
         pretrain_batch, finetune_batch: int (paper 4 and 12).
         pretrain_lr, finetune_lr: float (paper 1e-4 and 3e-5).
         scratch_lr: float. From-scratch training (not stated; the pre-training rate).
+        select_on: str. The validation quantity whose best epoch is kept when there is a
+            validation set: "val_loss" (lowest BCE) or "val_auc" (highest AUC, the powered
+            study's endpoint).
         sigma: float. RBF kernel width on soft labels (paper 0.8).
         temperature: float. InfoNCE temperature (not stated; y-aware InfoNCE's 0.1).
         supcon_temperature: float. Hard-label SupCon (Khosla et al. 0.07).
@@ -193,6 +199,7 @@ class BarConfig:
     n_test_subjects: int = 400
     n_draws: int = 6
     draw_subjects: int = 60
+    val_subjects: int = 0
     ad_atrophy: float = 0.4
     severity: tuple = (0.25, 1.0)
     region_std: float = 0.0
@@ -214,6 +221,7 @@ class BarConfig:
     pretrain_lr: float = 1e-4
     finetune_lr: float = 3e-5
     scratch_lr: float = 1e-4
+    select_on: str = "val_loss"
     sigma: float = 0.8
     temperature: float = 0.1
     supcon_temperature: float = 0.07
@@ -246,8 +254,9 @@ PRESETS = {
     "powered": BarConfig(
         preset="powered", grid=32, gen_voxel_mm=5.0, n_ad=300, n_cn=500,
         scans_per_subject=(1, 1), design="draws", n_test_subjects=400, n_draws=6,
-        draw_subjects=60, ad_atrophy=0.3, severity=(0.15, 1.0), region_std=0.06,
-        ad_region_jitter=0.6, val_fraction=0.0, center_inputs=True, patch_size=8, width=64,
+        draw_subjects=60, val_subjects=60, select_on="val_auc", ad_atrophy=0.3,
+        severity=(0.15, 1.0), region_std=0.06, ad_region_jitter=0.6, val_fraction=0.0,
+        center_inputs=True, patch_size=8, width=64,
         depth=2, num_heads=4, mlp_dim=128, pretrain_epochs=10, finetune_epochs=20,
         pretrain_batch=8, finetune_batch=12, pretrain_lr=1e-3, finetune_lr=5e-4,
         scratch_lr=1e-3, shuffle_blocks=4, frameworks=POWERED_ARMS,

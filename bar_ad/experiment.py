@@ -98,17 +98,21 @@ def center_volumes(x, train_idx):
 
 
 def run_fold(framework, config, atlas, data, train_idx, test_idx, *, seed, bank=None,
-             probe_idx=None):
+             probe_idx=None, val_idx=None):
     """Pre-train (if any), fine-tune and test one framework on one fold.
 
     `probe_idx`: scans held out of the unit's pre-training whose [cls] cosine checks the
     pre-trained encoder for collapse (default: the validation subjects, else up to
-    `PROBE_SCANS` training scans)."""
+    `PROBE_SCANS` training scans). `val_idx`: scans outside the training draw on which
+    the fine-tuning epoch is selected (the "draws" design); otherwise `val_fraction` of
+    the training subjects is held out for it."""
     x, y = data["x"], data["y"]
     if config.center_inputs:
         x = center_volumes(x, train_idx)
     tr, val = train_idx, np.array([], int)
-    if config.val_fraction > 0:
+    if val_idx is not None:
+        val = np.asarray(val_idx, int)
+    elif config.val_fraction > 0:
         tr, val = subject_holdout(train_idx, data["subjects"], y,
                                   fraction=config.val_fraction, seed=seed)
     if probe_idx is None:
@@ -122,8 +126,9 @@ def run_fold(framework, config, atlas, data, train_idx, test_idx, *, seed, bank=
                               x_val=x[val] if len(val) else None,
                               y_val=y[val] if len(val) else None, bank=bank)
     scores = evaluate(model, x[test_idx], y[test_idx])
+    selected = ft_hist.pop("selected_epoch", [None])[0]
     return dict(scores=scores, pretrain_history=pre_hist, finetune_history=ft_hist,
-                probe_cls_cosine=probe_cosine,
+                probe_cls_cosine=probe_cosine, selected_epoch=selected,
                 pretrain_s=pre_s, total_s=time.perf_counter() - start,
                 n_train=int(len(tr)), n_val=int(len(val)), n_test=int(len(test_idx)))
 
@@ -134,6 +139,31 @@ def held_out_probe(pool, train_idx, *, seed) -> np.ndarray:
     rest = np.setdiff1d(np.asarray(pool, int), np.asarray(train_idx, int))
     rng = np.random.default_rng(seed)
     return np.sort(rng.choice(rest, size=min(PROBE_SCANS, len(rest)), replace=False))
+
+
+def held_out_validation(pool, train_idx, subjects, labels, *, size, seed) -> np.ndarray:
+    """Every scan of `size` pool subjects outside the unit's training draw, stratified by
+    label (never the test set), the same for every arm of the unit: the fine-tuning epoch
+    is selected on them. Empty when `size` is 0.
+
+    Raises:
+        ValueError: fewer than `size` pool subjects are outside the draw.
+    """
+    if size <= 0:
+        return np.array([], int)
+    subjects, labels = np.asarray(subjects), np.asarray(labels)
+    rest = np.setdiff1d(np.asarray(pool, int), np.asarray(train_idx, int))
+    names, first = np.unique(subjects[rest], return_index=True)
+    if size > len(names):
+        raise ValueError(f"val_subjects={size} is more than the {len(names)} pool subjects "
+                         "outside the training draw")
+    name_label = labels[rest][first]
+    rng = np.random.default_rng([seed, 104729])
+    counts = np.round(np.array([np.mean(name_label == c) for c in (0, 1)]) * size).astype(int)
+    counts[1] = size - counts[0]
+    picked = np.concatenate([rng.choice(names[name_label == c], size=k, replace=False)
+                             for c, k in zip((0, 1), counts)])
+    return np.sort(rest[np.isin(subjects[rest], picked)])
 
 
 def trivial_predictor(y, folds) -> dict:
@@ -296,10 +326,14 @@ def run_experiment(config: BarConfig, out_dir, *, store_url=None, frameworks=Non
     for fw, k in bar(jobs, desc="bar-ad", enabled=progress, unit="fold"):
         train_idx, test_idx = folds[k]
         fold_seed = seed * 1000 + 10 * k
-        probe_idx = (held_out_probe(pool, train_idx, seed=fold_seed)
-                     if config.design == "draws" else None)
+        probe_idx = val_idx = None
+        if config.design == "draws":
+            probe_idx = held_out_probe(pool, train_idx, seed=fold_seed)
+            if config.val_subjects > 0:
+                val_idx = held_out_validation(pool, train_idx, data["subjects"], data["y"],
+                                              size=config.val_subjects, seed=fold_seed)
         res = run_fold(get_framework(fw), config, atlas, data, train_idx, test_idx,
-                       seed=fold_seed, bank=bank, probe_idx=probe_idx)
+                       seed=fold_seed, bank=bank, probe_idx=probe_idx, val_idx=val_idx)
         res["seed"] = fold_seed
         res["fold"] = k
         results[fw].append(res)

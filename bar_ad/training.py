@@ -127,7 +127,8 @@ class ModelBank:
                 model = build_classifier(self._encoder(f"vit3d_clf_{int(key)}"),
                                          head_units=self.config.head_units, freeze_encoder=key)
                 model.compile(optimizer=keras.optimizers.Adam(lr), loss="binary_crossentropy",
-                              metrics=["accuracy"], jit_compile=self.jit_compile)
+                              metrics=["accuracy", keras.metrics.AUC(name="auc")],
+                              jit_compile=self.jit_compile)
                 model.optimizer.build(model.trainable_variables)
             self._classifiers[key] = (model, model.get_weights())
         model, initial = self._classifiers[key]
@@ -165,7 +166,8 @@ class ModelBank:
         return model
 
 
-def pretrain_encoder(framework, config, atlas, x, y, *, seed, bank=None, probe=None):
+def pretrain_encoder(framework, config, atlas, x, y, *, seed, bank=None, probe=None,
+                     callbacks=None):
     """Pre-trains the encoder with the framework's views and losses (Eqs. 2-5).
 
     Args:
@@ -177,6 +179,7 @@ def pretrain_encoder(framework, config, atlas, x, y, *, seed, bank=None, probe=N
             pre-training: the history then carries `probe_cls_cosine`, the mean
             pairwise cosine of their [cls] tokens under the pre-trained encoder (the
             collapse check of the arm).
+        callbacks: list of keras callbacks, optional (given to `fit`).
 
     Returns:
         (encoder weights list or None when the framework has no pre-training, history dict)
@@ -193,7 +196,8 @@ def pretrain_encoder(framework, config, atlas, x, y, *, seed, bank=None, probe=N
     ds = dataset_from_arrays(x, y.astype(np.float32), batch_size=config.pretrain_batch,
                              shuffle=True, seed=seed, augment=view_fn,
                              drop_remainder=len(x) > config.pretrain_batch)
-    hist = model.fit(ds, epochs=config.pretrain_epochs, shuffle=False, verbose=0)
+    hist = model.fit(ds, epochs=config.pretrain_epochs, shuffle=False, verbose=0,
+                     callbacks=callbacks)
     history = {k: [float(v) for v in vals] for k, vals in hist.history.items()}
     if probe is not None and len(probe) >= 2:
         history["probe_cls_cosine"] = probe_cosine(model, probe)
@@ -216,9 +220,13 @@ def finetune(encoder_weights, framework, config, x, y, *, seed, x_val=None, y_va
         framework, config: the run's settings.
         x, y: training volumes and hard labels.
         seed: int. Batch order.
-        x_val, y_val: optional validation subjects; the epoch with the lowest validation
-            loss is kept.
+        x_val, y_val: optional validation subjects; the epoch best on `config.select_on`
+            ("val_loss": lowest BCE, "val_auc": highest AUC) is kept, the first of ties.
         bank: `ModelBank`, optional.
+
+    Returns:
+        (model, history): the history holds the per-epoch curves and, with a validation
+        set, `selected_epoch` (1-based, a one-element list like the curves' values).
     """
     import keras
 
@@ -236,11 +244,35 @@ def finetune(encoder_weights, framework, config, x, y, *, seed, x_val=None, y_va
     if x_val is not None and len(x_val):
         val = dataset_from_arrays(x_val, y_val.astype(np.float32)[:, None],
                                   batch_size=config.finetune_batch, shuffle=False)
+        mode = selection_mode(config.select_on)
+        # Patience = the whole budget: nothing stops early, the best epoch is restored.
         callbacks.append(keras.callbacks.EarlyStopping(
-            monitor="val_loss", patience=config.finetune_epochs, restore_best_weights=True))
+            monitor=config.select_on, mode=mode, patience=config.finetune_epochs,
+            restore_best_weights=True))
     hist = model.fit(ds, epochs=config.finetune_epochs, validation_data=val,
                      callbacks=callbacks, shuffle=False, verbose=0)
-    return model, {k: [float(v) for v in vals] for k, vals in hist.history.items()}
+    history = {k: [float(v) for v in vals] for k, vals in hist.history.items()}
+    if val is not None:
+        history["selected_epoch"] = [selected_epoch(history[config.select_on],
+                                                    selection_mode(config.select_on))]
+    return model, history
+
+
+def selection_mode(select_on: str) -> str:
+    """"min" for a validation loss, "max" for a validation AUC."""
+    modes = {"val_loss": "min", "val_auc": "max"}
+    if select_on not in modes:
+        raise ValueError(f"select_on must be one of {sorted(modes)}. Received: "
+                         f"select_on={select_on!r}")
+    return modes[select_on]
+
+
+def selected_epoch(curve, mode) -> int:
+    """The 1-based epoch Keras' EarlyStopping restores: the first best value of `curve`
+    (strictly better than every earlier one)."""
+    values = np.asarray(curve, float)
+    best = int(np.argmin(values) if mode == "min" else np.argmax(values))
+    return best + 1
 
 
 def evaluate(model, x, y, *, batch_size=16):
