@@ -102,8 +102,7 @@ def _cmd_run(args) -> int:
         from lge_qa.limited import run_limited_study
 
         result = run_limited_study(cfg, gates_only=args.gates_only, **common)
-        print(result["table"] if not args.gates_only else
-              "\n".join(f"{k}: {v}" for k, v in {**result["gates"], **result["seconds"]}.items()))
+        print(result["table"] if not args.gates_only else gates_summary(result))
     else:
         from lge_qa.experiment import run_experiment
         from lge_qa.report import table_markdown
@@ -115,6 +114,22 @@ def _cmd_run(args) -> int:
     if args.smoke:
         print(peak_memory_line())
     return 0
+
+
+def gates_summary(result) -> str:
+    """The lines `run --gates-only` prints: every gate, the gate baselines per size, each
+    headroom check (ceiling, baseline, shortcut, room against the required room) and the
+    seconds of the parts."""
+    fmt = lambda v: "not measured" if v is None else f"{v:.3f}"  # noqa: E731
+    passed = result.get("gate_passed", {})
+    lines = [f"gate {k}: {fmt(v)}{'' if k not in passed else (': pass' if passed[k] else ': FAIL')}"
+             for k, v in result["gates"].items()]
+    lines += [f"gate baseline n={n}: {fmt(v)}" for n, v in result.get("gate_sizes", {}).items()]
+    lines += [f"headroom {h['hypothesis']}: ceiling {fmt(h['ceiling'])}, baseline {fmt(h['baseline'])}, "
+              f"shortcut {fmt(h['shortcut'])}, room {fmt(h['room'])} (required {fmt(h['required'])}): "
+              f"{'pass' if h['passed'] else 'FAIL'}" for h in result.get("headroom", [])]
+    lines += [f"seconds {k}: {v:.0f}" for k, v in result["seconds"].items()]
+    return "\n".join(lines)
 
 
 def _cmd_generate(args) -> int:

@@ -50,14 +50,16 @@ def phantom_shift(cfg: LgeQaConfig) -> float:
         return float(cfg.quality_shift)
     return phantom.shift_for_prevalence(cfg.target_prevalence, correlation=cfg.quality_correlation,
                                         spread=cfg.quality_spread, rater_sd=cfg.rater_sd,
-                                        score_threshold=cfg.score_threshold)
+                                        score_threshold=cfg.score_threshold,
+                                        target_correlation=cfg.target_correlation)
 
 
 def phantom_settings(cfg: LgeQaConfig) -> dict:
     """The arguments of `phantom.generate_dataset` that decide the phantom of `cfg`."""
     return dict(n_segmentation=cfg.n_segmentation, n_scored=cfg.n_scored, shape=cfg.volume_shape,
                 seed=cfg.seed, rater_sd=cfg.rater_sd, correlation=cfg.quality_correlation,
-                spread=cfg.quality_spread, shift=phantom_shift(cfg), fibrosis_extent=cfg.fibrosis_extent)
+                spread=cfg.quality_spread, shift=phantom_shift(cfg), fibrosis_extent=cfg.fibrosis_extent,
+                target_correlation=cfg.target_correlation)
 
 
 def write_phantom(cfg: LgeQaConfig, root, *, progress=None) -> Path:

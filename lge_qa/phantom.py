@@ -123,38 +123,56 @@ def observer_scores(params: ScanParameters, rng, *, rater_sd=0.5) -> np.ndarray:
     return np.clip(np.rint(raw), 1, 5).astype(np.int64)
 
 
-def sample_qualities(n, rng, *, correlation=0.9, spread=1.0, shift=0.0) -> np.ndarray:
-    """Correlated per-scan qualities [n, 4] in (0, 1).
+def sample_qualities(n, rng, *, correlation=0.9, spread=1.0, shift=0.0, target_correlation=None) -> np.ndarray:
+    """Correlated per-scan qualities [n, 4] in (0, 1) (SCORE_COLUMNS order, the target last).
 
-    q_k = Phi(spread * (sqrt(c) * z + sqrt(1 - c) * e_k) + shift), z shared by the four
-    attributes of a scan, e_k independent, so the latent values of two attributes
-    correlate with c = `correlation`. spread < 1 concentrates the scores in 2-4.
+    The three auxiliary attributes share a factor z: a_k = sqrt(c) z + sqrt(1 - c) e_k,
+    so their latent values correlate with c = `correlation`. The target (fibrosis
+    quality) loads on the same factor with b = t / sqrt(c): f = b z + sqrt(1 - b^2) e_4,
+    so it correlates with each auxiliary at t = `target_correlation` (t = c: the four
+    attributes exchangeable, as before). q = Phi(spread * latent + shift); spread < 1
+    concentrates the scores in 2-4.
 
     Args:
         n: int. Scans.
         rng: numpy Generator or int seed.
-        correlation: float in [0, 1], default 0.9. Pairwise latent correlation.
+        correlation: float in [0, 1], default 0.9. Pairwise latent correlation of the
+            three auxiliary attributes.
         spread: float, default 1.0.
         shift: float, default 0.0. Moves every quality up (> 0) or down.
+        target_correlation: float, optional. Latent correlation of the target with each
+            auxiliary, at most sqrt(correlation) (default: `correlation`).
+
+    Example: correlation 0.8, target_correlation 0.6: auxiliaries that agree with
+    each other (score correlation about 0.64) and correlate with the target without
+    determining it (about 0.47).
     """
     if not 0.0 <= correlation <= 1.0:
         raise ValueError(f"correlation must lie in [0, 1]. Received: correlation={correlation}")
+    t = correlation if target_correlation is None else float(target_correlation)
+    if not 0.0 <= t <= np.sqrt(correlation) + 1e-12:
+        raise ValueError(f"target_correlation must lie in [0, sqrt(correlation)] = "
+                         f"[0, {np.sqrt(correlation):.3f}]. Received: target_correlation={target_correlation}")
     rng = numpy_rng(rng)
     z = rng.normal(size=(n, 1))
     e = rng.normal(size=(n, 4))
-    u = spread * (np.sqrt(correlation) * z + np.sqrt(1.0 - correlation) * e) + shift
-    return special.ndtr(u)
+    u = np.sqrt(correlation) * z + np.sqrt(1.0 - correlation) * e
+    if target_correlation is not None:
+        b = t / np.sqrt(correlation) if correlation > 0 else 0.0
+        u[:, 3] = b * z[:, 0] + np.sqrt(max(0.0, 1.0 - b * b)) * e[:, 3]
+    return special.ndtr(spread * u + shift)
 
 
-def simulated_scores(n, seed, *, correlation, spread, shift, rater_sd) -> np.ndarray:
+def simulated_scores(n, seed, *, correlation, spread, shift, rater_sd, target_correlation=None) -> np.ndarray:
     """Observer scores [n, 4] of `n` phantom scans, drawn without rendering any image."""
     rng = np.random.default_rng(seed)
-    q = sample_qualities(n, rng, correlation=correlation, spread=spread, shift=shift)
+    q = sample_qualities(n, rng, correlation=correlation, spread=spread, shift=shift,
+                         target_correlation=target_correlation)
     return np.stack([observer_scores(parameters_from_quality(qi, rng), rng, rater_sd=rater_sd) for qi in q])
 
 
 def shift_for_prevalence(target, *, correlation, spread, rater_sd, score_threshold=3, n=2000, seed=12345,
-                         iterations=16) -> float:
+                         iterations=16, target_correlation=None) -> float:
     """The quality shift at which a share `target` of fibrosis-quality scores is diagnostic.
 
     Bisection on the share of `simulated_scores(...)[:, 3] >= score_threshold` (the same
@@ -163,7 +181,8 @@ def shift_for_prevalence(target, *, correlation, spread, rater_sd, score_thresho
 
     Args:
         target: float in (0, 1). Declared prevalence of "diagnostic".
-        correlation, spread, rater_sd: as in `sample_qualities` / `observer_scores`.
+        correlation, spread, rater_sd, target_correlation: as in `sample_qualities` /
+            `observer_scores`.
         score_threshold: int, default 3.
         n: int, default 2000. Simulated scans.
         seed: int, default 12345. Their seed (not the cohort's).
@@ -177,7 +196,7 @@ def shift_for_prevalence(target, *, correlation, spread, rater_sd, score_thresho
 
     def share(shift):
         scores = simulated_scores(n, seed, correlation=correlation, spread=spread, shift=shift,
-                                  rater_sd=rater_sd)
+                                  rater_sd=rater_sd, target_correlation=target_correlation)
         return float(np.mean(scores[:, 3] >= score_threshold))
 
     low, high = -3.0, 3.0
@@ -316,7 +335,8 @@ def render_scan(params: ScanParameters, shape, rng, *, noise_sd=0.03, fibrosis_e
 
 
 def generate_dataset(root, *, n_segmentation, n_scored, shape, seed, rater_sd=0.5,
-                     correlation=0.9, spread=1.0, shift=0.0, fibrosis_extent=28.0, progress=None) -> Path:
+                     correlation=0.9, spread=1.0, shift=0.0, fibrosis_extent=28.0, target_correlation=None,
+                     progress=None) -> Path:
     """Writes both cohorts, the scores table and the phantom parameters under `root`.
 
     Layout: `<root>/segmentation/SEGnnnn/` (masks-only cohort: the 900 scans of the
@@ -330,7 +350,7 @@ def generate_dataset(root, *, n_segmentation, n_scored, shape, seed, rater_sd=0.
         shape: (X, Y, Z) voxels per volume.
         seed: int. Everything drawn derives from it.
         rater_sd: float, default 0.5. Observer noise (score units).
-        correlation, spread, shift: floats. See `sample_qualities`.
+        correlation, spread, shift, target_correlation: floats. See `sample_qualities`.
         fibrosis_extent: float, default 28. See `render_scan`.
         progress: callable wrapping an iterable (e.g. shared.progress.progress), optional.
 
@@ -344,7 +364,8 @@ def generate_dataset(root, *, n_segmentation, n_scored, shape, seed, rater_sd=0.
     cohorts = [(SEG_SPLIT, "SEG", n_segmentation), (QA_SPLIT, "QA", n_scored)]
     scores, rows = {}, []
     for split, prefix, n in cohorts:
-        qualities = sample_qualities(n, rng, correlation=correlation, spread=spread, shift=shift)
+        qualities = sample_qualities(n, rng, correlation=correlation, spread=spread, shift=shift,
+                                     target_correlation=target_correlation)
         items = range(n) if progress is None else progress(range(n), desc=f"phantom {split}")
         for i in items:
             case_id = f"{prefix}{i:04d}"

@@ -150,9 +150,29 @@ def compile_qa_model(model, cfg: LgeQaConfig, steps_per_epoch, *, multitask, jit
         losses[models.MASK_OUTPUT] = DiceLoss()
         weights[models.MASK_OUTPUT] = 1.0
     model.compile(optimizer=keras.optimizers.Adam(schedule), loss=losses, loss_weights=weights,
-                  metrics={models.QA_OUTPUT: [keras.metrics.MeanSquaredError(name="mse")]},
+                  metrics={models.QA_OUTPUT: [keras.metrics.MeanSquaredError(name="mse"),
+                                              keras.metrics.AUC(name="auc")]},
                   jit_compile=jit_compile)
     return model
+
+
+def monitored_quantity(cfg: LgeQaConfig) -> tuple:
+    """(log key, mode) early stopping reads: the validation AUC of the QA output (max) or
+    its validation MSE (min). A training draw whose prior differs from the validation
+    set's first learns that prior, which raises the validation MSE while the ranking still
+    improves; the AUC does not see the prior (issue 32: with the MSE such a draw kept
+    epoch 1)."""
+    return f"val_{models.QA_OUTPUT}_{cfg.stop_monitor}", ("max" if cfg.stop_monitor == "auc" else "min")
+
+
+def early_stopping(cfg: LgeQaConfig):
+    """The early-stopping callback of QA training (`monitored_quantity`, `cfg.patience`,
+    restoring the best epoch with `cfg.restore_best`)."""
+    import keras
+
+    monitor, mode = monitored_quantity(cfg)
+    return keras.callbacks.EarlyStopping(monitor=monitor, patience=cfg.patience, mode=mode,
+                                         restore_best_weights=cfg.restore_best)
 
 
 def batchnorm_recalibration(images, *, batch_size=256):
@@ -179,15 +199,18 @@ def batchnorm_recalibration(images, *, batch_size=256):
 
 def fit_qa_model(model, cfg: LgeQaConfig, train, val, *, multitask, seed, verbose=0, strategy=None,
                  jit_compile=False):
-    """Trains a QA model: `cfg.epochs` epochs, early stopping on the validation MSE of the
-    QA output (Section 4.3). `train` / `val`: (x, y dict).
+    """Trains a QA model: `cfg.epochs` epochs, early stopping on the validation AUC (or MSE,
+    `cfg.stop_monitor`) of the QA output (Section 4.3). `train` / `val`: (x, y dict).
 
-    With `cfg.restore_best` the weights of the epoch with the lowest validation MSE
-    are restored at the end (the model the validation selects); otherwise the last
+    With `cfg.restore_best` the weights of the best validation epoch are restored at the end (the model the validation selects); otherwise the last
     epoch's weights are kept. With `cfg.recalibrate_bn` the batch-norm statistics are
     re-estimated on the un-augmented training slices before each validation and after
     the last epoch (`batchnorm_recalibration`). The model is compiled under
-    `strategy`'s scope (that it was built in)."""
+    `strategy`'s scope (that it was built in).
+
+    Returns:
+        the Keras history dict plus "best_epoch" (1-based, the epoch whose weights are kept).
+    """
     import keras
 
     from shared.data.pipeline import dataset_from_arrays
@@ -199,14 +222,16 @@ def fit_qa_model(model, cfg: LgeQaConfig, train, val, *, multitask, seed, verbos
     ds = dataset_from_arrays(train[0], train[1], batch_size=batch, seed=seed,
                              augment=_qa_augment_fn(cfg, multitask), drop_remainder=True)
     val_ds = dataset_from_arrays(val[0], val[1], batch_size=cfg.batch_size, shuffle=False)
-    stop = keras.callbacks.EarlyStopping(monitor=f"val_{models.QA_OUTPUT}_mse", patience=cfg.patience,
-                                         mode="min", restore_best_weights=cfg.restore_best)
+    stop = early_stopping(cfg)
     callbacks = [stop]
     if cfg.recalibrate_bn:
         # The weights EarlyStopping keeps after a validation carry that validation's statistics.
         callbacks.append(batchnorm_recalibration(train[0]))
-    history = model.fit(ds, validation_data=val_ds, epochs=cfg.epochs, callbacks=callbacks, verbose=verbose)
-    return history.history
+    history = dict(model.fit(ds, validation_data=val_ds, epochs=cfg.epochs, callbacks=callbacks,
+                             verbose=verbose).history)
+    epochs = len(history.get("loss", []))
+    history["best_epoch"] = int(stop.best_epoch) + 1 if cfg.restore_best else epochs
+    return history
 
 
 def supcon_target_loss(labels, *, batch_size, criterion, temperature, views=2) -> float:
@@ -233,44 +258,115 @@ def supcon_target_loss(labels, *, batch_size, criterion, temperature, views=2) -
     return float(chance - criterion * (chance - minimum))
 
 
+def supcon_shared_target(labels, *, batch_size, criterion, temperature, seed, views=2, steps=1500) -> dict:
+    """The Eq. 5 loss at which SupCon pre-training stops, reachable by construction.
+
+    The collapsed value is K log(V B - 1) for K label columns; the floor is the lowest
+    value one embedding shared by the K terms reaches on a batch of `batch_size` rows of
+    `labels` (`models.supcon_sum_free_minimum`, projections optimised directly). The
+    target is `criterion` of the way from the first to the second, so any `criterion` in
+    (0, 1] names a value some embedding reaches. (`supcon_target_loss`, the earlier
+    target, measured the gap to the sum of per-label minima, which one shared embedding
+    cannot reach when the labels disagree.)
+
+    Args:
+        labels: int [N, K] binary training labels.
+        batch_size: int. The pre-training batch (at most N).
+        criterion: float in (0, 1].
+        temperature: float.
+        seed: int. Which rows form the reference batch, and the optimiser's start.
+        views: int, default 2.
+        steps: int, default 1500. Adam steps of the floor's estimate.
+
+    Returns:
+        dict with "collapsed", "shared_minimum" and "target".
+    """
+    if not 0.0 < criterion <= 1.0:
+        raise ValueError(f"criterion must lie in (0, 1]. Received: criterion={criterion}")
+    labels = np.asarray(labels)
+    batch_size = min(int(batch_size), len(labels))
+    rows = np.random.default_rng(int(seed)).choice(len(labels), batch_size, replace=False)
+    collapsed = labels.shape[1] * float(np.log(views * batch_size - 1))
+    floor = models.supcon_sum_free_minimum(labels[rows].astype("int32"), views=views, temperature=temperature,
+                                           steps=steps, seed=int(seed))
+    return {"collapsed": collapsed, "shared_minimum": floor,
+            "target": float(collapsed - criterion * (collapsed - floor))}
+
+
+def pretrain_schedule(cfg: LgeQaConfig, total_steps):
+    """LARS learning rate: linear warm-up over `cfg.pretrain_warmup` of the steps to
+    `cfg.lars_learning_rate`, then cosine decay to 0 (SimCLR / SupCon's schedule)."""
+    import keras
+
+    warmup = int(round(cfg.pretrain_warmup * total_steps))
+    return keras.optimizers.schedules.CosineDecay(
+        0.0, decay_steps=max(1, total_steps - warmup), warmup_target=cfg.lars_learning_rate,
+        warmup_steps=warmup)
+
+
+def pretrain_budget(n_slices, cfg: LgeQaConfig) -> dict:
+    """Batch, steps per pass over the slices and total LARS steps of pre-training.
+
+    The batch is `cfg.pretrain_batch_size` cut to the slices available (and even,
+    `even_batch_size`); a pass is ceil(N / batch) steps, the batches running across pass
+    boundaries so that no slice is left out. Total: `cfg.pretrain_steps`, or
+    `cfg.pretrain_epochs` passes when that is 0."""
+    batch = even_batch_size(n_slices, cfg.pretrain_batch_size)
+    per_pass = -(-int(n_slices) // batch)
+    total = int(cfg.pretrain_steps) if cfg.pretrain_steps else int(cfg.pretrain_epochs) * per_pass
+    total = -(-total // per_pass) * per_pass  # whole passes: the schedule ends with the last step
+    if total < 1:
+        raise ValueError(f"SupCon pre-training needs pretrain_steps or pretrain_epochs > 0. Received: "
+                         f"pretrain_steps={cfg.pretrain_steps}, pretrain_epochs={cfg.pretrain_epochs}")
+    return {"batch": batch, "steps_per_pass": per_pass, "total_steps": total}
+
+
 def pretrain_contrastive(encoder, cfg: LgeQaConfig, x, labels, *, seed, verbose=0, strategy=None,
                          jit_compile=False):
     """Step 1 of QA & Contrastive: SupCon pre-training of `encoder` with LARS (Eqs. 4-5).
 
-    With `cfg.pretrain_criterion` > 0 training stops at the first epoch whose mean
-    loss reaches `supcon_target_loss` (at most `cfg.pretrain_epochs` epochs); the
-    history then holds "target_loss" and "reached". Under a multi-replica `strategy`
-    the anchors of each replica are contrasted with the projections of the whole
-    global batch (`models.SupConPretrainer`)."""
+    `pretrain_budget` LARS steps with warm-up and cosine decay (`pretrain_schedule`). With
+    `cfg.pretrain_criterion` > 0 training stops at the end of the first pass whose mean
+    loss reaches `supcon_shared_target`; the history then holds "target_loss",
+    "shared_minimum", "collapsed" and "reached". "steps" counts the LARS steps taken.
+    Under a multi-replica `strategy` the anchors of each replica are contrasted with the
+    projections of the whole global batch (`models.SupConPretrainer`)."""
     import keras
 
     from shared.training.lars import LARS
     from shared.data.pipeline import dataset_from_arrays
 
+    budget = pretrain_budget(len(x), cfg)
     with strategy_scope(strategy):
         pretrainer = models.SupConPretrainer(encoder, projection_dim=cfg.projection_dim,
                                              temperature=cfg.temperature)
-        pretrainer.compile(optimizer=LARS(learning_rate=cfg.lars_learning_rate, momentum=cfg.lars_momentum,
-                                          weight_decay=cfg.lars_weight_decay, eta=cfg.lars_eta),
+        pretrainer.compile(optimizer=LARS(learning_rate=pretrain_schedule(cfg, budget["total_steps"]),
+                                          momentum=cfg.lars_momentum, weight_decay=cfg.lars_weight_decay,
+                                          eta=cfg.lars_eta),
                            jit_compile=jit_compile)
-    batch = even_batch_size(len(x), cfg.pretrain_batch_size)
-    ds = dataset_from_arrays(x, labels.astype("int32"), batch_size=batch,
-                             seed=seed, augment=_two_view_fn(cfg), drop_remainder=True)
+    ds = dataset_from_arrays(x, labels.astype("int32"), batch_size=budget["batch"], seed=seed,
+                             augment=_two_view_fn(cfg), repeat=True, drop_remainder=True)
     callbacks, target = [], None
     if cfg.pretrain_criterion > 0:
-        target = supcon_target_loss(labels, batch_size=batch, criterion=cfg.pretrain_criterion,
-                                    temperature=cfg.temperature)
+        target = supcon_shared_target(labels, batch_size=budget["batch"], criterion=cfg.pretrain_criterion,
+                                      temperature=cfg.temperature, seed=seed)
 
         class StopAtTarget(keras.callbacks.Callback):
             def on_epoch_end(self, epoch, logs=None):
-                if logs and logs.get("loss", np.inf) <= target:
+                if logs and logs.get("loss", np.inf) <= target["target"]:
                     self.model.stop_training = True
 
         callbacks.append(StopAtTarget())
-    history = dict(pretrainer.fit(ds, epochs=cfg.pretrain_epochs, verbose=verbose, callbacks=callbacks).history)
+    passes = budget["total_steps"] // budget["steps_per_pass"]
+    history = dict(pretrainer.fit(ds, epochs=passes, steps_per_epoch=budget["steps_per_pass"], verbose=verbose,
+                                  callbacks=callbacks).history)
+    history["steps"] = int(pretrainer.optimizer.iterations)
+    history["batch"] = budget["batch"]
     if target is not None:
-        history["target_loss"] = target
-        history["reached"] = bool(min(history.get("loss", [np.inf])) <= target)
+        history["target_loss"] = target["target"]
+        history["shared_minimum"] = target["shared_minimum"]
+        history["collapsed"] = target["collapsed"]
+        history["reached"] = bool(min(history.get("loss", [np.inf])) <= target["target"])
     return history
 
 
