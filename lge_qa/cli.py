@@ -1,4 +1,4 @@
-"""`medrepro lge-qa {run,generate}`: the command line of the LGE-MRI quality reproduction."""
+"""`medrepro lge-qa {run,generate,detect}`: the command line of the LGE-MRI quality reproduction."""
 
 import logging
 from pathlib import Path
@@ -12,7 +12,7 @@ DISTRIBUTE_CHOICES = ("default", "mirrored", "multi-worker")  # shared.scale.STR
 
 
 def register(subparsers) -> None:
-    """Adds `lge-qa` with its `run` and `generate` subcommands."""
+    """Adds `lge-qa` with its `run`, `generate` and `detect` subcommands."""
     parser = subparsers.add_parser(
         PAPER, help="two-stage LGE-MRI quality assessment (Sultan et al.)",
         description="LA detector + QA networks (baseline, multi-task, SupCon-pretrained) on LGE-MRI.")
@@ -47,6 +47,10 @@ def register(subparsers) -> None:
                           "paper states, default) or low (the second condition)")
     run.add_argument("--threshold",
                      type=number(low=0, high=1, low_open=True, high_open=True), default=None, help="LA detector threshold t")
+    run.add_argument("--encoder-weights", type=Path, default=None, metavar="PATH",
+                     help="a .weights.h5 file of the ResNet34 encoder (same filters and blocks as the "
+                          "preset), e.g. ImageNet weights converted by the user; a frozen baseline "
+                          "encoder on real data (--data) is refused without it")
     run.add_argument("--gates-only", action="store_true",
                      help="--preset powered: measure the gates (data, oracle feature, baseline on the "
                           "gate cohort) and stop before any arm trains")
@@ -54,14 +58,32 @@ def register(subparsers) -> None:
 
     gen = sub.add_parser("generate", help="write the synthetic LGE phantom in the challenge layout")
     gen.add_argument("--out", type=Path, required=True, help="output folder")
-    gen.add_argument("--preset", choices=("tiny", "quick", "paper"), default="quick",
+    gen.add_argument("--preset", choices=("tiny", "quick", "powered", "paper"), default="quick",
                      help="cohort sizes and volume shape of this preset (default: quick)")
+    gen.add_argument("--correlation", choices=("high", "low"), default=None,
+                     help="declared correlation of the quality attributes: high (default) or low")
     gen.add_argument("--seed", type=SEED, default=0)
     gen.add_argument("--n-segmentation", type=count(0), default=None, help="masks-only scans")
     gen.add_argument("--n-scored", type=count(1), default=None, help="scored scans")
     gen.add_argument("--no-progress", action="store_true")
     gen.set_defaults(func=_cmd_generate)
     add_store_arg(gen)
+
+    det = sub.add_parser("detect", help="stage one only: train the LA detector and select the LA slices "
+                                        "of NRRD cases (no scores table needed)")
+    det.add_argument("--data", type=Path, required=True,
+                     help="root holding segmentation/<CASE>/lgemri.nrrd + laendo.nrrd (the detector's "
+                          "training cohort); only read")
+    det.add_argument("--cases", type=Path, default=None,
+                     help="folder of <CASE>/lgemri.nrrd to select slices of (default: <data>/quality)")
+    det.add_argument("--out", type=Path, required=True, help="output folder (slice_selection.csv, "
+                                                             "detector.json, the detector's weights)")
+    det.add_argument("--preset", choices=("tiny", "quick", "paper"), default="paper",
+                     help="image size and U-Net of this preset (default: paper)")
+    det.add_argument("--seed", type=SEED, default=0)
+    det.add_argument("--threshold", type=number(low=0, high=1, low_open=True, high_open=True), default=None,
+                     help="LA detector threshold t (default: the preset's)")
+    det.set_defaults(func=_cmd_detect)
 
 
 def _strategy_args(name):
@@ -82,8 +104,14 @@ def _cmd_run(args) -> int:
         overrides["detection_threshold"] = args.threshold
     if args.correlation is not None:
         overrides["correlation_level"] = args.correlation
+    if args.encoder_weights is not None:
+        if not args.encoder_weights.is_file():
+            raise FileNotFoundError(f"--encoder-weights {args.encoder_weights}: no such file; expected a "
+                                    f".weights.h5 file of the ResNet34 encoder")
+        overrides["encoder_weights"] = str(args.encoder_weights)
     cfg = run_config(args, get_config, record_keys=RECORD_KEYS, replace=with_overrides,
                      overrides=overrides)
+    check_real_data(cfg, args.data, _strategy_args(args.qa_strategy))
     if args.gates_only and (args.smoke or not cfg.training_sizes):
         raise ValueError(f"--gates-only: expected --preset powered (a preset with training sizes) "
                          f"without --smoke. Received: --preset {args.preset}"
@@ -116,6 +144,27 @@ def _cmd_run(args) -> int:
     return 0
 
 
+def check_real_data(cfg, data_root, strategies) -> None:
+    """Refuses, in one line, what would run but answer nothing on a user's data (a root
+    without the phantom's parameters table): the limited-label study, whose gates and
+    headroom need the phantom's oracle, and a frozen baseline encoder without weights (a
+    frozen random ResNet34).
+
+    Raises:
+        ValueError: naming the flag and what to pass instead.
+    """
+    if data_root is None or (Path(data_root) / "phantom_parameters.csv").is_file():
+        return
+    if cfg.training_sizes:
+        raise ValueError(f"--data {data_root}: --preset {cfg.preset} (the limited-label study) runs on the "
+                         f"phantom only: its gates and headroom need the phantom's oracle fibrosis "
+                         f"contrast; on real data run --preset paper (or detect)")
+    if cfg.baseline_encoder == "frozen" and cfg.encoder_weights is None and "baseline" in strategies:
+        raise ValueError(f"--data {data_root}: the baseline's encoder is frozen (baseline_encoder=frozen) "
+                         f"and no --encoder-weights was given, so it would be a frozen random ResNet34; "
+                         f"expected --encoder-weights PATH or --set baseline_encoder=end_to_end")
+
+
 def gates_summary(result) -> str:
     """The lines `run --gates-only` prints: every gate, the gate baselines per size, each
     headroom check (ceiling, baseline, shortcut, room against the required room) and the
@@ -142,10 +191,25 @@ def _cmd_generate(args) -> int:
         overrides["n_segmentation"] = args.n_segmentation
     if args.n_scored is not None:
         overrides["n_scored"] = args.n_scored
+    if args.correlation is not None:
+        overrides["correlation_level"] = args.correlation
     cfg = get_config(args.preset, **overrides)
     root = write_phantom(cfg, args.out, progress=lambda it, desc: progress(it, desc=desc,
                                                                              enabled=not args.no_progress))
     print(f"wrote {cfg.n_segmentation} masks-only and {cfg.n_scored} scored scans to {root}")
+    return 0
+
+
+def _cmd_detect(args) -> int:
+    from lge_qa.config import get_config
+    from lge_qa.detect import run_detection
+
+    overrides = {"seed": args.seed}
+    if args.threshold is not None:
+        overrides["detection_threshold"] = args.threshold
+    result = run_detection(get_config(args.preset, **overrides), args.data, args.out, cases_dir=args.cases)
+    selected = sum(row["selected"] for row in result["rows"])
+    print(f"{len(result['rows'])} cases, {selected} slices selected: {result['selection']}")
     return 0
 
 
