@@ -498,6 +498,8 @@ def run_limited_study(cfg: LgeQaConfig, *, out_dir, store_url=None, data_root=No
                                      jit_compile=jit_compile)
     gates["baseline_auc"] = gate_metrics["auc"]
     study.record_gate("baseline_auc", gate_metrics["auc"])
+    log.info("gate baseline %d scans: auc %.3f, best epoch %d of %d, %.0f s", len(split["gate_train"]),
+             gate_metrics["auc"], gate_metrics["best_epoch"], gate_metrics["epochs"], gate_metrics["seconds"])
     gate_sizes = gate_size_baselines(cfg, data, split, labels, sizes, verbose=verbose, distribute=distribute,
                                      jit_compile=jit_compile) if study.protocol.headroom else {}
     headroom = record_headroom(study, gates, gate_sizes, sizes)
@@ -557,6 +559,8 @@ def gate_size_baselines(cfg, data, split, labels, sizes, **train_kw) -> dict:
         metrics, _ = train_and_test("baseline", cfg, data, train, split["val"], split["gate_test"],
                                     seed=int(cfg.seed) + GATE_DRAW_OFFSET, **train_kw)
         out[int(n)] = float(metrics["auc"])
+        log.info("gate baseline n=%d: auc %.3f, val auc %.3f, best epoch %d of %d, %.0f s", n, metrics["auc"],
+                 metrics["val_auc"], metrics["best_epoch"], metrics["epochs"], metrics["seconds"])
     return out
 
 

@@ -211,8 +211,6 @@ def fit_qa_model(model, cfg: LgeQaConfig, train, val, *, multitask, seed, verbos
     Returns:
         the Keras history dict plus "best_epoch" (1-based, the epoch whose weights are kept).
     """
-    import keras
-
     from shared.data.pipeline import dataset_from_arrays
 
     batch = even_batch_size(len(train[0]), cfg.batch_size)
