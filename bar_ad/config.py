@@ -425,6 +425,20 @@ def study_units(config: BarConfig, seed: int = 0) -> tuple:
     return tuple(f"s{int(seed)}-f{k}" for k in range(folds_run(config)))
 
 
+def schedule_deviation(config: BarConfig) -> tuple:
+    """The powered training schedule and its selection, as a declared deviation (empty
+    without validation scans)."""
+    if config.design != "draws" or config.val_subjects <= 0:
+        return ()
+    return (f"training schedule: pre-training {config.pretrain_epochs} epochs at "
+            f"{config.pretrain_lr:g} (the paper's rate; epochs not stated), fine-tuning "
+            f"{config.finetune_epochs} epochs at {config.finetune_lr:g} (paper 3e-05), from "
+            f"scratch at {config.scratch_lr:g}, keeping the epoch of best {config.select_on} "
+            f"on {config.val_subjects} pool subjects outside each draw (stratified, the same "
+            "for every arm, never the test set); epochs and rates chosen on pilot data seed "
+            "100 by the rules of bar_ad/schedule_pilot.py, frozen before any study run",)
+
+
 def powered_protocol(config: BarConfig, seed: int = 0, frameworks=None):
     """The powered study ("draws" design) a run declares before training.
 
@@ -475,7 +489,8 @@ def powered_protocol(config: BarConfig, seed: int = 0, frameworks=None):
           f"settings chosen on pilot data seed 100 from pre-training diagnostics only (probe "
           f"collapse <= {COLLAPSE_COSINE_BOUND:g}, then the largest label-distance agreement "
           f"on held-out pool scans; bar_ad/pilot.py), frozen before any study run",)
-         if "bar_anchored_recon" in arms else ()) + paper_deviations(config)
+         if "bar_anchored_recon" in arms else ()) + schedule_deviation(config) \
+        + paper_deviations(config)
     return Protocol(
         paper="bar_ad", preset=config.preset, arms=arms,
         pairing_unit="training draw 's<seed>-d<draw>': the same training subjects, the same "
