@@ -62,13 +62,16 @@ def register(subparsers):
     add_pilot_args(pilot, presets=("powered", "quick", "tiny"), preset_help="the preset whose sizes and trunk the pilot uses")
     pilot.set_defaults(func=_cmd_pilot)
 
-    predict = sub.add_parser("predict", help="classify image files with a finished run's saved model")
-    predict.add_argument("--model", type=Path, required=True, metavar="RUN_DIR",
-                         help="run folder holding bundle.json and the .keras models")
-    predict.add_argument("--arm", choices=("siamese", "single", "single_cropped"), default="siamese",
-                         help="which saved net to use (default: siamese)")
-    predict.add_argument("images", type=Path, nargs="+", metavar="IMAGE",
-                         help="PNG or JPEG files (8 or 16 bit, grey or colour)")
+    predict = sub.add_parser(
+        "predict", help="classify image files with a finished run's saved model",
+        description="Classifies PNG / JPEG images with an arm's bundle (RUN_DIR/bundles/<arm>, or the "
+                    "bundle folder itself; run folders of earlier versions with bundle.json are read "
+                    "too): one line per file with the class and a score per class (similarity to "
+                    "the class templates for the siamese net, softmax probability otherwise), or --json.")
+    from shared.cli.predict import add_predict_args
+
+    add_predict_args(predict, files_help="PNG or JPEG files (8 or 16 bit, grey or colour)",
+                     arms=("siamese", "single", "single_cropped"), default_arm="siamese")
     predict.set_defaults(func=_cmd_predict)
     parser.set_defaults(func=lambda args: (parser.print_help(), 0)[1])
 
@@ -136,10 +139,10 @@ def _cmd_run(args) -> int:
 def _cmd_predict(args) -> int:
     from covidnet_siamese.inference import predict_images
 
-    names, rows = predict_images(args.model, args.images, arm=args.arm)
-    print("image\tclass\t" + "\t".join(names))
-    for path, name, scores in rows:
-        print(f"{path}\t{name}\t" + "\t".join(f"{v:.4f}" for v in scores))
+    from shared.cli.predict import print_predictions
+
+    names, rows = predict_images(args.model, args.files, arm=args.arm)
+    print_predictions(names, rows, as_json=args.json, bundle=args.model)
     return 0
 
 

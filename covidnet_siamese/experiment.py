@@ -27,7 +27,7 @@ from covidnet_siamese.config import CLASS_NAMES, study_protocol
 from covidnet_siamese.data import border_mask, generate_covidx, load_covidx, load_masks
 from covidnet_siamese.models import gradcam_layer_name, template_contrast
 from covidnet_siamese.gates import pixel_logistic_cv_gates
-from covidnet_siamese.inference import bundle_entry, write_bundle
+from covidnet_siamese.inference import write_arm_bundle
 from covidnet_siamese.search import grid_search
 from covidnet_siamese.training import (class_templates, dead_unit_totals, dead_units, decision_scores, embed,
                                        fit_siamese, fit_single, new_siamese, new_single, predict_siamese,
@@ -41,6 +41,7 @@ from shared.study.trivial import majority_class
 from shared.tracking.runs import make_run_dir, write_json
 from shared.training.scale import clear_session, strategy_scope
 from shared.training.seeding import numpy_rng, set_global_seed
+from shared.training.tensorboard import tensorboard_callback
 
 log = logging.getLogger(__name__)
 
@@ -315,7 +316,7 @@ def run_experiment(config, out_dir, *, store_url=None, seed=0, data_root=None, s
     for net in ("single", "siamese"):
         if config.run_search:
             best[net] = grid_search(net, config, data, store=store, experiment=EXPERIMENT,
-                                    directory=out / "tuner", seed=seed, strategy=strategy)
+                                    directory=out / "tuner", seed=seed, strategy=strategy, run_dir=out)
         else:
             best[net] = {"learning_rate": config.default_learning_rate, "batch_size": config.default_batch_size[net],
                          "best_val_accuracy": None, "trials": []}
@@ -329,7 +330,7 @@ def run_experiment(config, out_dir, *, store_url=None, seed=0, data_root=None, s
     _, val_majority = majority_class(data.y_val, CLASS_NAMES)
     baseline_val_lift = []
     results = {arm: [] for arm in ARMS}
-    keep, bundle = {}, {}
+    keep = {}
     for i, run_seed in enumerate(config.seeds):
         run_seed = int(run_seed) + int(seed)
         for arm in ARMS:
@@ -345,7 +346,8 @@ def run_experiment(config, out_dir, *, store_url=None, seed=0, data_root=None, s
                                            epochs=config.final_epochs_siamese,
                                            n_pairs=config.final_pairs_per_epoch,
                                            n_trials=config.three_way_trials, seed=run_seed,
-                                           select_on=config.select_siamese)
+                                           select_on=config.select_siamese,
+                                           callbacks=[tensorboard_callback(out, f"{arm}_seed{run_seed}")])
                     templates = class_templates(embed(model, arm_data.x_train), arm_data.y_train)
                     val_pred, _ = predict_siamese(model, arm_data.x_val, templates)
                     pred, _ = predict_siamese(model, arm_data.x_test, templates)
@@ -354,7 +356,8 @@ def run_experiment(config, out_dir, *, store_url=None, seed=0, data_root=None, s
                     model = new_single(config, lr)
                     hist, kb = fit_single(model, arm_data, batch_size=batch,
                                           epochs=config.final_epochs_single, seed=run_seed,
-                                          select_on=config.select_single)
+                                          select_on=config.select_single,
+                                          callbacks=[tensorboard_callback(out, f"{arm}_seed{run_seed}")])
                     val_pred = predicted_classes(model, arm_data.x_val)
                     pred = np.argmax(model.predict(arm_data.x_test, batch_size=64, verbose=0), axis=1)
                     maps = single_gradcam(model, arm_data.x_test[cam], pred[cam], layer_name=layer)
@@ -394,9 +397,7 @@ def run_experiment(config, out_dir, *, store_url=None, seed=0, data_root=None, s
             if i == 0:
                 keep[arm] = {"model": model, "history": hist.history, "pred": pred, "maps": maps,
                              "templates": templates, "data": arm_data, "cam": cam}
-                model.save(out / f"{arm}.keras")
-                bundle[arm] = bundle_entry(arm, f"{arm}.keras", arm_data, config, templates)
-                write_bundle(out, bundle)
+                write_arm_bundle(out, arm, model, arm_data, config, templates, seed=run_seed)
             else:
                 clear_session()  # keeps the --precision policy
             bar.update(1)

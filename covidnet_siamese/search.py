@@ -15,6 +15,7 @@ import keras_tuner as kt
 from covidnet_siamese.training import fit_siamese, fit_single, new_siamese, new_single
 from shared.tracking.tuning import make_tuner
 from shared.training.seeding import set_global_seed
+from shared.training.tensorboard import tensorboard_callback
 
 log = logging.getLogger(__name__)
 
@@ -67,7 +68,8 @@ class CovidNetHyperModel(kt.HyperModel):
         return hist
 
 
-def grid_search(net, config, data, *, store, experiment, directory, seed, overwrite=True, strategy=None):
+def grid_search(net, config, data, *, store, experiment, directory, seed, overwrite=True, strategy=None,
+                run_dir=None):
     """Runs the grid search of one net and returns its best point and the trial table.
 
     Args:
@@ -81,6 +83,9 @@ def grid_search(net, config, data, *, store, experiment, directory, seed, overwr
         overwrite: bool, default True. Start the search afresh.
         strategy: tf.distribute.Strategy, optional. Keras Tuner builds and trains each
             trial's model under it (`distribution_strategy`); None: the default.
+        run_dir: str or Path, optional. With it every trial logs its per-epoch scalars
+            and its hyperparameters (TensorBoard HParams, through Keras Tuner) under
+            `run_dir/tensorboard/search_<net>/<trial id>/`.
 
     Returns:
         dict with "learning_rate", "batch_size", "best_val_accuracy" and "trials"
@@ -93,7 +98,8 @@ def grid_search(net, config, data, *, store, experiment, directory, seed, overwr
         search_name=f"{experiment}_{net}_grid_{config.name}_s{seed}",
         group=net, directory=directory, seed=seed, overwrite=overwrite,
         **({} if strategy is None else {"distribution_strategy": strategy}))
-    tuner.search()
+    callbacks = [] if run_dir is None else [tensorboard_callback(run_dir, f"search_{net}")]
+    tuner.search(callbacks=callbacks)
     trials = []
     for trial in tuner.oracle.trials.values():
         trials.append({"learning_rate": trial.hyperparameters.get("learning_rate"),

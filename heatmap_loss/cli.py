@@ -4,6 +4,7 @@ import logging
 from pathlib import Path
 
 from shared.cli.config_overrides import run_config
+from shared.cli.predict import add_predict_args, print_predictions
 from shared.cli.options import (SEED, add_run_args, count, number, prepared_run_folder,
                                 resolve_store_url)
 
@@ -59,7 +60,27 @@ def register(subparsers) -> None:
     acdc.add_argument("--skip-bad-patients", action="store_true",
                       help="report and skip a patient whose files cannot be read")
     acdc.set_defaults(func=_cmd_acdc)
+
+    predict = sub.add_parser(
+        "predict", help="classify image files with a run's saved group classifier",
+        description="Classifies PNG / JPEG / TIFF images (8 or 16 bit, grey or colour) with the "
+                    "classifier a run kept for a group (RUN_DIR/bundles/<group>, chosen by "
+                    "validation accuracy): one line per file with the predicted class and the "
+                    "softmax probability of every class, or --json.")
+    add_predict_args(predict, files_help="PNG, JPEG or TIFF images", arms=("cce", "heatmap"),
+                     default_arm="heatmap")
+    predict.set_defaults(func=_cmd_predict)
     parser.set_defaults(func=lambda args: parser.print_help() or 0)
+
+
+def _cmd_predict(args) -> int:
+    from heatmap_loss.bundle import predict_files
+    from shared.io.bundle import resolve_bundle
+
+    bundle = resolve_bundle(args.model, name=args.arm)
+    classes, rows = predict_files(bundle, args.files)
+    print_predictions(classes, rows, as_json=args.json, bundle=bundle)
+    return 0
 
 
 def _cmd_run(args) -> int:

@@ -26,6 +26,7 @@ import keras
 import keras_tuner
 import tensorflow as tf
 
+from heatmap_loss.bundle import group_metadata, write_group_bundle
 from heatmap_loss.config import HeatmapLossConfig, experiment_name, study_protocol
 from heatmap_loss.models import HeatmapLossModel, build_classifier, validate_training_arrays
 from heatmap_loss.trials import InitialWeights, start_trial, trial_init_seed
@@ -34,6 +35,7 @@ from shared.explain import attribution_maps, feature_model, forward_with_maps, m
 from shared.study import Study
 from shared.study.trivial import majority_class
 from shared.tracking.runs import make_run_dir
+from shared.training.tensorboard import tensorboard_callback
 from shared.io.atomic import write_json
 from shared.tracking.store import mask_url
 
@@ -144,16 +146,21 @@ class GroupHyperModel(keras_tuner.HyperModel):
             frequent validation class (a model not above it did not train).
         class_weight: dict, optional. Keras class weights (ACDC).
         jit_compile: bool.
+        on_best: callable(record, model), optional. Called after a trained trial
+            whose validation accuracy beats the group's earlier trials (the model is at
+            its best epoch): the run keeps that model's bundle.
     """
 
     def __init__(self, config, group, test, *, seed, num_classes, majority_rate,
-                 class_weight=None, jit_compile=False):
+                 class_weight=None, jit_compile=False, on_best=None):
         super().__init__(name=f"heatmap_loss_{group}")
         self.config, self.group, self.test = config, group, test
         self.seed, self.num_classes = int(seed), int(num_classes)
         self.majority_rate = float(majority_rate)
         self.class_weight = class_weight
         self.jit_compile = jit_compile
+        self.on_best = on_best
+        self.best_val_accuracy = -np.inf
         self.tuner = None
         self.records = []
         self._model = None
@@ -222,6 +229,10 @@ class GroupHyperModel(keras_tuner.HyperModel):
         record["maps"] = raw_maps(model, self.test["images"][index], self.test["labels"][index],
                                   method=self.config.method)
         self.records.append(record)
+        if self.on_best is not None and record["status"] != "not_trained" \
+                and record["val_accuracy"] > self.best_val_accuracy:
+            self.best_val_accuracy = record["val_accuracy"]
+            self.on_best(record, model)
         log.info("%s trial %s: %s", self.group, trial_id,
                  {k: v for k, v in record.items() if k != "maps"})
         return history
@@ -329,7 +340,12 @@ def run_study(config: HeatmapLossConfig, splits: dict, *, study_name, classes, s
     for group in GROUPS:
         hypermodel = GroupHyperModel(config, group, splits["test"], seed=seed,
                                      num_classes=len(classes), majority_rate=chance,
-                                     class_weight=class_weight, jit_compile=jit_compile)
+                                     class_weight=class_weight, jit_compile=jit_compile,
+                                     on_best=lambda record, model: write_group_bundle(
+                                         out, model.classifier, group_metadata(
+                                             config, group=record["group"], classes=classes,
+                                             run_dir=out, seed=seed, source=source,
+                                             record=record)))
         extra = {} if strategy is None else {"distribution_strategy": strategy}
         tuner = make_tuner(
             "bayesian", hypermodel, objective=config.objective,
@@ -343,7 +359,8 @@ def run_study(config: HeatmapLossConfig, splits: dict, *, study_name, classes, s
         tuner.search((train["images"], train["heart"]), train["labels"],
                      validation_data=((val["images"], val["heart"]), val["labels"]),
                      epochs=config.epochs, batch_size=config.batch_size,
-                     callbacks=[stop, keras.callbacks.TerminateOnNaN()],
+                     callbacks=[stop, keras.callbacks.TerminateOnNaN(),
+                                tensorboard_callback(out, group)],
                      verbose=1 if progress else 0)
         for record in hypermodel.records:
             _record_evaluations(store, name, record)

@@ -16,7 +16,7 @@ PAPERS = {
     "bar-ad": "bar_ad.cli",
 }
 # Modules exposing `register(subparsers)` for suite-wide commands.
-SUITE_COMMANDS = ["shared.cli.tracking", "shared.cli.claims"]
+SUITE_COMMANDS = ["shared.cli.tracking", "shared.cli.claims", "shared.cli.browse"]
 
 
 def import_optional(module_name):

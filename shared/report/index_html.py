@@ -150,6 +150,7 @@ def run_page(run_dir) -> str:
         body += ["<h2>Reports</h2>", "<ul>"] + [
             f'<li><a href="{_href(p, run_dir)}">{_text(p.relative_to(run_dir).as_posix())}'
             f"</a></li>" for p in reports] + ["</ul>"]
+    body += _models_and_logs_section(run_dir)
     for section, paths in run_figures(run_dir).items():
         body.append(f"<h2>Figures{_text(': ' + section) if section else ''}</h2>")
         for path in paths:
@@ -157,6 +158,24 @@ def run_page(run_dir) -> str:
             body.append(f'<figure><img src="{_href(path, run_dir)}" alt="{_text(name)}">'
                         f"<figcaption>{_text(name)}</figcaption></figure>")
     return _page(title, [f"<h1>{_text(title)}</h1>"] + body)
+
+
+def _models_and_logs_section(run_dir: Path) -> list:
+    """Links to the run's model bundles (their metadata.json) and its TensorBoard command."""
+    from shared.io.bundle import METADATA_FILE, bundle_folders
+    from shared.training.tensorboard import TENSORBOARD_DIR
+
+    bundles = bundle_folders(run_dir)
+    logs = (run_dir / TENSORBOARD_DIR).is_dir()
+    if not bundles and not logs:
+        return []
+    items = [f'<li>model bundle <a href="{_href(b / METADATA_FILE, run_dir)}">'
+             f"{_text(b.relative_to(run_dir).as_posix())}</a></li>" for b in bundles]
+    if logs:
+        items.append(f"<li>TensorBoard logs: <code>tensorboard --logdir "
+                     f"{_text(TENSORBOARD_DIR)}</code> in this folder (or <code>medrepro "
+                     f"tensorboard RUN_DIR</code>)</li>")
+    return ["<h2>Saved models and logs</h2>", "<ul>"] + items + ["</ul>"]
 
 
 def write_run_page(run_dir) -> Path:

@@ -175,7 +175,13 @@ class Study:
                             headroom=result["headroom"])
 
     def finish(self, *, seed: int, revision=None, trivial=None) -> dict:
-        """Evaluates every hypothesis and writes `claims.json`; returns the document."""
+        """Evaluates every hypothesis and writes `claims.json`; returns the document.
+
+        The outcomes are then logged as TensorBoard HParams, one session per arm and
+        unit (`shared.training.tensorboard.write_study_hparams`)."""
+        from shared.training.tensorboard import write_study_hparams
+
         document = self.claims(seed=seed, revision=revision, trivial=trivial)
         write_claims(self.out_dir, document)
+        write_study_hparams(self.out_dir, self.outcomes)
         return document

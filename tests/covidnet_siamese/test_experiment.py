@@ -83,7 +83,7 @@ def test_tiny_end_to_end_through_cli(tmp_path, monkeypatch):
         acc = results[arm][0]["accuracy"]
         assert 0.0 <= acc <= 1.0
         assert len(results[arm][0]["confusion_matrix"]) == 3
-    assert (out / "siamese.keras").is_file() and (out / "figures" / "gradcam_siamese.png").is_file()
+    assert (out / "bundles" / "siamese" / "metadata.json").is_file() and (out / "figures" / "gradcam_siamese.png").is_file()
     gates = json.loads((out / "gates.json").read_text())
     assert set(gates) >= {"recall", "covid_pneumonia_confusion"}
     assert gates["scored_on"] == "training split, out of fold" and gates["folds"] == 5
@@ -111,7 +111,7 @@ def test_tiny_end_to_end_through_cli(tmp_path, monkeypatch):
 
     image = data / "test" / sorted((data / "test").iterdir())[0].name
     code, printed, _ = run_cli(["covidnet-siamese", "predict", "--model", out, image])
-    assert code == 0 and printed.splitlines()[0] == "image\tclass\tnormal\tpneumonia\tCOVID-19"
+    assert code == 0 and printed.splitlines()[0] == "file\tclass\tnormal\tpneumonia\tCOVID-19"
     names, rows = predict_images(out, [image])
     assert printed.splitlines()[1].split("\t")[1] == rows[0][1] and len(rows[0][2]) == 3
     rows = open_store(store).evaluations("covidnet_siamese", metric="test_accuracy")

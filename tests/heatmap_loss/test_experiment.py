@@ -182,3 +182,46 @@ def test_tiny_experiment_2_end_to_end(tmp_path):
     assert len(times) == 4 and all(np.isfinite(t["value"]) for t in times)
     totals = store.evaluations("heatmap_loss_exp2", metric="group_training_time_s")
     assert sorted(t["model_id"] for t in totals) == ["tiny_s0_cce-all", "tiny_s0_heatmap-all"]
+    _check_tensorboard_logs(run, models)
+    _check_group_bundles(run, models)
+
+
+def _check_tensorboard_logs(run, models):
+    """TensorBoard's own reader finds each trial's per-epoch scalars and its HParams."""
+    from shared.testing.tensorboard_events import hparams, scalars
+
+    for m in models:
+        trial = run / "tensorboard" / m["group"] / str(m["trial_id"]) / "execution0"
+        assert hparams(trial)["learning_rate"] == pytest.approx(m["learning_rate"])
+        train, val = scalars(trial / "train"), scalars(trial / "validation")
+        assert [step for step, _ in train["epoch_loss"]] == list(range(m["epochs"]))
+        assert train["epoch_learning_rate"][0][1] == pytest.approx(m["learning_rate"], rel=1e-5)
+        assert len(val["epoch_accuracy"]) == m["epochs"]
+    # The study's kept models: one HParams session per arm x unit, endpoints as metrics.
+    kept = [m for m in models if m["kept"]]
+    for m in kept:
+        session = run / "tensorboard" / "study" / m["group"] / f"unit_{m['trial_index']}"
+        if session.is_dir():
+            assert hparams(session) == {"arm": m["group"], "unit": float(m["trial_index"])}
+            assert scalars(session)["heart_overlap"][0][1] == pytest.approx(m["heart_overlap"], rel=1e-5)
+
+
+def _check_group_bundles(run, models):
+    """Each group keeps its trial of best validation accuracy as a bundle that predicts."""
+    import cv2
+
+    from heatmap_loss.bundle import predict_files
+
+    for group in ("cce", "heatmap"):
+        trained = [m for m in models if m["group"] == group and m["status"] != "not_trained"]
+        folder = run / "bundles" / group
+        if not trained:
+            assert not folder.exists()
+            continue
+        meta = json.loads((folder / "metadata.json").read_text())
+        best = max(trained, key=lambda m: m["val_accuracy"])
+        assert meta["training"]["trial_index"] == best["trial_index"]
+        image = run / f"{group}_film.png"
+        cv2.imwrite(str(image), np.full((105, 135), 90, np.uint8))
+        classes, rows = predict_files(run, [image], group=group)
+        assert len(rows[0][2]) == len(classes) == 4 and sum(rows[0][2]) == pytest.approx(1.0, rel=1e-5)
