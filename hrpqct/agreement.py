@@ -78,13 +78,45 @@ def full_agreement_by_site(rater_grades, sites) -> dict:
     return {str(s): _full_agreement(g[sites == s])[1] for s in np.unique(sites)}
 
 
+def leave_one_rater_out(rater_grades) -> list:
+    """The leave-one-rater-out references: for each rater, the consensus of the others.
+
+    Rater ``r``'s reference is the rounded (half up) mean of the other raters' grades, on
+    the scans where ``r`` and at least one other rater graded. Raters with fewer than two
+    such scans are left out.
+
+    Args:
+        rater_grades: float array [scans, raters], NaN = missing.
+
+    Returns:
+        list of dicts: ``rater`` (column index), ``scans`` (bool mask [scans]) and
+        ``reference`` (int array over the masked scans).
+
+    Example:
+        Raters (1, 1, 2) on a scan: rater 3's reference is round(mean(1, 1)) = 1, rater 1's
+        round(mean(1, 2)) = 2 (half up).
+    """
+    from hrpqct.motion import round_half_up
+
+    g = np.asarray(rater_grades, dtype=float)
+    out = []
+    for r in range(g.shape[1]):
+        others = np.delete(g, r, axis=1)
+        ok = ~np.isnan(g[:, r]) & np.any(~np.isnan(others), axis=1)
+        if ok.sum() < 2:
+            continue
+        with np.errstate(invalid="ignore"):
+            reference = round_half_up(np.nanmean(others[ok], axis=1)).astype(int)
+        out.append({"rater": r, "scans": ok, "reference": reference})
+    return out
+
+
 def operator_kappa(rater_grades) -> dict:
     """The human benchmark: each rater against the consensus of the *other* raters.
 
     A grader is scored against a consensus it has no part in; a rater scored against a
     consensus that includes its own grade would be flattered. Rater ``r`` is compared
-    with the rounded (half up) mean of the other raters' grades on the scans where it
-    and at least one other rater graded.
+    with its `leave_one_rater_out` reference.
 
     Args:
         rater_grades: float array [scans, raters], NaN = missing.
@@ -95,16 +127,27 @@ def operator_kappa(rater_grades) -> dict:
     Example:
         Raters (1, 1, 2) on a scan: rater 3 is compared with round(mean(1, 1)) = 1.
     """
-    from hrpqct.motion import round_half_up
-
     g = np.asarray(rater_grades, dtype=float)
-    kappas = []
-    for r in range(g.shape[1]):
-        others = np.delete(g, r, axis=1)
-        ok = ~np.isnan(g[:, r]) & np.any(~np.isnan(others), axis=1)
-        if ok.sum() < 2:
-            continue
-        with np.errstate(invalid="ignore"):
-            reference = round_half_up(np.nanmean(others[ok], axis=1))
-        kappas.append(_kappa(g[ok, r], reference))
+    kappas = [_kappa(g[ref["scans"], ref["rater"]], ref["reference"]) for ref in leave_one_rater_out(g)]
+    return {"kappa_per_rater": kappas, "kappa_mean": float(np.mean(kappas)) if kappas else float("nan")}
+
+
+def leave_one_rater_out_kappa(grades, rater_grades) -> dict:
+    """A grader scored like the operators: against each leave-one-rater-out reference.
+
+    H2 pairs the network with the operators on the same references: for each rater r,
+    the network's kappa against the consensus of the raters other than r, beside r's own
+    kappa against that consensus (`operator_kappa`). A network scored against the full
+    consensus, which includes every rater, would meet a less noisy reference than each
+    operator does.
+
+    Args:
+        grades: int array [scans]. The grader's scan grades.
+        rater_grades: float array [scans, raters], NaN = missing.
+
+    Returns:
+        dict: ``kappa_per_rater`` (list, one per reference) and ``kappa_mean``.
+    """
+    grades = np.asarray(grades, dtype=int)
+    kappas = [_kappa(grades[ref["scans"]], ref["reference"]) for ref in leave_one_rater_out(rater_grades)]
     return {"kappa_per_rater": kappas, "kappa_mean": float(np.mean(kappas)) if kappas else float("nan")}

@@ -5,7 +5,7 @@ import time
 from pathlib import Path
 
 from shared.cli.config_overrides import run_config
-from shared.cli.options import (SEED, add_run_args, count, prepared_run_folder,
+from shared.cli.options import (SEED, add_pilot_args, add_run_args, count, prepared_run_folder,
                                 resolve_store_url)
 
 log = logging.getLogger(__name__)
@@ -28,7 +28,24 @@ def register(subparsers) -> None:
     run.add_argument("--epochs", type=count(1), default=None, help="override the maximum epochs")
     run.add_argument("--workers", type=count(1, 256), default=None,
                      help="processes simulating the cohort (default: up to 4, one per CPU core)")
+    run.add_argument("--image-size", type=count(16, 4096), default=None,
+                     help="slice size of the graders' input in pixels (default: the preset's); every AIM's "
+                          "field is centred on the limb, cropped or padded and resampled to it")
     run.set_defaults(func=_cmd_run)
+
+    pilot = sub.add_parser(
+        "pilot", help="choose the powered study's epoch budget on a pilot data seed (validation data only)",
+        description="Simulates the powered pool (300 radius + 200 tibia scans) from the pilot seed, trains "
+                    "both arms of one unit for 32 epochs and applies the declared rule of hrpqct/pilot.py "
+                    "to their validation losses. Writes pilot.json and the cohort into --out.")
+    add_pilot_args(pilot, presets=("powered", "tiny"), preset_help="cohort and training settings")
+    pilot.add_argument("--epochs", type=count(4), default=None, help="pilot epochs (default 32)")
+    pilot.add_argument("--workers", type=count(1, 256), default=None, help="simulating processes")
+    pilot.add_argument("--image-size", type=count(16, 4096), default=None,
+                       help="input size the simulated scans are resampled to (default: the preset's grid)")
+    pilot.add_argument("--candidates", type=count(4), nargs="+", default=None,
+                       help="epoch budgets the rule considers (default 16 20 24)")
+    pilot.set_defaults(func=_cmd_pilot)
 
     gen = sub.add_parser("generate", help="write simulated AIM files, grades.csv and projections")
     gen.add_argument("--preset", choices=("quick", "powered", "paper", "tiny"), default="quick",
@@ -69,6 +86,8 @@ def _cmd_run(args) -> int:
         overrides["ensemble_size"] = args.ensemble_size
     if args.epochs is not None:
         overrides["epochs"] = args.epochs
+    if args.image_size is not None:
+        overrides["image_size"] = args.image_size
     config = run_config(args, get_config, overrides=overrides)
     smoke = {}
     if args.smoke:
@@ -90,6 +109,23 @@ def _cmd_run(args) -> int:
 
         print(f"wall time: {time.perf_counter() - start:.0f} s")
         print(peak_memory_line())
+    return 0
+
+
+def _cmd_pilot(args) -> int:
+    from hrpqct.pilot import PILOT_EPOCHS, run_pilot
+
+    from hrpqct.pilot import BUDGET_CANDIDATES
+
+    result = run_pilot(args.out, seed=args.seed, preset=args.preset, workers=_workers(args.workers),
+                       epochs=args.epochs or PILOT_EPOCHS, image_size=args.image_size,
+                       candidates=tuple(args.candidates or BUDGET_CANDIDATES))
+    budget = result["budget"]
+    for c, falls in budget["late_fall"].items():
+        print(f"  budget {c}: late fall of the validation loss " +
+              ", ".join(f"{arm} {100 * f:+.1f} %" for arm, f in falls.items()))
+    print(f"Epoch budget: {budget['epochs']} ({'settled' if budget['settled'] else 'not settled: the cap'}); "
+          f"{args.out / 'pilot.json'}")
     return 0
 
 

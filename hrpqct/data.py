@@ -29,6 +29,7 @@ from pathlib import Path
 import numpy as np
 
 from hrpqct import aim, motion, phantom, qme, raters, tomography
+from hrpqct.scan_input import MIN_SLICE_PIXELS, LimbNotFound, model_input
 from shared.inputs import check_npz, read_table
 from shared.io.atomic import atomic_path, write_json, write_text
 from shared.training.seeding import numpy_rng
@@ -364,23 +365,8 @@ def equally_spaced(n_total: int, n: int) -> np.ndarray:
     return np.round(np.linspace(0, n_total - 1, n)).astype(int)
 
 
-def load_scan_slices(path, *, slices_per_scan=8, image_size=None, backend="auto") -> np.ndarray:
-    """Reads an AIM stack and returns `slices_per_scan` equally spaced slices (1/cm).
-
-    Args:
-        path: str or Path. AIM file.
-        slices_per_scan: int, default 8 (thesis).
-        image_size: int, optional. Expected in-plane size (y = x); checked when given.
-        backend: str. See `hrpqct.aim.read_aim`.
-
-    Returns:
-        float32 array [slices_per_scan, y, x] of attenuation (raw values divided
-        by the log's ``Mu_Scaling`` when present).
-
-    Raises:
-        ValueError: not a 3D grey-value volume (int16/int32/float32), the wrong
-            in-plane size, or fewer slices than `slices_per_scan`; names the file.
-    """
+def _read_graded_slices(path, slices_per_scan, backend) -> tuple:
+    """(slices [S, y, x] float32 in 1/cm, element size (y, x) in mm) of an AIM file."""
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"AIM file not found: {path}")
@@ -391,13 +377,11 @@ def load_scan_slices(path, *, slices_per_scan=8, image_size=None, backend="auto"
     if data.dtype.kind not in "if" or data.dtype.itemsize < 2:
         raise ValueError(f"{path}: expected a grey-value scan (int16, int32 or float32). "
                          f"Received: dtype={data.dtype} (a segmented or binary AIM?)")
-    if data.shape[1] != data.shape[2]:
-        raise ValueError(f"{path}: expected square slices. Received: y x x = {data.shape[1]} x {data.shape[2]}")
-    if image_size is not None and data.shape[1] != image_size:
-        raise ValueError(f"{path}: expected {image_size} x {image_size} slices. "
-                         f"Received: {data.shape[1]} x {data.shape[2]}")
     if data.shape[0] < slices_per_scan:
         raise ValueError(f"{path}: expected at least {slices_per_scan} slices. Received: {data.shape[0]}")
+    if min(data.shape[1:]) < MIN_SLICE_PIXELS:
+        raise ValueError(f"{path}: field 'dimensions': expected slices of at least {MIN_SLICE_PIXELS} x "
+                         f"{MIN_SLICE_PIXELS} pixels. Received: y x x = {data.shape[1]} x {data.shape[2]}")
     picked = data[equally_spaced(data.shape[0], slices_per_scan)].astype(np.float32)
     if not np.all(np.isfinite(picked)):
         bad = int(np.count_nonzero(~np.isfinite(picked)))
@@ -406,7 +390,54 @@ def load_scan_slices(path, *, slices_per_scan=8, image_size=None, backend="auto"
     scale = img.mu_scaling  # raises, naming the file, for a zero, negative or non-numeric scaling
     if scale is not None:
         picked /= np.float32(scale)
-    return picked
+    spacing = np.asarray(img.spacing, dtype=float).ravel()
+    if spacing.size < 2 or not (np.all(np.isfinite(spacing[:2])) and np.all(spacing[:2] > 0)):
+        raise ValueError(f"{path}: field 'element size' must be finite and positive (mm). "
+                         f"Received: {tuple(spacing.tolist())}")
+    return picked, (float(spacing[1]), float(spacing[0]))
+
+
+def load_scan_slices(path, *, slices_per_scan=8, backend="auto") -> np.ndarray:
+    """Reads an AIM stack and returns `slices_per_scan` equally spaced slices (1/cm), as stored.
+
+    Args:
+        path: str or Path. AIM file.
+        slices_per_scan: int, default 8 (thesis).
+        backend: str. See `hrpqct.aim.read_aim`.
+
+    Returns:
+        float32 array [slices_per_scan, y, x] of attenuation (raw values divided
+        by the log's ``Mu_Scaling`` when present), any in-plane size of at least
+        `hrpqct.scan_input.MIN_SLICE_PIXELS`.
+
+    Raises:
+        ValueError: not a 3D grey-value volume (int16/int32/float32), slices smaller than
+            the declared minimum, fewer slices than `slices_per_scan`, non-finite voxels,
+            a bad element size; names the file.
+    """
+    return _read_graded_slices(path, slices_per_scan, backend)[0]
+
+
+def load_scan_input(path, *, slices_per_scan=8, field_of_view_mm=80.0, image_size=None, prefilter_mm=0.0,
+                    backend="auto") -> tuple:
+    """The graders' input of one AIM file: `hrpqct.scan_input.model_input` of its graded slices.
+
+    Any in-plane size and element size: the field of `field_of_view_mm` is centred on the
+    limb, cropped or padded with air, prefiltered (`prefilter_mm`) and resampled to
+    `image_size` (default: the file's own pixel size).
+
+    Returns:
+        (float32 array [slices_per_scan, n, n], bool array [n, n]: pixel inside the AIM).
+
+    Raises:
+        ValueError: as `load_scan_slices`, or no limb found (names the file).
+    """
+    slices, pixel_mm = _read_graded_slices(path, slices_per_scan, backend)
+    try:
+        return model_input(slices, pixel_mm, field_of_view_mm=field_of_view_mm, image_size=image_size,
+                           prefilter_mm=prefilter_mm)
+    except LimbNotFound as err:
+        raise ValueError(f"{path}: field 'data': {err}") from None
 
 
 def _aim_paths(root, rows) -> list:
@@ -429,17 +460,25 @@ def _aim_paths(root, rows) -> list:
     return paths
 
 
-def load_dataset(root, *, slices_per_scan=8, image_size=None, backend="auto") -> dict:
-    """Loads a dataset folder: the graded slices, the grades and (when present) the QMEs.
+def load_dataset(root, *, slices_per_scan=8, image_size=None, field_of_view_mm=80.0, prefilter_mm=0.0,
+                 backend="auto") -> dict:
+    """Loads a dataset folder: the graders' input, the grades and (when present) the QMEs.
+
+    Every AIM goes through `load_scan_input` (any in-plane size, the same way for
+    simulated and real scans).
 
     Args:
         root: str or Path. Folder with grades.csv and aim/.
         slices_per_scan: int, default 8.
-        image_size: int, optional. Expected slice size.
+        image_size: int, optional. Slice size of the input (default: each file's own
+            pixel size over the field; files of different pixel sizes then need it).
+        field_of_view_mm: float, default 80. Square field centred on the limb.
+        prefilter_mm: float, default 0. Gaussian prefilter sigma in mm.
         backend: str. AIM reader backend.
 
     Returns:
-        dict: ``images`` [N, S, y, x] float32, ``scan_ids``, ``sites`` (arrays
+        dict: ``images`` [N, S, n, n] float32, ``measured`` [N, n, n] bool (pixel inside
+        the AIM), ``scan_ids``, ``sites`` (arrays
         of str), ``rater_grades`` [N, 3] float (NaN = missing), ``consensus`` [N]
         int (rounded mean), and when the folder holds projections ``qme_ssd``,
         ``qme_ncc`` [N]; from simulation.csv ``true_grade`` and ``motion_size``.
@@ -448,9 +487,19 @@ def load_dataset(root, *, slices_per_scan=8, image_size=None, backend="auto") ->
     if not root.is_dir():
         raise FileNotFoundError(f"data folder not found: {root} (expected {GRADES_FILE} and aim/ in it)")
     rows = read_grades(root / GRADES_FILE)
-    images = np.stack([load_scan_slices(path, slices_per_scan=slices_per_scan, image_size=image_size,
-                                        backend=backend) for path in _aim_paths(root, rows)])
-    out = {"images": images, "scan_ids": np.array([r["scan_id"] for r in rows]),
+    images = measured = None
+    for i, path in enumerate(_aim_paths(root, rows)):
+        x, m = load_scan_input(path, slices_per_scan=slices_per_scan, field_of_view_mm=field_of_view_mm,
+                               image_size=image_size, prefilter_mm=prefilter_mm, backend=backend)
+        if images is None:  # one array for the cohort, filled scan by scan
+            images = np.empty((len(rows),) + x.shape, dtype=np.float32)
+            measured = np.empty((len(rows),) + m.shape, dtype=bool)
+        elif x.shape != images.shape[1:]:
+            raise ValueError(f"{path}: field 'element size': the field of {field_of_view_mm:g} mm is "
+                             f"{x.shape[-1]} pixels at this file's element size, {images.shape[-1]} at the "
+                             f"first file's; expected one image size (give --image-size)")
+        images[i], measured[i] = x, m
+    out = {"images": images, "measured": measured, "scan_ids": np.array([r["scan_id"] for r in rows]),
            "sites": np.array([r["site"] for r in rows]),
            "rater_grades": np.array([r["grades"] for r in rows], dtype=float)}
     out["consensus"] = motion.consensus(out["rater_grades"])

@@ -35,19 +35,22 @@ import keras
 import numpy as np
 from scipy import stats as sstats
 
-from hrpqct.agreement import full_agreement_by_site, operator_kappa, rater_agreement
+from hrpqct.agreement import full_agreement_by_site, leave_one_rater_out_kappa, operator_kappa, rater_agreement
 from hrpqct.config import ARMS, NONINFERIORITY_MARGIN, study_protocol, unit_seeds
 from hrpqct.pipeline import gather_slices
 from hrpqct.data import SIMULATION_FILE, generate_dataset, load_dataset
+from hrpqct.ensemble import vote_endpoint
+from hrpqct.pilot import late_fall
 from hrpqct.gates import artefact_motion_spearman, calibration_z
-from hrpqct.grading import (air_streak_rms, ensemble_scan_grades, mean_and_std, predict_votes, prefilter,
-                            standardize, threshold_grader)
-from hrpqct.report import gradcam_figure, scatter_qme, write_report
+from hrpqct.grading import (air_streak_rms, ensemble_scan_grades, mean_and_std, predict_votes, standardize,
+                            threshold_grader)
+from hrpqct.report import gradcam_figure, save_curves_figure, scatter_qme, write_report
 from hrpqct.training import pooled_rescan, rescan_counts, scan_metrics, train_grader_on_scans
 from shared.io.run_folder import run_folder_started
 from shared.metrics import confusion_matrix
 from shared.cli.progress import progress as progress_bar
 from shared.study import Study
+from shared.study.claims import write_claims
 from shared.study.provenance import synthetic_data, user_data
 from shared.tracking.runs import make_run_dir, write_json
 from shared.training.scale import clear_session
@@ -125,14 +128,45 @@ def trivial_predictors(train_grades, test_grades) -> dict:
 def _endpoints(metrics, margin) -> dict:
     """The study's endpoints from one ensemble's test metrics (undefined ones left out).
 
-    ``kappa_noninferiority`` is the kappa plus the declared non-inferiority margin: H2
-    compares it with the operators' kappa, so "greater" means "not below the operators
-    by more than the margin".
+    ``kappa_noninferiority`` is the mean kappa against the leave-one-rater-out references
+    (``kappa_loro``) plus the declared non-inferiority margin: H2 compares it with the
+    operators' kappa against the same references, so "greater" means "not below the
+    operators by more than the margin".
     """
     out = {k: metrics[k] for k in ("kappa", "accuracy", "rescan_sensitivity") if np.isfinite(metrics[k])}
-    if np.isfinite(metrics["kappa"]):
-        out["kappa_noninferiority"] = metrics["kappa"] + float(margin)
+    if np.isfinite(metrics.get("kappa_loro", np.nan)):
+        out["kappa_noninferiority"] = metrics["kappa_loro"] + float(margin)
     return out
+
+
+def _record_validity(study, arm, unit, histories, config) -> None:
+    """The declared arm checks of one unit, from its members' validation curves (mean over members)."""
+    declared = {c.name for c in study.protocol.validity}
+    if "learned_val_kappa" in declared:
+        kappa = np.mean([h["val_kappa"][h["best_epoch"] - 1] for h in histories])
+        study.record_validity(arm, unit, "learned_val_kappa", kappa, reference=0.0)
+    if "baseline_val_loss_settled" in declared and arm == "baseline":
+        falls = [late_fall(h["val_loss"], h["epochs_run"]) if h["epochs_run"] >= 4 else np.nan for h in histories]
+        study.record_validity(arm, unit, "baseline_val_loss_settled", float(np.mean(falls)))
+
+
+def training_summary(curves, config) -> dict:
+    """The training record kept in the run folder and the claims: budget, selection and, per
+    arm and unit, the selected epoch, the epochs run and the per-epoch curves."""
+    summary = {"epochs": int(config.epochs), "patience": int(config.patience),
+               "selection": "best scan-level validation kappa (earliest on ties)", "curves": {}}
+    for arm, by_unit in curves.items():
+        summary["curves"][arm] = {str(u): members for u, members in by_unit.items()}
+        best = [m["best_epoch"] for members in by_unit.values() for m in members]
+        run = [m["epochs_run"] for members in by_unit.values() for m in members]
+        summary[f"{arm}_best_epoch"] = {"mean": float(np.mean(best)), "min": int(min(best)), "max": int(max(best)),
+                                        "at_cap": int(sum(b == config.epochs for b in best))}
+        summary[f"{arm}_epochs_run"] = {"min": int(min(run)), "max": int(max(run))}
+        falls = [late_fall(m["val_loss"], m["epochs_run"]) for members in by_unit.values() for m in members
+                 if m["epochs_run"] >= 4]
+        if falls:
+            summary[f"{arm}_val_loss_late_fall"] = {"mean": float(np.mean(falls)), "max": float(np.max(falls))}
+    return summary
 
 
 def run_experiment(config, *, out_dir, store_url=None, seed=0, progress=True, data_dir=None,
@@ -164,8 +198,6 @@ def run_experiment(config, *, out_dir, store_url=None, seed=0, progress=True, da
     t_start = time.perf_counter()
     out = make_run_dir(out_dir, config)
     simulated = data_dir is None or (Path(data_dir) / SIMULATION_FILE).is_file()
-    # protocol.json before any training
-    study = Study(study_protocol(config, seed, simulated=simulated), out, allow_dirty=allow_dirty)
     fig_dir = out / "figures"
     fig_dir.mkdir(exist_ok=True)
     generated = data_dir is None
@@ -181,10 +213,17 @@ def run_experiment(config, *, out_dir, store_url=None, seed=0, progress=True, da
         if not (data_dir / "grades.csv").is_file():
             bar = (lambda it: progress_bar(it, desc="simulate scans", enabled=True)) if progress else None
             generate_dataset(data_dir, progress=bar, workers=workers, **settings)
-        study.set_data(synthetic_data("hrpqct.data.generate_dataset", settings))
-    data = load_dataset(data_dir, slices_per_scan=config.slices_per_scan, image_size=config.image_size)
-    if not generated:  # the folder is only read: its manifest goes into the run folder
-        study.set_data(user_data(data_dir, out))
+    data = load_dataset(data_dir, slices_per_scan=config.slices_per_scan, image_size=config.image_size,
+                        field_of_view_mm=config.field_of_view_mm, prefilter_mm=config.prefilter_mm)
+    # The streaks in the air the scans hold (none in a scan cropped to the limb): whether the
+    # air-streak gate can be measured is known from the data alone, before the protocol.
+    streak = air_streak_rms(data["images"], measured=data["measured"])
+    has_air = np.isfinite(streak)
+    # protocol.json before any training
+    study = Study(study_protocol(config, seed, simulated=simulated,
+                                 air_scans=(int(has_air.sum()), len(streak))), out, allow_dirty=allow_dirty)
+    study.set_data(synthetic_data("hrpqct.data.generate_dataset", settings) if generated
+                   else user_data(data_dir, out))  # a folder only read: its manifest goes into the run folder
     t_data = time.perf_counter() - t_start
     consensus = data["consensus"]
     seeds = unit_seeds(seed, config.seeds, config.ensemble_size)
@@ -232,24 +271,35 @@ def run_experiment(config, *, out_dir, store_url=None, seed=0, progress=True, da
         results["qme"] = qres
         scatter_qme(data["qme_ssd"], consensus, fig_dir / "qme_ssd_vs_grade.png", "QME_SSD")
 
-    # The streaks in the air around the limb: an image statistic the graders could learn from.
-    streak = air_streak_rms(data["images"])
-    no_air = np.flatnonzero(~np.isfinite(streak))
+    # The streaks in the air around the limb: an image statistic the graders could learn from,
+    # measured only in the air the scans hold (scans without any are left out and named).
+    no_air = np.flatnonzero(~has_air)
     if len(no_air):
-        log.warning("%d scan(s) show no air around the limb; the air-streak statistic flags them "
-                    "instead of grading them: %s", len(no_air), ", ".join(data["scan_ids"][no_air][:10]))
-    rho, p = sstats.spearmanr(streak, consensus, nan_policy="omit")
-    study.record_gate("air_streak_spearman", None if np.isnan(rho) else float(rho))
-    grader = threshold_grader(streak, consensus, fit_idx, test_idx)
-    results["streak"] = {
-        "spearman": float(rho), "spearman_p": float(p), "scans_without_air": data["scan_ids"][no_air].tolist(),
-        "median_per_grade": [float(np.nanmedian(streak[consensus == g])) if (consensus == g).any() else float("nan")
-                             for g in range(1, 6)],
-        "thresholds": grader["thresholds"], "test": grader["test"], "test_not_graded": grader["not_graded"]}
+        log.warning("%d of %d scan(s) show no air around the limb; the air-streak statistic leaves them out: %s",
+                    len(no_air), len(streak), ", ".join(data["scan_ids"][no_air][:10]))
+    results["streak"] = {"scans_with_air": int(has_air.sum()), "scans_without_air": data["scan_ids"][no_air].tolist()}
+    if has_air.sum() >= 3 and len(np.unique(consensus[has_air])) > 1:
+        rho, p = sstats.spearmanr(streak[has_air], consensus[has_air])
+        if "air_streak_spearman" in [g.name for g in study.protocol.gates]:
+            study.record_gate("air_streak_spearman", None if np.isnan(rho) else float(rho))
+        results["streak"].update(spearman=float(rho), spearman_p=float(p), median_per_grade=[
+            float(np.nanmedian(streak[consensus == g])) if (has_air & (consensus == g)).any() else float("nan")
+            for g in range(1, 6)])
+        if has_air[pool_idx].any():
+            grader = threshold_grader(streak, consensus, fit_idx, test_idx)
+            results["streak"].update(thresholds=grader["thresholds"], test=grader["test"],
+                                     test_not_graded=grader["not_graded"])
+        if "motion_size" in data:
+            results["streak"]["spearman_motion_size"] = float(
+                sstats.spearmanr(streak[has_air], data["motion_size"][has_air])[0])
+    else:
+        results["streak"]["note"] = (f"not measured: {int(has_air.sum())} of {len(streak)} scans show air around "
+                                     f"the limb")
     if "motion_size" in data:
-        results["streak"]["spearman_motion_size"] = float(
-            sstats.spearmanr(streak, data["motion_size"], nan_policy="omit")[0])
         results["motion_ceiling"] = threshold_grader(data["motion_size"], consensus, fit_idx, test_idx)
+    if "artefact_rms" in data:
+        # What the simulated raters grade: thresholds on it are the ceiling of any grader.
+        results["artefact_ceiling"] = threshold_grader(data["artefact_rms"], consensus, fit_idx, test_idx)
     if "artefact_rms" in data:
         results["artefact"] = {"spearman_consensus": float(sstats.spearmanr(data["artefact_rms"], consensus)[0]),
                                "spearman_motion_size": float(sstats.spearmanr(data["artefact_rms"],
@@ -260,16 +310,19 @@ def run_experiment(config, *, out_dir, store_url=None, seed=0, progress=True, da
     save_image_grid(data["images"][ex_idx, 0], fig_dir / "example_slices.png",
                     titles=[f"grade {consensus[i]} ({data['sites'][i]})" for i in ex_idx], ncols=len(ex_idx))
 
-    # Walle's prefilter, then standardisation with the mean and standard deviation of the
-    # pool (every non-test scan; no test scan enters), in float32 and in place: at the paper
-    # preset the slices alone are 9.3 GB. One array serves every unit.
-    images = prefilter(data["images"], config.prefilter_sigma, out=data["images"])
+    # Walle's prefilter was applied by the loader (in mm, `hrpqct.scan_input`); standardised
+    # with the mean and standard deviation of the pool (every non-test scan; no test scan
+    # enters), in float32 and in place: at the paper preset the slices alone are 9.3 GB. One
+    # array serves every unit.
+    images = data["images"]
     images = standardize(images, stats=mean_and_std(images, pool_idx), out=images)
     s = config.slices_per_scan
     store = open_store(store_url, run_dir=out)
     run_folder_started(out)  # every check passed: the folder is this run's now
     store.ensure_experiment(EXPERIMENT, config=dataclasses.asdict(config))
     per_arm = {arm: [] for arm in ARMS}
+    test_votes = {arm: [] for arm in ARMS}
+    curves = {arm: {} for arm in ARMS}
     first = {}
     splits = {}
     jobs = [(rep, arm) for rep in range(config.seeds) for arm in ARMS]
@@ -293,13 +346,23 @@ def run_experiment(config, *, out_dir, store_url=None, seed=0, progress=True, da
             members.append(model)
             histories.append(hist)
         votes = predict_votes(members, images, index=test_idx)
+        test_votes[arm].append(votes)
         graded = ensemble_scan_grades(votes, threshold=config.confidence_threshold)
         metrics = scan_metrics(consensus[test_idx], graded["grade"])
+        # H2, like-for-like: against each leave-one-rater-out consensus, as the operators are.
+        metrics["kappa_loro"] = leave_one_rater_out_kappa(graded["grade"], data["rater_grades"][test_idx])["kappa_mean"]
+        metrics["slice_tie_fraction"] = float(np.mean(graded["slice_ties"]))
         metrics.update(rescan_counts(consensus[test_idx], graded["grade"]))
         metrics["review_fraction"] = float(np.mean(graded["review"]))
         slice_pred = votes.reshape(len(members), -1)
         metrics["slice_accuracy"] = float(np.mean(slice_pred == np.repeat(consensus[test_idx], s)[None]))
-        metrics["epochs"] = float(np.mean([len(h["loss"]) for h in histories]))
+        metrics["epochs"] = float(np.mean([h["epochs_run"] for h in histories]))
+        metrics["best_epoch"] = float(np.mean([h["best_epoch"] for h in histories]))
+        metrics["val_kappa"] = float(np.mean([h["val_kappa"][h["best_epoch"] - 1] for h in histories]))
+        curves[arm][rep] = [{"best_epoch": h["best_epoch"], "epochs_run": h["epochs_run"],
+                             "loss": h["loss"], "val_loss": h["val_loss"], "val_kappa": h["val_kappa"]}
+                            for h in histories]
+        _record_validity(study, arm, rep, histories, config)
         metrics["n_train"], metrics["n_val"] = float(len(train_idx)), float(len(val_idx))
         duration = time.perf_counter() - t0
         metrics["duration_s"] = duration
@@ -347,9 +410,17 @@ def run_experiment(config, *, out_dir, store_url=None, seed=0, progress=True, da
                      f"split and initialisation, shared by both arms), ensembles of {config.ensemble_size}, "
                      f"{config.seeds} units, preset {config.preset}. The claims (claims.json) pair the arms "
                      f"unit by unit; this report treats them as independent groups."))
+    results["vote"] = vote_endpoint(test_votes, test_cons, vote_size=config.vote_size,
+                                    threshold=config.confidence_threshold)
+    training = training_summary(curves, config)
+    results["training"] = {k: v for k, v in training.items() if k != "curves"}
+    write_json(out / "training_curves.json", training)
+    save_curves_figure(curves, fig_dir / "validation_curves.png")
+    results["trivial_test"] = trivial_predictors(consensus[pool_idx], consensus[test_idx])
     results["timing_s"] = {"data": t_data, "total": time.perf_counter() - t_start}
     write_json(out / "results.json", results)
-    claims = study.finish(seed=seed,
-                          trivial=trivial_predictors(consensus[pool_idx], consensus[test_idx]))
+    claims = study.claims(seed=seed, trivial=results["trivial_test"])
+    claims["training"] = training  # per unit and arm: the epoch kept and the per-epoch curves
+    write_claims(out, claims)
     report = write_report(out, config, results, comparison, claims=claims)
     return report

@@ -108,7 +108,7 @@ def standardize(images, reference=None, *, stats=None, out=None) -> np.ndarray:
     return out
 
 
-def air_streak_rms(images, *, air_level=0.05, sigma=3.0) -> np.ndarray:
+def air_streak_rms(images, *, measured=None, air_level=0.05, sigma=3.0) -> np.ndarray:
     """Root mean square of the reconstruction in the air around the limb, per scan (1/cm).
 
     A non-learned image statistic of the motion streaks: air has zero
@@ -118,8 +118,14 @@ def air_streak_rms(images, *, air_level=0.05, sigma=3.0) -> np.ndarray:
     pixels) value is below `air_level`; smoothing averages the streaks (they
     alternate in sign) so the limb's outline alone decides.
 
+    Only air that exists counts: pixels outside the AIM (padding of a cropped scan,
+    ``measured`` False) are neither air nor smoothed in (the smoothing is normalised by
+    the smoothed mask). A scan without air pixels gets NaN.
+
     Args:
         images: float array [scans, slices, H, W] of attenuation (1/cm).
+        measured: bool array [scans, H, W], optional. Pixels inside the scan's AIM
+            (default: all).
         air_level: float, default 0.05 (soft tissue is about 0.2 / cm).
         sigma: float, default 3.0.
 
@@ -132,10 +138,17 @@ def air_streak_rms(images, *, air_level=0.05, sigma=3.0) -> np.ndarray:
     images = np.asarray(images, dtype=np.float32)
     if images.ndim != 4:
         raise ValueError(f"images must be [scans, slices, H, W]. Received: shape={images.shape}")
-    smooth = ndimage.gaussian_filter(images, (0.0, 0.0, float(sigma), float(sigma)))
     out = np.empty(len(images))
     for i in range(len(images)):
-        air = smooth[i] < air_level
+        if measured is None:
+            smooth = ndimage.gaussian_filter(images[i], (0.0, float(sigma), float(sigma)))
+            air = smooth < air_level
+        else:
+            m = np.asarray(measured[i], dtype=np.float32)
+            weight = ndimage.gaussian_filter(m, float(sigma))
+            smooth = ndimage.gaussian_filter(images[i] * m, (0.0, float(sigma), float(sigma)))
+            with np.errstate(invalid="ignore", divide="ignore"):
+                air = (smooth / np.maximum(weight, 1e-6) < air_level) & (m > 0)[None]
         out[i] = float(np.sqrt(np.mean(images[i][air].astype(np.float64) ** 2))) if air.any() else float("nan")
     return out
 
@@ -206,7 +219,9 @@ def ensemble_scan_grades(votes, *, threshold=0.75) -> dict:
 
     Returns:
         dict of arrays over scans: ``grade`` (int), ``confidence`` (float),
-        ``review`` (bool), and ``slice_grades`` [scans, slices].
+        ``review`` (bool), ``slice_grades`` [scans, slices] and ``slice_ties``
+        [scans, slices] (bool: two or more grades share the most votes; the lower
+        one is taken, which an even ensemble makes common).
 
     Example:
         Two models, one scan of two slices voting (2, 3) and (2, 3): slice grades
@@ -219,10 +234,11 @@ def ensemble_scan_grades(votes, *, threshold=0.75) -> dict:
         raise ValueError(f"votes must be grades 1-5. Received: range {votes.min()}..{votes.max()}")
     counts = np.stack([(votes == g).sum(axis=0) for g in range(1, 6)], axis=-1)  # [scans, slices, 5]
     slice_grades = np.argmax(counts, axis=-1) + 1  # argmax picks the first (lowest) on ties
+    ties = (counts == counts.max(axis=-1, keepdims=True)).sum(axis=-1) > 1
     grade = round_half_up(slice_grades.mean(axis=1))
     confidence = (votes == grade[None, :, None]).mean(axis=(0, 2))
     return {"grade": grade, "confidence": confidence, "review": confidence < threshold,
-            "slice_grades": slice_grades}
+            "slice_grades": slice_grades, "slice_ties": ties}
 
 
 def predict_votes(models, images, *, index=None, batch_size=64, chunk_scans=32) -> np.ndarray:

@@ -1,10 +1,15 @@
 """Training and scoring the slice graders.
 
-`train_grader` trains one network of an ensemble (Adam, early stopping on the validation
-loss with the best weights restored, inverse-frequency `class_weights`, rotation and
-Gaussian-noise augmentation). `scan_metrics` scores scan grades against the consensus:
-accuracy, per-grade recall, quadratic weighted kappa and the rescan decision
-(grade >= 4).
+`train_grader` trains one network of an ensemble (Adam, inverse-frequency
+`class_weights`, rotation and Gaussian-noise augmentation). Both arms get the same epoch
+budget: after every epoch `ValidationKappaSelection` grades the validation scans as
+Walle's tool does (slice votes, rounded mean), keeps the weights of the epoch with the
+best quadratic weighted kappa (the study's endpoint, on validation scans) and restores
+them at the end; it stops early only after `patience` epochs without a better kappa, so
+``patience >= epochs`` trains every network for the whole budget. The per-epoch curves
+(training loss, validation loss and kappa) and the selected epoch come back in the
+history. `scan_metrics` scores scan grades against the consensus: accuracy, per-grade
+recall, quadratic weighted kappa and the rescan decision (grade >= 4).
 """
 
 from __future__ import annotations
@@ -14,8 +19,70 @@ import numpy as np
 
 from hrpqct.models import NUM_GRADES, build_grader
 from shared.metrics import classification_metrics, per_class_accuracy, quadratic_weighted_kappa
+from shared.training.inference import predict_in_chunks
 from shared.training.scale import strategy_scope
 from shared.training.seeding import set_global_seed
+
+
+def scan_grades_of_slices(probs, slices_per_scan) -> np.ndarray:
+    """One network's scan grades (1-5) from its slice probabilities [scans * S, 5]: slice
+    votes (most probable grade), scan grade the rounded (half up) mean, as
+    `hrpqct.grading.ensemble_scan_grades` grades an ensemble of one."""
+    from hrpqct.grading import ensemble_scan_grades
+
+    votes = np.argmax(np.asarray(probs), axis=-1).reshape(1, -1, int(slices_per_scan)) + 1
+    return ensemble_scan_grades(votes)["grade"]
+
+
+class ValidationKappaSelection(keras.callbacks.Callback):
+    """Selects the epoch on the validation endpoint: scan-level quadratic weighted kappa.
+
+    After every epoch the validation slices are graded (one forward pass), the scans
+    graded from their slice votes (`scan_grades_of_slices`) and scored against the
+    consensus; the unweighted validation cross-entropy comes from the same pass. The
+    weights of the best-kappa epoch (the earliest on ties) are kept and restored when
+    training ends. Training stops after `patience` epochs without a better kappa; with
+    ``patience >= epochs`` every epoch runs (equal budgets for every arm).
+
+    Args:
+        x_val: float32 array [scans * S, H, W, 1]. Validation slices, scan by scan.
+        y_val: int array [scans]. Consensus grade indices 0-4.
+        slices_per_scan: int. S.
+        patience: int. Epochs without a better kappa before stopping.
+
+    Attributes:
+        val_kappa, val_loss: lists, one value per epoch run.
+        best_epoch: int. The selected epoch, 1-based.
+    """
+
+    def __init__(self, x_val, y_val, *, slices_per_scan, patience):
+        super().__init__()
+        self.x_val = x_val
+        self.y_val = np.asarray(y_val, dtype=int)
+        self.slices_per_scan = int(slices_per_scan)
+        self.patience = int(patience)
+        self.val_kappa, self.val_loss = [], []
+        self.best_epoch, self._best_kappa, self._best_weights = 0, -np.inf, None
+
+    def on_epoch_end(self, epoch, logs=None):
+        probs = predict_in_chunks(self.model, self.x_val, batch_size=256).astype(np.float64)
+        labels = np.repeat(self.y_val, self.slices_per_scan)
+        loss = float(-np.mean(np.log(np.clip(probs[np.arange(len(labels)), labels], 1e-7, 1.0))))
+        grades = scan_grades_of_slices(probs, self.slices_per_scan)
+        kappa = float(quadratic_weighted_kappa(self.y_val + 1, grades, num_classes=5, min_label=1))
+        self.val_loss.append(loss)
+        self.val_kappa.append(kappa)
+        if logs is not None:
+            logs["val_loss"], logs["val_kappa"] = loss, kappa
+        if kappa > self._best_kappa:
+            self._best_kappa, self.best_epoch = kappa, epoch + 1
+            self._best_weights = self.model.get_weights()
+        elif epoch + 1 - self.best_epoch >= self.patience:
+            self.model.stop_training = True
+
+    def on_train_end(self, logs=None):
+        if self._best_weights is not None:
+            self.model.set_weights(self._best_weights)
 
 
 def class_weights(labels, *, num_classes=NUM_GRADES, cap=10.0) -> dict:
@@ -52,9 +119,9 @@ def train_grader(arm, x_train, y_train, x_val, y_val, *, config, seed, strategy=
 
     train = dataset_from_arrays(x_train, y_train, batch_size=config.batch_size, seed=seed,
                                 augment=_augment(config))
-    val = dataset_from_arrays(x_val, y_val, batch_size=config.batch_size, shuffle=False)
-    return fit_grader(arm, train, val, input_shape=x_train.shape[1:], train_labels=y_train, config=config,
-                      seed=seed, strategy=strategy, jit_compile=jit_compile)
+    # Each validation slice is graded as a scan of one slice.
+    return fit_grader(arm, train, (np.asarray(x_val, np.float32), y_val, 1), input_shape=x_train.shape[1:],
+                      train_labels=y_train, config=config, seed=seed, strategy=strategy, jit_compile=jit_compile)
 
 
 def train_grader_on_scans(arm, images, train_idx, val_idx, grades, *, config, seed, strategy=None,
@@ -69,14 +136,13 @@ def train_grader_on_scans(arm, images, train_idx, val_idx, grades, *, config, se
         config, seed, strategy, jit_compile: as in `train_grader`.
         max_steps: int, optional. Stop after this many training batches (a smoke run).
     """
-    from hrpqct.pipeline import slice_dataset
+    from hrpqct.pipeline import gather_slices, slice_dataset
 
     grades = np.asarray(grades, dtype=int)
     s = images.shape[1]
     train = slice_dataset(images, train_idx, grades[train_idx] - 1, batch_size=config.batch_size, shuffle=True,
                           seed=seed, augment=_augment(config))
-    val = slice_dataset(images, val_idx, grades[val_idx] - 1, batch_size=config.batch_size, shuffle=False,
-                        seed=seed)
+    val = (gather_slices(images, val_idx), grades[val_idx] - 1, s)
     if max_steps is not None:
         train = train.take(int(max_steps))
     return fit_grader(arm, train, val, input_shape=images.shape[2:] + (1,),
@@ -85,13 +151,23 @@ def train_grader_on_scans(arm, images, train_idx, val_idx, grades, *, config, se
 
 
 def fit_grader(arm, train, val, *, input_shape, train_labels, config, seed, strategy=None, jit_compile=False):
-    """Builds, compiles and fits one grader on tf.data pipelines; returns (model, history dict).
+    """Builds, compiles and fits one grader; returns (model, history dict).
 
     The model is built and compiled inside `strategy.scope()` (one device when
     None) under the global Keras dtype policy; its softmax computes in float32
     (`hrpqct.models`), and under ``mixed_float16`` Keras' `fit` scales the loss.
-    Adam, early stopping on the validation loss with the best weights restored,
-    class weights from `train_labels` capped at `config.class_weight_cap`.
+    Adam, class weights from `train_labels` capped at `config.class_weight_cap`,
+    `config.epochs` epochs with the epoch of the best validation kappa kept
+    (`ValidationKappaSelection`, patience `config.patience`).
+
+    Args:
+        train: tf.data.Dataset of (slices, grade indices).
+        val: (slices [scans * S, H, W, 1], scan grade indices [scans], S).
+
+    Returns:
+        (model, history): the history holds ``loss`` and ``accuracy`` (training, per
+        epoch), ``val_loss`` and ``val_kappa`` (per epoch), ``best_epoch`` (1-based) and
+        ``epochs_run``.
     """
     set_global_seed(seed)
     with strategy_scope(strategy):
@@ -100,10 +176,15 @@ def fit_grader(arm, train, val, *, input_shape, train_labels, config, seed, stra
                              activation=config.activation)
         model.compile(optimizer=keras.optimizers.Adam(config.learning_rate),
                       loss="sparse_categorical_crossentropy", metrics=["accuracy"], jit_compile=jit_compile)
-    stop = keras.callbacks.EarlyStopping(monitor="val_loss", patience=config.patience, restore_best_weights=True)
-    hist = model.fit(train, validation_data=val, epochs=config.epochs, verbose=0, callbacks=[stop],
+    x_val, y_val, slices_per_scan = val
+    select = ValidationKappaSelection(x_val, y_val, slices_per_scan=slices_per_scan, patience=config.patience)
+    hist = model.fit(train, epochs=config.epochs, verbose=0, callbacks=[select],
                      class_weight=class_weights(train_labels, cap=config.class_weight_cap))
-    return model, {k: [float(v) for v in vals] for k, vals in hist.history.items()}
+    history = {k: [float(v) for v in vals] for k, vals in hist.history.items()
+               if k not in ("val_loss", "val_kappa")}
+    history.update(val_loss=list(select.val_loss), val_kappa=list(select.val_kappa),
+                   best_epoch=int(select.best_epoch), epochs_run=len(select.val_kappa))
+    return model, history
 
 
 def scan_metrics(y_true, y_pred) -> dict:

@@ -152,9 +152,18 @@ def test_segmented_aim(root, tmp_path):
     assert_one_line_error(_run(root, tmp_path), "rad0000.AIM", "grey-value", "int8")
 
 
-def test_wrong_slice_size(root, tmp_path):
-    _write_scan(root, "rad0000", data=np.ones((8, 48, 48), np.int16))
-    assert_one_line_error(_run(root, tmp_path), "rad0000.AIM", "expected 32 x 32", "48 x 48")
+def test_aim_smaller_than_the_declared_minimum(root, tmp_path):
+    # Any size at or above hrpqct.scan_input.MIN_SLICE_PIXELS (16) is centred and resampled;
+    # below it the scan is refused.
+    _write_scan(root, "rad0000", data=np.full((8, 12, 40), 2000, np.int16))
+    assert_one_line_error(_run(root, tmp_path), "rad0000.AIM", "at least 16 x 16 pixels", "12 x 40")
+
+
+def test_aim_whose_limb_cannot_be_found(root, tmp_path):
+    # Air only (a few streaks of 0.01 / cm): nothing reaches the soft-tissue level.
+    noise = np.random.default_rng(1).normal(0, 80, size=(8, 40, 36)).astype(np.int16)
+    _write_scan(root, "tib0000", data=noise)
+    assert_one_line_error(_run(root, tmp_path), "tib0000.AIM", "no limb", "0.1 / cm")
 
 
 def test_too_few_slices(root, tmp_path):

@@ -59,7 +59,7 @@ def test_itk_and_numpy_readers_give_the_same_attenuation(tmp_path):
         pytest.skip("itk-ioscanco not installed")
     from hrpqct import data
 
-    raw = np.random.default_rng(0).integers(-500, 8000, size=(8, 6, 6)).astype(np.int16)
+    raw = np.random.default_rng(0).integers(-500, 8000, size=(8, 16, 16)).astype(np.int16)
     path = aim.write_aim(tmp_path / "scan.AIM", raw, 0.625, log={"Mu_Scaling": "8192"})
     assert "MuScaling" in aim.read_aim_itk(path).log and aim.read_aim_itk(path).mu_scaling == 8192.0
     by_numpy = data.load_scan_slices(path, backend="numpy")
@@ -98,7 +98,7 @@ def test_header_sizes_are_checked_against_the_data(tmp_path):
 def test_bad_scaling_and_non_finite_voxels_are_refused(tmp_path):
     from hrpqct import data
 
-    ok = np.full((8, 4, 4), 100, np.int16)
+    ok = np.full((8, 16, 16), 100, np.int16)
     for value in ("0", "-8192", "nan", "inf", "many"):
         path = aim.write_aim(tmp_path / "scale.AIM", ok, 0.1, log={"Mu_Scaling": value})
         with pytest.raises(ValueError, match="scale.AIM: field 'Mu_Scaling' must be a finite positive"):
@@ -106,7 +106,7 @@ def test_bad_scaling_and_non_finite_voxels_are_refused(tmp_path):
     path = aim.write_aim(tmp_path / "plain.AIM", ok, 0.1)
     np.testing.assert_array_equal(data.load_scan_slices(path), 100.0)  # no scaling: raw values
     for bad in (np.nan, np.inf):
-        vol = np.ones((8, 4, 4), np.float32)
+        vol = np.ones((8, 16, 16), np.float32)
         vol[3, 1, 2] = bad
         path = aim.write_aim(tmp_path / "nan.AIM", vol, 0.1)
         with pytest.raises(ValueError, match="nan.AIM: field 'data' must hold finite grey values.*1 NaN or Inf"):

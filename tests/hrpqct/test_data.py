@@ -19,10 +19,14 @@ def test_generate_and_load(dataset):
     assert img.data.shape == (9, 16, 16) and img.data.dtype == np.int16
     assert img.log["Mu_Scaling"] == "8192" and img.log["Site"] == "radius"
     d = data.load_dataset(dataset, image_size=16)
-    assert d["images"].shape == (5, 8, 16, 16)
+    assert d["images"].shape == (5, 8, 16, 16) and d["measured"].shape == (5, 16, 16)
     # Slices 0, 1, 2, 3, 5, 6, 7, 8 of 9, in 1/cm: soft tissue about 0.2, bone up to about 0.9.
     np.testing.assert_array_equal(data.equally_spaced(9, 8), [0, 1, 2, 3, 5, 6, 7, 8])
-    np.testing.assert_allclose(d["images"][0, 4], img.data[5] / 8192.0, atol=1e-6)
+    # At the file's own grid the field is only shifted by whole pixels to centre the limb.
+    raw = data.load_scan_slices(dataset / "aim" / "rad0000.AIM")
+    np.testing.assert_allclose(raw[4], img.data[5] / 8192.0, atol=1e-6)
+    measured = d["measured"][0]
+    assert measured.sum() >= 12 * 12 and set(np.round(d["images"][0, 4][measured], 6)) <= set(np.round(raw[4].ravel(), 6))
     assert 0.3 < d["images"].max() < 1.5
     assert set(d["sites"]) == {"radius", "tibia"}
     assert d["rater_grades"].shape == (5, 3) and np.all((d["consensus"] >= 1) & (d["consensus"] <= 5))
@@ -94,13 +98,16 @@ def test_scan_errors_name_the_file(tmp_path):
     mask = aim.write_aim(tmp_path / "mask.AIM", np.zeros((8, 16, 16), np.int8), 0.1)
     with pytest.raises(ValueError, match="mask.AIM: expected a grey-value scan.*int8"):
         data.load_scan_slices(mask)
-    flat = aim.write_aim(tmp_path / "flat.AIM", np.zeros((8, 16, 12), np.int16), 0.1)
-    with pytest.raises(ValueError, match="flat.AIM: expected square slices"):
-        data.load_scan_slices(flat)
-    ok = aim.write_aim(tmp_path / "ok.AIM", np.ones((8, 16, 16), np.float32), 0.1)
-    with pytest.raises(ValueError, match="ok.AIM: expected 32 x 32 slices"):
-        data.load_scan_slices(ok, image_size=32)
-    assert data.load_scan_slices(ok).shape == (8, 16, 16)
+    small = aim.write_aim(tmp_path / "small.AIM", np.zeros((8, 16, 12), np.int16), 0.1)
+    with pytest.raises(ValueError, match="small.AIM: field 'dimensions': expected slices of at least 16 x 16"):
+        data.load_scan_slices(small)
+    air = aim.write_aim(tmp_path / "air.AIM", np.zeros((8, 20, 16), np.float32), 0.1)
+    with pytest.raises(ValueError, match="air.AIM: field 'data': no limb"):
+        data.load_scan_input(air, field_of_view_mm=2.0, image_size=16)
+    ok = aim.write_aim(tmp_path / "ok.AIM", np.ones((8, 16, 20), np.float32), 0.1)
+    assert data.load_scan_slices(ok).shape == (8, 16, 20)
+    x, measured = data.load_scan_input(ok, field_of_view_mm=3.2, image_size=16)
+    assert x.shape == (8, 16, 16) and measured.sum() == 8 * 10
     with pytest.raises(FileNotFoundError, match="gone.AIM"):
         data.load_scan_slices(tmp_path / "gone.AIM")
 

@@ -52,6 +52,14 @@ def test_study_protocol_and_trivial_predictor():
     assert protocol.test_set["cohort_scans"] == 120
     # The arms' differences beyond the architecture are declared with their parameter counts.
     assert any("dropout" in d and "parameters baseline" in d for d in protocol.deviations)
+    assert any("secondary endpoint 'vote'" in d for d in protocol.deviations)
+    assert [c.name for c in protocol.validity] == ["learned_val_kappa", "baseline_val_loss_settled"]
+    assert protocol.validity[1].arms == ("baseline",)
+    # A cohort without air around the limb: the air-streak gate is not declared, and the
+    # protocol says why.
+    no_air = study_protocol(get_config("quick"), seed=4, simulated=False, air_scans=(0, 30))
+    assert "air_streak_spearman" not in [g.name for g in no_air.gates]
+    assert any("0 of 30 scans show air" in d for d in no_air.deviations)
     # Most common training grade 2; test grades 1, 2, 2, 4, 5.
     test = np.array([1, 2, 2, 4, 5])
     trivial = trivial_predictors(np.array([1, 2, 2, 3, 2]), test)
@@ -97,15 +105,32 @@ def test_tiny_end_to_end(tmp_path):
     assert gates["high_grade_test_scans"]["value"] == test_counts[3] + test_counts[4]
     assert gates["test_grades_present"]["value"] == np.count_nonzero(test_counts)
     # Uniform grades: every grade is in the test set, but only a scan or two of grades 4-5,
-    # so the rescan claim H4 is untestable; two units are too few to test H1.
+    # so the rescan claim H4 is untestable; after one epoch neither arm has learned
+    # (validation kappa below the declared 0.2), so H1-H3 are untestable too.
     assert gates["air_streak_spearman"]["passed"] and gates["test_grades_present"]["passed"]
     assert not gates["high_grade_test_scans"]["passed"]
     assert verdicts["H4"]["verdict"] == "untestable" and "high_grade_test_scans" in verdicts["H4"]["note"]
-    assert verdicts["H1"]["n"] == 2 and verdicts["H1"]["verdict"] == "inconclusive"
+    learned = {(row["arm"], row["unit"]): row for row in claims["arm_validity"] if row["check"] == "learned_val_kappa"}
+    assert set(learned) == {(arm, u) for arm in ("baseline", "proposed") for u in (0, 1)}
+    if not all(row["passed"] for row in learned.values()):
+        assert verdicts["H1"]["verdict"] == "untestable" and "learned_val_kappa" in verdicts["H1"]["note"]
     assert verdicts["H1"]["paired"] is True and verdicts["H1"]["test"] == "paired_t"
     assert verdicts["H1"]["trivial"]["value"] == 0.0
     # H1 is tested one-sided, as the powered units are sized; the others two-sided.
     assert verdicts["H1"]["sides"] == 1 and verdicts["H3"]["sides"] == 2
+    # Equal budgets, kept per unit and arm with the selected epoch and the curves.
+    training = claims["training"]
+    assert training["epochs"] == 1 and set(training["curves"]) == {"baseline", "proposed"}
+    for arm in ("baseline", "proposed"):
+        for unit in ("0", "1"):
+            (member,) = training["curves"][arm][unit]
+            assert member["epochs_run"] == 1 and member["best_epoch"] == 1 and len(member["val_kappa"]) == 1
+    assert (run / "training_curves.json").is_file() and (run / "figures" / "validation_curves.png").is_file()
+    # The ceiling the raters grade and the trivial predictor sit beside the arms.
+    assert "artefact_rms thresholds" in text and "trivial: always grade" in text
+    assert results["artefact_ceiling"]["test"]["kappa"] > 0.5
+    # The vote (one network per vote at the tiny preset) is reported per arm.
+    assert len(results["vote"]["arms"]["proposed"]["groups"]) == 2
     # The cohort was simulated by this run: the claims name the simulator and hash its
     # settings; no manifest of a user's folder.
     from shared.study.provenance import settings_sha256

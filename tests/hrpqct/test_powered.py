@@ -18,13 +18,18 @@ def test_powered_design_meets_its_declared_sizes():
                for s, k in sites.items())
     assert high == pytest.approx(600 * 0.5 * 70 / 611 + 400 * 0.5 * 26 / 499)
     assert high >= c.min_high_grade_test_scans == 40
-    # The units are those a one-sided paired t-test needs for the declared SESOI and SD
-    # (a two-sided one would need 14), and H1 is tested one-sided: the test run is the
-    # test sized.
-    from shared.stats import units_for_mde
+    # The units are those a one-sided paired t-test needs for the declared SESOI at the SD
+    # measured in the first powered runs (0.067 and 0.062 -> 0.065), and H1 is tested
+    # one-sided: the test run is the test sized.
+    from hrpqct.config import POWERED_SD_DIFF
+    from shared.stats import mde_paired, units_for_mde
 
-    assert c.seeds == POWERED_UNITS == powered_units() == 11
-    assert units_for_mde(0.05, 0.06, alternative="two-sided", test="paired_t") == 14
+    assert POWERED_SD_DIFF == 0.065
+    assert c.seeds == POWERED_UNITS == powered_units() == 12
+    assert units_for_mde(0.05, 0.065, alternative="greater", test="paired_t") == 12
+    assert mde_paired(12, 0.065, alternative="greater") <= 0.05 < mde_paired(11, 0.065, alternative="greater")
+    # Both arms get the same budget and no early stopping (patience >= epochs).
+    assert c.patience >= c.epochs
     from hrpqct.config import study_protocol
 
     h1 = study_protocol(c).hypotheses[0]

@@ -11,7 +11,7 @@ def test_smoke_config_keeps_the_sizes_and_cuts_the_work():
     paper = get_config("paper")
     smoke = smoke_config(paper)
     for key in ("image_size", "oversample", "stack_slices", "n_projections", "baseline_filters",
-                "proposed_filters", "dense_units", "batch_size", "prefilter_sigma", "slices_per_scan"):
+                "proposed_filters", "dense_units", "batch_size", "prefilter_mm", "slices_per_scan"):
         assert getattr(smoke, key) == getattr(paper, key), key
     assert sum(smoke.sites.values()) == 4 and smoke.seeds == 1 and smoke.ensemble_size == 1
     assert smoke.epochs == 1
