@@ -169,6 +169,9 @@ class BarConfig:
         pretrain_batch, finetune_batch: int (paper 4 and 12).
         pretrain_lr, finetune_lr: float (paper 1e-4 and 3e-5).
         scratch_lr: float. From-scratch training (not stated; the pre-training rate).
+        reliance_scans: int. Test scans (half AD, half CN) on which the first fold's or
+            draw's classifiers are asked which atlas regions they rely on
+            (`bar_ad.region_reliance`; 0: not measured).
         select_on: str. The validation quantity whose best epoch is kept when there is a
             validation set: "val_loss" (lowest BCE) or "val_auc" (highest AUC, the powered
             study's endpoint).
@@ -222,6 +225,7 @@ class BarConfig:
     finetune_lr: float = 3e-5
     scratch_lr: float = 1e-4
     select_on: str = "val_loss"
+    reliance_scans: int = 64
     sigma: float = 0.8
     temperature: float = 0.1
     supcon_temperature: float = 0.07

@@ -27,6 +27,7 @@ from bar_ad.config import (ABLATIONS, FRAMEWORKS, METRICS, POWERED_CLAIMS, PROBE
 from bar_ad.data import (draw_splits, load_adni, subject_folds, subject_holdout,
                          write_adni_cohort)
 from bar_ad.phantom import CohortGenerator, CohortSpec
+from bar_ad.region_reliance import reliance_figure
 from bar_ad.report import (collapse_figure, collapse_rows, curves_figure, mixing_figure,
                            paired_rows, summarize, write_report)
 from bar_ad.training import ModelBank, evaluate, finetune, pretrain_encoder
@@ -98,14 +99,15 @@ def center_volumes(x, train_idx):
 
 
 def run_fold(framework, config, atlas, data, train_idx, test_idx, *, seed, bank=None,
-             probe_idx=None, val_idx=None):
+             probe_idx=None, val_idx=None, explain=False):
     """Pre-train (if any), fine-tune and test one framework on one fold.
 
     `probe_idx`: scans held out of the unit's pre-training whose [cls] cosine checks the
     pre-trained encoder for collapse (default: the validation subjects, else up to
     `PROBE_SCANS` training scans). `val_idx`: scans outside the training draw on which
     the fine-tuning epoch is selected (the "draws" design); otherwise `val_fraction` of
-    the training subjects is held out for it."""
+    the training subjects is held out for it. `explain`: also measure which atlas regions
+    the trained classifier relies on (`bar_ad.region_reliance`, on test scans)."""
     x, y = data["x"], data["y"]
     if config.center_inputs:
         x = center_volumes(x, train_idx)
@@ -126,9 +128,17 @@ def run_fold(framework, config, atlas, data, train_idx, test_idx, *, seed, bank=
                               x_val=x[val] if len(val) else None,
                               y_val=y[val] if len(val) else None, bank=bank)
     scores = evaluate(model, x[test_idx], y[test_idx])
+    reliance = None
+    if explain and config.reliance_scans > 0:
+        from bar_ad.region_reliance import region_reliance
+
+        reliance = region_reliance(model, x[test_idx], y[test_idx], atlas,
+                                   x[tr].mean(axis=0), max_scans=config.reliance_scans,
+                                   seed=seed)
     selected = ft_hist.pop("selected_epoch", [None])[0]
     return dict(scores=scores, pretrain_history=pre_hist, finetune_history=ft_hist,
                 probe_cls_cosine=probe_cosine, selected_epoch=selected,
+                region_reliance=reliance,
                 pretrain_s=pre_s, total_s=time.perf_counter() - start,
                 n_train=int(len(tr)), n_val=int(len(val)), n_test=int(len(test_idx)))
 
@@ -333,7 +343,8 @@ def run_experiment(config: BarConfig, out_dir, *, store_url=None, frameworks=Non
                 val_idx = held_out_validation(pool, train_idx, data["subjects"], data["y"],
                                               size=config.val_subjects, seed=fold_seed)
         res = run_fold(get_framework(fw), config, atlas, data, train_idx, test_idx,
-                       seed=fold_seed, bank=bank, probe_idx=probe_idx, val_idx=val_idx)
+                       seed=fold_seed, bank=bank, probe_idx=probe_idx, val_idx=val_idx,
+                       explain=k == 0)
         res["seed"] = fold_seed
         res["fold"] = k
         results[fw].append(res)
@@ -352,6 +363,10 @@ def run_experiment(config: BarConfig, out_dir, *, store_url=None, frameworks=Non
         p = curves_figure(results[fw][0], figures / f"curves_{fw}.png", FRAMEWORKS[fw].label)
         if p is not None:
             curve_paths[fw] = p
+    reliances = {fw: results[fw][0]["region_reliance"] for fw in frameworks
+                 if results[fw][0].get("region_reliance") is not None}
+    reliance_figure(reliances, {fw: FRAMEWORKS[fw].label for fw in frameworks},
+                    figures / "region_reliance.png")
     table = summarize(results)
     write_json(out / "results.json", dict(table=table, folds=results,
                                           paired=paired_rows(results, frameworks, endpoint),

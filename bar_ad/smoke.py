@@ -26,9 +26,10 @@ def smoke_config(config: BarConfig) -> BarConfig:
     class (so the AUC is defined), and its training part (one AD, one CN) is one batch of
     `SMOKE_BATCH`, so each of the two epochs is one step with both classes in the batch
     (the soft-label mixing and the kernel range need a pair). Sizes of the model, the
-    grid and the views are kept.
+    grid and the views are kept; the region-reliance check (65 forward passes, proven
+    by the tiny preset's tests) is left out.
     """
     return dataclasses.replace(
         config, n_ad=2, n_cn=2, scans_per_subject=(1, 1), design="cv", n_folds=2, folds_run=1,
         pretrain_epochs=2, finetune_epochs=2, pretrain_batch=SMOKE_BATCH,
-        finetune_batch=SMOKE_BATCH)
+        finetune_batch=SMOKE_BATCH, reliance_scans=0)

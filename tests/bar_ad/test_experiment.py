@@ -22,11 +22,14 @@ def test_tiny_run_end_to_end(tmp_path):
     assert "86.2 ± 3.0" in text  # the paper's BAR + recon precision beside ours
     run = tmp_path / "run"
     for name in ("config.json", "run_info.json", "results.json", "figures/bar_vs_cutmix.png",
-                 "figures/curves_bar_recon.png"):
+                 "figures/curves_bar_recon.png", "figures/region_reliance.png"):
         assert (run / name).is_file(), name
     results = json.loads((run / "results.json").read_text())
     assert set(results["table"]) == {"scratch", "bar_recon"}
     assert results["folds"]["bar_recon"][0]["pretrain_history"]["recon"]
+    reliance = results["folds"]["scratch"][0]["region_reliance"]
+    assert len(reliance["ad"]) == len(reliance["names"]) == len(reliance["cn"])
+    assert "## Which regions the classifiers rely on" in text
     rows = open_store(url).evaluations("bar_ad_tiny")
     assert {r["group"] for r in rows} == {"scratch", "bar_recon"}
     assert {r["metric"] for r in rows} == {"precision", "recall", "accuracy", "auc"}
