@@ -1,5 +1,6 @@
 """`medrepro hrpqct ...`: run, generate, grade."""
 
+import dataclasses
 import logging
 import time
 from pathlib import Path
@@ -87,8 +88,11 @@ def _cmd_run(args) -> int:
     if args.epochs is not None:
         overrides["epochs"] = args.epochs
     if args.image_size is not None:
-        overrides["image_size"] = args.image_size
+        overrides["input_size"] = args.image_size
     config = run_config(args, get_config, overrides=overrides)
+    if args.epochs is not None and config.patience >= get_config(config.preset).epochs:
+        # A preset without early stopping keeps none at another budget: equal budgets.
+        config = dataclasses.replace(config, patience=config.epochs)
     smoke = {}
     if args.smoke:
         from hrpqct.smoke import smoke_config, smoke_run_arguments

@@ -23,6 +23,8 @@ class HrpqctConfig:
     Attributes:
         preset: str. Name of the preset.
         image_size: int. Reconstructed slice grid (pixels; paper 512).
+        input_size: int, optional. Slice size of the graders' input: every scan's
+            80 mm field is resampled to it (`hrpqct.scan_input`); None: `image_size`.
         oversample: int. The phantom is drawn this many times finer than the
             reconstruction grid (keeps the projector free of aliasing).
         stack_slices: int. Slices simulated per scan (paper stack: 168).
@@ -66,6 +68,7 @@ class HrpqctConfig:
 
     preset: str
     image_size: int = 512
+    input_size: object = None
     oversample: int = 2
     stack_slices: int = 168
     slices_per_scan: int = 8
@@ -102,6 +105,11 @@ class HrpqctConfig:
     @property
     def sites(self) -> dict:
         return dict(self.scans_per_site)
+
+    @property
+    def model_size(self) -> int:
+        """Slice size of the graders' input (`input_size`, or the grid when None)."""
+        return int(self.image_size if self.input_size is None else self.input_size)
 
 
 # Sizing of the powered study (`shared.stats.units_for_mde`): H1's smallest effect of
@@ -206,7 +214,7 @@ def arm_differences(config) -> str:
     """What separates the arms beyond the architecture, declared in the protocol."""
     from hrpqct.models import build_grader
 
-    shape = (config.image_size, config.image_size, 1)
+    shape = (config.model_size, config.model_size, 1)
     counts = {arm: build_grader(arm, shape, baseline_filters=config.baseline_filters,
                                 proposed_filters=config.proposed_filters, dense_units=config.dense_units,
                                 activation=config.activation).count_params() for arm in ARMS}
@@ -336,6 +344,10 @@ def study_protocol(config: HrpqctConfig, seed: int = 0, *, simulated: bool = Tru
                         f"improving at the cap"),)
     if simulated:
         deviations.append(simulator_settings(config))
+    if config.model_size != config.image_size:
+        deviations.append(f"graders' input {config.model_size} x {config.model_size} pixels of "
+                          f"{config.field_of_view_mm / config.model_size:.3g} mm: each scan's field resampled "
+                          f"from the {config.image_size}-pixel grid (hrpqct/scan_input.py)")
     if config.preset != "paper":
         deviations.append(f"preset {config.preset}: reduced grid, views, cohort, networks, ensemble and "
                           f"epochs (see hrpqct/config.py)")

@@ -213,7 +213,7 @@ def run_experiment(config, *, out_dir, store_url=None, seed=0, progress=True, da
         if not (data_dir / "grades.csv").is_file():
             bar = (lambda it: progress_bar(it, desc="simulate scans", enabled=True)) if progress else None
             generate_dataset(data_dir, progress=bar, workers=workers, **settings)
-    data = load_dataset(data_dir, slices_per_scan=config.slices_per_scan, image_size=config.image_size,
+    data = load_dataset(data_dir, slices_per_scan=config.slices_per_scan, image_size=config.model_size,
                         field_of_view_mm=config.field_of_view_mm, prefilter_mm=config.prefilter_mm)
     # The streaks in the air the scans hold (none in a scan cropped to the limb): whether the
     # air-streak gate can be measured is known from the data alone, before the protocol.

@@ -96,7 +96,7 @@ def write_report(out, config, results, comparison, claims=None) -> Path:
     lines += [
         f"Cohort: {r['n_scans']} scans: {r['n_test']} held-out test scans (consensus grades 1-5: "
         f"{r['test_grade_counts']}), fixed for every unit, and a pool of {r['n_pool']} that each unit "
-        f"splits again into training and validation scans; {config.image_size} x {config.image_size} "
+        f"splits again into training and validation scans; {config.model_size} x {config.model_size} "
         f"slices, {config.slices_per_scan} slices per scan, {config.n_projections} views over 180 degrees.", "",
         "Consensus grade counts (grades 1-5): "
         + "; ".join(f"{site}: {counts}" for site, counts in r["grade_counts"].items()), "",

@@ -107,3 +107,20 @@ def test_pilot_rule_by_hand():
     assert out["epochs"] == 20 and out["settled"]  # at 16 the last quarter (13-16) still fell
     with pytest.raises(ValueError, match="epochs"):
         pilot.late_fall([1.0, 0.9], 4)
+
+
+def test_the_design_rule_pays_for_epochs_with_smaller_slices():
+    # 12 units: 128 px settled at 28 epochs costs 270 + 12 * 28 * 11.5 / 1.5 = 2846 s > 2700 s.
+    big = {"size": 128, "epochs": 28, "settled": True, "candidates": [16, 20, 24, 28, 32], "cpu_per_unit_epoch": 11.5}
+    small = {"size": 96, "epochs": 32, "settled": True, "candidates": [16, 20, 24, 28, 32, 36, 40],
+             "cpu_per_unit_epoch": 6.0}
+    assert pilot.study_seconds(11.5, 28, 12) == pytest.approx(270 + 12 * 28 * 11.5 / 1.5)
+    out = pilot.choose_design([big, small], units=12)
+    assert (out["size"], out["epochs"], out["settled"]) == (96, 32, True)
+    assert pilot.choose_design([dict(big, epochs=24)], units=12)["size"] == 128
+    # Nothing settles: the smallest size at the largest candidate that fits (270 + 12 * E * 4 <= 2700).
+    out = pilot.choose_design([big, dict(small, epochs=40, settled=False)], units=12)
+    assert (out["size"], out["epochs"], out["settled"]) == (96, 40, False)
+    out = pilot.choose_design([big, dict(small, epochs=40, settled=False, cpu_per_unit_epoch=9.0)], units=12)
+    # At 9 CPU-s per unit-epoch (6 s of wall time): 32 epochs take 2574 s, 36 take 2862 s.
+    assert out["epochs"] == 32 and not out["settled"]
