@@ -254,15 +254,18 @@ PRESETS = {
     # subject; the cohort's difficulty (atrophy amplitude, regional variation and AD
     # heterogeneity) was set once so that the linear region-mean baseline lands in
     # POWERED_LINEAR_BAND and no single region decides (POWERED_MAX_SINGLE_AUC), then
-    # frozen; the gates check it on the training pool of every run.
+    # frozen; the gates check it on the training pool of every run. The schedule
+    # (pre-training 20 epochs at the paper's 1e-4, fine-tuning at 3e-4, scratch at 1e-3,
+    # epoch of best validation AUC) is the schedule pilot's choice on data seed 100
+    # (docs/pilots/bar_ad_schedule_seed100.json), frozen before any study run.
     "powered": BarConfig(
         preset="powered", grid=32, gen_voxel_mm=5.0, n_ad=300, n_cn=500,
         scans_per_subject=(1, 1), design="draws", n_test_subjects=400, n_draws=6,
         draw_subjects=60, val_subjects=60, select_on="val_auc", ad_atrophy=0.3,
         severity=(0.15, 1.0), region_std=0.06, ad_region_jitter=0.6, val_fraction=0.0,
         center_inputs=True, patch_size=8, width=64,
-        depth=2, num_heads=4, mlp_dim=128, pretrain_epochs=10, finetune_epochs=20,
-        pretrain_batch=8, finetune_batch=12, pretrain_lr=1e-3, finetune_lr=5e-4,
+        depth=2, num_heads=4, mlp_dim=128, pretrain_epochs=20, finetune_epochs=20,
+        pretrain_batch=8, finetune_batch=12, pretrain_lr=1e-4, finetune_lr=3e-4,
         scratch_lr=1e-3, shuffle_blocks=4, frameworks=POWERED_ARMS,
     ),
     "tiny": BarConfig(

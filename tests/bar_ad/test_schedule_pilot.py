@@ -117,3 +117,26 @@ def test_schedule_pilot_command_runs_on_a_tiny_cohort(tmp_path, capsys):
     assert result["finetune_lr"] in FINETUNE_LRS and result["scratch_lr"] in SCRATCH_LRS
     assert result["finetune_lr"] == choose_rate(
         {float(k): v for k, v in result["finetune_val_auc"].items()}, preferred=3e-5)
+
+
+def test_the_powered_preset_is_the_kept_pilot_choice():
+    """The schedule chosen on pilot seed 100 is the one the powered preset runs."""
+    import json
+    from pathlib import Path
+
+    from bar_ad.config import get_config
+
+    kept = json.loads((Path(__file__).resolve().parents[2] / "docs" / "pilots"
+                       / "bar_ad_schedule_seed100.json").read_text())
+    powered = get_config("powered")
+    assert kept["seed"] == 100
+    assert (powered.pretrain_epochs, powered.pretrain_lr) == (kept["pretrain_epochs"],
+                                                             kept["pretrain_lr"])
+    assert (powered.finetune_lr, powered.scratch_lr) == (kept["finetune_lr"], kept["scratch_lr"])
+    assert powered.select_on == "val_auc" and powered.val_subjects == kept["val_scans"]
+    # The kept choice follows the declared rules from the kept numbers.
+    assert kept["finetune_lr"] == choose_rate(
+        {float(k): v for k, v in kept["finetune_val_auc"].items()}, preferred=3e-5)
+    assert kept["scratch_lr"] == choose_rate({float(k): v for k, v in
+                                              kept["scratch_val_auc"].items()})
+    assert kept["pretrain_epochs"] == choose_budget(list(kept["pretrain_loss"].values()))
