@@ -129,7 +129,7 @@ def _cmd_pilot(args) -> int:
         print(f"  budget {c}: late fall of the validation loss " +
               ", ".join(f"{arm} {100 * f:+.1f} %" for arm, f in falls.items()))
     print(f"Epoch budget: {budget['epochs']} ({'settled' if budget['settled'] else 'not settled: the cap'}); "
-          f"{args.out / 'pilot.json'}")
+          f"{args.out / ('pilot.json' if args.image_size is None else f'pilot_{args.image_size}.json')}")
     return 0
 
 
