@@ -3,6 +3,8 @@
 * `attribution`: Grad-CAM / HiResCAM as batched, differentiable tensor functions for
   2D and 3D, nested and two-input models (`attribution_maps`, `forward_with_maps`);
 * `overlap`: `mass_inside` / `mass_outside` of a map with respect to a mask;
+* `token_maps`: Grad-CAM / HiResCAM of a vision transformer's patch tokens, on the
+  patch grid (`token_maps`, `tokens_to_grid`);
 * `reference_maps`: model-agnostic maps, `occlusion_sensitivity` and
   `integrated_gradients`;
 * faithfulness metrics, batched over images [N, H, W, C] and volumes [N, D, H, W, C]:
@@ -47,6 +49,7 @@ from shared.explain.reference_maps import integrated_gradients, occlusion_sensit
 from shared.explain.region_occlusion import RegionOcclusion, region_occlusion
 from shared.explain.road import neighbour_weights, noisy_linear_imputation, road_curve
 from shared.explain.scoring import target_scores
+from shared.explain.token_maps import token_maps, tokens_to_grid
 
 __all__ = [
     "METHODS",
@@ -78,5 +81,7 @@ __all__ = [
     "road_curve",
     "spearman_correlation",
     "target_scores",
+    "token_maps",
+    "tokens_to_grid",
     "weighted_layers",
 ]

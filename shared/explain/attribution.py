@@ -160,7 +160,7 @@ def _rebuild(model, flat_inputs, path, captures, key):
     return tree.pack_sequence_as(graph._outputs_struct, outputs)
 
 
-def feature_model(model, layer_name, *, call_index=0):
+def feature_model(model, layer_name, *, call_index=0, tokens=False):
     """A model mapping `model`'s inputs to `(layer_activations, model_outputs)`.
 
     The returned model shares every layer (and weight) with `model`: training one trains
@@ -176,6 +176,8 @@ def feature_model(model, layer_name, *, call_index=0):
         model: keras.Model. Functional or Sequential.
         layer_name: str. Layer name, or a `"outer/inner"` path (see `find_layer_path`).
         call_index: int or None, default 0. Which call of the layer to expose.
+        tokens: bool, default False. The layer outputs tokens `[B, T, C]` (a transformer
+            block; see `shared.explain.token_maps`) instead of a feature map.
 
     Returns:
         keras.Model whose outputs are `(activations, outputs)` with `outputs` in the
@@ -186,7 +188,7 @@ def feature_model(model, layer_name, *, call_index=0):
             `call_index` outside the number of calls of the layer.
     """
     cache = _FEATURE_MODEL_CACHE.setdefault(model, {})
-    cache_key = (layer_name, call_index)
+    cache_key = (layer_name, call_index, bool(tokens))
     if cache_key in cache:
         return cache[cache_key]
     path = find_layer_path(model, layer_name)
@@ -210,7 +212,12 @@ def feature_model(model, layer_name, *, call_index=0):
             )
         activations = captures[call_index]
     for act in tree.flatten(activations):
-        if len(act.shape) not in (4, 5):
+        if tokens and len(act.shape) != 3:
+            raise ValueError(
+                f"Layer {_path_name(path)!r} outputs shape {tuple(act.shape)}; token maps need "
+                "tokens [B, T, C]."
+            )
+        if not tokens and len(act.shape) not in (4, 5):
             raise ValueError(
                 f"Layer {_path_name(path)!r} outputs shape {tuple(act.shape)}; Grad-CAM and "
                 "HiResCAM need a channels-last feature map of rank 4 [B, h, w, C] or 5 "
