@@ -41,8 +41,8 @@ def tensorboard_dir(run_dir, name=None) -> Path:
     return root if name is None else root / safe_name(name)
 
 
-def tensorboard_callback(run_dir, name, *, update_freq="epoch"):
-    """A `keras.callbacks.TensorBoard` logging per-epoch scalars under `tensorboard/<name>`.
+def tensorboard_callback(run_dir, name):
+    """A TensorBoard callback logging per-epoch scalars under `RUN_DIR/tensorboard/<name>`.
 
     Put it last among a `fit`'s callbacks, so the metrics other callbacks add to the
     epoch's logs (a validation callback's scores) are logged too. No graph, weight
@@ -51,8 +51,7 @@ def tensorboard_callback(run_dir, name, *, update_freq="epoch"):
 
     Args:
         run_dir: str or Path. The run folder.
-        name: str. The arm, net or search ("cce", "siamese", "bar_recon_fold0").
-        update_freq: "epoch" (default), "batch" or int, as Keras' TensorBoard.
+        name: str. The arm, net or search ("cce", "siamese", "bar_recon_unit0").
 
     Returns:
         keras.callbacks.TensorBoard (its class name is what Keras Tuner looks for).
@@ -64,7 +63,7 @@ def tensorboard_callback(run_dir, name, *, update_freq="epoch"):
 
     return keras.callbacks.TensorBoard(log_dir=str(tensorboard_dir(run_dir, name)),
                                        write_graph=False, histogram_freq=0, profile_batch=0,
-                                       update_freq=update_freq)
+                                       update_freq="epoch")
 
 
 def _hparam_value(value):
