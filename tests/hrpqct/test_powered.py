@@ -28,8 +28,9 @@ def test_powered_design_meets_its_declared_sizes():
     assert c.seeds == POWERED_UNITS == powered_units() == 12
     assert units_for_mde(0.05, 0.065, alternative="greater", test="paired_t") == 12
     assert mde_paired(12, 0.065, alternative="greater") <= 0.05 < mde_paired(11, 0.065, alternative="greater")
-    # Both arms get the same budget and no early stopping (patience >= epochs).
-    assert c.patience >= c.epochs
+    # Both arms get the same budget and no early stopping (patience >= epochs): the budget
+    # and input size the pilot rule chose (hrpqct/pilot.py).
+    assert c.patience >= c.epochs == 28 and c.model_size == 96 and c.image_size == 128
     from hrpqct.config import study_protocol
 
     h1 = study_protocol(c).hypotheses[0]
