@@ -534,6 +534,11 @@ def run_limited_study(cfg: LgeQaConfig, *, out_dir, store_url=None, data_root=No
     trivial.update(auc_mean=trivial_auc, **{drop_endpoint(sizes): {"name": "all diagnostic", "value": 0.0}})
     seconds["arms"] = time.time() - t_arms
     claims = None if gates_only else study.finish(seed=cfg.seed, trivial=trivial)
+    if claims is not None:
+        from shared.study.claims import write_claims
+
+        claims["unit_runs"] = unit_run_rows(results)
+        write_claims(out, claims)
     write_json(out / "metrics.json", {"detector": det, "gates": gates, "gate_baseline": gate_metrics,
                                       "gate_size_baselines": gate_sizes, "headroom": headroom,
                                       "test_prevalence": test_prevalence, "seconds": seconds,
@@ -586,6 +591,28 @@ def record_headroom(study, gates, gate_sizes, sizes) -> list:
         study.record_headroom(room.hypothesis, **values)
         rows.append({**headroom_row(study.protocol, room, study.headroom_values[room.hypothesis]),
                      "hypothesis": room.hypothesis})
+    return rows
+
+
+def unit_run_rows(results) -> list:
+    """One row per arm, unit and training size for `claims.json` ("unit_runs"): the kept
+    and the last epoch, the validation scan AUC and whether the run is degenerate by the
+    declared rule, and for SupCon the LARS steps, the target and whether it was reached."""
+    rows = []
+    for arm, per in results.items():
+        for n, runs in per.items():
+            for m in runs:
+                row = {"arm": arm, "unit": int(m["seed"]), "n": int(n), "best_epoch": int(m["best_epoch"]),
+                       "epochs": int(m["epochs"]),
+                       "val_auc": None if not np.isfinite(m.get("val_auc", np.nan)) else float(m["val_auc"]),
+                       "degenerate": not (np.isfinite(m.get("val_auc", np.nan))
+                                          and m["val_auc"] - 0.5 >= LEARNED_MARGIN)}
+                if "pretrain_steps" in m:
+                    row.update(pretrain_steps=int(m["pretrain_steps"]),
+                               pretrain_target=m.get("pretrain_target_loss"),
+                               pretrain_best_loss=min(m["pretrain_loss"]) if m.get("pretrain_loss") else None,
+                               pretrain_reached=m.get("pretrain_reached"))
+                rows.append(row)
     return rows
 
 

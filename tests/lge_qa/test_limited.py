@@ -242,6 +242,17 @@ def test_tiny_limited_study_end_to_end(tmp_path, monkeypatch):
     assert checks == {("learned_val_auc", "baseline"), ("learned_val_auc", "contrastive"),
                       ("pretrain_target_reached", "contrastive")}
     assert "best epoch" in result["table"]
+    # Per arm, unit and size in the claims: kept epoch, degenerate-run rule, SupCon steps.
+    unit_runs = claims["unit_runs"]
+    assert len(unit_runs) == trained
+    for row, m in zip(sorted(unit_runs, key=lambda r: (r["arm"], r["unit"], r["n"])),
+                      sorted(runs, key=lambda r: (r["arm"], r["seed"], r["n"]))):
+        assert row["best_epoch"] == m["best_epoch"]
+        assert row["degenerate"] == (not m["val_auc"] - 0.5 >= limited.LEARNED_MARGIN)
+        assert (row["arm"] == "contrastive") == ("pretrain_steps" in row)
+        if row["arm"] == "contrastive":
+            assert row["pretrain_steps"] == m["pretrain_steps"]
+            assert row["pretrain_reached"] == (min(m["pretrain_loss"]) <= m["pretrain_target_loss"])
     assert "always diagnostic" in result["table"] and "shortcut" in result["table"]
     # H1 and H3 are tested one-sided, as the seeds are sized; the design names the level.
     assert {c["id"]: c["sides"] for c in claims["claims"]} == {"H1": 1, "H3": 1}
