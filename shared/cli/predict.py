@@ -13,14 +13,20 @@ import json
 from pathlib import Path
 
 
-def add_predict_args(parser, *, files_help: str, arms=None, default_arm=None) -> None:
-    """Adds --model, --arm (when `arms`), the FILE arguments and --json to `parser`."""
+def add_predict_args(parser, *, files_help: str, arms=(), default_arm=None) -> None:
+    """Adds --model, --arm, the FILE arguments and --json to `parser`.
+
+    `arms`: the accepted --arm names (empty: any name, checked against the run folder's
+    bundles); `default_arm`: the bundle a run folder gives without --arm (None: its
+    only one)."""
     parser.add_argument("--model", type=Path, required=True, metavar="BUNDLE",
                         help="a model bundle folder (metadata.json, config.json, "
                              "model.weights.h5) or a run folder holding bundles/")
-    if arms:
-        parser.add_argument("--arm", choices=tuple(arms), default=default_arm,
-                            help=f"which of a run folder's bundles to use (default: {default_arm})")
+    default = default_arm if default_arm is not None else "the run folder's only bundle"
+    parser.add_argument("--arm", choices=tuple(arms) or None, default=default_arm, metavar="NAME",
+                        help=f"which of a run folder's bundles/<NAME> to use"
+                             f"{' (' + ', '.join(arms) + ')' if arms else ''}; ignored for a "
+                             f"bundle folder (default: {default})")
     parser.add_argument("files", type=Path, nargs="+", metavar="FILE", help=files_help)
     parser.add_argument("--json", action="store_true",
                         help="print one JSON document instead of one line per file")
