@@ -113,18 +113,17 @@ def reliance_figure(reliances, labels, path):
         return list(values[signal]) + [float(values[others].mean()) if others else np.nan]
 
     grid = np.array([row(reliances[a]["ad"]) for a in arms])
-    fig, (top, ax) = plt.subplots(2, 1, figsize=(1.0 + 0.5 * len(columns), 1.6 + 0.45 * len(arms)),
-                                  gridspec_kw=dict(height_ratios=[1, max(len(arms), 1)]),
-                                  sharex=True)
+    fig, (top, ax) = plt.subplots(
+        2, 1, figsize=(3.5 + 0.42 * len(columns), 2.4 + 0.42 * len(arms)), sharex=True,
+        gridspec_kw=dict(height_ratios=[1, max(len(arms), 1)]), layout="constrained")
     top.imshow(np.array([row(weights)]), aspect="auto", cmap="Greys", vmin=0, vmax=1)
-    top.set_yticks([0], ["atrophy weight\n(synthetic cohort)"])
+    top.set_yticks([0], ["atrophy weight (synthetic cohort)"])
     limit = float(np.nanmax(np.abs(grid))) or 1.0
     image = ax.imshow(grid, aspect="auto", cmap="RdBu_r", vmin=-limit, vmax=limit)
     ax.set_yticks(range(len(arms)), [labels.get(a, a) for a in arms])
     ax.set_xticks(range(len(columns)), columns, rotation=60, ha="right", fontsize=8)
-    fig.colorbar(image, ax=ax, label="drop of P(AD) on AD scans\nwhen the region is replaced")
-    top.set_title("Which regions each classifier relies on (region occlusion, first draw)")
-    fig.tight_layout()
+    fig.colorbar(image, ax=[top, ax], label="drop of P(AD) on AD scans\nwhen the region is replaced")
+    fig.suptitle("Which regions each classifier relies on (region occlusion, first draw)")
     fig.savefig(path, dpi=110)
     plt.close(fig)
     return path

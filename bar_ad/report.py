@@ -273,8 +273,11 @@ def write_report(out, config, table, results, data, atlas, frameworks, *, curve_
         f"Preset `{config.preset}`: {len(data['y'])} scans of {n_sub} subjects "
         f"({ad_sub} AD, {n_sub - ad_sub} CN) on a {config.grid}^3 grid; atlas: {atlas.source}, "
         f"{atlas.num_regions} merged regions; ViT patch {config.patch_size}, width "
-        f"{config.width}, depth {config.depth}; {folds} subject-level fold(s) of "
-        f"{config.n_folds}; {seconds / 60:.1f} min.",
+        f"{config.width}, depth {config.depth}; "
+        + (f"{folds} training draw(s) of {config.draw_subjects} subjects, one fixed test set"
+           if config.design == "draws" else
+           f"{folds} subject-level fold(s) of {config.n_folds}")
+        + f"; {seconds / 60:.1f} min.",
         "",
         "| framework | precision | recall | accuracy | paper precision | paper recall | paper accuracy |",
         "| --- | ---: | ---: | ---: | ---: | ---: | ---: |",
