@@ -59,6 +59,18 @@ def register(subparsers):
                    preset_help="cohort and fine-tuning settings")
     schedule.set_defaults(func=_cmd_schedule_pilot)
 
+    predict = sub.add_parser(
+        "predict", help="classify NIfTI scans (AD vs CN) with a run's saved classifier",
+        description="Reads each NIfTI scan as a run reads its training scans (MNI placement and "
+                    "alignment checks, resampling to the atlas grid, intensity scaling), centres it "
+                    "with the bundle's training statistics and prints P(CN) and P(AD), one line "
+                    "per file, or --json. --model: a bundle folder or a run folder with --arm.")
+    from shared.cli.predict import add_predict_args
+
+    add_predict_args(predict, files_help="NIfTI scans (.nii, .nii.gz), skull-stripped, in MNI space",
+                     arms=(), default_arm=None)
+    predict.set_defaults(func=_cmd_predict)
+
     fws = sub.add_parser("frameworks", help="list the Table 1 frameworks and ablations")
     fws.set_defaults(func=_cmd_frameworks)
     parser.set_defaults(func=lambda args: (parser.print_help(), 0)[1])
@@ -77,6 +89,17 @@ def _resolve_frameworks(names):
             if fw not in out:
                 out.append(fw)
     return tuple(out)
+
+
+def _cmd_predict(args) -> int:
+    from bar_ad.bundle import predict_files
+    from shared.cli.predict import print_predictions
+    from shared.io.bundle import resolve_bundle
+
+    bundle = resolve_bundle(args.model, name=args.arm)
+    classes, rows = predict_files(bundle, args.files)
+    print_predictions(classes, rows, as_json=args.json, bundle=bundle)
+    return 0
 
 
 def _cmd_run(args) -> int:

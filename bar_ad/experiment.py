@@ -21,6 +21,7 @@ from pathlib import Path
 import numpy as np
 
 from bar_ad.atlas import load_atlas
+from bar_ad.bundle import centering_stats, write_framework_bundle
 from bar_ad.config import (ABLATIONS, FRAMEWORKS, METRICS, POWERED_CLAIMS, PROBE_SCANS, TABLE1,
                            BarConfig, declared_claims, get_framework, study_protocol,
                            study_units)
@@ -32,6 +33,7 @@ from bar_ad.report import (collapse_figure, collapse_rows, curves_figure, mixing
                            paired_rows, summarize, write_report)
 from bar_ad.training import ModelBank, evaluate, finetune, pretrain_encoder
 from shared.io.run_folder import run_folder_started
+from shared.training.tensorboard import tensorboard_callback
 from shared.tracking.sink import SPOOL_FILE, ResultsSink
 
 log = logging.getLogger(__name__)
@@ -92,14 +94,12 @@ def center_volumes(x, train_idx):
     Returns:
         float32 array like `x`.
     """
-    ref = x[train_idx].astype(np.float32)
-    mean = ref.mean(axis=0, keepdims=True)
-    std = float((ref - mean).std())
-    return ((x - mean) / max(std, 1e-6)).astype(np.float32)
+    mean, std = centering_stats(x, train_idx)
+    return ((x - mean) / std).astype(np.float32)
 
 
 def run_fold(framework, config, atlas, data, train_idx, test_idx, *, seed, bank=None,
-             probe_idx=None, val_idx=None, explain=False):
+             probe_idx=None, val_idx=None, explain=False, callbacks_for=None, on_model=None):
     """Pre-train (if any), fine-tune and test one framework on one fold.
 
     `probe_idx`: scans held out of the unit's pre-training whose [cls] cosine checks the
@@ -107,10 +107,17 @@ def run_fold(framework, config, atlas, data, train_idx, test_idx, *, seed, bank=
     `PROBE_SCANS` training scans). `val_idx`: scans outside the training draw on which
     the fine-tuning epoch is selected (the "draws" design); otherwise `val_fraction` of
     the training subjects is held out for it. `explain`: also measure which atlas regions
-    the trained classifier relies on (`bar_ad.region_reliance`, on test scans)."""
+    the trained classifier relies on (`bar_ad.region_reliance`, on test scans).
+    `callbacks_for(stage)` ("pretrain", "finetune") gives extra Keras callbacks
+    (TensorBoard); `on_model(model, center)` is called with the fine-tuned classifier
+    and the centring statistics ((mean volume, std), or None without `center_inputs`)
+    before the test, to keep it as a bundle."""
     x, y = data["x"], data["y"]
+    center = None
     if config.center_inputs:
-        x = center_volumes(x, train_idx)
+        center = centering_stats(x, train_idx)
+        x = ((x - center[0]) / center[1]).astype(np.float32)
+    extra = (lambda stage: []) if callbacks_for is None else callbacks_for
     tr, val = train_idx, np.array([], int)
     if val_idx is not None:
         val = np.asarray(val_idx, int)
@@ -121,12 +128,16 @@ def run_fold(framework, config, atlas, data, train_idx, test_idx, *, seed, bank=
         probe_idx = val if len(val) >= 2 else tr[:PROBE_SCANS]
     start = time.perf_counter()
     weights, pre_hist = pretrain_encoder(framework, config, atlas, x[tr], y[tr], seed=seed,
-                                         bank=bank, probe=x[np.asarray(probe_idx, int)])
+                                         bank=bank, probe=x[np.asarray(probe_idx, int)],
+                                         callbacks=extra("pretrain") or None)
     pre_s = time.perf_counter() - start
     probe_cosine = pre_hist.pop("probe_cls_cosine", None)  # one value, not a per-epoch curve
     model, ft_hist = finetune(weights, framework, config, x[tr], y[tr], seed=seed + 1,
                               x_val=x[val] if len(val) else None,
-                              y_val=y[val] if len(val) else None, bank=bank)
+                              y_val=y[val] if len(val) else None, bank=bank,
+                              extra_callbacks=extra("finetune"))
+    if on_model is not None:
+        on_model(model, center)
     scores = evaluate(model, x[test_idx], y[test_idx])
     reliance = None
     if explain and config.reliance_scans > 0:
@@ -342,9 +353,13 @@ def run_experiment(config: BarConfig, out_dir, *, store_url=None, frameworks=Non
             if config.val_subjects > 0:
                 val_idx = held_out_validation(pool, train_idx, data["subjects"], data["y"],
                                               size=config.val_subjects, seed=fold_seed)
+        keep = (lambda model, center, fw=fw, k=k: write_framework_bundle(
+            out, fw, model, config, seed=seed, unit=units[k], center=center)) if k == 0 else None
         res = run_fold(get_framework(fw), config, atlas, data, train_idx, test_idx,
                        seed=fold_seed, bank=bank, probe_idx=probe_idx, val_idx=val_idx,
-                       explain=k == 0)
+                       explain=k == 0, callbacks_for=lambda stage, fw=fw, k=k: [
+                           tensorboard_callback(out, f"{fw}_{stage}_unit{k}")],
+                       on_model=keep)
         res["seed"] = fold_seed
         res["fold"] = k
         results[fw].append(res)

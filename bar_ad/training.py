@@ -212,7 +212,7 @@ def probe_cosine(model, volumes, batch_size=8) -> float:
 
 
 def finetune(encoder_weights, framework, config, x, y, *, seed, x_val=None, y_val=None,
-             bank=None):
+             bank=None, extra_callbacks=None):
     """Fine-tunes encoder + MLP head with BCE (Sec. 3); returns (model, history).
 
     Args:
@@ -223,6 +223,8 @@ def finetune(encoder_weights, framework, config, x, y, *, seed, x_val=None, y_va
         x_val, y_val: optional validation subjects; the epoch best on `config.select_on`
             ("val_loss": lowest BCE, "val_auc": highest AUC) is kept, the first of ties.
         bank: `ModelBank`, optional.
+        extra_callbacks: list of keras callbacks, optional (given to `fit` after the
+            epoch selection's own).
 
     Returns:
         (model, history): the history holds the per-epoch curves and, with a validation
@@ -250,7 +252,7 @@ def finetune(encoder_weights, framework, config, x, y, *, seed, x_val=None, y_va
             monitor=config.select_on, mode=mode, patience=config.finetune_epochs,
             restore_best_weights=True))
     hist = model.fit(ds, epochs=config.finetune_epochs, validation_data=val,
-                     callbacks=callbacks, shuffle=False, verbose=0)
+                     callbacks=callbacks + list(extra_callbacks or []), shuffle=False, verbose=0)
     history = {k: [float(v) for v in vals] for k, vals in hist.history.items()}
     if val is not None:
         history["selected_epoch"] = [selected_epoch(history[config.select_on],

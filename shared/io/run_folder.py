@@ -39,7 +39,7 @@ RUN_OUTPUTS = (
     "report.html", "report.json", "results.json", "summary.json", "search.json", "gates.json",
     "models.json", "metrics.json", "skipped.json", "smoke.json", "arm_validity.json",
     "data_manifest.json", "bundle.json", "pilot.json", "arms.jsonl", "results.spool.jsonl*",
-    "index.html",
+    "index.html", "bundles", "tensorboard",
     "*.spool.jsonl", "samples.png", "log.txt", ".medrepro-previous", "*.keras", "*.tmp",
     "*.tmp-*", "figures", "stats", "stats_*", "comparison", "tuner", "data", "covidx",
     "heart_overlap", "marker_overlap", "test_accuracy",

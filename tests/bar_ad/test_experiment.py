@@ -58,6 +58,21 @@ def test_tiny_run_end_to_end(tmp_path):
     assert claims["data"]["settings_sha256"] == settings_sha256(cohort_settings(config, 0))
     assert claims["provenance"]["allow_dirty"] is False
     assert not (run / "data_manifest.json").exists()
+    # Each framework's unit-0 classifier is kept as a bundle that reads a scan of the
+    # cohort; each training stage logged per-epoch scalars; the study, arm x unit HParams.
+    from bar_ad.bundle import predict_files
+    from shared.testing.tensorboard_events import hparams, scalars
+
+    scan = sorted((run / "data").rglob("*.nii"))[0]
+    for fw in ("scratch", "bar_recon"):
+        classes, rows = predict_files(run, [scan], framework=fw)
+        assert classes == ["CN", "AD"] and sum(rows[0][2]) == pytest.approx(1.0)
+        logged = scalars(run / "tensorboard" / f"{fw}_finetune_unit0" / "train")
+        assert len(logged["epoch_loss"]) == config.finetune_epochs
+    logged = scalars(run / "tensorboard" / "bar_recon_pretrain_unit0" / "train")
+    assert len(logged["epoch_loss"]) == config.pretrain_epochs
+    assert hparams(run / "tensorboard" / "study" / "scratch" / "unit_s0-f0") == {"arm": "scratch",
+                                                                              "unit": "s0-f0"}
 
 
 def test_config_and_framework_resolution():

@@ -78,3 +78,16 @@ def test_a_run_folder_resolves_to_its_named_or_only_bundle(tmp_path):
     with pytest.raises(ValueError, match=r"no bundle 'c'; expected one of \['a', 'b'\]"):
         resolve_bundle(run, name="c")
     assert json.loads((run / "bundles" / "b" / "metadata.json").read_text())["name"] == "b"
+
+
+def test_bundles_and_tensorboard_logs_are_run_outputs(tmp_path):
+    # --overwrite clears them with the rest of a run, and a demo folder holding them is
+    # still recognised as runs (shared.io.run_folder.RUN_OUTPUTS).
+    from shared.io.run_folder import RUN_MARKER, clear_run_outputs, is_run_output
+
+    assert is_run_output("bundles") and is_run_output("tensorboard")
+    write_bundle(tmp_path / "bundles" / "a", _model(), _meta(name="a"))
+    (tmp_path / "tensorboard" / "a").mkdir(parents=True)
+    (tmp_path / RUN_MARKER).write_text("{}")
+    clear_run_outputs(tmp_path)
+    assert not (tmp_path / "bundles").exists() and not (tmp_path / "tensorboard").exists()
