@@ -139,11 +139,18 @@ def write_bundle(folder, model, metadata: dict, arrays=None) -> Path:
         with atomic_path(folder / f"{name}.npy") as tmp:
             with open(tmp, "wb") as handle:
                 np.save(handle, np.asarray(value), allow_pickle=False)
-    write_json(folder / CONFIG_FILE, keras.saving.serialize_keras_object(model), sort_keys=False)
+    config = keras.saving.serialize_keras_object(model)
+    config.pop("compile_config", None)  # a bundle is for inference: no loss, no optimizer
+    write_json(folder / CONFIG_FILE, config, sort_keys=False)
+    # The weights are saved from a fresh, uncompiled model built from the written config:
+    # a compiled model's `save_weights` also stores its optimizer's slots (Adam: twice the
+    # weights again), which a bundle does not need; and the config is proven to rebuild it.
+    fresh = keras.saving.deserialize_keras_object(json.loads(json.dumps(config)))
+    fresh.set_weights(model.get_weights())
     # Keras insists on the `.weights.h5` suffix, so the temporary name keeps it whole.
     tmp = folder / f"model.tmp-{os.getpid()}.weights.h5"
     try:
-        model.save_weights(str(tmp))
+        fresh.save_weights(str(tmp))
         os.replace(tmp, folder / WEIGHTS_FILE)
     finally:
         tmp.unlink(missing_ok=True)

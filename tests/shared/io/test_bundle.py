@@ -91,3 +91,18 @@ def test_bundles_and_tensorboard_logs_are_run_outputs(tmp_path):
     (tmp_path / RUN_MARKER).write_text("{}")
     clear_run_outputs(tmp_path)
     assert not (tmp_path / "bundles").exists() and not (tmp_path / "tensorboard").exists()
+
+
+def test_weights_hold_the_model_not_its_optimizer(tmp_path):
+    import h5py
+
+    model = _model()
+    model.compile(optimizer="adam", loss="mse")
+    x = np.ones((4, 4), "float32")
+    model.fit(x, np.zeros((4, 2), "float32"), epochs=1, verbose=0)  # Adam slots now exist
+    folder = write_bundle(tmp_path / "b", model, _meta())
+    with h5py.File(folder / "model.weights.h5") as h5:
+        names = []
+        h5.visit(names.append)
+    assert not [n for n in names if n.startswith("optimizer")]
+    np.testing.assert_allclose(load_bundle_model(folder)(x), model(x), rtol=1e-6)
