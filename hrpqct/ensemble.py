@@ -58,8 +58,9 @@ def vote_endpoint(votes_by_arm, consensus, *, vote_size, threshold=0.75) -> dict
 
     Returns:
         dict: ``groups`` (lists of units), ``arms`` {arm: {"groups": [metrics...],
-        "mean": {metric: mean over groups}}}, and ``difference`` {metric: list of the
-        first arm minus the second per group} when there are two arms.
+        "mean": {metric: mean over groups}}}, and with two arms ``difference`` {metric:
+        list of the first arm minus the second per group} and ``difference_of`` (the two
+        arms, in that order).
     """
     arms = list(votes_by_arm)
     n_units = min(len(v) for v in votes_by_arm.values())
@@ -73,6 +74,7 @@ def vote_endpoint(votes_by_arm, consensus, *, vote_size, threshold=0.75) -> dict
                                                      if not all(np.isnan(r[k]) for r in rows)}}
     if len(arms) == 2 and groups:
         a, b = (out["arms"][arm]["groups"] for arm in arms)
+        out["difference_of"] = arms
         out["difference"] = {k: [float(x[k] - y[k]) for x, y in zip(a, b)]
                              for k in ("kappa", "accuracy", "rescan_sensitivity", "review_fraction")}
     return out

@@ -410,7 +410,9 @@ def run_experiment(config, *, out_dir, store_url=None, seed=0, progress=True, da
                      f"split and initialisation, shared by both arms), ensembles of {config.ensemble_size}, "
                      f"{config.seeds} units, preset {config.preset}. The claims (claims.json) pair the arms "
                      f"unit by unit; this report treats them as independent groups."))
-    results["vote"] = vote_endpoint(test_votes, test_cons, vote_size=config.vote_size,
+    # Proposed first: the differences are proposed minus baseline, as the claims' effects.
+    results["vote"] = vote_endpoint({arm: test_votes[arm] for arm in ("proposed", "baseline")}, test_cons,
+                                    vote_size=config.vote_size,
                                     threshold=config.confidence_threshold)
     training = training_summary(curves, config)
     results["training"] = {k: v for k, v in training.items() if k != "curves"}

@@ -215,7 +215,8 @@ def write_report(out, config, results, comparison, claims=None) -> Path:
                          f"{_fmt(m.get('rescan_sensitivity'))} | {_fmt(m.get('rescan_specificity'))} | "
                          f"{_fmt(m.get('review_fraction'))} | {_fmt(m.get('slice_tie_fraction'))} |")
         if "difference" in vote:
-            lines += ["", "Proposed minus baseline per vote, kappa: "
+            first, second = vote.get("difference_of", ("baseline", "proposed"))
+            lines += ["", f"{first.capitalize()} minus {second} per vote, kappa: "
                       + ", ".join(f"{d:+.3f}" for d in vote["difference"]["kappa"]) + "."]
     lines += ["", "## Figures", "", "![examples](figures/example_slices.png)", ""]
     for arm in r.get("confusion", {}):

@@ -92,6 +92,7 @@ def test_vote_groups_are_odd_and_paired_by_units():
     assert [g["accuracy"] for g in out["arms"]["proposed"]["groups"]] == [1.0, 0.5]
     assert out["difference"]["accuracy"] == [0.5, 0.5]
     assert out["difference"]["rescan_sensitivity"] == [1.0, 1.0]
+    assert out["difference_of"] == ["proposed", "baseline"]
 
 
 def test_pilot_rule_by_hand():
