@@ -52,23 +52,18 @@ def choose(rows, bound):
     return max(eligible, key=lambda r: (r["label_agreement"], -r["instance_weight"]))
 
 
-def run_pilot(config, out_dir, *, seed=PILOT_SEED, progress=None) -> dict:
-    """Pre-trains every candidate on the pilot draw and writes `pilot.json`.
+def pilot_draw(config, out, *, seed):
+    """The pilot's data: the cohort of `seed` (generated into `out/data` once), its first
+    training draw, and the inputs centred on that draw when the preset centres them.
 
     Returns:
-        dict with `rows` (per setting: sigma, instance_weight, candidate, probe cosine,
-        label agreement, last contrastive term and its floor) and `chosen`.
+        (atlas, data, pool indices, training indices, inputs x)
     """
     from bar_ad.atlas import load_atlas
-    from bar_ad.config import COLLAPSE_COSINE_BOUND, get_framework
     from bar_ad.data import draw_splits, load_adni
-    from bar_ad.experiment import center_volumes, generate_cohort, held_out_probe
-    from bar_ad.training import ModelBank, pretrain_encoder
-    from shared.io.atomic import write_json
-    from shared.training.seeding import set_global_seed
+    from bar_ad.experiment import center_volumes, generate_cohort
 
-    out = Path(out_dir)
-    data_root = out / "data"
+    data_root = Path(out) / "data"
     if not any(data_root.glob("*.csv")):
         generate_cohort(config, data_root, seed=seed)
     atlas = load_atlas(config.grid, source=config.atlas_source)
@@ -77,6 +72,24 @@ def run_pilot(config, out_dir, *, seed=PILOT_SEED, progress=None) -> dict:
                               n_draws=1, draw_subjects=config.draw_subjects, seed=seed)
     train_idx = folds[0][0]
     x = center_volumes(data["x"], train_idx) if config.center_inputs else data["x"]
+    return atlas, data, pool, train_idx, x
+
+
+def run_pilot(config, out_dir, *, seed=PILOT_SEED, progress=None) -> dict:
+    """Pre-trains every candidate on the pilot draw and writes `pilot.json`.
+
+    Returns:
+        dict with `rows` (per setting: sigma, instance_weight, candidate, probe cosine,
+        label agreement, last contrastive term and its floor) and `chosen`.
+    """
+    from bar_ad.config import COLLAPSE_COSINE_BOUND, get_framework
+    from bar_ad.experiment import held_out_probe
+    from bar_ad.training import ModelBank, pretrain_encoder
+    from shared.io.atomic import write_json
+    from shared.training.seeding import set_global_seed
+
+    out = Path(out_dir)
+    atlas, data, pool, train_idx, x = pilot_draw(config, out, seed=seed)
     y = data["y"]
     probe_idx = held_out_probe(pool, train_idx, seed=seed)
     settings = [(0.8, 0.0, False)] + [(s, w, True) for s, w in

@@ -104,10 +104,9 @@ def run_schedule_pilot(config, out_dir, *, seed=PILOT_SEED, progress=None) -> di
     Returns:
         dict with the pre-training curves, the validation AUC per rate and the choices.
     """
-    from bar_ad.atlas import load_atlas
     from bar_ad.config import get_framework
-    from bar_ad.data import draw_splits, load_adni
-    from bar_ad.experiment import (center_volumes, generate_cohort, held_out_validation)
+    from bar_ad.experiment import held_out_validation
+    from bar_ad.pilot import pilot_draw
     from bar_ad.training import ModelBank, finetune, pretrain_encoder
     from shared.io.atomic import write_json
     from shared.training.seeding import set_global_seed
@@ -116,17 +115,9 @@ def run_schedule_pilot(config, out_dir, *, seed=PILOT_SEED, progress=None) -> di
         raise ValueError("the schedule pilot selects on validation scans: val_subjects must "
                          f"be positive. Received: val_subjects={config.val_subjects}")
     out = Path(out_dir)
-    data_root = out / "data"
-    if not any(data_root.glob("*.csv")):
-        generate_cohort(config, data_root, seed=seed)
-    atlas = load_atlas(config.grid, source=config.atlas_source)
-    data = load_adni(data_root, atlas, group_map=config.group_map)
-    folds, pool = draw_splits(data["subjects"], data["y"], n_test_subjects=config.n_test_subjects,
-                              n_draws=1, draw_subjects=config.draw_subjects, seed=seed)
-    train_idx = folds[0][0]
+    atlas, data, pool, train_idx, x = pilot_draw(config, out, seed=seed)
     val_idx = held_out_validation(pool, train_idx, data["subjects"], data["y"],
                                   size=config.val_subjects, seed=seed)
-    x = center_volumes(data["x"], train_idx) if config.center_inputs else data["x"]
     y = data["y"]
     pre_config = dataclasses.replace(config, pretrain_lr=PAPER_PRETRAIN_LR,
                                      pretrain_epochs=max(PRETRAIN_BUDGETS))
