@@ -15,7 +15,7 @@ PAPER = "hrpqct"
 
 
 def register(subparsers) -> None:
-    """Adds the `hrpqct` command group with `run`, `generate` and `info`."""
+    """Adds the `hrpqct` command group with `run`, `pilot`, `generate`, `info` and `predict`."""
     parser = subparsers.add_parser(
         PAPER, help="motion-artefact grading of HR-pQCT (Strunck; Walle et al.; Sode et al.): simulated scans")
     sub = parser.add_subparsers(dest="hrpqct_command", metavar="SUBCOMMAND")
@@ -66,6 +66,21 @@ def register(subparsers) -> None:
     info.add_argument("root", type=Path, help="folder with grades.csv and aim/")
     info.add_argument("--slices", type=count(1), default=8, help="equally spaced slices per scan (default 8)")
     info.set_defaults(func=_cmd_info)
+
+    predict = sub.add_parser(
+        "predict", help="grade the motion of AIM scans with a run's saved slice grader",
+        description="Reads each AIM file as `hrpqct run --data` reads its scans (equally spaced slices, the "
+                    "field centred on the limb, cropped or padded to a square and resampled to the model's "
+                    "input size), standardises the slices with the run's statistics, grades every slice and "
+                    "prints the scan's grade (the vote: rounded mean of the slice grades) and the mean "
+                    "probability of each grade 1-5, one line per file, or --json. --model: a bundle folder "
+                    "or a run folder with --arm (hrpqct/bundle.py).")
+    from hrpqct.config import ARMS
+    from shared.cli.predict import add_predict_args
+
+    add_predict_args(predict, files_help="AIM files (XtremeCT grey-value stacks, any in-plane size)",
+                     arms=ARMS, default_arm=None)
+    predict.set_defaults(func=_cmd_predict)
     parser.set_defaults(func=lambda args: parser.print_help() or 0)
 
 
@@ -113,6 +128,17 @@ def _cmd_run(args) -> int:
 
         print(f"wall time: {time.perf_counter() - start:.0f} s")
         print(peak_memory_line())
+    return 0
+
+
+def _cmd_predict(args) -> int:
+    from hrpqct.bundle import predict_files
+    from shared.cli.predict import print_predictions
+    from shared.io.bundle import resolve_bundle
+
+    bundle = resolve_bundle(args.model, name=args.arm)
+    classes, rows = predict_files(bundle, args.files)
+    print_predictions(classes, rows, as_json=args.json, bundle=bundle)
     return 0
 
 

@@ -20,6 +20,11 @@
    trains (`hrpqct.config.study_protocol`, `shared.study`), verdicts in
    `claims.json`, whose table opens report.md.
 
+Every network logs its per-epoch scalars (training loss and accuracy, validation loss
+and kappa) under `RUN_DIR/tensorboard/<arm>_unit<u>_member<k>/`; the first network of
+each arm's first unit is kept as a bundle, `RUN_DIR/bundles/<arm>/` (`hrpqct.bundle`),
+which `medrepro hrpqct predict` reads.
+
 The graders are trained and scored in `hrpqct.training` and grade scans through
 `hrpqct.grading`; the figures and report.md are written by `hrpqct.report`.
 """
@@ -36,6 +41,7 @@ import numpy as np
 from scipy import stats as sstats
 
 from hrpqct.agreement import full_agreement_by_site, leave_one_rater_out_kappa, operator_kappa, rater_agreement
+from hrpqct.bundle import write_arm_bundle
 from hrpqct.config import ARMS, NONINFERIORITY_MARGIN, study_protocol, unit_seeds
 from hrpqct.pipeline import gather_slices
 from hrpqct.data import SIMULATION_FILE, generate_dataset, load_dataset
@@ -55,6 +61,7 @@ from shared.study.provenance import synthetic_data, user_data
 from shared.tracking.runs import make_run_dir, write_json
 from shared.training.scale import clear_session
 from shared.training.seeding import numpy_rng
+from shared.training.tensorboard import tensorboard_callback
 
 log = logging.getLogger(__name__)
 
@@ -315,7 +322,8 @@ def run_experiment(config, *, out_dir, store_url=None, seed=0, progress=True, da
     # enters), in float32 and in place: at the paper preset the slices alone are 9.3 GB. One
     # array serves every unit.
     images = data["images"]
-    images = standardize(images, stats=mean_and_std(images, pool_idx), out=images)
+    stats = mean_and_std(images, pool_idx)
+    images = standardize(images, stats=stats, out=images)
     s = config.slices_per_scan
     store = open_store(store_url, run_dir=out)
     run_folder_started(out)  # every check passed: the folder is this run's now
@@ -342,7 +350,8 @@ def run_experiment(config, *, out_dir, store_url=None, seed=0, progress=True, da
         for k in range(config.ensemble_size):
             model, hist = train_grader_on_scans(arm, images, train_idx, val_idx, consensus, config=config,
                                                 seed=seeds["members"][rep][k], strategy=strategy,
-                                                jit_compile=jit_compile, max_steps=max_steps)
+                                                jit_compile=jit_compile, max_steps=max_steps,
+                                                callbacks=[tensorboard_callback(out, f"{arm}_unit{rep}_member{k}")])
             members.append(model)
             histories.append(hist)
         votes = predict_votes(members, images, index=test_idx)
@@ -379,6 +388,8 @@ def run_experiment(config, *, out_dir, store_url=None, seed=0, progress=True, da
                                         extra={"preset": config.preset})
         if rep == 0:
             first[arm] = {"models": members, "graded": graded, "histories": histories}
+            write_arm_bundle(out, arm, members[0], config, seed=seeds["members"][rep][0], unit=rep, stats=stats,
+                             simulated=simulated)
         else:
             del members
         clear_session(free_memory=False)

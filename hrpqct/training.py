@@ -125,7 +125,7 @@ def train_grader(arm, x_train, y_train, x_val, y_val, *, config, seed, strategy=
 
 
 def train_grader_on_scans(arm, images, train_idx, val_idx, grades, *, config, seed, strategy=None,
-                          jit_compile=False, max_steps=None):
+                          jit_compile=False, max_steps=None, callbacks=()):
     """Trains one slice grader on the slices of `train_idx`, gathered batch by batch from `images`.
 
     Args:
@@ -135,6 +135,9 @@ def train_grader_on_scans(arm, images, train_idx, val_idx, grades, *, config, se
         grades: int array [scans] of consensus grades 1-5 (the labels).
         config, seed, strategy, jit_compile: as in `train_grader`.
         max_steps: int, optional. Stop after this many training batches (a smoke run).
+        callbacks: sequence of Keras callbacks, default none. Run after the epoch
+            selection (a `shared.training.tensorboard.tensorboard_callback` of the run
+            folder logs the selection's validation kappa and loss too).
     """
     from hrpqct.pipeline import gather_slices, slice_dataset
 
@@ -147,10 +150,11 @@ def train_grader_on_scans(arm, images, train_idx, val_idx, grades, *, config, se
         train = train.take(int(max_steps))
     return fit_grader(arm, train, val, input_shape=images.shape[2:] + (1,),
                       train_labels=np.repeat(grades[train_idx] - 1, s), config=config, seed=seed,
-                      strategy=strategy, jit_compile=jit_compile)
+                      strategy=strategy, jit_compile=jit_compile, callbacks=callbacks)
 
 
-def fit_grader(arm, train, val, *, input_shape, train_labels, config, seed, strategy=None, jit_compile=False):
+def fit_grader(arm, train, val, *, input_shape, train_labels, config, seed, strategy=None, jit_compile=False,
+               callbacks=()):
     """Builds, compiles and fits one grader; returns (model, history dict).
 
     The model is built and compiled inside `strategy.scope()` (one device when
@@ -163,6 +167,7 @@ def fit_grader(arm, train, val, *, input_shape, train_labels, config, seed, stra
     Args:
         train: tf.data.Dataset of (slices, grade indices).
         val: (slices [scans * S, H, W, 1], scan grade indices [scans], S).
+        callbacks: sequence of Keras callbacks, default none; after the selection's.
 
     Returns:
         (model, history): the history holds ``loss`` and ``accuracy`` (training, per
@@ -178,7 +183,7 @@ def fit_grader(arm, train, val, *, input_shape, train_labels, config, seed, stra
                       loss="sparse_categorical_crossentropy", metrics=["accuracy"], jit_compile=jit_compile)
     x_val, y_val, slices_per_scan = val
     select = ValidationKappaSelection(x_val, y_val, slices_per_scan=slices_per_scan, patience=config.patience)
-    hist = model.fit(train, epochs=config.epochs, verbose=0, callbacks=[select],
+    hist = model.fit(train, epochs=config.epochs, verbose=0, callbacks=[select, *callbacks],
                      class_weight=class_weights(train_labels, cap=config.class_weight_cap))
     history = {k: [float(v) for v in vals] for k, vals in hist.history.items()
                if k not in ("val_loss", "val_kappa")}
