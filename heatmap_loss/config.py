@@ -48,6 +48,11 @@ class HeatmapLossConfig:
             validation accuracy above this (thesis: 0.95).
         objective: str. Tuner objective (thesis: the validation loss).
         overlay_per_class: int. Images per class in the overlay figures.
+        occlusion_blur_sigma: float. Gaussian sigma, in pixels of the model grid, of
+            the blur that replaces the heart, its complement or the marker in H4 / H5
+            and of the deletion / insertion curves (`heatmap_loss.dependence`): 5 px at
+            the thesis' 105 x 135 grid (RISE's blur), scaled with the grid.
+        deletion_steps: int. Points of the deletion and insertion curves, less one.
     """
 
     preset: str
@@ -73,6 +78,8 @@ class HeatmapLossConfig:
     val_accuracy_threshold: float = 0.95
     objective: str = "val_loss"
     overlay_per_class: int = 4
+    occlusion_blur_sigma: float = 5.0
+    deletion_steps: int = 16
 
 
 PRESETS = {
@@ -85,7 +92,7 @@ PRESETS = {
         n_train=512, n_val=192, n_test=384, models_per_group=6,
         lr_cce=(5e-4, 2e-3), lr_heatmap=(5e-4, 1.5e-3), heatmap_weight=1.0,
         cam_layer="block4_conv3", epochs=6, patience=2, batch_size=16,
-        val_accuracy_threshold=0.95,
+        val_accuracy_threshold=0.95, occlusion_blur_sigma=2.5,
     ),
     # The quick models, enough trials per group for H1-H3 (`powered_models_per_group`),
     # and a larger test set.
@@ -95,14 +102,14 @@ PRESETS = {
         n_train=512, n_val=192, n_test=1000, models_per_group=22,
         lr_cce=(5e-4, 2e-3), lr_heatmap=(5e-4, 1.5e-3), heatmap_weight=1.0,
         cam_layer="block4_conv3", epochs=6, patience=2, batch_size=16,
-        val_accuracy_threshold=0.95,
+        val_accuracy_threshold=0.95, occlusion_blur_sigma=2.5,
     ),
     "tiny": HeatmapLossConfig(
         preset="tiny", image_size=(32, 40), filters=(2, 4, 4, 8, 8), dense_units=8,
         kernel_initializer="he_normal", cam_layer="block4_conv3",
         n_train=48, n_val=16, n_test=16, models_per_group=2,
         lr_cce=(1e-3, 3e-3), lr_heatmap=(1e-3, 3e-3), epochs=1, patience=1, batch_size=16,
-        val_accuracy_threshold=0.0, overlay_per_class=2,
+        val_accuracy_threshold=0.0, overlay_per_class=2, occlusion_blur_sigma=1.5,
     ),
 }
 
@@ -118,6 +125,52 @@ POWERED_PILOT = {"heart_overlap_sd_diff": 0.0562, "test_accuracy_sd_diff": 0.009
 # claim H3 (`study_protocol`): one-sided, so the test run is the test sized. H2 (TOST) is
 # two one-sided tests by construction and is sized as one.
 PRIMARY_SIDES = 1
+
+
+# H4 / H5 (does the evidence move with the map?), declared before any run. The endpoint
+# is a mean drop of a probability, on a scale of 0 to 1. 0.05, a twentieth of that scale,
+# is the smallest difference worth a claim: it is one test image in twenty losing all its
+# confidence, or every image losing a twentieth of it; below that a change moves no
+# decision of a confident model. It is also H1's SESOI, a twentieth of the overlap's
+# scale, so "the map moved" and "the evidence moved" are claimed at the same resolution
+# of their own scales. No pilot sized the trials for them: the powered trials are H1 /
+# H2's, and the claims report their MDE.
+DEPENDENCE_SESOI = 0.05
+# H4 / H5 are their own Holm family: adding them to H1-H3's would change the tests the
+# powered trials were sized and declared for (Holm over three claims).
+DEPENDENCE_FAMILY = "dependence"
+
+
+def dependence_hypotheses(config: HeatmapLossConfig) -> list:
+    """H4 and H5: the heatmap models depend on the heart more than the cce models do.
+
+    Endpoints (`heatmap_loss.dependence`), per model the mean over the test images of
+    the drop in the true-class probability when a region is replaced by a Gaussian blur
+    of the image (sigma `config.occlusion_blur_sigma` pixels): `complement_drop`
+    (everything outside the heart replaced; H4: smaller for the heatmap models) and
+    `heart_drop` (the heart replaced; H5: larger). Paired by trial, one-sided Wilcoxon,
+    SESOI `DEPENDENCE_SESOI`, Holm within their own family.
+    """
+    from shared.study import Hypothesis
+
+    blur = f"a Gaussian blur of the image (sigma {config.occlusion_blur_sigma:g} px)"
+    return [
+        Hypothesis(id="H4", statement="Beyond the thesis: the heatmap models' decisions rest "
+                                      "on the heart more; the drop in true-class probability "
+                                      "when everything outside the heart is replaced by "
+                                      f"{blur} is smaller than for the cce models (mean over "
+                                      "the test images per model)",
+                   endpoint="complement_drop", arms=("heatmap", "cce"), direction="less",
+                   sesoi=DEPENDENCE_SESOI, test="wilcoxon", sides=PRIMARY_SIDES,
+                   family=DEPENDENCE_FAMILY),
+        Hypothesis(id="H5", statement="Beyond the thesis: the drop in true-class probability "
+                                      f"when the heart is replaced by {blur} is larger for "
+                                      "the heatmap models than for the cce models (mean over "
+                                      "the test images per model)",
+                   endpoint="heart_drop", arms=("heatmap", "cce"), direction="greater",
+                   sesoi=DEPENDENCE_SESOI, test="wilcoxon", sides=PRIMARY_SIDES,
+                   family=DEPENDENCE_FAMILY),
+    ]
 
 
 def powered_models_per_group(pilot=None) -> int:
@@ -147,7 +200,7 @@ def get_config(preset: str, **overrides) -> HeatmapLossConfig:
 
 
 def study_protocol(config: HeatmapLossConfig, experiment, seed: int = 0, *, test_set=None,
-                   has_marker=None):
+                   has_marker=None, dependence=None):
     """The study a run declares before training (see docs/studies.md).
 
     Trial k of both groups starts from the initial weights of the same `init_seed`
@@ -164,6 +217,9 @@ def study_protocol(config: HeatmapLossConfig, experiment, seed: int = 0, *, test
             test set of seed + 2).
         has_marker: bool, optional. Whether H3 (marker overlap) is tested; default
             experiment 2.
+        dependence: bool, optional. Whether H4 / H5 (occlusion of the heart and of its
+            complement, `dependence_hypotheses`) are tested; default the synthetic
+            experiments 1 and 2.
     """
     from shared.study import Gate, Hypothesis, Protocol
 
@@ -189,6 +245,10 @@ def study_protocol(config: HeatmapLossConfig, experiment, seed: int = 0, *, test
                                           "the male images, the only ones with a marker",
                        endpoint="marker_overlap", arms=("heatmap", "cce"), direction="less",
                        sesoi=0.001, test="wilcoxon", sides=PRIMARY_SIDES))
+    if dependence is None:
+        dependence = experiment in (1, 2)
+    if dependence:
+        hypotheses += dependence_hypotheses(config)
     return Protocol(
         paper="heatmap_loss", preset=config.preset, arms=("cce", "heatmap"),
         pairing_unit=("trial index k: initial weights (init_seed of the run seed and k), "

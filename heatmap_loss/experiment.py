@@ -8,7 +8,11 @@ same loaded backbone and the same drawn head) and sees the same batch order, so
 trial k is the pairing unit of the protocol; each group's search picks its own
 learning rates. Each model is evaluated on the test set as soon as it is trained:
 accuracy, mean HiResCAM-heart overlap and, in experiment 2, the mean
-HiResCAM-marker overlap over the male images (the only images with a marker).
+HiResCAM-marker overlap over the male images (the only images with a marker); then
+what the model's evidence depends on (`heatmap_loss.dependence`): the drop in
+true-class probability when the heart, its complement or (experiment 2) the marker is
+blurred, the deletion / insertion areas of its maps, and, for the group's first kept
+model, the cascading-randomisation check on the overlay images.
 Every trial and every evaluation (with `init_seed` and training time) goes into the
 results store. Models are counted per group as kept (validation accuracy above
 the threshold, 0.95 in the thesis), below the filter, or not trained (a non-finite
@@ -28,6 +32,7 @@ import tensorflow as tf
 
 from heatmap_loss.bundle import group_metadata, write_group_bundle
 from heatmap_loss.config import HeatmapLossConfig, experiment_name, study_protocol
+from heatmap_loss.dependence import dependence_metrics, randomisation_check
 from heatmap_loss.models import HeatmapLossModel, build_classifier, validate_training_arrays
 from heatmap_loss.trials import InitialWeights, start_trial, trial_init_seed
 from shared.io.run_folder import run_folder_started
@@ -42,7 +47,11 @@ from shared.tracking.store import mask_url
 log = logging.getLogger(__name__)
 
 GROUPS = ("cce", "heatmap")
-ENDPOINTS = ("heart_overlap", "test_accuracy", "marker_overlap")
+ENDPOINTS = ("heart_overlap", "test_accuracy", "marker_overlap", "heart_drop",
+             "complement_drop")
+# Reported per model beside the claims (`heatmap_loss.dependence`), not claimed.
+DEPENDENCE_METRICS = ("heart_drop", "complement_drop", "deletion_area", "insertion_area",
+                      "marker_drop")
 STATUSES = ("kept", "below_filter", "not_trained")
 
 
@@ -167,6 +176,7 @@ class GroupHyperModel(keras_tuner.HyperModel):
         self._start = None
         self._trial = None
         self.overlay_images = overlay_index(test["labels"], config.overlay_per_class, num_classes)
+        self.randomised = False
 
     def _trial_index(self) -> int:
         trial = self.tuner.oracle.ongoing_trials.get(self.tuner.tuner_id) if self.tuner else None
@@ -187,6 +197,27 @@ class GroupHyperModel(keras_tuner.HyperModel):
         self._trial = {"trial_index": index, "init_seed": init_seed}
         return start_trial(self._model, self._start, init_seed=init_seed,
                            learning_rate=learning_rate)
+
+    def _dependence(self, model, record):
+        """Adds the occlusion drops, curve areas and (first kept model) randomisation.
+
+        Models that did not train are skipped: their weights may be non-finite, and no
+        claim compares them."""
+        if record["status"] == "not_trained":
+            return
+        start = time.perf_counter()
+        record.update(dependence_metrics(
+            model.classifier, self.test, cam_layer=self.config.cam_layer,
+            method=self.config.method, blur_sigma=self.config.occlusion_blur_sigma,
+            steps=self.config.deletion_steps))
+        if record["kept"] and not self.randomised:
+            index = self.overlay_images
+            record["randomisation"] = randomisation_check(
+                model.classifier, self.test["images"][index], self.test["labels"][index],
+                cam_layer=self.config.cam_layer, method=self.config.method,
+                seed=record["init_seed"])
+            self.randomised = True
+        record["dependence_time_s"] = time.perf_counter() - start
 
     def fit(self, hp, model, *args, **kwargs):
         if self.class_weight is not None:
@@ -225,6 +256,7 @@ class GroupHyperModel(keras_tuner.HyperModel):
                                         threshold=self.config.val_accuracy_threshold,
                                         majority_rate=self.majority_rate)
         record["kept"] = record["status"] == "kept"
+        self._dependence(model, record)
         index = self.overlay_images
         record["maps"] = raw_maps(model, self.test["images"][index], self.test["labels"][index],
                                   method=self.config.method)
@@ -245,6 +277,7 @@ def _record_evaluations(store, name, record):
                "seconds_per_epoch", "val_penalty"]
     if "marker_overlap" in record:
         metrics.append("marker_overlap")
+    metrics += [m for m in ("dependence_time_s",) + DEPENDENCE_METRICS if m in record]
     for metric in metrics:
         value = record[metric]
         if not np.isfinite(value):
@@ -259,7 +292,8 @@ def trivial_predictors(test, classes=None) -> dict:
 
     Accuracy of always predicting the most frequent class; the heart and marker
     overlap of a uniform map (the regions' share of the image; the marker over male
-    images, as the endpoint is).
+    images, as the endpoint is); the occlusion drops of a model that ignores the image
+    (0: nothing replaced changes its output).
     """
     if classes is None:
         from heatmap_loss.phantom import CLASSES as classes
@@ -268,6 +302,8 @@ def trivial_predictors(test, classes=None) -> dict:
     if "marker" in test and np.any(test["male"]):
         out["marker_overlap"] = {"name": "uniform map",
                                  "value": float(np.mean(test["marker"][test["male"]] > 0))}
+    for endpoint in ("heart_drop", "complement_drop"):
+        out[endpoint] = {"name": "a model that ignores the image", "value": 0.0}
     return out
 
 

@@ -10,7 +10,10 @@ Figures (thesis section 3.4-3.5):
 * `overlays_<group>.png` and `overlays_<group>_unnormalised.png`: HiResCAM of the
   true class of one kept model per group drawn at random (seeded by the run seed),
   each map min-max normalised, and all maps on one colour scale (the grid's
-  largest value), as the thesis shows them.
+  largest value), as the thesis shows them;
+* `occlusion_drops.png` (when the models were occluded, `heatmap_loss.dependence`):
+  per group the mean drop in true-class probability when the heart or its complement
+  is blurred, and the paired differences heatmap - cce per trial (H4, H5).
 """
 
 from __future__ import annotations
@@ -129,6 +132,121 @@ def overlap_figure(records, path, metrics) -> Path:
     return Path(path)
 
 
+DEPENDENCE_ROWS = (("heart_drop", "drop when the heart is blurred (H5)"),
+                   ("complement_drop", "drop when everything outside the heart is blurred (H4)"),
+                   ("marker_drop", "drop when the marker is blurred (male images)"),
+                   ("deletion_area", "deletion area of the maps (small: the map found the evidence)"),
+                   ("insertion_area", "insertion area of the maps (large: the map found the evidence)"),
+                   ("dependence_time_s", "seconds to compute the rows above, per model"))
+
+
+def paired_differences(records, metric) -> dict:
+    """trial index -> heatmap minus cce on `metric`, for trials with both models kept."""
+    by = {g: {r["trial_index"]: r[metric] for r in records
+              if r["group"] == g and r["kept"] and metric in r} for g in GROUPS}
+    return {k: by["heatmap"][k] - by["cce"][k] for k in sorted(by["heatmap"]) if k in by["cce"]}
+
+
+def occlusion_figure(records, path, *, sesoi) -> Path:
+    """Per group the mean occlusion drops (bars, models as dots) and the paired differences."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    metrics = (("heart_drop", "heart blurred"), ("complement_drop", "outside blurred"))
+    fig, (left, right) = plt.subplots(1, 2, figsize=(10, 3.6))
+    width = 0.38
+    for i, g in enumerate(GROUPS):
+        for j, (metric, label) in enumerate(metrics):
+            values = np.array([r[metric] for r in records
+                               if r["group"] == g and r["kept"] and metric in r], float)
+            x = j + (i - 0.5) * width
+            if values.size:
+                left.bar(x, values.mean(), width, color=f"C{i}", alpha=0.5,
+                         label=g if j == 0 else None)
+                left.plot(np.full(values.size, x), values, "k.", alpha=0.6)
+    left.set_xticks(range(len(metrics)), [label for _, label in metrics])
+    left.set_ylabel("mean drop in true-class probability")
+    left.axhline(0.0, color="grey", lw=0.8)
+    left.legend(fontsize=8)
+    left.set_title("kept models per group")
+    for j, (metric, label) in enumerate(metrics):
+        diffs = np.array(list(paired_differences(records, metric).values()), float)
+        if diffs.size:
+            right.plot(np.full(diffs.size, j) + np.linspace(-0.1, 0.1, diffs.size), diffs, "o",
+                       alpha=0.7)
+            right.plot([j - 0.2, j + 0.2], [diffs.mean()] * 2, "k-", lw=2)
+    for y in (-sesoi, sesoi):
+        right.axhline(y, color="grey", ls="--", lw=0.8)
+    right.axhline(0.0, color="grey", lw=0.8)
+    right.set_xticks(range(len(metrics)), [label for _, label in metrics])
+    right.set_ylabel("heatmap - cce, per trial")
+    right.set_title(f"paired differences (dashed: +-SESOI {sesoi:g})")
+    fig.tight_layout()
+    save_figure(fig, path, dpi=110)
+    plt.close(fig)
+    return Path(path)
+
+
+def dependence_lines(records, out: Path, *, config) -> list:
+    """The report's section on what the models' evidence depends on (H4, H5 and checks)."""
+    from heatmap_loss.config import DEPENDENCE_SESOI
+
+    if not any("heart_drop" in r for r in records):
+        return []
+    kept = {g: [r for r in records if r["group"] == g and r["kept"]] for g in GROUPS}
+    lines = ["## Did the evidence move, or only the map?", "",
+             "Per kept model the mean over the test images of the drop in the true-class "
+             "probability when a region is replaced by a Gaussian blur of the image (sigma "
+             f"{config.occlusion_blur_sigma:g} px), and the deletion / insertion areas of "
+             f"the HiResCAM maps ({config.deletion_steps} steps, the same blur); mean +- SD "
+             "over the kept models. A model that ignores the image has drop 0.", "",
+             "| measure | cce | heatmap | heatmap - cce, paired (mean over trials) |",
+             "| --- | ---: | ---: | ---: |"]
+    for metric, words in DEPENDENCE_ROWS:
+        cells = []
+        for g in GROUPS:
+            values = np.array([r[metric] for r in kept[g] if metric in r], float)
+            if values.size > 1:
+                cells.append(f"{values.mean():.3g} +- {values.std(ddof=1):.2g}")
+            else:
+                cells.append(f"{values[0]:.3g} (one model)" if values.size else "-")
+        diffs = list(paired_differences(records, metric).values())
+        paired = (f"{np.mean(diffs):+.3g} (n {len(diffs)})"
+                  if diffs and metric != "dependence_time_s" else "-")
+        if cells == ["-", "-"]:
+            continue
+        lines.append(f"| {words} | {cells[0]} | {cells[1]} | {paired} |")
+    seconds = sum(r.get("dependence_time_s", 0.0) for r in records)
+    lines += ["", f"These measures added {seconds:.1f} s over the {len(records)} models "
+                  "(every trained model is measured, kept or not)."]
+    fig = occlusion_figure(records, out / "figures" / "occlusion_drops.png",
+                           sesoi=DEPENDENCE_SESOI)
+    lines += ["", f"![Occlusion drops]({fig.relative_to(out).as_posix()})", ""]
+    checked = {g: next((r for r in records if r["group"] == g and "randomisation" in r), None)
+               for g in GROUPS}
+    if any(checked.values()):
+        names = {g: (r["model_id"] if r else "none kept") for g, r in checked.items()}
+        lines += ["Cascading randomisation (Adebayo et al. 2018) of the first kept model of "
+                  f"each group ({names['cce']}, {names['heatmap']}) on the overlay images: "
+                  "median Spearman correlation of the signed maps with the trained model's "
+                  "after re-initialising each layer and those above it. Maps that explain "
+                  "the model fall towards 0 as its layers are destroyed.", "",
+                  "| layer re-initialised (cascading, output first) | cce | heatmap |",
+                  "| --- | ---: | ---: |"]
+        layers = next(r["randomisation"]["layers"] for r in checked.values() if r)
+        for k, layer in enumerate(layers):
+            cells = []
+            for g in GROUPS:
+                r = checked[g]
+                value = r["randomisation"]["spearman_median"][k] if r else None
+                cells.append("-" if value is None else f"{value:.2f}")
+            lines.append(f"| {layer} | {cells[0]} | {cells[1]} |")
+        lines.append("")
+    return lines
+
+
 def _comparisons(records, out, metrics, *, config, study_name, store_url):
     """Descriptive comparison reports of the kept models (the thesis' independent view)."""
     from shared.report import write_comparison_report
@@ -202,6 +320,7 @@ def write_report(records, out: Path, *, study_name, config, elapsed, store_url, 
     if links:
         lines += ["", "Detailed reports (normality tests, decision path, figures):", ""] + links
 
+    lines += [""] + dependence_lines(records, out, config=config)
     figures = out / "figures"
     fig = overlap_figure(records, figures / "overlap_distributions.png", metrics)
     lines += ["", "## Figures", ""]
