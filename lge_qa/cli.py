@@ -1,4 +1,4 @@
-"""`medrepro lge-qa {run,generate,detect}`: the command line of the LGE-MRI quality reproduction."""
+"""`medrepro lge-qa {run,generate,detect,predict}`: the command line of the LGE-MRI quality reproduction."""
 
 import logging
 from pathlib import Path
@@ -12,7 +12,7 @@ DISTRIBUTE_CHOICES = ("default", "mirrored", "multi-worker")  # shared.scale.STR
 
 
 def register(subparsers) -> None:
-    """Adds `lge-qa` with its `run`, `generate` and `detect` subcommands."""
+    """Adds `lge-qa` with its `run`, `generate`, `detect` and `predict` subcommands."""
     parser = subparsers.add_parser(
         PAPER, help="two-stage LGE-MRI quality assessment (Sultan et al.)",
         description="LA detector + QA networks (baseline, multi-task, SupCon-pretrained) on LGE-MRI.")
@@ -84,6 +84,24 @@ def register(subparsers) -> None:
     det.add_argument("--threshold", type=number(low=0, high=1, low_open=True, high_open=True), default=None,
                      help="LA detector threshold t (default: the preset's)")
     det.set_defaults(func=_cmd_detect)
+
+    predict = sub.add_parser(
+        "predict", help="score the image quality of NRRD LGE volumes with a run's saved networks",
+        description="Reads each NRRD volume as a run reads its scans (intensities scaled by the volume's "
+                    "99.5th percentile, axial slices resized to the bundle's input size), keeps the slices "
+                    "the run's LA detector selects (the la_detector bundle beside the QA bundle: an LA "
+                    "probability above the run's threshold t, else the three most probable slices; the "
+                    "same selection as the run's QA input, not central slices), scores each kept slice "
+                    "with the QA network and prints, per volume, the mean probability that each of the "
+                    "four observer scores is diagnostic and the scan label (mode of the slices' "
+                    "fibrosis-quality predictions), one line per file, or --json. --model: a QA bundle "
+                    "folder or a run folder with --arm (its only QA bundle without).")
+    from lge_qa.config import ARMS
+    from shared.cli.predict import add_predict_args
+
+    add_predict_args(predict, files_help="NRRD LGE volumes (lgemri.nrrd), 3D (X, Y, Z), Z axial",
+                     arms=ARMS, default_arm=None)
+    predict.set_defaults(func=_cmd_predict)
 
 
 def _strategy_args(name):
@@ -197,6 +215,16 @@ def _cmd_generate(args) -> int:
     root = write_phantom(cfg, args.out, progress=lambda it, desc: progress(it, desc=desc,
                                                                              enabled=not args.no_progress))
     print(f"wrote {cfg.n_segmentation} masks-only and {cfg.n_scored} scored scans to {root}")
+    return 0
+
+
+def _cmd_predict(args) -> int:
+    from lge_qa.predict import predict_files, resolve_qa_bundle
+    from shared.cli.predict import print_predictions
+
+    bundle = resolve_qa_bundle(args.model, name=args.arm)
+    scores, rows, _ = predict_files(bundle, args.files)
+    print_predictions(scores, rows, as_json=args.json, bundle=bundle)
     return 0
 
 

@@ -17,6 +17,11 @@
    (`shared.report`), HiResCAM overlays (Baseline vs Multi-Task, Fig. 2), an embedding
    plot (UMAP, or PCA without umap-learn, Fig. 3) and `report.md`.
 
+Every network logs its per-epoch scalars under `RUN_DIR/tensorboard/` (`la_detector`,
+`<strategy>_rep<r>`, `contrastive_pretrain_rep<r>`); the LA detector and each strategy's
+first-repetition network are kept as bundles, `RUN_DIR/bundles/<name>/`
+(`lge_qa.predict`), which `medrepro lge-qa predict` reads.
+
 The networks are trained and evaluated in `lge_qa.training`; the figures, Table 2 and
 report.md are written by `lge_qa.report`.
 """
@@ -83,6 +88,12 @@ def data_block(cfg: LgeQaConfig, data_root, run_dir) -> dict:
     if data_root is None:
         return synthetic_data("lge_qa.phantom.generate_dataset", phantom_settings(cfg))
     return user_data(data_root, run_dir)
+
+
+def is_phantom(data_root) -> bool:
+    """Whether a run's data are the phantom: generated into the run folder (no `data_root`)
+    or a root holding the phantom's parameters table (`medrepro lge-qa generate`)."""
+    return data_root is None or (Path(data_root) / phantom.PARAMETERS_FILE).is_file()
 
 
 def check_data_root(root) -> Path:
@@ -173,8 +184,14 @@ def detect_slices(probabilities, case_index, case_ids, threshold, *, fallback_to
     return selected
 
 
-def stage_one(cfg: LgeQaConfig, seg, qa, labels, *, verbose=0, distribute=None, jit_compile=False):
+def stage_one(cfg: LgeQaConfig, seg, qa, labels, *, verbose=0, distribute=None, jit_compile=False, run_dir=None,
+              simulated=True):
     """Trains the LA detector on the masks-only cohort and selects the scored scans' LA slices.
+
+    With `run_dir` (a run folder; None in library use) the detector logs its per-epoch
+    loss under `RUN_DIR/tensorboard/la_detector/` and is kept as the bundle
+    `RUN_DIR/bundles/la_detector/` (`lge_qa.predict`; `simulated`: the cohort is the
+    phantom, said in its metadata).
 
     Returns:
         (data, detector metrics): data holds the selected slices' `images`, `masks`
@@ -182,8 +199,14 @@ def stage_one(cfg: LgeQaConfig, seg, qa, labels, *, verbose=0, distribute=None, 
         decoder), `case_index` and the scan-level `labels`; the detector is scored
         only on the scans with a stored mask.
     """
+    from lge_qa.predict import DETECTOR, write_detector_bundle
+    from shared.training.tensorboard import tensorboard_callback
+
     detector = train_la_detector(cfg, seg, seed=cfg.seed, verbose=verbose, strategy=distribute,
-                                 jit_compile=jit_compile)
+                                 jit_compile=jit_compile,
+                                 callbacks=[] if run_dir is None else [tensorboard_callback(run_dir, DETECTOR)])
+    if run_dir is not None:
+        write_detector_bundle(run_dir, detector, cfg, simulated=simulated)
     prob = detector.predict(qa["images"], batch_size=256, verbose=0)
     selected = detect_slices(prob, qa["case_index"], qa["case_ids"], cfg.detection_threshold)
     det = detector_metrics(prob, qa["masks"], selected, cfg.detection_threshold,
@@ -261,7 +284,9 @@ def run_experiment(cfg: LgeQaConfig, *, out_dir, store_url=None, data_root=None,
     from shared.cli.progress import progress as pbar
     from shared.study import Study
     from shared.tracking.runs import make_run_dir, write_json
+    from lge_qa.predict import write_strategy_bundle
     from shared.training.seeding import set_global_seed
+    from shared.training.tensorboard import tensorboard_callback
 
     strategies = tuple(cfg.strategies if strategies is None else strategies)
     for s in strategies:
@@ -291,8 +316,9 @@ def run_experiment(cfg: LgeQaConfig, *, out_dir, store_url=None, data_root=None,
                           seed=cfg.seed + 1000 * r) for r in range(cfg.repetitions)]
     if study is not None and "test_negatives" in [g.name for g in study.protocol.gates]:
         study.record_gate("test_negatives", count_test_negatives(labels, splits))
+    simulated = is_phantom(data_root)
     data, det = stage_one(cfg, seg, qa, labels, verbose=verbose, distribute=distribute,
-                          jit_compile=jit_compile)
+                          jit_compile=jit_compile, run_dir=out, simulated=simulated)
 
     results = {s: [] for s in strategies}
     figures = {}
@@ -302,8 +328,10 @@ def run_experiment(cfg: LgeQaConfig, *, out_dir, store_url=None, data_root=None,
         split = splits[r]
         split_slices = {k: np.flatnonzero(np.isin(data["case_index"], v)) for k, v in split.items()}
         ts = time.time()
-        model, history = train_strategy(strategy, cfg, data, split_slices, seed=cfg.seed + r, verbose=verbose,
-                                        distribute=distribute, jit_compile=jit_compile)
+        model, history = train_strategy(
+            strategy, cfg, data, split_slices, seed=cfg.seed + r, verbose=verbose, distribute=distribute,
+            jit_compile=jit_compile, callbacks_for=lambda stage, s=strategy, r=r: [
+                tensorboard_callback(out, f"{s}_rep{r}" if stage == "qa" else f"{s}_{stage}_rep{r}")])
         test_idx = split_slices["test"]
         metrics, slice_prob, _ = evaluate_scans(model, data["images"][test_idx], data["case_index"][test_idx],
                                                 {i: int(labels[i, 3]) for i in split["test"]})
@@ -320,6 +348,10 @@ def run_experiment(cfg: LgeQaConfig, *, out_dir, store_url=None, data_root=None,
         log.info("repetition %d %s: %s", r, strategy, metrics)
         if r == 0:
             keep_models[strategy], keep_probs[strategy], rep0_split = model, slice_prob, split_slices
+            write_strategy_bundle(out, strategy, model, cfg, seed=cfg.seed + r, unit="repetition 0",
+                                  simulated=simulated, selected_by=(
+                                      "the first repetition's network (epoch chosen by early stopping on "
+                                      "validation scans)"))
     write_json(out / "metrics.json", {"detector": det, "results": results})
 
     summary = summarise(results)

@@ -20,7 +20,10 @@ Design (declared in `protocol.json` before anything trains, `limited_protocol`):
   AUC of the baseline trained on the gate cohort.
 
 `run_limited_study` runs it and writes the run folder (protocol, claims, metrics,
-report, rows in the results store or its spool).
+report, rows in the results store or its spool), the per-epoch TensorBoard scalars of
+every network of the study (`tensorboard/<arm>_unit<r>_n<n>/`, the LA detector's under
+`la_detector/`) and, as bundles (`lge_qa.predict`), the LA detector and each arm's network
+of the first unit at the largest training size.
 """
 
 import logging
@@ -381,8 +384,11 @@ def _scan_labels(labels, scans):
     return {int(i): int(labels[i, 3]) for i in scans}
 
 
-def train_and_test(arm, cfg, data, train, val, test, *, seed, verbose=0, distribute=None, jit_compile=False):
+def train_and_test(arm, cfg, data, train, val, test, *, seed, verbose=0, distribute=None, jit_compile=False,
+                   callbacks_for=None):
     """Trains one arm on the `train` scans, early-stops on `val`, scores it on `test`.
+
+    `callbacks_for`: optional, as in `training.train_strategy` (a run's TensorBoard callbacks).
 
     Returns:
         (metrics dict with auc, f1, specificity, precision, recall, epochs, best_epoch,
@@ -396,7 +402,7 @@ def train_and_test(arm, cfg, data, train, val, test, *, seed, verbose=0, distrib
     split_slices = {"train": _slices(ci, train), "val": _slices(ci, val), "test": _slices(ci, test)}
     start = time.time()
     model, history = train_strategy(arm, cfg, data, split_slices, seed=seed, verbose=verbose,
-                                    distribute=distribute, jit_compile=jit_compile)
+                                    distribute=distribute, jit_compile=jit_compile, callbacks_for=callbacks_for)
     idx = split_slices["test"]
     metrics, _, _ = evaluate_scans(model, data["images"][idx], ci[idx], _scan_labels(data["labels"], test))
     vidx = split_slices["val"]
@@ -453,7 +459,9 @@ def run_limited_study(cfg: LgeQaConfig, *, out_dir, store_url=None, data_root=No
         (`limited_table`) and "seconds" (wall time of the parts: "data" phantom and loading,
         "gates" LA detector and gate baseline, "arms" the study's training).
     """
-    from lge_qa.experiment import data_block, load_dataset, resolve_dataset, stage_one
+    from lge_qa.experiment import data_block, is_phantom, load_dataset, resolve_dataset, stage_one
+    from lge_qa.predict import write_strategy_bundle
+    from shared.training.tensorboard import tensorboard_callback
     from shared.tracking.sink import ResultsSink
     from shared.cli.progress import progress as pbar
     from shared.study import Study
@@ -492,7 +500,8 @@ def run_limited_study(cfg: LgeQaConfig, *, out_dir, store_url=None, data_root=No
 
     t_gates = time.time()
     set_global_seed(cfg.seed)
-    data, det = stage_one(cfg, seg, qa, labels, verbose=verbose, distribute=distribute, jit_compile=jit_compile)
+    data, det = stage_one(cfg, seg, qa, labels, verbose=verbose, distribute=distribute, jit_compile=jit_compile,
+                          run_dir=out, simulated=is_phantom(data_root))
     gate_metrics, _ = train_and_test("baseline", cfg, data, split["gate_train"], split["val"], split["gate_test"],
                                      seed=cfg.seed, verbose=verbose, distribute=distribute,
                                      jit_compile=jit_compile)
@@ -514,8 +523,16 @@ def run_limited_study(cfg: LgeQaConfig, *, out_dir, store_url=None, data_root=No
         steps = [(r, n, arm) for r in study.protocol.units for n in sizes for arm in arms]
         for r, n, arm in wrap(steps, "lge-qa powered"):
             train = training_scans(split["pool"], n, cfg.seed + r, labels[:, 3])
-            metrics, _ = train_and_test(arm, cfg, data, train, split["val"], split["test"], seed=cfg.seed + r,
-                                        verbose=verbose, distribute=distribute, jit_compile=jit_compile)
+            name = f"{arm}_unit{r}_n{n}"
+            metrics, model = train_and_test(
+                arm, cfg, data, train, split["val"], split["test"], seed=cfg.seed + r, verbose=verbose,
+                distribute=distribute, jit_compile=jit_compile, callbacks_for=lambda stage, name=name: [
+                    tensorboard_callback(out, name if stage == "qa" else f"{name}_{stage}")])
+            if r == study.protocol.units[0] and n == sizes[-1]:
+                write_strategy_bundle(out, arm, model, cfg, seed=cfg.seed + r, unit=f"unit {r}, {n} training scans",
+                                      simulated=is_phantom(data_root), selected_by=(
+                                          "the first unit's network at the largest training size (epoch chosen "
+                                          "by early stopping on validation scans)"))
             metrics.update(seed=r, n=n, arm=arm)
             results[arm][n].append(metrics)
             append_jsonl(out / ARMS_LOG, metrics)  # kept when a long run is stopped early

@@ -35,11 +35,13 @@ def even_batch_size(n_samples, batch_size) -> int:
 # ----------------------------------------------------------------------------- stage 1
 
 
-def train_la_detector(cfg: LgeQaConfig, seg, *, seed, verbose=0, strategy=None, jit_compile=False):
+def train_la_detector(cfg: LgeQaConfig, seg, *, seed, verbose=0, strategy=None, jit_compile=False,
+                      callbacks=()):
     """Trains the stage-1 U-Net (Adam, BCE + Dice) on masks-only slices. Returns the model.
 
     `strategy` (a tf.distribute.Strategy, None for the default one) scopes the model's
-    construction and compilation; `jit_compile` compiles the train step with XLA."""
+    construction and compilation; `jit_compile` compiles the train step with XLA;
+    `callbacks` (default none) are passed to `fit` (a run's TensorBoard callback)."""
     import keras
 
     from shared.losses import DiceLoss
@@ -61,7 +63,7 @@ def train_la_detector(cfg: LgeQaConfig, seg, *, seed, verbose=0, strategy=None, 
                       jit_compile=jit_compile)
     ds = dataset_from_arrays(x, m, batch_size=even_batch_size(len(x), cfg.unet_batch_size), seed=seed,
                              drop_remainder=True)
-    model.fit(ds, epochs=cfg.unet_epochs, verbose=verbose)
+    model.fit(ds, epochs=cfg.unet_epochs, verbose=verbose, callbacks=list(callbacks))
     return model
 
 
@@ -198,7 +200,7 @@ def batchnorm_recalibration(images, *, batch_size=256):
 
 
 def fit_qa_model(model, cfg: LgeQaConfig, train, val, *, multitask, seed, verbose=0, strategy=None,
-                 jit_compile=False):
+                 jit_compile=False, callbacks=()):
     """Trains a QA model: `cfg.epochs` epochs, early stopping on the validation AUC (or MSE,
     `cfg.stop_monitor`) of the QA output (Section 4.3). `train` / `val`: (x, y dict).
 
@@ -206,7 +208,9 @@ def fit_qa_model(model, cfg: LgeQaConfig, train, val, *, multitask, seed, verbos
     epoch's weights are kept. With `cfg.recalibrate_bn` the batch-norm statistics are
     re-estimated on the un-augmented training slices before each validation and after
     the last epoch (`batchnorm_recalibration`). The model is compiled under
-    `strategy`'s scope (that it was built in).
+    `strategy`'s scope (that it was built in). `callbacks` (default none) run after
+    early stopping and the recalibration (a run's TensorBoard callback logs the epoch's
+    validation metrics too).
 
     Returns:
         the Keras history dict plus "best_epoch" (1-based, the epoch whose weights are kept).
@@ -221,10 +225,11 @@ def fit_qa_model(model, cfg: LgeQaConfig, train, val, *, multitask, seed, verbos
                              augment=_qa_augment_fn(cfg, multitask), drop_remainder=True)
     val_ds = dataset_from_arrays(val[0], val[1], batch_size=cfg.batch_size, shuffle=False)
     stop = early_stopping(cfg)
-    callbacks = [stop]
+    extra, callbacks = list(callbacks), [stop]
     if cfg.recalibrate_bn:
         # The weights EarlyStopping keeps after a validation carry that validation's statistics.
         callbacks.append(batchnorm_recalibration(train[0]))
+    callbacks = [*callbacks, *extra]
     history = dict(model.fit(ds, validation_data=val_ds, epochs=cfg.epochs, callbacks=callbacks,
                              verbose=verbose).history)
     epochs = len(history.get("loss", []))
@@ -320,7 +325,7 @@ def pretrain_budget(n_slices, cfg: LgeQaConfig) -> dict:
 
 
 def pretrain_contrastive(encoder, cfg: LgeQaConfig, x, labels, *, seed, verbose=0, strategy=None,
-                         jit_compile=False):
+                         jit_compile=False, callbacks=()):
     """Step 1 of QA & Contrastive: SupCon pre-training of `encoder` with LARS (Eqs. 4-5).
 
     `pretrain_budget` LARS steps with warm-up and cosine decay (`pretrain_schedule`). With
@@ -328,13 +333,15 @@ def pretrain_contrastive(encoder, cfg: LgeQaConfig, x, labels, *, seed, verbose=
     loss reaches `supcon_shared_target`; the history then holds "target_loss",
     "shared_minimum", "collapsed" and "reached". "steps" counts the LARS steps taken.
     Under a multi-replica `strategy` the anchors of each replica are contrasted with the
-    projections of the whole global batch (`models.SupConPretrainer`)."""
+    projections of the whole global batch (`models.SupConPretrainer`). `callbacks`
+    (default none) are passed to `fit` after the stopping rule's."""
     import keras
 
     from shared.training.lars import LARS
     from shared.data.pipeline import dataset_from_arrays
 
     budget = pretrain_budget(len(x), cfg)
+    extra, callbacks = list(callbacks), []
     with strategy_scope(strategy):
         pretrainer = models.SupConPretrainer(encoder, projection_dim=cfg.projection_dim,
                                              temperature=cfg.temperature)
@@ -344,7 +351,7 @@ def pretrain_contrastive(encoder, cfg: LgeQaConfig, x, labels, *, seed, verbose=
                            jit_compile=jit_compile)
     ds = dataset_from_arrays(x, labels.astype("int32"), batch_size=budget["batch"], seed=seed,
                              augment=_two_view_fn(cfg), repeat=True, drop_remainder=True)
-    callbacks, target = [], None
+    target = None
     if cfg.pretrain_criterion > 0:
         target = supcon_shared_target(labels, batch_size=budget["batch"], criterion=cfg.pretrain_criterion,
                                       temperature=cfg.temperature, seed=seed)
@@ -355,6 +362,7 @@ def pretrain_contrastive(encoder, cfg: LgeQaConfig, x, labels, *, seed, verbose=
                     self.model.stop_training = True
 
         callbacks.append(StopAtTarget())
+    callbacks += extra
     passes = budget["total_steps"] // budget["steps_per_pass"]
     history = dict(pretrainer.fit(ds, epochs=passes, steps_per_epoch=budget["steps_per_pass"], verbose=verbose,
                                   callbacks=callbacks).history)
@@ -404,11 +412,13 @@ def _slice_targets(labels_per_scan, case_index, masks=None):
 
 
 def train_strategy(strategy, cfg: LgeQaConfig, data, split_slices, *, seed, verbose=0, distribute=None,
-                   jit_compile=False):
+                   jit_compile=False, callbacks_for=None):
     """Builds and trains one QA strategy on the selected slices. Returns (model, history).
 
     `strategy` is the paper's QA training strategy or the control (ARMS); `distribute` the
-    tf.distribute.Strategy the models are built and compiled under (None: default)."""
+    tf.distribute.Strategy the models are built and compiled under (None: default);
+    `callbacks_for` (optional) maps a training stage, "pretrain" (SupCon) or "qa", to the
+    Keras callbacks that stage's `fit` adds (a run's TensorBoard callbacks; None: none)."""
     from shared.training.seeding import set_global_seed
 
     set_global_seed(seed)
@@ -424,13 +434,14 @@ def train_strategy(strategy, cfg: LgeQaConfig, data, split_slices, *, seed, verb
         idx = split_slices[name]
         return x[idx], _slice_targets(labels, case_index[idx], masks[idx] if multitask else None)
 
+    stage = (lambda name: []) if callbacks_for is None else callbacks_for
     history = {}
     if model is None:  # heads on a frozen encoder
         idx = split_slices["train"]
         if strategy == "contrastive":
             history["pretrain"] = pretrain_contrastive(encoder, cfg, x[idx], labels[case_index[idx]],
                                                        seed=seed, verbose=verbose, strategy=distribute,
-                                                       jit_compile=jit_compile)
+                                                       jit_compile=jit_compile, callbacks=stage("pretrain"))
         if cfg.recalibrate_bn:
             # The frozen encoder's statistics: un-augmented slices, not the two-view batches
             # (for a random encoder: instead of the initial mean 0 / variance 1).
@@ -439,7 +450,8 @@ def train_strategy(strategy, cfg: LgeQaConfig, data, split_slices, *, seed, verb
             model = models.build_frozen_qa_model(encoder, latent_dim=cfg.latent_dim, dropout=cfg.dropout,
                                                  qa_input=cfg.qa_input, name=f"qa_{strategy}")
     history["qa"] = fit_qa_model(model, cfg, subset("train"), subset("val"), multitask=multitask,
-                                 seed=seed, verbose=verbose, strategy=distribute, jit_compile=jit_compile)
+                                 seed=seed, verbose=verbose, strategy=distribute, jit_compile=jit_compile,
+                                 callbacks=stage("qa"))
     return model, history
 
 
