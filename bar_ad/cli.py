@@ -118,18 +118,21 @@ def _cmd_run(args) -> int:
     if args.epochs is not None:
         config = dataclasses.replace(config, pretrain_epochs=args.epochs[0],
                                      finetune_epochs=args.epochs[1])
+    frameworks = _resolve_frameworks(args.framework)
+    smoke = {}
     if args.smoke:
-        from bar_ad.smoke import smoke_config
+        from bar_ad.smoke import smoke_config, smoke_run_arguments
 
         config = smoke_config(config)
+        smoke = smoke_run_arguments(config.frameworks if frameworks is None else frameworks)
     out = prepared_run_folder(args, "bar_ad", f"{args.preset}_smoke" if args.smoke
                               else args.preset)
     report = run_experiment(config, out, store_url=resolve_store_url(args.store),
-                            frameworks=_resolve_frameworks(args.framework), seed=args.seed,
+                            frameworks=frameworks, seed=args.seed,
                             data_root=args.data, progress=not args.no_progress,
                             strategy=None if args.strategy == "default" else settings.strategy,
                             jit_compile=settings.jit_compile, precision=args.precision,
-                            allow_dirty=args.allow_dirty)
+                            allow_dirty=args.allow_dirty, **smoke)
     print(f"Report: {report}")
     if args.smoke:
         from shared.cli.resources import peak_memory_line

@@ -262,7 +262,7 @@ def record_fold(sink, config, framework, fold, *, seed) -> int:
 
 def run_experiment(config: BarConfig, out_dir, *, store_url=None, frameworks=None, seed=0,
                    data_root=None, progress=True, strategy=None, jit_compile=False,
-                   precision="float32", allow_dirty=False) -> Path:
+                   precision="float32", allow_dirty=False, bundles=None) -> Path:
     """Runs the reproduction and writes `<out_dir>/report.md`.
 
     Args:
@@ -280,6 +280,8 @@ def run_experiment(config: BarConfig, out_dir, *, store_url=None, frameworks=Non
             `shared.scale.set_precision`); recorded in the run folder.
         allow_dirty: bool, default False. The user allowed a `powered` / `paper` run on
             a modified source tree (`--allow-dirty`); recorded in `claims.json`.
+        bundles: sequence of framework names, optional. The frameworks whose first-unit
+            classifier is kept as a bundle (None: every framework; `--smoke` keeps one).
 
     Returns:
         Path of report.md.
@@ -354,7 +356,8 @@ def run_experiment(config: BarConfig, out_dir, *, store_url=None, frameworks=Non
                 val_idx = held_out_validation(pool, train_idx, data["subjects"], data["y"],
                                               size=config.val_subjects, seed=fold_seed)
         keep = (lambda model, center, fw=fw, k=k: write_framework_bundle(
-            out, fw, model, config, seed=seed, unit=units[k], center=center)) if k == 0 else None
+            out, fw, model, config, seed=seed, unit=units[k], center=center)) \
+            if k == 0 and (bundles is None or fw in bundles) else None
         res = run_fold(get_framework(fw), config, atlas, data, train_idx, test_idx,
                        seed=fold_seed, bank=bank, probe_idx=probe_idx, val_idx=val_idx,
                        explain=k == 0, callbacks_for=lambda stage, fw=fw, k=k: [

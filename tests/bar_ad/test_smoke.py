@@ -59,3 +59,6 @@ def test_tiny_smoke_run_reports_and_prints_its_peak_memory(tmp_path):
     assert re.search(r"^peak memory: \d+ MiB$", out, re.M), out
     assert (tmp_path / "run" / "report.md").is_file()
     assert len(list((tmp_path / "run" / "data").rglob("*.nii*"))) == 4
+    # One bundle, the first framework's, not one per framework (283 MB each at the paper preset).
+    bundles = sorted(p.parent.name for p in (tmp_path / "run" / "bundles").glob("*/metadata.json"))
+    assert bundles == [get_config("tiny").frameworks[0]]
