@@ -53,6 +53,9 @@ class HeatmapLossConfig:
             and of the deletion / insertion curves (`heatmap_loss.dependence`): 5 px at
             the thesis' 105 x 135 grid (RISE's blur), scaled with the grid.
         deletion_steps: int. Points of the deletion and insertion curves, less one.
+        curve_images_per_class: int. The deletion and insertion curves are drawn for
+            the first this many test images of each class (a curve costs
+            `deletion_steps + 1` forward passes; they are reported, not claimed).
     """
 
     preset: str
@@ -80,6 +83,7 @@ class HeatmapLossConfig:
     overlay_per_class: int = 4
     occlusion_blur_sigma: float = 5.0
     deletion_steps: int = 16
+    curve_images_per_class: int = 32
 
 
 PRESETS = {

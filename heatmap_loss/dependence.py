@@ -158,7 +158,7 @@ def randomisation_check(classifier, images, labels, *, cam_layer, method, seed) 
 
 
 def dependence_metrics(classifier, test, *, cam_layer, method, blur_sigma, steps,
-                       batch_size=128) -> dict:
+                       curve_images=None, batch_size=128) -> dict:
     """One model's mean occlusion drops and curve areas on the test set.
 
     Args:
@@ -168,6 +168,9 @@ def dependence_metrics(classifier, test, *, cam_layer, method, blur_sigma, steps
         cam_layer, method: the maps of H1.
         blur_sigma: float. Sigma of the blur baseline.
         steps: int. Points of the deletion and insertion curves, less one.
+        curve_images: int indices into the test set, optional. The images the
+            deletion and insertion curves are drawn for (default all): each curve is
+            `steps + 1` forward passes, most of this function's time.
         batch_size: int, default 128.
 
     Returns:
@@ -183,7 +186,9 @@ def dependence_metrics(classifier, test, *, cam_layer, method, blur_sigma, steps
     heart_drop, complement_drop = occlusion_drops(classifier, images[has_heart],
                                                   labels[has_heart], heart[has_heart],
                                                   blur_sigma=blur_sigma, batch_size=batch_size)
-    deletion, insertion = curve_areas(classifier, images, labels, cam_layer=cam_layer,
+    chosen = np.arange(len(images)) if curve_images is None else np.asarray(curve_images)
+    deletion, insertion = curve_areas(classifier, images[chosen], labels[chosen],
+                                      cam_layer=cam_layer,
                                       method=method, blur_sigma=blur_sigma, steps=steps,
                                       batch_size=batch_size)
     out = {"heart_drop": float(np.mean(heart_drop)),

@@ -177,6 +177,8 @@ class GroupHyperModel(keras_tuner.HyperModel):
         self._trial = None
         self.overlay_images = overlay_index(test["labels"], config.overlay_per_class, num_classes)
         self.randomised = False
+        self.curve_images = overlay_index(test["labels"], config.curve_images_per_class,
+                                          num_classes)
 
     def _trial_index(self) -> int:
         trial = self.tuner.oracle.ongoing_trials.get(self.tuner.tuner_id) if self.tuner else None
@@ -209,7 +211,7 @@ class GroupHyperModel(keras_tuner.HyperModel):
         record.update(dependence_metrics(
             model.classifier, self.test, cam_layer=self.config.cam_layer,
             method=self.config.method, blur_sigma=self.config.occlusion_blur_sigma,
-            steps=self.config.deletion_steps))
+            steps=self.config.deletion_steps, curve_images=self.curve_images))
         if record["kept"] and not self.randomised:
             index = self.overlay_images
             record["randomisation"] = randomisation_check(

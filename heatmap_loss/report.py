@@ -200,8 +200,9 @@ def dependence_lines(records, out: Path, *, config) -> list:
              "Per kept model the mean over the test images of the drop in the true-class "
              "probability when a region is replaced by a Gaussian blur of the image (sigma "
              f"{config.occlusion_blur_sigma:g} px), and the deletion / insertion areas of "
-             f"the HiResCAM maps ({config.deletion_steps} steps, the same blur); mean +- SD "
-             "over the kept models. A model that ignores the image has drop 0.", "",
+             f"the HiResCAM maps ({config.deletion_steps} steps, the same blur, the first "
+             f"{config.curve_images_per_class} test images of each class); mean +- SD over "
+             "the kept models. A model that ignores the image has drop 0.", "",
              "| measure | cce | heatmap | heatmap - cce, paired (mean over trials) |",
              "| --- | ---: | ---: | ---: |"]
     for metric, words in DEPENDENCE_ROWS:
