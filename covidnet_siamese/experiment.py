@@ -117,6 +117,64 @@ def attention_lift(maps, regions) -> float:
     return float(np.mean(share / area))
 
 
+def occlusion_blur_sigma(image_size: int) -> float:
+    """Sigma of the blur that replaces a region in `border_occlusion`: RISE's 5 px at the
+    paper's 224 px input, scaled with the grid (1.43 px at 64 px)."""
+    return 5.0 * float(image_size) / 224.0
+
+
+def border_occlusion(model, x, targets, border, artefacts=None, *, blur_sigma, batch_size=64) -> dict:
+    """How much a single net's decision rests on the border band and on the artefacts.
+
+    H3 reads where the Grad-CAM map lies; this asks the net itself, as a secondary
+    measure beside it (`shared.explain.region_occlusion`): the drop in the softmax
+    probability of class `targets` (the predicted class, as the maps use) when the
+    border band, and on the films that carry one the artefacts, are replaced by a
+    Gaussian blur of the film. A blur, not a constant: a flat band or patch would be an
+    edge no training film has. A net that ignores the border loses nothing.
+
+    Args:
+        model: keras.Model, films [N, S, S, 1] -> class probabilities [N, classes].
+        x: float32 [N, S, S, 1], the films (full frame).
+        targets: int [N].
+        border: [S, S] mask of the border band (`data.border_mask`).
+        artefacts: bool [N, S, S], optional. Artefact masks of the films.
+        blur_sigma: float > 0, in pixels.
+        batch_size: int, default 64.
+
+    Returns:
+        dict: "border_drop" (mean over the films), "border_complement_drop" (everything
+        but the band blurred), and with `artefacts` "artefact_drop" (mean over the films
+        that carry one; NaN when none does) and "artefact_images".
+    """
+    from shared.explain import region_occlusion
+
+    x = np.asarray(x, np.float32)
+    targets = np.asarray(targets)
+
+    def drops(images, labels, masks):
+        region, complement = [], []
+        for i in range(0, len(images), batch_size):
+            part = slice(i, i + batch_size)
+            result = region_occlusion(model, images[part], masks[part], labels[part],
+                                      baseline="blur", blur_sigma=blur_sigma)
+            region.append(result.region_drop.numpy())
+            complement.append(result.complement_drop.numpy())
+        return np.concatenate(region), np.concatenate(complement)
+
+    bands = np.broadcast_to(np.asarray(border, np.float32), x.shape[:3])
+    band, rest = drops(x, targets, bands)
+    out = {"border_drop": float(np.mean(band)), "border_complement_drop": float(np.mean(rest))}
+    if artefacts is not None:
+        artefacts = np.asarray(artefacts, bool)
+        has = artefacts.reshape(len(artefacts), -1).any(axis=1)
+        out["artefact_images"] = int(has.sum())
+        out["artefact_drop"] = (float(np.mean(drops(x[has], targets[has],
+                                                    artefacts[has].astype(np.float32))[0]))
+                                if has.any() else float("nan"))
+    return out
+
+
 def validation_artefact_lift(model, data, val_pred, val_artefacts, *, layer_name) -> float:
     """The single net's artefact lift on the validation films that carry an artefact
     (Grad-CAM of its predicted class): the baseline of H3's headroom check. NaN when no
@@ -370,6 +428,15 @@ def run_experiment(config, out_dir, *, store_url=None, seed=0, data_root=None, s
                     full_maps = single_gradcam(model, x_full.astype(np.float32), full_pred, layer_name=layer)
                 else:
                     full_maps = maps
+                occlusion = {}
+                if arm != "siamese":  # H3's nets, on the same full-frame films as its maps
+                    t_occ = time.perf_counter()
+                    occlusion = border_occlusion(
+                        model, data.x_test[cam] if arm == "single" else x_full,
+                        pred[cam] if arm == "single" else full_pred, border,
+                        artefacts=masks["full"][1] if "full" in masks else None,
+                        blur_sigma=occlusion_blur_sigma(config.image_size))
+                    occlusion["seconds"] = time.perf_counter() - t_occ
                 dead = dead_units(model, arm_data.x_val)
                 if arm == "single" and val_masks is not None:
                     baseline_val_lift.append(validation_artefact_lift(model, data, val_pred, val_masks[1],
@@ -389,6 +456,7 @@ def run_experiment(config, out_dir, *, store_url=None, seed=0, data_root=None, s
                             "dead_unit_totals": {k: list(v) for k, v in dead_unit_totals(dead).items()},
                             "attention_full_frame": map_shares(full_maps, border=border, artefacts=full[1],
                                                                lungs=full[0]) if full else {},
+                            "occlusion_full_frame": occlusion,
                             "seconds": time.perf_counter() - t_arm})
             results[arm].append(metrics)
             study.record(arm, run_seed, _endpoints(metrics))
@@ -476,6 +544,25 @@ def _mean_sd(values):
     if len(values) == 1:
         return f"{values[0]:.3f}"
     return f"{values.mean():.3f} ± {values.std(ddof=1):.3f}"
+
+
+def occlusion_lines(results, config) -> list:
+    """The report's table of `border_occlusion` (H3's nets), mean ± SD over seeds."""
+    arms = [arm for arm in ARMS if any(r.get("occlusion_full_frame") for r in results.get(arm, []))]
+    if not arms:
+        return []
+    lines = ["", "Region occlusion, secondary to H3 (not a claim): on the same full-frame films, the drop "
+             "in the probability of the predicted class when a region is replaced by a Gaussian blur of "
+             f"the film (sigma {occlusion_blur_sigma(config.image_size):.2f} px). The map can sit on the "
+             "border while the decision does not rest there; this asks the net. 0 = the net ignores "
+             "the region.", "",
+             "| net | border band blurred | all but the band blurred | artefacts blurred (films with one) "
+             "| seconds |", "| --- | ---: | ---: | ---: | ---: |"]
+    for arm in arms:
+        rows = [r["occlusion_full_frame"] for r in results[arm] if r.get("occlusion_full_frame")]
+        lines.append(f"| {arm} | " + " | ".join(_mean_sd([o.get(k, np.nan) for o in rows]) for k in (
+            "border_drop", "border_complement_drop", "artefact_drop", "seconds")) + " |")
+    return lines
 
 
 def summarize(results):
@@ -569,6 +656,7 @@ def _write_report(out, config, best, results, counts, figures, stats, claims, *,
               "image they cover; 1 = a uniform map), every net on the same full-frame test images (H3):", "",
               "| net | artefact lift |", "| --- | ---: |"]
     lines += [f"| {arm} | {att[arm]['full_frame_artefact_lift']:.2f} |" for arm in ARMS]
+    lines += occlusion_lines(results, config)
     lines += ["", "## COVID-19 calls (H2), mean over seeds", "",
               "| net | COVID-19 recall | COVID-19 precision | films called COVID-19 | true share |",
               "| --- | ---: | ---: | ---: | ---: |"]

@@ -102,6 +102,13 @@ def test_tiny_end_to_end_through_cli(tmp_path, monkeypatch):
         if r["check"] == "learned_val_accuracy":
             assert r["reference"] == pytest.approx(np.mean(results["single"][0]["validation"]["majority_rate"]))
             assert r["passed"] == (r["value"] - r["reference"] >= -1.0)
+    # H3's secondary measure: region occlusion of the border band for its two nets only.
+    assert results["siamese"][0]["occlusion_full_frame"] == {}
+    for arm in ("single", "single_cropped"):
+        occlusion = results[arm][0]["occlusion_full_frame"]
+        assert np.isfinite(occlusion["border_drop"]) and np.isfinite(occlusion["border_complement_drop"])
+        assert occlusion["artefact_images"] == results["single"][0]["attention_full_frame"]["artefact_images"]
+    assert "Region occlusion, secondary to H3" in report
     # Grad-CAM on the declared 10 of the 18 test images only.
     assert 0 < results["single"][0]["attention"]["artefact_images"] <= 10
     assert json.loads((out / "protocol.json").read_text())["protocol"]["test_set"]["gradcam_images"].startswith("10,")
