@@ -96,6 +96,9 @@ class LgeQaConfig:
     # share of the gap from the collapsed value to the lowest value one shared embedding
     # reaches on a batch of the training labels (`training.supcon_shared_target`).
     pretrain_criterion: float = 0.0
+    # With a criterion: stop at the target (True) or run the whole step budget and only
+    # record whether and when the target was reached (False, the paper's fixed budget).
+    pretrain_stop_at_target: bool = True
     # Limited-label study (`lge_qa.limited`, preset powered).
     training_sizes: tuple = ()
     val_scans: int = 40
@@ -163,8 +166,8 @@ def powered() -> LgeQaConfig:
     """The limited-label study (`lge_qa.limited`): labelled training sizes 24, 48 and 96
     scans drawn per seed (stratified) from a 384-scan training pool, one fixed 40-scan
     validation set, one fixed 200-scan test set, a 200 + 100-scan gate cohort for the
-    gates; the quick preset's network and slices; SupCon for at most 300 LARS steps to a
-    reachable criterion; 30 QA epochs with patience 7 on the validation AUC; 6 paired
+    gates; the quick preset's network and slices; SupCon for a fixed 300 LARS steps,
+    recording whether a reachable criterion was met; 30 QA epochs with patience 7 on the validation AUC; 6 paired
     seeds (`units_for_mde`, see `POWERED_SD_DIFF`). The fibrosis patch half-angle is the
     one the gates were checked at on the pilot data seed."""
     cfg = quick()
@@ -184,11 +187,15 @@ def powered() -> LgeQaConfig:
     cfg.patience = 7
     # Frozen by the gates alone on pilot data seed 100 (README, `lge-qa run --gates-only`).
     cfg.fibrosis_extent = 40.0
-    # SupCon: at most 300 LARS steps (warm-up 10 %, cosine), stopping once a quarter of the
-    # gap to the shared-embedding minimum is covered.
+    # SupCon: a fixed budget of 300 LARS steps (warm-up 10 %, cosine), as the paper trains a
+    # fixed number of epochs; the run records whether the loss covered a quarter of the gap
+    # to the shared-embedding minimum (an arm check) but does not stop there. Stopping at that
+    # target ended pre-training after 15-18 LARS steps on pilot data seed 100 (the shortfall
+    # issue 32 names), measured before any study seed ran and without any arm comparison.
     cfg.pretrain_epochs = 0
     cfg.pretrain_steps = 300
     cfg.pretrain_criterion = 0.25
+    cfg.pretrain_stop_at_target = False
     cfg.cam_scans = 0
     return cfg
 

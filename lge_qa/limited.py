@@ -236,8 +236,10 @@ def limited_protocol(cfg: LgeQaConfig, arms=LIMITED_ARMS, *, oracle=True):
         f"baseline encoder {cfg.baseline_encoder}, QA module input {cfg.qa_input}",
         f"early stopping on the validation {cfg.stop_monitor} of the QA output (patience "
         f"{cfg.patience} of {cfg.epochs} epochs)",
-        f"SupCon pre-training: LARS, {cfg.pretrain_steps} steps at most with a "
-        f"{cfg.pretrain_warmup} warm-up then cosine decay, stopping once the loss covers "
+        f"SupCon pre-training: LARS, {cfg.pretrain_steps} steps "
+        f"{'at most ' if cfg.pretrain_stop_at_target else ''}with a {cfg.pretrain_warmup} warm-up "
+        f"then cosine decay (the paper: 100 epochs of batch 512), "
+        f"{'stopping once' if cfg.pretrain_stop_at_target else 'recording whether'} the loss covers "
         f"{cfg.pretrain_criterion} of the gap from the collapsed value to the shared-embedding "
         f"minimum",
     ]
@@ -422,6 +424,7 @@ def train_and_test(arm, cfg, data, train, val, test, *, seed, verbose=0, distrib
             for key in ("target_loss", "shared_minimum", "collapsed"):
                 metrics[f"pretrain_{key}"] = float(pre[key])
             metrics["pretrain_reached"] = bool(pre["reached"])
+            metrics["pretrain_reached_step"] = pre.get("reached_step")
     return metrics, model
 
 
@@ -628,7 +631,8 @@ def unit_run_rows(results) -> list:
                     row.update(pretrain_steps=int(m["pretrain_steps"]),
                                pretrain_target=m.get("pretrain_target_loss"),
                                pretrain_best_loss=min(m["pretrain_loss"]) if m.get("pretrain_loss") else None,
-                               pretrain_reached=m.get("pretrain_reached"))
+                               pretrain_reached=m.get("pretrain_reached"),
+                               pretrain_reached_step=m.get("pretrain_reached_step"))
                 rows.append(row)
     return rows
 

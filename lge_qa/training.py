@@ -329,9 +329,11 @@ def pretrain_contrastive(encoder, cfg: LgeQaConfig, x, labels, *, seed, verbose=
     """Step 1 of QA & Contrastive: SupCon pre-training of `encoder` with LARS (Eqs. 4-5).
 
     `pretrain_budget` LARS steps with warm-up and cosine decay (`pretrain_schedule`). With
-    `cfg.pretrain_criterion` > 0 training stops at the end of the first pass whose mean
-    loss reaches `supcon_shared_target`; the history then holds "target_loss",
-    "shared_minimum", "collapsed" and "reached". "steps" counts the LARS steps taken.
+    `cfg.pretrain_criterion` > 0 the history holds "target_loss" (`supcon_shared_target`),
+    "shared_minimum", "collapsed", "reached" and "reached_step" (LARS steps at the end of
+    the first pass whose mean loss reached the target; None if none did); with
+    `cfg.pretrain_stop_at_target` training also stops there, otherwise it runs the whole
+    budget. "steps" counts the LARS steps taken.
     Under a multi-replica `strategy` the anchors of each replica are contrasted with the
     projections of the whole global batch (`models.SupConPretrainer`). `callbacks`
     (default none) are passed to `fit` after the stopping rule's."""
@@ -356,12 +358,18 @@ def pretrain_contrastive(encoder, cfg: LgeQaConfig, x, labels, *, seed, verbose=
         target = supcon_shared_target(labels, batch_size=budget["batch"], criterion=cfg.pretrain_criterion,
                                       temperature=cfg.temperature, seed=seed)
 
-        class StopAtTarget(keras.callbacks.Callback):
+        class WatchTarget(keras.callbacks.Callback):
+            reached_step = None
+
             def on_epoch_end(self, epoch, logs=None):
                 if logs and logs.get("loss", np.inf) <= target["target"]:
-                    self.model.stop_training = True
+                    if self.reached_step is None:
+                        self.reached_step = (epoch + 1) * budget["steps_per_pass"]
+                    if cfg.pretrain_stop_at_target:
+                        self.model.stop_training = True
 
-        callbacks.append(StopAtTarget())
+        watch = WatchTarget()
+        callbacks.append(watch)
     callbacks += extra
     passes = budget["total_steps"] // budget["steps_per_pass"]
     history = dict(pretrainer.fit(ds, epochs=passes, steps_per_epoch=budget["steps_per_pass"], verbose=verbose,
@@ -373,6 +381,7 @@ def pretrain_contrastive(encoder, cfg: LgeQaConfig, x, labels, *, seed, verbose=
         history["shared_minimum"] = target["shared_minimum"]
         history["collapsed"] = target["collapsed"]
         history["reached"] = bool(min(history.get("loss", [np.inf])) <= target["target"])
+        history["reached_step"] = watch.reached_step
     return history
 
 

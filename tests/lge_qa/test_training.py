@@ -99,3 +99,29 @@ def test_the_stopping_target_is_reachable_on_hand_made_labels():
     assert old < floor
     with pytest.raises(ValueError, match="criterion"):
         training.supcon_shared_target(labels, criterion=0.0, seed=0, **kw)
+
+
+def _pretrain(**overrides):
+    """SupCon pre-training of a tiny encoder for 16 LARS steps (8 passes of 2) on 32 slices
+    whose intensity carries the label (two agreeing label columns), so the loss falls
+    below a target set 1 % of the way down within a few passes."""
+    cfg = get_config("tiny", pretrain_steps=16, pretrain_epochs=0, pretrain_batch_size=16,
+                     pretrain_criterion=0.01, **overrides)
+    rng = np.random.default_rng(0)
+    label = rng.integers(0, 2, size=(32, 1))
+    x = (rng.normal(size=(32, cfg.image_size, cfg.image_size, 1)) + 3.0 * label[:, :, None, None])
+    encoder = models.build_encoder(cfg.image_size, filters=cfg.encoder_filters, blocks=cfg.encoder_blocks)
+    return training.pretrain_contrastive(encoder, cfg, x.astype("float32"), np.repeat(label, 2, axis=1), seed=0)
+
+
+def test_a_fixed_budget_runs_every_step_and_records_when_the_target_was_reached():
+    # The powered preset trains the paper's way, a fixed budget, and only watches the target.
+    powered = get_config("powered")
+    assert powered.pretrain_criterion > 0 and not powered.pretrain_stop_at_target
+    fixed = _pretrain(pretrain_stop_at_target=False)
+    assert fixed["steps"] == 16 and len(fixed["loss"]) == 8  # 8 passes of 2 steps
+    first = int(np.argmax(np.asarray(fixed["loss"]) <= fixed["target_loss"]))
+    assert fixed["reached"] and fixed["reached_step"] == 2 * (first + 1)
+    # Stopping at the target ends pre-training at the first pass that reaches it.
+    stopped = _pretrain(pretrain_stop_at_target=True)
+    assert stopped["reached"] and stopped["steps"] == stopped["reached_step"] < 16
