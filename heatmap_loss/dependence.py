@@ -183,9 +183,12 @@ def dependence_metrics(classifier, test, *, cam_layer, method, blur_sigma, steps
     heart = (np.asarray(test["heart"]) > 0).astype(np.float32)
     # Every synthetic image has a heart; a real slice resized to the model grid might not.
     has_heart = heart.reshape(len(heart), -1).max(axis=1) > 0
-    heart_drop, complement_drop = occlusion_drops(classifier, images[has_heart],
-                                                  labels[has_heart], heart[has_heart],
-                                                  blur_sigma=blur_sigma, batch_size=batch_size)
+    heart_drop = complement_drop = np.full(1, np.nan)  # no claim unit without a heart
+    if has_heart.any():
+        heart_drop, complement_drop = occlusion_drops(classifier, images[has_heart],
+                                                      labels[has_heart], heart[has_heart],
+                                                      blur_sigma=blur_sigma,
+                                                      batch_size=batch_size)
     chosen = np.arange(len(images)) if curve_images is None else np.asarray(curve_images)
     deletion, insertion = curve_areas(classifier, images[chosen], labels[chosen],
                                       cam_layer=cam_layer,
