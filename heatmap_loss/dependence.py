@@ -113,20 +113,30 @@ def curve_areas(classifier, images, labels, *, cam_layer, method, blur_sigma, st
     large is good).
 
     Returns:
-        (deletion float64 [N], insertion float64 [N]).
+        (deletion float64 [N], insertion float64 [N], curves): curves is a dict with
+        "fractions" (the removed / inserted share at each point) and "deletion",
+        "insertion" (the curves' mean over the images, one value per point).
     """
     fm = feature_model(classifier, cam_layer)
     deletion, insertion = [], []
+    sums = {"deletion": 0.0, "insertion": 0.0}
+    fractions = None
     for part in _chunks(len(images), batch_size):
         x = tf.constant(images[part])
         maps = attribution_maps(fm, x, targets=tf.constant(labels[part], tf.int32),
                                 method=method)
         target = true_class_probability(labels[part])
         kwargs = {"steps": steps, "baseline": BASELINE, "blur_sigma": blur_sigma}
-        deletion.append(deletion_curve(classifier, x, maps, target, **kwargs).area().numpy())
-        insertion.append(insertion_curve(classifier, x, maps, target, **kwargs).area().numpy())
+        for name, curve_fn, areas in (("deletion", deletion_curve, deletion),
+                                      ("insertion", insertion_curve, insertion)):
+            curve = curve_fn(classifier, x, maps, target, **kwargs)
+            areas.append(curve.area().numpy())
+            sums[name] = sums[name] + curve.scores.numpy().astype(np.float64).sum(axis=0)
+            fractions = curve.fractions.numpy()
+    curves = {"fractions": [float(f) for f in fractions],
+              **{name: [float(v) for v in total / len(images)] for name, total in sums.items()}}
     return (np.concatenate(deletion).astype(np.float64),
-            np.concatenate(insertion).astype(np.float64))
+            np.concatenate(insertion).astype(np.float64), curves)
 
 
 def randomisation_check(classifier, images, labels, *, cam_layer, method, seed) -> dict:
@@ -177,7 +187,8 @@ def dependence_metrics(classifier, test, *, cam_layer, method, blur_sigma, steps
         dict of floats: "heart_drop" and "complement_drop" (H5 and H4's endpoints, over
         the images whose heart mask marks a pixel),
         "deletion_area", "insertion_area", and "marker_drop" (mean over the male images
-        with a marker, experiment 2).
+        with a marker, experiment 2); and lists: "curve_fractions", "deletion_curve" and
+        "insertion_curve" (the mean curves, `curve_areas`).
     """
     images, labels = test["images"], test["labels"]
     heart = (np.asarray(test["heart"]) > 0).astype(np.float32)
@@ -190,14 +201,16 @@ def dependence_metrics(classifier, test, *, cam_layer, method, blur_sigma, steps
                                                       blur_sigma=blur_sigma,
                                                       batch_size=batch_size)
     chosen = np.arange(len(images)) if curve_images is None else np.asarray(curve_images)
-    deletion, insertion = curve_areas(classifier, images[chosen], labels[chosen],
+    deletion, insertion, curves = curve_areas(classifier, images[chosen], labels[chosen],
                                       cam_layer=cam_layer,
                                       method=method, blur_sigma=blur_sigma, steps=steps,
                                       batch_size=batch_size)
     out = {"heart_drop": float(np.mean(heart_drop)),
            "complement_drop": float(np.mean(complement_drop)),
            "deletion_area": float(np.mean(deletion)),
-           "insertion_area": float(np.mean(insertion))}
+           "insertion_area": float(np.mean(insertion)),
+           "curve_fractions": curves["fractions"], "deletion_curve": curves["deletion"],
+           "insertion_curve": curves["insertion"]}
     if "marker" in test:
         marker = (np.asarray(test["marker"]) > 0).astype(np.float32)
         with_marker = np.asarray(test["male"], bool) & (marker.reshape(len(marker), -1).max(1) > 0)

@@ -13,7 +13,9 @@ Figures (thesis section 3.4-3.5):
   largest value), as the thesis shows them;
 * `occlusion_drops.png` (when the models were occluded, `heatmap_loss.dependence`):
   per group the mean drop in true-class probability when the heart or its complement
-  is blurred, and the paired differences heatmap - cce per trial (H4, H5).
+  is blurred, and the paired differences heatmap - cce per trial (H4, H5);
+* `deletion_insertion.png` (same condition): the mean deletion and insertion curves of
+  the HiResCAM maps per kept model (thin) and per group (thick).
 """
 
 from __future__ import annotations
@@ -189,6 +191,40 @@ def occlusion_figure(records, path, *, sesoi) -> Path:
     return Path(path)
 
 
+def curves_figure(records, path) -> Path | None:
+    """Deletion and insertion curves per group: each kept model's mean curve (thin) and
+    the group's mean of them (thick). None when no record holds curves."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    with_curves = [r for r in records if r["kept"] and "deletion_curve" in r]
+    if not with_curves:
+        return None
+    fig, axes = plt.subplots(1, 2, figsize=(10, 3.6), sharey=True)
+    for ax, kind, better in zip(axes, ("deletion", "insertion"), ("lower", "higher")):
+        for i, g in enumerate(GROUPS):
+            rows = [r for r in with_curves if r["group"] == g]
+            if not rows:
+                continue
+            x = np.asarray(rows[0]["curve_fractions"], float)
+            curves = np.array([r[f"{kind}_curve"] for r in rows], float)
+            for curve in curves:
+                ax.plot(x, curve, color=f"C{i}", lw=0.6, alpha=0.35)
+            ax.plot(x, curves.mean(axis=0), color=f"C{i}", lw=2.2, label=f"{g} ({len(rows)} models)")
+        ax.set_xlabel(f"share of pixels {'blurred' if kind == 'deletion' else 'restored'}, "
+                      "most attributed first")
+        ax.set_title(f"{kind} ({better} area: the map ranks the evidence better)")
+        ax.set_ylim(0, 1)
+        ax.legend(fontsize=8)
+    axes[0].set_ylabel("true-class probability")
+    fig.tight_layout()
+    save_figure(fig, path, dpi=110)
+    plt.close(fig)
+    return Path(path)
+
+
 def dependence_lines(records, out: Path, *, config) -> list:
     """The report's section on what the models' evidence depends on (H4, H5 and checks)."""
     from heatmap_loss.config import DEPENDENCE_SESOI
@@ -225,6 +261,9 @@ def dependence_lines(records, out: Path, *, config) -> list:
     fig = occlusion_figure(records, out / "figures" / "occlusion_drops.png",
                            sesoi=DEPENDENCE_SESOI)
     lines += ["", f"![Occlusion drops]({fig.relative_to(out).as_posix()})", ""]
+    curves = curves_figure(records, out / "figures" / "deletion_insertion.png")
+    if curves is not None:
+        lines += [f"![Deletion and insertion curves]({curves.relative_to(out).as_posix()})", ""]
     checked = {g: next((r for r in records if r["group"] == g and "randomisation" in r), None)
                for g in GROUPS}
     if any(checked.values()):

@@ -117,6 +117,12 @@ def check_dependence_run(run, text, models):
                     "marker_drop", "dependence_time_s"):
             assert np.isfinite(m[key]), key
         assert 0.0 <= m["deletion_area"] <= 1.0 and 0.0 <= m["insertion_area"] <= 1.0
+        # The mean curves: deletion starts where insertion ends (the image itself) and
+        # ends where insertion starts (the whole image blurred), whatever the map.
+        x, dele, ins = m["curve_fractions"], m["deletion_curve"], m["insertion_curve"]
+        assert x[0] == 0.0 and x[-1] == 1.0 and len(dele) == len(ins) == len(x) == \
+            get_config("tiny").deletion_steps + 1
+        assert dele[0] == pytest.approx(ins[-1], abs=1e-5) and dele[-1] == pytest.approx(ins[0], abs=1e-5)
     randomised = [m for m in models if "randomisation" in m]
     assert sorted(m["group"] for m in randomised) == sorted(
         {m["group"] for m in models if m["kept"]})
@@ -126,4 +132,6 @@ def check_dependence_run(run, text, models):
             check["spearman_median"])
     assert "## Did the evidence move, or only the map?" in text
     assert (run / "figures" / "occlusion_drops.png").exists()
+    assert (run / "figures" / "deletion_insertion.png").exists()
+    assert "figures/deletion_insertion.png" in text
     json.dumps(models)  # models.json holds them as written
