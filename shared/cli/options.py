@@ -129,12 +129,25 @@ def add_run_args(parser, *, presets=("quick", "paper"), default_preset="quick") 
     parser.add_argument("--no-progress", action="store_true", help="hide progress bars")
 
 
+def _precision(value):
+    """--precision's value, with "auto" resolved for this machine."""
+    if value != "auto":
+        return value
+    from shared.training.scale import resolve_precision  # imports TensorFlow
+
+    return resolve_precision(value)
+
+
 def add_scale_args(parser) -> None:
     """Adds --strategy, --precision and --xla (see docs/scaling.md)."""
     parser.add_argument("--strategy", choices=["default", "mirrored", "multi-worker"],
                         default="default", help="tf.distribute strategy (default: default)")
-    parser.add_argument("--precision", choices=["float32", "mixed_float16", "mixed_bfloat16"],
-                        default="float32", help="Keras dtype policy (default: float32)")
+    parser.add_argument("--precision", type=_precision,
+                        choices=["float32", "mixed_float16", "mixed_bfloat16", "auto"],
+                        default="float32",
+                        help="Keras dtype policy (default: float32); 'auto': mixed_bfloat16 on "
+                             "a CPU with bfloat16 units and no GPU, else float32, resolved here "
+                             "so the run records the policy it used")
     parser.add_argument("--xla", action="store_true", help="compile train steps with XLA")
 
 

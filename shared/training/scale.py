@@ -26,14 +26,67 @@ import keras
 import tensorflow as tf
 
 PRECISIONS = ("float32", "mixed_float16", "mixed_bfloat16")
+AUTO = "auto"
 STRATEGIES = ("default", "mirrored", "multi-worker")
+# CPU flags (Linux /proc/cpuinfo) of the units oneDNN runs bfloat16 products on.
+BF16_CPU_FLAGS = ("avx512_bf16", "amx_bf16")
 
 
-def set_precision(policy: str = "float32") -> None:
-    """Sets the global Keras dtype policy (one of `PRECISIONS`)."""
-    if policy not in PRECISIONS:
-        raise ValueError(f"precision must be one of {PRECISIONS}. Received: precision={policy!r}")
+def cpu_bf16_flags(cpuinfo: str) -> set:
+    """The `BF16_CPU_FLAGS` listed on the "flags" lines of /proc/cpuinfo text."""
+    found = set()
+    for line in cpuinfo.splitlines():
+        key, _, value = line.partition(":")
+        if key.strip() == "flags":
+            found.update(set(value.split()) & set(BF16_CPU_FLAGS))
+    return found
+
+
+def resolve_precision(precision: str = AUTO, *, cpuinfo=None, gpu_visible=None) -> str:
+    """The dtype policy that `precision` names; "auto" picks one for this machine.
+
+    "auto" is `mixed_bfloat16` on a CPU with bfloat16 units (AVX-512 BF16 or AMX flags
+    in /proc/cpuinfo) when no GPU is visible, else `float32`: on such CPUs oneDNN runs
+    bfloat16 convolutions and matrix products faster than float32 (docs/scaling.md has
+    the measured step-time ratios), elsewhere bfloat16 is emulated and slower. On a GPU
+    it stays `float32`; ask for a mixed policy there explicitly.
+
+    Args:
+        precision: str, default "auto". "auto" or one of `PRECISIONS` (returned as is).
+        cpuinfo: str, optional. /proc/cpuinfo text; read from the file when None (an
+            unreadable file counts as no bfloat16 units).
+        gpu_visible: bool, optional. Whether TensorFlow sees a GPU; asked when None.
+
+    Returns:
+        str, one of `PRECISIONS`.
+    """
+    if precision in PRECISIONS:
+        return precision
+    if precision != AUTO:
+        raise ValueError(f"precision must be {AUTO!r} or one of {PRECISIONS}. "
+                         f"Received: precision={precision!r}")
+    if gpu_visible is None:
+        gpu_visible = bool(tf.config.list_physical_devices("GPU"))
+    if gpu_visible:
+        return "float32"
+    if cpuinfo is None:
+        try:
+            with open("/proc/cpuinfo", encoding="utf-8") as f:
+                cpuinfo = f.read()
+        except OSError:
+            cpuinfo = ""
+    return "mixed_bfloat16" if cpu_bf16_flags(cpuinfo) else "float32"
+
+
+def set_precision(policy: str = "float32") -> str:
+    """Sets the global Keras dtype policy ("auto" or one of `PRECISIONS`).
+
+    Returns:
+        str, the policy set (`resolve_precision` of `policy`).
+    """
+    policy = resolve_precision(policy)
     keras.mixed_precision.set_global_policy(policy)
+    return policy
 
 
 def make_strategy(name: str = "default", devices=None) -> tf.distribute.Strategy:
@@ -87,13 +140,15 @@ def configure(strategy: str = "default", precision: str = "float32", xla: bool =
               devices=None) -> ScaleSettings:
     """Sets the dtype policy and returns the strategy and `jit_compile` flag to use.
 
+    `precision` "auto" is resolved (`resolve_precision`); the settings hold the policy set.
+
     Example:
         settings = configure("mirrored", "mixed_float16", xla=True)
         with settings.strategy.scope():
             model = build_model()
             model.compile(optimizer="adam", jit_compile=settings.jit_compile)
     """
-    set_precision(precision)
+    precision = set_precision(precision)
     return ScaleSettings(make_strategy(strategy, devices), precision, bool(xla))
 
 
