@@ -153,7 +153,8 @@ def compare(builder, rounds, steps, short=False):
     finally:
         keras.backend.clear_session()
     ratios = [b / f for b, f in zip(times["bf16"], times["fp32"])]
-    return min(times["bf16"]) / min(times["fp32"]), min(times["fp32"]), min(times["bf16"]), fp32[3], fp32[4], ratios
+    t32, t16 = min(times["fp32"]), min(times["bf16"])
+    return t16 / t32, t32, t16, fp32[3], fp32[4], ratios
 
 
 def bf16_loss_is_finite():
