@@ -215,7 +215,7 @@ def curves_figure(records, path) -> Path | None:
             ax.plot(x, curves.mean(axis=0), color=f"C{i}", lw=2.2, label=f"{g} ({len(rows)} models)")
         ax.set_xlabel(f"share of pixels {'blurred' if kind == 'deletion' else 'restored'}, "
                       "most attributed first")
-        ax.set_title(f"{kind} ({better} area: the map ranks the evidence better)")
+        ax.set_title(f"{kind}: {better} area = the map ranks the evidence better", fontsize=10)
         ax.set_ylim(0, 1)
         ax.legend(fontsize=8)
     axes[0].set_ylabel("true-class probability")
