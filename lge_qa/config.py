@@ -343,6 +343,6 @@ def study_protocol(config: LgeQaConfig, seed=None, strategies=None):
                             f"used to choose anything (early stopping reads the validation scans)",
                   "split_seeds": [seed + 1000 * r for r in range(int(config.repetitions))],
                   "scans_per_repetition": int(config.test_scans),
-                  "cohort": f"phantom generated from seed {seed} unless the run reads --data"},
+                  "cohort": "phantom generated from the run's seed unless the run reads --data"},
         hypotheses=hypotheses, gates=gates, deviations=tuple(deviations),
     )

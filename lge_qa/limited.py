@@ -256,7 +256,7 @@ def limited_protocol(cfg: LgeQaConfig, arms=LIMITED_ARMS, *, oracle=True):
                             "seed; never used to choose anything (early stopping reads the validation set)",
                   "split_seed": int(cfg.seed) + SPLIT_SEED_OFFSET, "scans": int(cfg.test_scans),
                   "validation_scans": int(cfg.val_scans),
-                  "cohort": f"phantom generated from seed {cfg.seed} unless the run reads --data"},
+                  "cohort": "phantom generated from the run's seed unless the run reads --data"},
         hypotheses=hypotheses, gates=gates, training_sizes=sizes, deviations=tuple(deviations),
         design=cfg.correlation_level, validity=validity,
         headroom=tuple(Headroom(
