@@ -23,8 +23,8 @@ from pathlib import Path
 
 import numpy as np
 
-from shared.io.bundle import (BUNDLES_DIR, METADATA_FILE, bundle_metadata, load_bundle_model, read_metadata,
-                              resolve_bundle, write_bundle)
+from shared.io.bundle import (BUNDLES_DIR, METADATA_FILE, bundle_metadata, image_input_spec, load_bundle_model,
+                              probabilities_output_spec, read_metadata, resolve_bundle, write_bundle)
 
 PAPER = "hrpqct"
 GRADES = tuple(f"grade {g}" for g in range(1, 6))
@@ -52,12 +52,9 @@ def arm_metadata(config, arm: str, *, run_dir, seed: int, unit, stats, simulated
         description=(f"Slice grader of the '{arm}' arm, preset {config.preset}: the first network of unit "
                      f"{unit}'s ensemble. Grades each slice (softmax over grades 1-5); the scan's grade is "
                      f"the vote of its {config.slices_per_scan} slices (rounded mean of the slice grades)."),
-        inputs={"slice": {"type": "image", "format": "magnitude", "modality": "CT", "num_channels": 1,
-                          "spatial_shape": [n, n], "dtype": "float32", "value_range": ["-inf", "inf"],
-                          "is_patch_data": False, "channel_def": {"0": "standardised attenuation"}}},
-        outputs={"pred": {"type": "probabilities", "format": "classification", "num_channels": 5,
-                          "spatial_shape": [1], "dtype": "float32", "value_range": [0, 1],
-                          "channel_def": {str(i): g for i, g in enumerate(GRADES)}}},
+        inputs={"slice": image_input_spec([n, n], modality="CT", channel="standardised attenuation",
+                                          value_range=["-inf", "inf"])},
+        outputs={"pred": probabilities_output_spec(GRADES)},
         preprocessing={"reader": "hrpqct.data.load_scan_input",
                        "slices_per_scan": int(config.slices_per_scan),
                        "field_of_view_mm": float(config.field_of_view_mm), "image_size": n,

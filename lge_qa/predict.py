@@ -27,8 +27,9 @@ from pathlib import Path
 import numpy as np
 
 from lge_qa import io, models
-from shared.io.bundle import (BUNDLES_DIR, METADATA_FILE, bundle_metadata, bundle_folders, load_bundle_model,
-                              read_metadata, resolve_bundle, write_bundle)
+from shared.io.bundle import (BUNDLES_DIR, METADATA_FILE, bundle_metadata, bundle_folders, image_input_spec,
+                              load_bundle_model, probabilities_output_spec, read_metadata, resolve_bundle,
+                              write_bundle)
 
 PAPER = "lge_qa"
 DETECTOR = "la_detector"
@@ -46,9 +47,7 @@ _PREPROCESSING = {
 
 
 def _slice_input(size) -> dict:
-    return {"slice": {"type": "image", "format": "magnitude", "modality": "MR", "num_channels": 1,
-                      "spatial_shape": [int(size), int(size)], "dtype": "float32", "value_range": [0, 1],
-                      "is_patch_data": False, "channel_def": {"0": "LGE"}}}
+    return {"slice": image_input_spec([size, size], modality="MR", channel="LGE", value_range=[0, 1])}
 
 
 def _data_source(simulated: bool) -> str:
@@ -88,9 +87,7 @@ def strategy_metadata(cfg, strategy: str, *, run_dir, seed: int, unit, simulated
                      f"per slice: P(score >= {cfg.score_threshold}) of {', '.join(SCORES)}; the volume's scores "
                      f"are their means over the slices the LA detector keeps."),
         inputs=_slice_input(size),
-        outputs={name: {"type": "probabilities", "format": "classification", "num_channels": 1,
-                        "spatial_shape": [1], "dtype": "float32", "value_range": [0, 1],
-                        "channel_def": {"0": f"{column} diagnostic"}}
+        outputs={name: probabilities_output_spec([f"{column} diagnostic"])
                  for name, column in zip(models.OUTPUTS, SCORES)},
         preprocessing={**_PREPROCESSING, "image_size": size,
                        "slice_selection": (f"the {DETECTOR} bundle beside this one: slices with an LA probability "

@@ -56,6 +56,21 @@ def _versions() -> dict:
             "numpy": np.__version__, "git_revision": git_revision()}
 
 
+def image_input_spec(spatial_shape, *, modality: str, channel: str, value_range) -> dict:
+    """One single-channel image input in MONAI's `network_data_format` (magnitude, float32,
+    not patch data)."""
+    return {"type": "image", "format": "magnitude", "modality": modality, "num_channels": 1,
+            "spatial_shape": [int(n) for n in spatial_shape], "dtype": "float32",
+            "value_range": list(value_range), "is_patch_data": False, "channel_def": {"0": channel}}
+
+
+def probabilities_output_spec(channels) -> dict:
+    """A classification output of probabilities, one channel per name in `channels`."""
+    return {"type": "probabilities", "format": "classification", "num_channels": len(channels),
+            "spatial_shape": [1], "dtype": "float32", "value_range": [0, 1],
+            "channel_def": {str(i): c for i, c in enumerate(channels)}}
+
+
 def bundle_metadata(*, paper: str, name: str, task: str, description: str, inputs: dict,
                     outputs: dict, preprocessing: dict, training: dict, data_source: str,
                     data_type: str, references=(), extra=None, version="1.0") -> dict:

@@ -32,6 +32,18 @@ def run_cli(argv) -> tuple:
     return code, out.getvalue(), err.getvalue()
 
 
+def tiny_run(command: str, root):
+    """Runs `medrepro COMMAND run --preset tiny` in-process into ROOT/run, with its results
+    store at ROOT/r.sqlite; asserts exit status 0 and returns the run folder."""
+    from pathlib import Path
+
+    out = Path(root) / "run"
+    code, printed, err = run_cli([command, "run", "--preset", "tiny", "--out", out, "--no-progress",
+                                  "--store", f"sqlite:///{Path(root) / 'r.sqlite'}"])
+    assert code == 0, printed + err
+    return out
+
+
 def assert_one_line_error(argv, *names) -> str:
     """Asserts `medrepro ARGV` exits 2 with one error line containing every name.
 

@@ -7,7 +7,7 @@ import pytest
 
 from hrpqct import aim
 from hrpqct.config import ARMS, get_config
-from shared.testing.bad_input import assert_one_line_error, run_cli
+from shared.testing.bad_input import assert_one_line_error, run_cli, tiny_run
 
 pytestmark = pytest.mark.slow
 
@@ -15,12 +15,7 @@ pytestmark = pytest.mark.slow
 @pytest.fixture(scope="module")
 def run(tmp_path_factory):
     """One tiny run through the command line (two units per arm, ensembles of one)."""
-    root = tmp_path_factory.mktemp("hrpqct")
-    out = root / "run"
-    code, printed, err = run_cli(["hrpqct", "run", "--preset", "tiny", "--out", out, "--no-progress",
-                                  "--store", f"sqlite:///{root / 'r.sqlite'}"])
-    assert code == 0, printed + err
-    return out
+    return tiny_run("hrpqct", tmp_path_factory.mktemp("hrpqct"))
 
 
 @pytest.fixture(scope="module")

@@ -9,7 +9,7 @@ import pytest
 
 from lge_qa import io
 from lge_qa.config import STRATEGIES, get_config
-from shared.testing.bad_input import assert_one_line_error, run_cli
+from shared.testing.bad_input import assert_one_line_error, run_cli, tiny_run
 
 pytestmark = pytest.mark.slow
 
@@ -17,12 +17,7 @@ pytestmark = pytest.mark.slow
 @pytest.fixture(scope="module")
 def run(tmp_path_factory):
     """One tiny run of the three strategies through the command line."""
-    root = tmp_path_factory.mktemp("lge_qa")
-    out = root / "run"
-    code, printed, err = run_cli(["lge-qa", "run", "--preset", "tiny", "--out", out, "--no-progress",
-                                  "--store", f"sqlite:///{root / 'r.sqlite'}"])
-    assert code == 0, printed + err
-    return out
+    return tiny_run("lge-qa", tmp_path_factory.mktemp("lge_qa"))
 
 
 @pytest.fixture(scope="module")
